@@ -1,0 +1,281 @@
+//! The config file as written: serde structs with every default defined once, in the
+//! `Default` impls below. `validate` turns this into the typed [`super::Config`].
+
+use super::duration::Dur;
+use super::secret::SecretSource;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileConfig {
+    pub server: ServerFile,
+    pub upstream: UpstreamFile,
+    pub client_ip: ClientIpFile,
+    pub sessions: SessionsFile,
+    pub credentials: CredentialsFile,
+    pub sudo: SudoFile,
+    pub internal_secrets: Vec<InternalSecretFile>,
+    pub routing: RoutingFile,
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteFile>,
+    pub identity: IdentityFile,
+    pub admin: AdminFile,
+    pub logging: LoggingFile,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ServerFile {
+    pub listen: Vec<String>,
+    pub threads: usize,
+    pub work_stealing: bool,
+    pub grace_period: Dur,
+    pub shutdown_timeout: Dur,
+    pub upgrade_socket: PathBuf,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        ServerFile {
+            listen: vec!["127.0.0.1:8080".into()],
+            threads: 0,
+            work_stealing: false,
+            grace_period: Dur::from_secs(30),
+            shutdown_timeout: Dur::from_secs(5),
+            upgrade_socket: PathBuf::from("/tmp/fluxgate-upgrade.sock"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UpstreamFile {
+    pub addresses: Vec<String>,
+    pub connect_timeout: Dur,
+    pub read_timeout: Dur,
+    pub write_timeout: Dur,
+    pub idle_timeout: Dur,
+}
+
+impl Default for UpstreamFile {
+    fn default() -> Self {
+        UpstreamFile {
+            addresses: vec!["127.0.0.1:3000".into()],
+            connect_timeout: Dur::from_secs(2),
+            read_timeout: Dur::from_secs(30),
+            write_timeout: Dur::from_secs(30),
+            idle_timeout: Dur::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ClientIpFile {
+    pub trusted_proxies: Vec<String>,
+    pub header: String,
+}
+
+impl Default for ClientIpFile {
+    fn default() -> Self {
+        ClientIpFile {
+            trusted_proxies: Vec::new(),
+            header: "X-Forwarded-For".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SessionsFile {
+    pub store: String,
+    pub cookie_name: String,
+    pub cache_ttl: Dur,
+    pub negative_ttl: Dur,
+    pub cache_capacity: u64,
+    pub store_retry_after: Dur,
+    pub embedded: EmbeddedFile,
+}
+
+impl Default for SessionsFile {
+    fn default() -> Self {
+        SessionsFile {
+            store: "embedded".into(),
+            cookie_name: "fluxer_session".into(),
+            cache_ttl: Dur::from_secs(30),
+            negative_ttl: Dur::from_secs(2),
+            cache_capacity: 1_000_000,
+            store_retry_after: Dur::from_secs(2),
+            embedded: EmbeddedFile::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct EmbeddedFile {
+    pub path: PathBuf,
+    pub sweep_interval: Dur,
+}
+
+impl Default for EmbeddedFile {
+    fn default() -> Self {
+        EmbeddedFile {
+            path: PathBuf::from("/var/lib/fluxgate/sessions.redb"),
+            sweep_interval: Dur::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CredentialsFile {
+    pub accept: Vec<String>,
+}
+
+impl Default for CredentialsFile {
+    fn default() -> Self {
+        CredentialsFile {
+            accept: vec!["session".into(), "oauth2".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SudoFile {
+    pub cookie_name: String,
+}
+
+impl Default for SudoFile {
+    fn default() -> Self {
+        SudoFile {
+            cookie_name: "fluxer_sudo_mode".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct InternalSecretFile {
+    pub name: String,
+    pub secret: SecretSource,
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RoutingFile {
+    pub version_prefixes: Vec<String>,
+    pub default: RouteFile,
+}
+
+impl Default for RoutingFile {
+    fn default() -> Self {
+        RoutingFile {
+            version_prefixes: vec!["/v1".into()],
+            default: RouteFile::default(),
+        }
+    }
+}
+
+/// A route: method set + path pattern and its rules. `[routing.default]` has the same shape
+/// without `methods` and `path`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RouteFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub auth: String,
+    /// `None` means the globally accepted kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<String>>,
+    pub scopes: Vec<String>,
+    pub pass_cookies: bool,
+}
+
+impl Default for RouteFile {
+    fn default() -> Self {
+        RouteFile {
+            name: None,
+            methods: Vec::new(),
+            path: None,
+            auth: "required".into(),
+            kinds: None,
+            scopes: Vec::new(),
+            pass_cookies: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IdentityFile {
+    pub auth_kind_header: String,
+    pub user_id_header: String,
+    pub session_id_header: String,
+    pub scopes_header: String,
+    pub service_header: String,
+    pub sudo_until_header: String,
+    pub client_ip_header: String,
+    pub country_header: String,
+    pub asn_header: String,
+    pub assertion_header: String,
+}
+
+impl Default for IdentityFile {
+    fn default() -> Self {
+        IdentityFile {
+            auth_kind_header: "X-Fluxgate-Auth-Kind".into(),
+            user_id_header: "X-Fluxgate-User-Id".into(),
+            session_id_header: "X-Fluxgate-Session-Id".into(),
+            scopes_header: "X-Fluxgate-Scopes".into(),
+            service_header: "X-Fluxgate-Service".into(),
+            sudo_until_header: "X-Fluxgate-Sudo-Until".into(),
+            client_ip_header: "X-Fluxgate-Client-Ip".into(),
+            country_header: "X-Fluxgate-Country".into(),
+            asn_header: "X-Fluxgate-Asn".into(),
+            assertion_header: "X-Fluxgate-Assertion".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AdminFile {
+    pub listen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretSource>,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        AdminFile {
+            listen: "127.0.0.1:9090".into(),
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LoggingFile {
+    pub format: String,
+    pub level: String,
+    pub access_log: bool,
+}
+
+impl Default for LoggingFile {
+    fn default() -> Self {
+        LoggingFile {
+            format: "json".into(),
+            level: "info".into(),
+            access_log: true,
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Secrets in the config file: given inline (`{ value = "…" }`), by file (`{ file = "…" }`) or by
+//! environment variable (`{ env = "…" }`). A resolved [`Secret`] never prints its bytes.
+
+use serde::{Deserialize, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a secret comes from, as written in the file. Exactly one field must be set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct SecretSource {
+    #[serde(serialize_with = "redact", skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+fn redact<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+/// Shortest secret we accept: anything shorter can be brute-forced over the network.
+pub const MIN_SECRET_LEN: usize = 16;
+
+impl SecretSource {
+    /// Reads the secret. Errors say which source failed and why, never the secret itself.
+    pub fn resolve(&self) -> Result<Secret, String> {
+        let set = [self.value.is_some(), self.file.is_some(), self.env.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if set != 1 {
+            return Err("set exactly one of `value`, `file` or `env`".into());
+        }
+        let raw = if let Some(v) = &self.value {
+            v.clone()
+        } else if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+            // Files usually end with a newline that is not part of the secret.
+            text.trim_end_matches(['\n', '\r']).to_string()
+        } else {
+            let name = self.env.as_deref().unwrap_or_default();
+            std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set or not UTF-8"))?
+        };
+        if raw.len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "secret is too short ({} bytes); use at least {MIN_SECRET_LEN} random bytes",
+                raw.len()
+            ));
+        }
+        if raw.trim() != raw || raw.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+            return Err(
+                "secret must be printable ASCII without spaces (it travels in HTTP headers)".into(),
+            );
+        }
+        Ok(Secret::new(raw))
+    }
+}
+
+/// A resolved secret. Compared by SHA-256 digest in constant time; never printed.
+#[derive(Clone)]
+pub struct Secret {
+    bytes: String,
+    digest: [u8; 32],
+}
+
+impl Secret {
+    pub fn new(bytes: String) -> Self {
+        let digest = Sha256::digest(bytes.as_bytes()).into();
+        Secret { bytes, digest }
+    }
+
+    /// The secret itself, for the few places that must send it (the CLI talking to the admin API).
+    pub fn expose(&self) -> &str {
+        &self.bytes
+    }
+
+    /// SHA-256 of the secret: what candidates are compared against.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    /// Constant-time comparison of a presented value against this secret.
+    // SECURITY: comparing digests in constant time means neither the secret's length nor a
+    // matching prefix can be learned from response timing.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        let d: [u8; 32] = Sha256::digest(presented).into();
+        d.ct_eq(&self.digest).into()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_secret_resolves_and_matches_only_itself() {
+        let s = SecretSource {
+            value: Some("0123456789abcdef".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(s.matches(b"0123456789abcdef"));
+        assert!(!s.matches(b"0123456789abcdeF"));
+        assert!(!s.matches(b""));
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn exactly_one_source_is_required() {
+        let none = SecretSource::default().resolve().unwrap_err();
+        assert!(none.contains("exactly one"));
+        let two = SecretSource {
+            value: Some("0123456789abcdef".into()),
+            env: Some("X".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(two.contains("exactly one"));
+    }
+
+    #[test]
+    fn short_or_unprintable_secrets_are_refused() {
+        let short = SecretSource {
+            value: Some("short".into()),
+            ..Default::default()
+        };
+        assert!(short.resolve().unwrap_err().contains("too short"));
+        let spaced = SecretSource {
+            value: Some("0123456789 abcdef".into()),
+            ..Default::default()
+        };
+        assert!(spaced.resolve().unwrap_err().contains("printable"));
+    }
+
+    #[test]
+    fn file_secret_drops_the_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, "0123456789abcdef\n").unwrap();
+        let s = SecretSource {
+            file: Some(p),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(s.matches(b"0123456789abcdef"));
+    }
+
+    #[test]
+    fn missing_env_and_file_say_which() {
+        let e = SecretSource {
+            env: Some("FLUXGATE_TEST_SURELY_UNSET_VAR".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.contains("FLUXGATE_TEST_SURELY_UNSET_VAR"));
+        let f = SecretSource {
+            file: Some("/nonexistent/fluxgate/secret".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(f.contains("/nonexistent/fluxgate/secret"));
+    }
+
+    #[test]
+    fn serialized_inline_value_is_redacted() {
+        let s = SecretSource {
+            value: Some("0123456789abcdef".into()),
+            ..Default::default()
+        };
+        let out = toml::to_string(&s).unwrap();
+        assert!(!out.contains("0123456789abcdef"));
+        assert!(out.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,487 @@
+//! File structs → typed [`Config`]. Every problem is collected (with its key path) rather than
+//! stopping at the first, so an operator fixes a file in one pass.
+
+use super::file::{FileConfig, RouteFile};
+use super::locate::KeyPath;
+use super::secret::Secret;
+use super::{
+    AdminSettings, Config, ConfigError, LogFormat, LoggingSettings, ServerSettings,
+    SessionSettings, StoreSettings, UpstreamSettings,
+};
+use crate::credential::Kind;
+use crate::identity::HeaderNames;
+use crate::net::cidr::CidrSet;
+use crate::net::client_ip::ClientIpResolver;
+use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
+use crate::policy::{InternalSecret, InternalSecrets};
+use crate::session::CacheSettings;
+use http::{HeaderName, HeaderValue, Method};
+use std::net::{SocketAddr, ToSocketAddrs};
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn at(&mut self, path: KeyPath, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path,
+            message: message.into(),
+            at_key: false,
+        });
+    }
+}
+
+fn p(s: &str) -> KeyPath {
+    KeyPath::parse(s)
+}
+
+/// Validates a parsed file. Returns every problem found.
+pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
+    let mut e = Errors::default();
+    let server = server(&file, &mut e);
+    let upstream = upstream(&file, &mut e);
+    let client_ip = client_ip(&file, &mut e);
+    let accept = kinds(&file.credentials.accept, p("credentials.accept"), &mut e);
+    let sessions = sessions(&file, &mut e);
+    let secrets = secrets(&file, &mut e);
+    let routes = routes(&file, accept, !secrets.secrets.is_empty(), &mut e);
+    let identity = identity(&file, &mut e);
+    let admin = admin(&file, &mut e);
+    let logging = logging(&file, &mut e);
+    if file.sudo.cookie_name.is_empty() || !is_cookie_name(&file.sudo.cookie_name) {
+        e.at(p("sudo.cookie_name"), "must be a cookie name (letters, digits, '_', '-')");
+    }
+    if file.sudo.cookie_name == file.sessions.cookie_name {
+        e.at(p("sudo.cookie_name"), "must differ from sessions.cookie_name");
+    }
+    if !e.0.is_empty() {
+        return Err(e.0);
+    }
+    Ok(Config {
+        server,
+        upstream,
+        client_ip,
+        sessions,
+        accept,
+        sudo_cookie_name: file.sudo.cookie_name.clone(),
+        secrets,
+        routes: routes.expect("routes are present when there are no errors"),
+        identity: identity.expect("identity is present when there are no errors"),
+        admin: admin.expect("admin is present when there are no errors"),
+        logging,
+        file,
+    })
+}
+
+fn socket(s: &str, path: KeyPath, e: &mut Errors) -> Option<SocketAddr> {
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            e.at(path, format!("{s:?} is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\""));
+            None
+        }
+    }
+}
+
+fn positive(d: super::Dur, path: KeyPath, e: &mut Errors) {
+    if d.is_zero() {
+        e.at(path, "must be greater than zero");
+    }
+}
+
+fn server(f: &FileConfig, e: &mut Errors) -> ServerSettings {
+    let s = &f.server;
+    if s.listen.is_empty() {
+        e.at(p("server.listen"), "needs at least one address");
+    }
+    let listen = s
+        .listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| socket(a, p("server.listen").index(i), e))
+        .collect();
+    if s.threads > 256 {
+        e.at(p("server.threads"), "must be at most 256 (0 means one per CPU core)");
+    }
+    positive(s.shutdown_timeout, p("server.shutdown_timeout"), e);
+    ServerSettings {
+        listen,
+        threads: if s.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            s.threads
+        },
+        work_stealing: s.work_stealing,
+        grace_period: s.grace_period.0,
+        shutdown_timeout: s.shutdown_timeout.0,
+        upgrade_socket: s.upgrade_socket.clone(),
+    }
+}
+
+fn upstream(f: &FileConfig, e: &mut Errors) -> UpstreamSettings {
+    let u = &f.upstream;
+    if u.addresses.is_empty() {
+        e.at(p("upstream.addresses"), "needs at least one address");
+    }
+    let mut addresses = Vec::new();
+    for (i, a) in u.addresses.iter().enumerate() {
+        // Names are resolved once, here: a per-request lookup would cost more than the proxying.
+        match a.to_socket_addrs().map(|mut it| it.next()) {
+            Ok(Some(sa)) => addresses.push(sa),
+            _ => e.at(
+                p("upstream.addresses").index(i),
+                format!("{a:?} is not a reachable host:port (use e.g. \"127.0.0.1:3000\")"),
+            ),
+        }
+    }
+    for (name, d) in [
+        ("connect_timeout", u.connect_timeout),
+        ("read_timeout", u.read_timeout),
+        ("write_timeout", u.write_timeout),
+        ("idle_timeout", u.idle_timeout),
+    ] {
+        positive(d, p("upstream").key(name), e);
+    }
+    UpstreamSettings {
+        addresses,
+        connect_timeout: u.connect_timeout.0,
+        read_timeout: u.read_timeout.0,
+        write_timeout: u.write_timeout.0,
+        idle_timeout: u.idle_timeout.0,
+    }
+}
+
+fn cidrs(items: &[String], path: KeyPath, e: &mut Errors) -> CidrSet {
+    CidrSet::parse(items).unwrap_or_else(|(i, msg)| {
+        e.at(path.index(i), msg);
+        CidrSet::default()
+    })
+}
+
+fn header_name(s: &str, path: KeyPath, e: &mut Errors) -> Option<HeaderName> {
+    match HeaderName::from_bytes(s.as_bytes()) {
+        Ok(h) => Some(h),
+        Err(_) => {
+            e.at(path, format!("{s:?} is not a valid HTTP header name"));
+            None
+        }
+    }
+}
+
+fn client_ip(f: &FileConfig, e: &mut Errors) -> ClientIpResolver {
+    let trusted = cidrs(&f.client_ip.trusted_proxies, p("client_ip.trusted_proxies"), e);
+    let header = header_name(&f.client_ip.header, p("client_ip.header"), e)
+        .unwrap_or(HeaderName::from_static("x-forwarded-for"));
+    ClientIpResolver::new(trusted, header)
+}
+
+fn kinds(list: &[String], path: KeyPath, e: &mut Errors) -> KindSet {
+    let mut out = Vec::new();
+    for (i, k) in list.iter().enumerate() {
+        match Kind::parse(k) {
+            Some(k) => out.push(k),
+            None => e.at(
+                path.index(i),
+                format!("unknown credential kind {k:?}; use \"session\", \"oauth2\" or \"bot\""),
+            ),
+        }
+    }
+    KindSet::of(&out)
+}
+
+fn is_cookie_name(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn sessions(f: &FileConfig, e: &mut Errors) -> SessionSettings {
+    let s = &f.sessions;
+    let store = match s.store.as_str() {
+        "embedded" => StoreSettings::Embedded {
+            path: s.embedded.path.clone(),
+            sweep_interval: s.embedded.sweep_interval.0,
+        },
+        other => {
+            e.at(
+                p("sessions.store"),
+                format!("unknown store {other:?}; this build supports \"embedded\""),
+            );
+            StoreSettings::Embedded {
+                path: s.embedded.path.clone(),
+                sweep_interval: s.embedded.sweep_interval.0,
+            }
+        }
+    };
+    if s.embedded.path.as_os_str().is_empty() {
+        e.at(p("sessions.embedded.path"), "must not be empty");
+    }
+    positive(s.embedded.sweep_interval, p("sessions.embedded.sweep_interval"), e);
+    if s.cookie_name.is_empty() || !is_cookie_name(&s.cookie_name) {
+        e.at(p("sessions.cookie_name"), "must be a cookie name (letters, digits, '_', '-')");
+    }
+    positive(s.cache_ttl, p("sessions.cache_ttl"), e);
+    if s.cache_ttl.0.as_secs() > 3600 {
+        e.at(p("sessions.cache_ttl"), "must be at most 1h: it bounds how long a revoked session can live in a cache that missed the revocation");
+    }
+    if s.negative_ttl > s.cache_ttl {
+        e.at(p("sessions.negative_ttl"), "must not be longer than sessions.cache_ttl");
+    }
+    if s.cache_capacity == 0 {
+        e.at(p("sessions.cache_capacity"), "must be at least 1");
+    }
+    positive(s.store_retry_after, p("sessions.store_retry_after"), e);
+    SessionSettings {
+        store,
+        cookie_name: s.cookie_name.clone(),
+        cache: CacheSettings {
+            ttl_ms: s.cache_ttl.as_millis(),
+            negative_ttl_ms: s.negative_ttl.as_millis(),
+            capacity: s.cache_capacity,
+        },
+        store_retry_after_secs: s.store_retry_after.0.as_secs().clamp(1, u32::MAX as u64) as u32,
+    }
+}
+
+fn secrets(f: &FileConfig, e: &mut Errors) -> InternalSecrets {
+    let mut out = Vec::new();
+    for (i, s) in f.internal_secrets.iter().enumerate() {
+        let path = p("internal_secrets").index(i);
+        let name_ok = !s.name.is_empty()
+            && s.name.len() <= 64
+            && s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name_ok {
+            e.at(path.key("name"), "needs a name of 1–64 letters, digits, '-', '_' or '.'");
+        }
+        if f.internal_secrets[..i].iter().any(|o| o.name == s.name) {
+            e.at(path.key("name"), format!("name {:?} is used twice", s.name));
+        }
+        let networks = cidrs(&s.networks, path.key("networks"), e);
+        match s.secret.resolve() {
+            Ok(secret) if name_ok => out.push(InternalSecret {
+                name: s.name.clone(),
+                name_header: HeaderValue::from_str(&s.name).expect("checked charset"),
+                secret,
+                networks,
+            }),
+            Ok(_) => {}
+            Err(msg) => e.at(path.key("secret"), msg),
+        }
+    }
+    for (i, a) in out.iter().enumerate() {
+        if out[..i].iter().any(|b| b.secret.digest() == a.secret.digest()) {
+            e.at(
+                p("internal_secrets").index(i).key("secret"),
+                "the same secret is configured twice; rotation needs two different secrets",
+            );
+        }
+    }
+    InternalSecrets { secrets: out }
+}
+
+fn policy(r: &RouteFile, accept: KindSet, has_secrets: bool, path: &KeyPath, e: &mut Errors) -> Policy {
+    let auth = match r.auth.as_str() {
+        "none" => AuthMode::None,
+        "required" => AuthMode::Required,
+        "internal" => AuthMode::Internal,
+        other => {
+            e.at(
+                path.key("auth"),
+                format!("unknown auth mode {other:?}; use \"none\", \"required\" or \"internal\""),
+            );
+            AuthMode::Required
+        }
+    };
+    if auth == AuthMode::Internal && !has_secrets {
+        e.at(path.key("auth"), "\"internal\" needs at least one [[internal_secrets]] entry");
+    }
+    let kinds = match &r.kinds {
+        Some(list) => {
+            let k = kinds(list, path.key("kinds"), e);
+            for kind in k.kinds() {
+                if !accept.contains(kind) {
+                    e.at(
+                        path.key("kinds"),
+                        format!("\"{kind}\" is not in credentials.accept, so it could never be used here"),
+                    );
+                }
+            }
+            if list.is_empty() && auth == AuthMode::Required {
+                e.at(path.key("kinds"), "an empty list would refuse every credential");
+            }
+            k
+        }
+        None => accept,
+    };
+    if auth == AuthMode::Internal && r.kinds.is_some() {
+        e.at(path.key("kinds"), "internal routes take the shared secret; kinds do not apply");
+    }
+    for (i, s) in r.scopes.iter().enumerate() {
+        if !crate::session::record::is_scope(s) {
+            e.at(path.key("scopes").index(i), format!("{s:?} is not a valid OAuth2 scope"));
+        }
+    }
+    if !r.scopes.is_empty() && !kinds.contains(Kind::Oauth2) {
+        e.at(path.key("scopes"), "scopes only apply to oauth2 credentials, which this route does not accept");
+    }
+    Policy {
+        auth,
+        kinds,
+        scopes: r.scopes.clone(),
+        pass_cookies: r.pass_cookies,
+    }
+}
+
+fn routes(f: &FileConfig, accept: KindSet, has_secrets: bool, e: &mut Errors) -> Option<RouteTable> {
+    let mut prefixes = Vec::new();
+    for (i, pre) in f.routing.version_prefixes.iter().enumerate() {
+        let ok = pre.len() > 1
+            && pre.starts_with('/')
+            && !pre.ends_with('/')
+            && pre[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if ok {
+            prefixes.push(pre.clone());
+        } else {
+            e.at(
+                p("routing.version_prefixes").index(i),
+                format!("{pre:?} must look like \"/v1\": one segment, no trailing '/'"),
+            );
+        }
+    }
+    let d = &f.routing.default;
+    let dpath = p("routing.default");
+    if d.path.is_some() || !d.methods.is_empty() || d.name.is_some() {
+        e.at(dpath.clone(), "the default policy takes no name, methods or path");
+    }
+    let default = policy(d, accept, has_secrets, &dpath, e);
+    let mut out = Vec::new();
+    for (i, r) in f.routes.iter().enumerate() {
+        let path = p("route").index(i);
+        let pattern = match &r.path {
+            None => {
+                e.at(path.clone(), "needs a `path`");
+                None
+            }
+            Some(s) => Pattern::parse(s)
+                .map_err(|msg| e.at(path.key("path"), msg))
+                .ok(),
+        };
+        let mut methods = Vec::new();
+        for (j, m) in r.methods.iter().enumerate() {
+            let valid = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
+            match Method::from_bytes(m.as_bytes()) {
+                Ok(method) if valid => methods.push(method),
+                _ => e.at(
+                    path.key("methods").index(j),
+                    format!("{m:?} is not an HTTP method in upper case (e.g. \"GET\")"),
+                ),
+            }
+        }
+        let pol = policy(r, accept, has_secrets, &path, e);
+        if let Some(pattern) = pattern {
+            let name = r.name.clone().unwrap_or_else(|| {
+                let m: Vec<&str> = r.methods.iter().map(String::as_str).collect();
+                let m = if m.is_empty() { "ANY".to_string() } else { m.join(",") };
+                format!("{m} {}", pattern.as_str())
+            });
+            out.push(Route {
+                name,
+                methods,
+                pattern: Some(pattern),
+                policy: pol,
+            });
+        }
+    }
+    Some(RouteTable::new(out, default, prefixes))
+}
+
+fn identity(f: &FileConfig, e: &mut Errors) -> Option<HeaderNames> {
+    let i = &f.identity;
+    let fields = [
+        ("auth_kind_header", &i.auth_kind_header),
+        ("user_id_header", &i.user_id_header),
+        ("session_id_header", &i.session_id_header),
+        ("scopes_header", &i.scopes_header),
+        ("service_header", &i.service_header),
+        ("sudo_until_header", &i.sudo_until_header),
+        ("client_ip_header", &i.client_ip_header),
+        ("country_header", &i.country_header),
+        ("asn_header", &i.asn_header),
+        ("assertion_header", &i.assertion_header),
+    ];
+    let mut names = Vec::new();
+    for (key, value) in fields {
+        let path = p("identity").key(key);
+        if let Some(h) = header_name(value, path.clone(), e) {
+            let folded = h.as_str().replace('_', "-");
+            if names.iter().any(|n: &HeaderName| n.as_str().replace('_', "-") == folded) {
+                e.at(path.clone(), format!("{value:?} is used for two identity headers"));
+            }
+            const RESERVED: [&str; 6] = ["host", "cookie", "authorization", "content-length", "transfer-encoding", "connection"];
+            if RESERVED.contains(&folded.as_str()) || folded == "x-forwarded-for" {
+                e.at(path, format!("{value:?} is a standard header and cannot carry identity"));
+            }
+            names.push(h);
+        }
+    }
+    if names.len() != fields.len() {
+        return None;
+    }
+    let mut it = names.into_iter();
+    let mut next = || it.next().expect("ten names");
+    Some(HeaderNames {
+        auth_kind: next(),
+        user_id: next(),
+        session_id: next(),
+        scopes: next(),
+        service: next(),
+        sudo_until: next(),
+        client_ip: next(),
+        country: next(),
+        asn: next(),
+        assertion: next(),
+    })
+}
+
+fn admin(f: &FileConfig, e: &mut Errors) -> Option<AdminSettings> {
+    let listen = socket(&f.admin.listen, p("admin.listen"), e);
+    let secret: Option<Secret> = match &f.admin.secret {
+        None => None,
+        Some(s) => match s.resolve() {
+            Ok(s) => Some(s),
+            Err(msg) => {
+                e.at(p("admin.secret"), msg);
+                None
+            }
+        },
+    };
+    Some(AdminSettings {
+        listen: listen?,
+        secret,
+    })
+}
+
+fn logging(f: &FileConfig, e: &mut Errors) -> LoggingSettings {
+    let format = match f.logging.format.as_str() {
+        "json" => LogFormat::Json,
+        "logfmt" => LogFormat::Logfmt,
+        "pretty" => LogFormat::Pretty,
+        other => {
+            e.at(
+                p("logging.format"),
+                format!("unknown format {other:?}; use \"json\", \"logfmt\" or \"pretty\""),
+            );
+            LogFormat::Json
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&f.logging.level).is_err() {
+        e.at(
+            p("logging.level"),
+            format!("{:?} is not a level (error, warn, info, debug, trace) or filter", f.logging.level),
+        );
+    }
+    LoggingSettings {
+        format,
+        level: f.logging.level.clone(),
+        access_log: f.logging.access_log,
+    }
+}

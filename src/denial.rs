@@ -1,0 +1,234 @@
+//! Denials are values: one enum, and one exhaustive mapping to the contract's JSON responses
+//! (§3). Every variant has a status, a stable `code` for clients and a snake_case `reason` for
+//! logs and metrics. Internal error text never reaches a client.
+
+use crate::credential::Malformed;
+use crate::net::path::PathError;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::{Map, Value, json};
+
+/// Why a request without a usable credential was refused with 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthenticated {
+    /// No credential where one is required.
+    Missing,
+    /// The credential was not well-formed.
+    Malformed(Malformed),
+    /// Well-formed, but no live session has that sid.
+    UnknownSession,
+    /// The stored session is of another kind than the token presented.
+    KindMismatch,
+    /// The credential kind is disabled globally (e.g. bot tokens when off).
+    KindDisabled,
+    /// Several session cookies, and not exactly one of them valid.
+    AmbiguousCookies,
+    /// No internal secret presented on an internal route.
+    SecretMissing,
+    /// The internal secret matches none of the configured ones.
+    SecretWrong,
+    /// The secret matched, but the caller is outside the secret's networks.
+    SecretNetwork,
+}
+
+impl Unauthenticated {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unauthenticated::Missing => "no_credential",
+            Unauthenticated::Malformed(m) => m.reason(),
+            Unauthenticated::UnknownSession => "unknown_session",
+            Unauthenticated::KindMismatch => "kind_mismatch",
+            Unauthenticated::KindDisabled => "kind_disabled",
+            Unauthenticated::AmbiguousCookies => "ambiguous_cookies",
+            Unauthenticated::SecretMissing => "internal_secret_missing",
+            Unauthenticated::SecretWrong => "internal_secret_wrong",
+            Unauthenticated::SecretNetwork => "internal_secret_network",
+        }
+    }
+}
+
+/// Every way fluxgate refuses or fails a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Denial {
+    /// 400: the request is malformed (path, headers, framing).
+    BadRequest(BadRequest),
+    /// 401: no valid credential.
+    Unauthorized(Unauthenticated),
+    /// 403: the credential kind is not accepted on this route.
+    AccessDenied,
+    /// 403: an OAuth2 token lacks a scope the route requires.
+    MissingOauthScope { required_scope: String },
+    /// 503: the session store could not be asked; fail closed.
+    StoreUnavailable { retry_after_secs: u32 },
+    /// 502: the upstream could not be reached.
+    BadGateway,
+    /// 504: the upstream did not answer in time.
+    GatewayTimeout,
+    /// 500: a bug (including a caught panic); the request was not forwarded.
+    Internal,
+}
+
+/// What was malformed about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequest {
+    Path(PathError),
+    /// A request the HTTP layer could not parse.
+    Unparseable,
+}
+
+/// A denial rendered for the wire.
+#[derive(Debug, Clone)]
+pub struct DenialResponse {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, HeaderValue)>,
+    pub body: Bytes,
+}
+
+const WWW_AUTHENTICATE: &str = r#"Bearer realm="fluxgate""#;
+
+impl Denial {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Denial::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Denial::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Denial::AccessDenied | Denial::MissingOauthScope { .. } => StatusCode::FORBIDDEN,
+            Denial::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Denial::BadGateway => StatusCode::BAD_GATEWAY,
+            Denial::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Denial::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The contract's `code`: what clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::BadRequest(_) => "BAD_REQUEST",
+            Denial::Unauthorized(_) => "UNAUTHORIZED",
+            Denial::AccessDenied => "ACCESS_DENIED",
+            Denial::MissingOauthScope { .. } => "MISSING_OAUTH_SCOPE",
+            Denial::StoreUnavailable { .. } => "SERVICE_UNAVAILABLE",
+            Denial::BadGateway => "BAD_GATEWAY",
+            Denial::GatewayTimeout => "GATEWAY_TIMEOUT",
+            Denial::Internal => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// Stable snake_case reason for logs and the decisions metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denial::BadRequest(BadRequest::Path(p)) => p.reason(),
+            Denial::BadRequest(BadRequest::Unparseable) => "unparseable_request",
+            Denial::Unauthorized(u) => u.reason(),
+            Denial::AccessDenied => "kind_not_accepted",
+            Denial::MissingOauthScope { .. } => "missing_scope",
+            Denial::StoreUnavailable { .. } => "store_unavailable",
+            Denial::BadGateway => "upstream_unreachable",
+            Denial::GatewayTimeout => "upstream_timeout",
+            Denial::Internal => "internal_error",
+        }
+    }
+
+    fn message(&self) -> &'static str {
+        match self {
+            Denial::BadRequest(BadRequest::Path(p)) => p.message(),
+            Denial::BadRequest(BadRequest::Unparseable) => "Malformed request.",
+            Denial::Unauthorized(_) => "Unauthorized",
+            Denial::AccessDenied => "This credential type cannot access this resource.",
+            Denial::MissingOauthScope { .. } => "Missing required OAuth2 scope.",
+            Denial::StoreUnavailable { .. } => "Service temporarily unavailable. Retry later.",
+            Denial::BadGateway => "Upstream unavailable.",
+            Denial::GatewayTimeout => "Upstream timed out.",
+            Denial::Internal => "Internal server error.",
+        }
+    }
+
+    /// The response: status, headers and JSON body. The one place denials become HTTP.
+    pub fn to_response(&self) -> DenialResponse {
+        let mut body = Map::new();
+        body.insert("code".into(), Value::from(self.code()));
+        body.insert("message".into(), Value::from(self.message()));
+        let mut headers: Vec<(&'static str, HeaderValue)> = vec![
+            ("content-type", HeaderValue::from_static("application/json")),
+            ("cache-control", HeaderValue::from_static("no-store")),
+        ];
+        match self {
+            Denial::Unauthorized(_) => {
+                headers.push(("www-authenticate", HeaderValue::from_static(WWW_AUTHENTICATE)));
+            }
+            Denial::MissingOauthScope { required_scope } => {
+                body.insert("required_scope".into(), json!(required_scope));
+            }
+            Denial::StoreUnavailable { retry_after_secs } => {
+                headers.push(("retry-after", HeaderValue::from(*retry_after_secs)));
+            }
+            Denial::BadRequest(_)
+            | Denial::AccessDenied
+            | Denial::BadGateway
+            | Denial::GatewayTimeout
+            | Denial::Internal => {}
+        }
+        let body = serde_json::to_vec(&Value::Object(body)).expect("a JSON map always serializes");
+        DenialResponse {
+            status: self.status(),
+            headers,
+            body: Bytes::from(body),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(d: &Denial) -> Value {
+        serde_json::from_slice(&d.to_response().body).unwrap()
+    }
+
+    #[test]
+    fn unauthorized_carries_www_authenticate_and_the_contract_body() {
+        let d = Denial::Unauthorized(Unauthenticated::Missing);
+        let r = d.to_response();
+        assert_eq!(r.status, 401);
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| *k == "www-authenticate" && v == WWW_AUTHENTICATE)
+        );
+        assert!(r.headers.iter().any(|(k, v)| *k == "cache-control" && v == "no-store"));
+        assert_eq!(body(&d)["code"], "UNAUTHORIZED");
+        assert!(body(&d)["message"].is_string());
+    }
+
+    #[test]
+    fn missing_scope_names_the_scope() {
+        let d = Denial::MissingOauthScope {
+            required_scope: "guilds".into(),
+        };
+        assert_eq!(d.to_response().status, 403);
+        assert_eq!(body(&d)["code"], "MISSING_OAUTH_SCOPE");
+        assert_eq!(body(&d)["required_scope"], "guilds");
+    }
+
+    #[test]
+    fn store_unavailable_says_when_to_retry() {
+        let d = Denial::StoreUnavailable {
+            retry_after_secs: 2,
+        };
+        let r = d.to_response();
+        assert_eq!(r.status, 503);
+        assert!(r.headers.iter().any(|(k, v)| *k == "retry-after" && v == "2"));
+        assert_eq!(body(&d)["code"], "SERVICE_UNAVAILABLE");
+    }
+
+    #[test]
+    fn reasons_are_snake_case() {
+        for d in [
+            Denial::BadRequest(BadRequest::Path(PathError::DotSegment)),
+            Denial::Unauthorized(Unauthenticated::Malformed(Malformed::TooLong)),
+            Denial::AccessDenied,
+            Denial::Internal,
+        ] {
+            assert!(d.reason().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+}

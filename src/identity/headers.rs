@@ -1,0 +1,268 @@
+//! Stripping and injecting identity headers.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// The reserved prefix: every request header that could be read as `x-fluxgate-*` is removed.
+const PREFIX: &[u8] = b"x-fluxgate-";
+
+/// The configured identity header names (operators may rename them; `x-fluxgate-*` stays
+/// reserved either way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderNames {
+    pub auth_kind: HeaderName,
+    pub user_id: HeaderName,
+    pub session_id: HeaderName,
+    pub scopes: HeaderName,
+    pub service: HeaderName,
+    pub sudo_until: HeaderName,
+    pub client_ip: HeaderName,
+    pub country: HeaderName,
+    pub asn: HeaderName,
+    pub assertion: HeaderName,
+}
+
+impl HeaderNames {
+    pub fn all(&self) -> [&HeaderName; 10] {
+        [
+            &self.auth_kind,
+            &self.user_id,
+            &self.session_id,
+            &self.scopes,
+            &self.service,
+            &self.sudo_until,
+            &self.client_ip,
+            &self.country,
+            &self.asn,
+            &self.assertion,
+        ]
+    }
+}
+
+/// The header operations fluxgate needs, so this room does not depend on pingora.
+pub trait HeaderEdit {
+    fn headers(&self) -> &HeaderMap;
+    fn remove(&mut self, name: &HeaderName);
+    fn insert(&mut self, name: HeaderName, value: HeaderValue);
+}
+
+/// Whether two header names are the same once case and `_`/`-` are ignored.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| fold(*x) == fold(*y))
+}
+
+fn fold(b: u8) -> u8 {
+    match b {
+        b'_' => b'-',
+        _ => b.to_ascii_lowercase(),
+    }
+}
+
+fn has_reserved_prefix(name: &[u8]) -> bool {
+    name.len() >= PREFIX.len() && same_name(&name[..PREFIX.len()], PREFIX)
+}
+
+/// Removes every header a client could use to pass as fluxgate: anything named `x-fluxgate-*`
+/// or like a configured identity header, in any case or `_`/`-` spelling, and every header a
+/// `Connection` header nominates (so a client cannot make a hop drop what we inject).
+pub fn strip_untrusted(h: &mut impl HeaderEdit, names: &HeaderNames) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    {
+        let map = h.headers();
+        let nominated: Vec<&[u8]> = map
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(|t| t.trim_ascii())
+            .filter(|t| !t.is_empty())
+            .collect();
+        for name in map.keys() {
+            let n = name.as_str().as_bytes();
+            // SECURITY: identity headers are only ever set by fluxgate. Underscore spellings
+            // are stripped too because CGI-style servers read `X_Fluxgate_User_Id` as
+            // `X-Fluxgate-User-Id`.
+            let spoofed = has_reserved_prefix(n)
+                || names.all().iter().any(|c| same_name(n, c.as_str().as_bytes()));
+            // SECURITY: a Connection-nominated header would be dropped by the next hop; if it
+            // named an identity header, that hop would forward the request without it.
+            let hop = nominated
+                .iter()
+                .any(|t| same_name(n, t) && name != http::header::CONNECTION);
+            if (spoofed || hop) && !doomed.contains(name) {
+                doomed.push(name.clone());
+            }
+        }
+    }
+    for name in &doomed {
+        h.remove(name);
+    }
+}
+
+/// What an admitted request gets injected.
+#[derive(Debug, Default)]
+pub struct Injection<'a> {
+    pub auth_kind: &'static str,
+    pub user_id: Option<&'a HeaderValue>,
+    pub session_id: Option<&'a HeaderValue>,
+    pub scopes: Option<&'a HeaderValue>,
+    pub service: Option<&'a HeaderValue>,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// Sets the identity headers and overwrites `X-Forwarded-For` with the client IP.
+pub fn inject(h: &mut impl HeaderEdit, names: &HeaderNames, id: &Injection<'_>) {
+    h.insert(
+        names.auth_kind.clone(),
+        HeaderValue::from_static(id.auth_kind),
+    );
+    for (name, value) in [
+        (&names.user_id, id.user_id),
+        (&names.session_id, id.session_id),
+        (&names.scopes, id.scopes),
+        (&names.service, id.service),
+    ] {
+        if let Some(v) = value {
+            h.insert(name.clone(), v.clone());
+        }
+    }
+    if let Some(ip) = id.client_ip {
+        let v = HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header");
+        h.insert(names.client_ip.clone(), v.clone());
+        // Fluxer's API trusts the left-most X-Forwarded-For entry, so it must be ours alone.
+        h.insert(http::header::HeaderName::from_static("x-forwarded-for"), v);
+    }
+}
+
+/// The request id to forward: the client's if it is sane (1–128 characters of
+/// `[A-Za-z0-9._:-]`), otherwise a fresh random one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let mut it = headers.get_all("x-request-id").iter();
+    if let (Some(v), None) = (it.next(), it.next()) {
+        let b = v.as_bytes();
+        if (1..=128).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+        {
+            return v.clone();
+        }
+    }
+    let id = format!("{:032x}", fastrand::u128(..));
+    HeaderValue::from_str(&id).expect("hex is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Map(HeaderMap);
+    impl HeaderEdit for Map {
+        fn headers(&self) -> &HeaderMap {
+            &self.0
+        }
+        fn remove(&mut self, name: &HeaderName) {
+            self.0.remove(name);
+        }
+        fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+            self.0.insert(name, value);
+        }
+    }
+
+    pub(crate) fn names() -> HeaderNames {
+        let n = |s: &'static str| HeaderName::from_static(s);
+        HeaderNames {
+            auth_kind: n("x-fluxgate-auth-kind"),
+            user_id: n("x-fluxgate-user-id"),
+            session_id: n("x-fluxgate-session-id"),
+            scopes: n("x-fluxgate-scopes"),
+            service: n("x-fluxgate-service"),
+            sudo_until: n("x-fluxgate-sudo-until"),
+            client_ip: n("x-fluxgate-client-ip"),
+            country: n("x-fluxgate-country"),
+            asn: n("x-fluxgate-asn"),
+            assertion: n("x-user-assertion"),
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> Map {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        Map(m)
+    }
+
+    #[test]
+    fn spoofed_identity_headers_in_every_spelling_are_stripped() {
+        let mut m = map(&[
+            ("X-Fluxgate-User-Id", "1"),
+            ("x_fluxgate_user_id", "2"),
+            ("X_FLUXGATE-Session_Id", "3"),
+            ("x-fluxgate-anything-new", "4"),
+            ("x-user-assertion", "5"),
+            ("X_User_Assertion", "6"),
+            ("x-fluxgate", "keep: not the prefix"),
+            ("accept", "keep"),
+        ]);
+        strip_untrusted(&mut m, &names());
+        let mut left: Vec<_> = m.0.keys().map(|k| k.as_str().to_string()).collect();
+        left.sort();
+        assert_eq!(left, vec!["accept", "x-fluxgate"]);
+    }
+
+    #[test]
+    fn connection_nominated_headers_are_stripped() {
+        let mut m = map(&[
+            ("connection", "keep-alive, X-Custom-Hop , x_other"),
+            ("x-custom-hop", "1"),
+            ("x-other", "2"),
+            ("accept", "keep"),
+        ]);
+        strip_untrusted(&mut m, &names());
+        assert!(m.0.get("x-custom-hop").is_none());
+        assert!(m.0.get("x-other").is_none());
+        assert!(m.0.get("accept").is_some());
+        assert!(m.0.get("connection").is_some());
+    }
+
+    #[test]
+    fn injection_overwrites_forwarded_for_and_sets_identity() {
+        let mut m = map(&[("x-forwarded-for", "6.6.6.6")]);
+        let user = HeaderValue::from_static("42");
+        inject(
+            &mut m,
+            &names(),
+            &Injection {
+                auth_kind: "session",
+                user_id: Some(&user),
+                client_ip: Some("192.0.2.9".parse().unwrap()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(m.0.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(m.0["x-forwarded-for"], "192.0.2.9");
+        assert_eq!(m.0["x-fluxgate-user-id"], "42");
+        assert_eq!(m.0["x-fluxgate-auth-kind"], "session");
+        assert_eq!(m.0["x-fluxgate-client-ip"], "192.0.2.9");
+        assert!(m.0.get("x-fluxgate-session-id").is_none());
+    }
+
+    #[test]
+    fn sane_request_ids_are_kept_and_others_replaced() {
+        let m = map(&[("x-request-id", "abc-123:x.y")]);
+        assert_eq!(request_id(&m.0), "abc-123:x.y");
+        for bad in ["has space", "<script>", &"a".repeat(129)] {
+            let m = map(&[("x-request-id", bad)]);
+            let id = request_id(&m.0);
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 32);
+        }
+        let m = map(&[("x-request-id", "a"), ("x-request-id", "b")]);
+        assert_eq!(request_id(&m.0).len(), 32);
+    }
+}

@@ -1,0 +1,8 @@
+//! Identity headers (contract §4): one list of names, stripping whatever a client sent that
+//! could pass for them, and injecting the trustworthy values for an admitted request.
+
+mod cookies;
+mod headers;
+
+pub use cookies::strip_cookies;
+pub use headers::{HeaderEdit, HeaderNames, Injection, inject, request_id, strip_untrusted};

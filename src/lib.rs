@@ -1,0 +1,13 @@
+//! fluxgate: an authentication sidecar on Pingora. See `README.md` and `docs/` for the product;
+//! `pipeline.rs` for the request path.
+
+pub mod clock;
+pub mod config;
+pub mod credential;
+pub mod denial;
+pub mod identity;
+pub mod metrics;
+pub mod net;
+pub mod pipeline;
+pub mod policy;
+pub mod session;

@@ -1,0 +1,6 @@
+//! Network facts about a request: where it really comes from (client IP, trusted proxies,
+//! CIDR sets) and whether its target is an unambiguous path.
+
+pub mod cidr;
+pub mod client_ip;
+pub mod path;

@@ -1,0 +1,254 @@
+//! Request-target checks (contract §2).
+//!
+//! The path fluxgate matches must be the path the upstream acts on. Any spelling that a server
+//! behind us could read differently (encoded separators, dot segments, backslashes, empty
+//! segments, non-origin-form targets) is refused with 400 before routing, so no route policy can
+//! be bypassed by choosing a spelling.
+
+/// Why a request target was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not origin-form: absolute-form, authority-form, `*`, or empty.
+    NotOriginForm,
+    /// `%2f` or `%5c` in the path: an encoded separator.
+    EncodedSeparator,
+    /// `%2e` in the path: an encoded dot, the raw material of encoded dot segments.
+    EncodedDot,
+    /// `%00` in the path.
+    EncodedNul,
+    /// A raw backslash, which some servers treat as `/`.
+    Backslash,
+    /// A `.` or `..` segment.
+    DotSegment,
+    /// An empty segment (`//`), which some servers collapse.
+    EmptySegment,
+    /// A `%` not followed by two hex digits.
+    BadPercent,
+    /// A control character, space, `#` or non-ASCII byte in the target.
+    BadByte,
+}
+
+impl PathError {
+    /// Stable snake_case reason for logs and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PathError::NotOriginForm => "path_not_origin_form",
+            PathError::EncodedSeparator => "path_encoded_separator",
+            PathError::EncodedDot => "path_encoded_dot",
+            PathError::EncodedNul => "path_encoded_nul",
+            PathError::Backslash => "path_backslash",
+            PathError::DotSegment => "path_dot_segment",
+            PathError::EmptySegment => "path_empty_segment",
+            PathError::BadPercent => "path_bad_percent",
+            PathError::BadByte => "path_bad_byte",
+        }
+    }
+
+    /// Human message for the 400 body.
+    pub fn message(self) -> &'static str {
+        match self {
+            PathError::NotOriginForm => "The request target must be a path starting with '/'.",
+            PathError::EncodedSeparator => "Encoded '/' or '\\' is not allowed in the path.",
+            PathError::EncodedDot => "Encoded '.' is not allowed in the path.",
+            PathError::EncodedNul => "Encoded NUL is not allowed in the path.",
+            PathError::Backslash => "'\\' is not allowed in the path.",
+            PathError::DotSegment => "'.' and '..' path segments are not allowed.",
+            PathError::EmptySegment => "Empty path segments ('//') are not allowed.",
+            PathError::BadPercent => "Invalid percent-encoding in the path.",
+            PathError::BadByte => "Invalid character in the request target.",
+        }
+    }
+}
+
+/// A target that passed the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedPath<'a> {
+    /// The path, byte for byte as received (without the query).
+    pub path: &'a str,
+    /// Whether the path holds percent-escapes (routing then decodes a copy).
+    pub has_escapes: bool,
+}
+
+/// Checks a raw request target (`/path?query`).
+pub fn check_target(target: &[u8]) -> Result<CheckedPath<'_>, PathError> {
+    if target.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
+    // Reject bytes no origin-form target may carry, in the query too.
+    if target
+        .iter()
+        .any(|&b| b <= 0x20 || b >= 0x7f || b == b'#')
+    {
+        return Err(PathError::BadByte);
+    }
+    let path_end = target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(target.len());
+    let path = &target[..path_end];
+    let has_escapes = check_escapes(path)?;
+    if path.contains(&b'\\') {
+        return Err(PathError::Backslash);
+    }
+    check_segments(path)?;
+    // Every byte is printable ASCII (checked above), so this cannot fail.
+    let path = std::str::from_utf8(path).map_err(|_| PathError::BadByte)?;
+    Ok(CheckedPath { path, has_escapes })
+}
+
+fn check_escapes(path: &[u8]) -> Result<bool, PathError> {
+    let mut any = false;
+    let mut i = 0;
+    while let Some(off) = path[i..].iter().position(|&b| b == b'%') {
+        let at = i + off;
+        let (Some(&h), Some(&l)) = (path.get(at + 1), path.get(at + 2)) else {
+            return Err(PathError::BadPercent);
+        };
+        let (Some(h), Some(l)) = (hex(h), hex(l)) else {
+            return Err(PathError::BadPercent);
+        };
+        // SECURITY: encoded separators, dots and NUL let one spelling mean two paths.
+        match h << 4 | l {
+            b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+            b'.' => return Err(PathError::EncodedDot),
+            0 => return Err(PathError::EncodedNul),
+            _ => {}
+        }
+        any = true;
+        i = at + 3;
+    }
+    Ok(any)
+}
+
+fn check_segments(path: &[u8]) -> Result<(), PathError> {
+    // The first byte is '/', so the first split item is always empty; skip it.
+    let mut segments = path.split(|&b| b == b'/').skip(1).peekable();
+    while let Some(seg) = segments.next() {
+        // SECURITY: dot segments are resolved differently by different servers.
+        if seg == b"." || seg == b".." {
+            return Err(PathError::DotSegment);
+        }
+        // A single trailing slash is allowed; an empty segment anywhere else is not.
+        if seg.is_empty() && segments.peek().is_some() {
+            return Err(PathError::EmptySegment);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes a path for route matching. Only called when the path has escapes; the
+/// checks above guarantee decoding cannot create a separator, a dot or NUL.
+pub fn decode_for_matching(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(t: &str) -> PathError {
+        check_target(t.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn ordinary_paths_pass_unchanged() {
+        let p = check_target(b"/users/@me/guilds?limit=10").unwrap();
+        assert_eq!(p.path, "/users/@me/guilds");
+        assert!(!p.has_escapes);
+        assert_eq!(check_target(b"/").unwrap().path, "/");
+        assert_eq!(check_target(b"/a/").unwrap().path, "/a/");
+    }
+
+    #[test]
+    fn encoded_slash_and_backslash_are_refused_in_any_case() {
+        for t in ["/a%2fb", "/a%2Fb", "/a%5cb", "/a%5Cb"] {
+            assert_eq!(err(t), PathError::EncodedSeparator, "{t}");
+        }
+    }
+
+    #[test]
+    fn encoded_dot_and_nul_are_refused() {
+        assert_eq!(err("/a/%2e%2e/admin"), PathError::EncodedDot);
+        assert_eq!(err("/a/%2E"), PathError::EncodedDot);
+        assert_eq!(err("/a%00b"), PathError::EncodedNul);
+    }
+
+    #[test]
+    fn raw_backslash_is_refused() {
+        assert_eq!(err("/a\\..\\admin"), PathError::Backslash);
+    }
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for t in ["/./a", "/a/../b", "/a/.", "/a/..", "/..", "/a/./b?x=1"] {
+            assert_eq!(err(t), PathError::DotSegment, "{t}");
+        }
+        // Dots inside a segment are ordinary characters.
+        assert!(check_target(b"/a/..b/c.d/...").is_ok());
+    }
+
+    #[test]
+    fn empty_segments_are_refused_but_one_trailing_slash_is_fine() {
+        assert_eq!(err("//admin"), PathError::EmptySegment);
+        assert_eq!(err("/a//b"), PathError::EmptySegment);
+        assert_eq!(err("/a//"), PathError::EmptySegment);
+        assert!(check_target(b"/a/b/").is_ok());
+    }
+
+    #[test]
+    fn non_origin_form_targets_are_refused() {
+        for t in ["http://evil/a", "*", "", "example.com:443", "a/b"] {
+            assert_eq!(err(t), PathError::NotOriginForm, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn bad_percent_and_bytes_are_refused() {
+        assert_eq!(err("/a%zz"), PathError::BadPercent);
+        assert_eq!(err("/a%2"), PathError::BadPercent);
+        assert_eq!(err("/a b"), PathError::BadByte);
+        assert_eq!(err("/a#frag"), PathError::BadByte);
+        assert_eq!(err("/a\x01"), PathError::BadByte);
+        assert_eq!(check_target("/é".as_bytes()).unwrap_err(), PathError::BadByte);
+    }
+
+    #[test]
+    fn query_is_not_subject_to_path_rules() {
+        let p = check_target(b"/a?next=%2f..%2f&x=./").unwrap();
+        assert_eq!(p.path, "/a");
+    }
+
+    #[test]
+    fn other_escapes_are_kept_and_decoded_only_for_matching() {
+        let p = check_target(b"/users/%40me").unwrap();
+        assert_eq!(p.path, "/users/%40me");
+        assert!(p.has_escapes);
+        assert_eq!(decode_for_matching(p.path), "/users/@me");
+    }
+}

@@ -1,0 +1,240 @@
+//! The request path, in order. `evaluate` decides, for one request, whether it goes upstream and
+//! with which identity. It is pingora-free: the proxy adapter gathers [`RequestFacts`] and acts
+//! on the [`Verdict`].
+//!
+//! The order is a security decision: cheap checks that need no I/O come first, so malformed or
+//! unroutable requests never cost a store read; checks that need the session come after it.
+//!
+//! 1. client IP — the peer, or the forwarding header walked past trusted proxies only (§5);
+//!    everything that keys on an address uses this one value.
+//! 2. path + route — the target is checked for ambiguous spellings before routing (§2), so the
+//!    path that picked the policy is the path the upstream acts on.
+//! 3. credential — read in the contract's order (§1); a malformed credential is refused, never
+//!    skipped in favour of the next source.
+//! 4. session — cache, then store; a store failure refuses the request (fail closed).
+//! 5. access — the route's accepted kinds and OAuth2 scopes.
+//! 6. identity — what the upstream will be told, computed once.
+
+use crate::credential::{self, Extracted, Kind, Sid};
+use crate::denial::{BadRequest, Denial, Unauthenticated};
+use crate::net::client_ip::ClientIpResolver;
+use crate::net::path::check_target;
+use crate::policy::internal::SecretRefusal;
+use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, RouteTable};
+use crate::session::{Session, SessionCache, StoreError};
+use http::{HeaderMap, Method};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What the pipeline needs to know about a request.
+pub struct RequestFacts<'a> {
+    pub method: &'a Method,
+    /// The raw request target (`/path?query`), as received.
+    pub target: &'a [u8],
+    pub headers: &'a HeaderMap,
+    /// The TCP peer.
+    pub peer: IpAddr,
+}
+
+/// Who the upstream is told the caller is.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    Anonymous,
+    User(Arc<Session>),
+    /// Index into the configured internal secrets.
+    Internal(usize),
+}
+
+impl Identity {
+    pub fn auth_kind(&self) -> &'static str {
+        match self {
+            Identity::Anonymous => "anonymous",
+            Identity::User(s) => s.record.kind.as_str(),
+            Identity::Internal(_) => "internal",
+        }
+    }
+}
+
+/// A request that may go upstream.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub identity: Identity,
+    pub pass_cookies: bool,
+}
+
+/// Which route decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    /// Refused before routing (malformed target).
+    Unrouted,
+    Default,
+    Index(usize),
+}
+
+/// The pipeline's answer for one request.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub client_ip: IpAddr,
+    pub route: RouteId,
+    pub outcome: Result<Admitted, Denial>,
+}
+
+/// Everything `evaluate` consults, built once from a validated config.
+pub struct Pipeline {
+    pub routes: RouteTable,
+    pub client_ip: ClientIpResolver,
+    pub sessions: Arc<SessionCache>,
+    pub secrets: InternalSecrets,
+    /// Kinds accepted at all (`[credentials] accept`).
+    pub accept: KindSet,
+    pub cookie_name: String,
+    /// `Retry-After` on 503 when the store is down.
+    pub store_retry_after_secs: u32,
+}
+
+impl Pipeline {
+    /// Decides one request.
+    pub async fn evaluate(&self, facts: &RequestFacts<'_>) -> Verdict {
+        // 1. client IP
+        let client_ip = self.client_ip.resolve(facts.peer, facts.headers);
+        // 2. path + route
+        let checked = match check_target(facts.target) {
+            Ok(p) => p,
+            Err(e) => {
+                return Verdict {
+                    client_ip,
+                    route: RouteId::Unrouted,
+                    outcome: Err(Denial::BadRequest(BadRequest::Path(e))),
+                };
+            }
+        };
+        let matched = self
+            .routes
+            .find(facts.method, checked.path, checked.has_escapes);
+        let route = matched.index.map_or(RouteId::Default, RouteId::Index);
+        let policy = &matched.route.policy;
+        // 3–5. credential, session, access
+        let outcome = match policy.auth {
+            AuthMode::Internal => self.internal(facts, client_ip),
+            AuthMode::Required => self.user(facts, policy).await,
+            AuthMode::None => match self.user(facts, policy).await {
+                // A store failure is still a failure: fail closed rather than guess.
+                Err(d @ Denial::StoreUnavailable { .. }) => Err(d),
+                Err(_) => Ok(Identity::Anonymous),
+                ok => ok,
+            },
+        };
+        // 6. identity
+        Verdict {
+            client_ip,
+            route,
+            outcome: outcome.map(|identity| Admitted {
+                identity,
+                pass_cookies: policy.pass_cookies,
+            }),
+        }
+    }
+
+    fn internal(&self, facts: &RequestFacts<'_>, client_ip: IpAddr) -> Result<Identity, Denial> {
+        let unauth = |u| Err(Denial::Unauthorized(u));
+        match credential::extract_internal(facts.headers) {
+            Err(m) => unauth(Unauthenticated::Malformed(m)),
+            Ok(None) => unauth(Unauthenticated::SecretMissing),
+            Ok(Some(presented)) => match self.secrets.check(presented, client_ip) {
+                Ok(s) => Ok(Identity::Internal(
+                    self.secrets
+                        .secrets
+                        .iter()
+                        .position(|x| std::ptr::eq(x, s))
+                        .expect("the matched secret is one of ours"),
+                )),
+                Err(SecretRefusal::Wrong) => unauth(Unauthenticated::SecretWrong),
+                Err(SecretRefusal::Network) => unauth(Unauthenticated::SecretNetwork),
+            },
+        }
+    }
+
+    async fn user(&self, facts: &RequestFacts<'_>, policy: &Policy) -> Result<Identity, Denial> {
+        let session = self.authenticate(facts).await?;
+        // SECURITY: a valid credential of a kind the route does not accept is refused, so an
+        // OAuth2 token cannot reach session-only routes (and so on).
+        if !policy.kinds.contains(session.record.kind) {
+            return Err(Denial::AccessDenied);
+        }
+        // SECURITY: OAuth2 tokens carry only what the user granted; each required scope must be
+        // present. Session and bot tokens are not scope-limited.
+        if session.record.kind == Kind::Oauth2
+            && let Some(missing) = policy.scopes.iter().find(|s| !session.has_scope(s))
+        {
+            return Err(Denial::MissingOauthScope {
+                required_scope: missing.clone(),
+            });
+        }
+        Ok(Identity::User(session))
+    }
+
+    async fn authenticate(&self, facts: &RequestFacts<'_>) -> Result<Arc<Session>, Denial> {
+        let unauth = |u| Denial::Unauthorized(u);
+        match credential::extract(facts.headers, &self.cookie_name) {
+            Extracted::Absent => Err(unauth(Unauthenticated::Missing)),
+            Extracted::Malformed(m) => Err(unauth(Unauthenticated::Malformed(m))),
+            Extracted::Header { kind, token } => {
+                if !self.accept.contains(kind) {
+                    return Err(unauth(Unauthenticated::KindDisabled));
+                }
+                let session = self
+                    .resolve(&Sid::of(token))
+                    .await?
+                    .ok_or(unauth(Unauthenticated::UnknownSession))?;
+                // SECURITY: a token is only good as the kind it was issued as; an OAuth2 sid
+                // presented as `flx_…` (or the reverse) is refused.
+                if session.record.kind != kind {
+                    return Err(unauth(Unauthenticated::KindMismatch));
+                }
+                Ok(session)
+            }
+            Extracted::Cookies(candidates) => {
+                if !self.accept.contains(Kind::Session) {
+                    return Err(unauth(Unauthenticated::KindDisabled));
+                }
+                // SECURITY: with several session cookies (cookie tossing from a sibling
+                // domain), exactly one must be valid; otherwise we cannot know whose it is.
+                let mut valid: Option<Arc<Session>> = None;
+                let mut count = 0;
+                for token in candidates.as_slice() {
+                    if let Some(s) = self.resolve(&Sid::of(token)).await?
+                        && s.record.kind == Kind::Session
+                    {
+                        count += 1;
+                        valid = Some(s);
+                    }
+                }
+                match (count, valid) {
+                    (1, Some(s)) => Ok(s),
+                    _ if candidates.as_slice().len() > 1 => {
+                        Err(unauth(Unauthenticated::AmbiguousCookies))
+                    }
+                    _ => Err(unauth(Unauthenticated::UnknownSession)),
+                }
+            }
+        }
+    }
+
+    async fn resolve(&self, sid: &Sid) -> Result<Option<Arc<Session>>, Denial> {
+        self.sessions.resolve(sid).await.map_err(|e: StoreError| {
+            tracing::warn!(error = %e, "session store failed; refusing the request");
+            Denial::StoreUnavailable {
+                retry_after_secs: self.store_retry_after_secs,
+            }
+        })
+    }
+}
+
+/// The metric/log reason of an admitted request.
+pub fn admitted_reason(a: &Admitted) -> &'static str {
+    a.identity.auth_kind()
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -1,0 +1,294 @@
+//! The pipeline against an in-memory store: each rule with the attack it stops.
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::config::secret::Secret;
+use crate::metrics::Metrics;
+use crate::net::cidr::CidrSet;
+use crate::policy::{InternalSecret, Pattern, Route};
+use crate::session::record::SessionRecord;
+use crate::session::testing::MemStore;
+use crate::session::{CacheSettings, SessionStore};
+use http::{HeaderName, HeaderValue};
+use std::sync::atomic::Ordering;
+
+const SESSION_TOK: &str = "flx_abcdefghijklmnopqrstuvwxyz0123456789";
+const SESSION_TOK2: &str = "flx_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+const OAUTH_TOK: &str = "oauthTokenValue_0123456789";
+const SECRET: &str = "internal-secret-0123456789";
+
+fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
+    Policy {
+        auth,
+        kinds: KindSet::of(kinds),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        pass_cookies: false,
+    }
+}
+
+fn route(path: &str, p: Policy) -> Route {
+    Route {
+        name: path.into(),
+        methods: vec![],
+        pattern: Some(Pattern::parse(path).unwrap()),
+        policy: p,
+    }
+}
+
+fn rec(kind: Kind, scopes: &[&str]) -> SessionRecord {
+    SessionRecord {
+        v: 1,
+        user_id: "42".into(),
+        kind,
+        created_at: 0,
+        expires_at: None,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        client_ip: None,
+        has_mfa: None,
+        flags: None,
+    }
+}
+
+async fn pipeline() -> (Pipeline, Arc<MemStore>) {
+    let store = Arc::new(MemStore::default());
+    store
+        .create(&Sid::of(SESSION_TOK), &rec(Kind::Session, &[]))
+        .await
+        .unwrap();
+    store
+        .create(&Sid::of(SESSION_TOK2), &rec(Kind::Session, &[]))
+        .await
+        .unwrap();
+    store
+        .create(&Sid::of(OAUTH_TOK), &rec(Kind::Oauth2, &["identify"]))
+        .await
+        .unwrap();
+    let cache = SessionCache::new(
+        store.clone(),
+        ManualClock::new(1_700_000_000_000),
+        Arc::new(Metrics::default()),
+        CacheSettings {
+            ttl_ms: 30_000,
+            negative_ttl_ms: 1_000,
+            capacity: 1000,
+        },
+    );
+    let all = [Kind::Session, Kind::Oauth2];
+    let routes = RouteTable::new(
+        vec![
+            route("/public", policy(AuthMode::None, &all, &[])),
+            route("/session-only", policy(AuthMode::Required, &[Kind::Session], &[])),
+            route("/guilds", policy(AuthMode::Required, &all, &["guilds"])),
+            route("/me", policy(AuthMode::Required, &all, &["identify"])),
+            route("/_rpc", policy(AuthMode::Internal, &[], &[])),
+        ],
+        policy(AuthMode::Required, &all, &[]),
+        vec!["/v1".into()],
+    );
+    let p = Pipeline {
+        routes,
+        client_ip: ClientIpResolver::new(
+            CidrSet::default(),
+            HeaderName::from_static("x-forwarded-for"),
+        ),
+        sessions: Arc::new(cache),
+        secrets: InternalSecrets {
+            secrets: vec![InternalSecret {
+                name: "gateway".into(),
+                name_header: HeaderValue::from_static("gateway"),
+                secret: Secret::new(SECRET.into()),
+                networks: CidrSet::parse(&["10.0.0.0/8"]).unwrap(),
+            }],
+        },
+        accept: KindSet::of(&all),
+        cookie_name: "fluxer_session".into(),
+        store_retry_after_secs: 1,
+    };
+    (p, store)
+}
+
+async fn run(p: &Pipeline, target: &str, headers: &[(&'static str, &str)]) -> Verdict {
+    run_from(p, target, headers, "10.1.2.3").await
+}
+
+async fn run_from(
+    p: &Pipeline,
+    target: &str,
+    headers: &[(&'static str, &str)],
+    peer: &str,
+) -> Verdict {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.append(*k, HeaderValue::from_str(v).unwrap());
+    }
+    p.evaluate(&RequestFacts {
+        method: &Method::GET,
+        target: target.as_bytes(),
+        headers: &h,
+        peer: peer.parse().unwrap(),
+    })
+    .await
+}
+
+fn denial(v: Verdict) -> Denial {
+    v.outcome.expect_err("expected a denial")
+}
+
+fn kind(v: Verdict) -> &'static str {
+    v.outcome.expect("expected admission").identity.auth_kind()
+}
+
+#[tokio::test]
+async fn missing_credential_on_a_required_route_is_401() {
+    let (p, _) = pipeline().await;
+    assert_eq!(
+        denial(run(&p, "/anything", &[]).await),
+        Denial::Unauthorized(Unauthenticated::Missing)
+    );
+}
+
+#[tokio::test]
+async fn session_token_with_and_without_bearer_and_as_cookie_is_admitted() {
+    let (p, _) = pipeline().await;
+    let bearer = format!("Bearer {SESSION_TOK}");
+    let cookie = format!("fluxer_session={SESSION_TOK}");
+    assert_eq!(kind(run(&p, "/x", &[("authorization", &bearer)]).await), "session");
+    assert_eq!(kind(run(&p, "/x", &[("authorization", SESSION_TOK)]).await), "session");
+    assert_eq!(kind(run(&p, "/x", &[("cookie", &cookie)]).await), "session");
+}
+
+#[tokio::test]
+async fn oauth2_token_missing_a_scope_is_refused_naming_it() {
+    let (p, _) = pipeline().await;
+    let bearer = format!("Bearer {OAUTH_TOK}");
+    assert_eq!(
+        denial(run(&p, "/guilds", &[("authorization", &bearer)]).await),
+        Denial::MissingOauthScope {
+            required_scope: "guilds".into()
+        }
+    );
+    assert_eq!(kind(run(&p, "/me", &[("authorization", &bearer)]).await), "oauth2");
+}
+
+#[tokio::test]
+async fn oauth2_bearer_on_a_session_only_route_is_access_denied() {
+    let (p, _) = pipeline().await;
+    let bearer = format!("Bearer {OAUTH_TOK}");
+    assert_eq!(
+        denial(run(&p, "/session-only", &[("authorization", &bearer)]).await),
+        Denial::AccessDenied
+    );
+}
+
+#[tokio::test]
+async fn oauth2_token_presented_as_a_session_token_is_refused() {
+    // An attacker who knows an OAuth2 sid cannot craft a flx_ token for it, but a backend
+    // writing a record with the wrong kind must not widen what the token can do either.
+    let (p, store) = pipeline().await;
+    let tok = "flx_0000000000000000000000000000000000ab";
+    store.create(&Sid::of(tok), &rec(Kind::Oauth2, &[])).await.unwrap();
+    assert_eq!(
+        denial(run(&p, "/x", &[("authorization", tok)]).await),
+        Denial::Unauthorized(Unauthenticated::KindMismatch)
+    );
+}
+
+#[tokio::test]
+async fn bot_tokens_are_refused_when_bots_are_not_enabled() {
+    let (p, _) = pipeline().await;
+    assert_eq!(
+        denial(run(&p, "/x", &[("authorization", "Bot 123.abcdef")]).await),
+        Denial::Unauthorized(Unauthenticated::KindDisabled)
+    );
+}
+
+#[tokio::test]
+async fn anonymous_on_a_none_route_even_with_a_bad_credential() {
+    let (p, _) = pipeline().await;
+    assert_eq!(kind(run(&p, "/public", &[]).await), "anonymous");
+    assert_eq!(
+        kind(run(&p, "/public", &[("authorization", "Bearer unknown-token")]).await),
+        "anonymous"
+    );
+    let bearer = format!("Bearer {SESSION_TOK}");
+    assert_eq!(kind(run(&p, "/public", &[("authorization", &bearer)]).await), "session");
+}
+
+#[tokio::test]
+async fn store_failure_fails_closed_on_every_route_that_needs_it() {
+    let (p, store) = pipeline().await;
+    store.fail.store(true, Ordering::SeqCst);
+    let bearer = format!("Bearer {SESSION_TOK}");
+    for path in ["/x", "/public"] {
+        assert!(matches!(
+            denial(run(&p, path, &[("authorization", &bearer)]).await),
+            Denial::StoreUnavailable { .. }
+        ));
+    }
+    // Without a credential there is nothing to look up.
+    assert_eq!(kind(run(&p, "/public", &[]).await), "anonymous");
+}
+
+#[tokio::test]
+async fn malformed_paths_are_refused_before_any_store_read() {
+    let (p, store) = pipeline().await;
+    let bearer = format!("Bearer {SESSION_TOK}");
+    let v = run(&p, "/a/../session-only", &[("authorization", &bearer)]).await;
+    assert_eq!(v.route, RouteId::Unrouted);
+    assert!(matches!(denial(v), Denial::BadRequest(_)));
+    assert_eq!(store.reads.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn duplicate_session_cookies_with_two_valid_values_are_refused() {
+    let (p, _) = pipeline().await;
+    let c = format!("fluxer_session={SESSION_TOK}; fluxer_session={SESSION_TOK2}");
+    assert_eq!(
+        denial(run(&p, "/x", &[("cookie", &c)]).await),
+        Denial::Unauthorized(Unauthenticated::AmbiguousCookies)
+    );
+}
+
+#[tokio::test]
+async fn duplicate_session_cookies_with_exactly_one_valid_value_are_accepted() {
+    let (p, _) = pipeline().await;
+    let c = format!(
+        "fluxer_session={SESSION_TOK}; fluxer_session=flx_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+    );
+    assert_eq!(kind(run(&p, "/x", &[("cookie", &c)]).await), "session");
+}
+
+#[tokio::test]
+async fn internal_secret_right_wrong_missing_and_from_the_wrong_network() {
+    let (p, _) = pipeline().await;
+    assert_eq!(
+        kind(run(&p, "/_rpc", &[("x-fluxer-rpc-auth", SECRET)]).await),
+        "internal"
+    );
+    let bearer = format!("Bearer {SECRET}");
+    assert_eq!(kind(run(&p, "/_rpc", &[("authorization", &bearer)]).await), "internal");
+    assert_eq!(
+        denial(run(&p, "/_rpc", &[("x-fluxer-rpc-auth", "wrong-secret-0123456789")]).await),
+        Denial::Unauthorized(Unauthenticated::SecretWrong)
+    );
+    assert_eq!(
+        denial(run(&p, "/_rpc", &[]).await),
+        Denial::Unauthorized(Unauthenticated::SecretMissing)
+    );
+    assert_eq!(
+        denial(run_from(&p, "/_rpc", &[("x-fluxer-rpc-auth", SECRET)], "192.0.2.1").await),
+        Denial::Unauthorized(Unauthenticated::SecretNetwork)
+    );
+    // A user session is not an internal credential.
+    let user = format!("Bearer {SESSION_TOK}");
+    assert_eq!(
+        denial(run(&p, "/_rpc", &[("authorization", &user)]).await),
+        Denial::Unauthorized(Unauthenticated::SecretWrong)
+    );
+}
+
+#[tokio::test]
+async fn routes_match_under_the_version_prefix() {
+    let (p, _) = pipeline().await;
+    assert_eq!(kind(run(&p, "/v1/public", &[]).await), "anonymous");
+}

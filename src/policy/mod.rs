@@ -1,0 +1,9 @@
+//! Route policy: which rules apply to a request, decided from its method and checked path, and
+//! the rules themselves (internal secrets now; rate limits, lockouts, sudo, IP authorization and
+//! CSRF as they arrive).
+
+pub mod internal;
+pub mod routes;
+
+pub use internal::{InternalSecret, InternalSecrets};
+pub use routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};

@@ -1,0 +1,383 @@
+//! The route table (contract §2): method set + path pattern → policy; first match wins; a
+//! default policy covers the rest. Patterns are written without the API version prefix and also
+//! match under each configured prefix (`/v1` by default).
+//!
+//! Matching is a linear scan over pre-split patterns: route lists are short (tens), a scan is a
+//! few hundred nanoseconds, and it keeps "first match wins" literally true, which a radix router
+//! with its own priority rules would not.
+
+use crate::credential::Kind;
+use crate::net::path::decode_for_matching;
+use http::Method;
+use std::borrow::Cow;
+
+/// What a route requires of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Credential optional: identity injected when valid, anonymous otherwise.
+    None,
+    /// A valid user credential of an accepted kind.
+    Required,
+    /// A configured internal shared secret.
+    Internal,
+}
+
+/// A small set of credential kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KindSet(u8);
+
+impl KindSet {
+    pub fn of(kinds: &[Kind]) -> Self {
+        KindSet(kinds.iter().fold(0, |m, k| m | Self::bit(*k)))
+    }
+    fn bit(k: Kind) -> u8 {
+        match k {
+            Kind::Session => 1,
+            Kind::Oauth2 => 2,
+            Kind::Bot => 4,
+        }
+    }
+    pub fn contains(self, k: Kind) -> bool {
+        self.0 & Self::bit(k) != 0
+    }
+    pub fn kinds(self) -> impl Iterator<Item = Kind> {
+        Kind::ALL.into_iter().filter(move |k| self.contains(*k))
+    }
+}
+
+/// What the route asks of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub auth: AuthMode,
+    /// Credential kinds accepted (for `none` and `required`).
+    pub kinds: KindSet,
+    /// OAuth2 scopes an `oauth2` credential must all carry.
+    pub scopes: Vec<String>,
+    /// Forward the session and sudo cookies to the upstream instead of removing them.
+    pub pass_cookies: bool,
+}
+
+/// One path segment of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Lit(String),
+    Param(String),
+    /// `*` as the last segment: one or more remaining segments.
+    Rest,
+}
+
+/// A parsed path pattern such as `/guilds/:guild_id/delete`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    source: String,
+    segs: Vec<Seg>,
+}
+
+impl Pattern {
+    /// Parses a pattern; the error says what is wrong with it.
+    pub fn parse(s: &str) -> Result<Pattern, String> {
+        if !s.starts_with('/') {
+            return Err(format!("path pattern {s:?} must start with '/'"));
+        }
+        let body = s.strip_prefix('/').unwrap_or(s);
+        let body = body.strip_suffix('/').unwrap_or(body);
+        let mut segs = Vec::new();
+        let parts: Vec<&str> = if body.is_empty() {
+            Vec::new()
+        } else {
+            body.split('/').collect()
+        };
+        for (i, part) in parts.iter().enumerate() {
+            let seg = if *part == "*" {
+                if i + 1 != parts.len() {
+                    return Err(format!("in {s:?}: '*' may only be the last segment"));
+                }
+                Seg::Rest
+            } else if let Some(name) = part.strip_prefix(':') {
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(format!(
+                        "in {s:?}: parameter {part:?} needs a name of letters, digits or '_'"
+                    ));
+                }
+                Seg::Param(name.to_string())
+            } else {
+                if part.is_empty() || *part == "." || *part == ".." {
+                    return Err(format!("in {s:?}: empty, '.' and '..' segments never match"));
+                }
+                if part.bytes().any(|b| b <= 0x20 || b >= 0x7f || b"%?#\\*".contains(&b)) {
+                    return Err(format!(
+                        "in {s:?}: segment {part:?} has a character that cannot appear in a checked path"
+                    ));
+                }
+                Seg::Lit(part.to_string())
+            };
+            segs.push(seg);
+        }
+        Ok(Pattern {
+            source: s.to_string(),
+            segs,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether `path` (checked, decoded for matching, without query) matches.
+    fn matches(&self, path: &str) -> bool {
+        self.walk(path, |_, _| {})
+    }
+
+    /// Walks `path` against the pattern, reporting each parameter.
+    fn walk<'p>(&self, path: &'p str, mut on_param: impl FnMut(&str, &'p str)) -> bool {
+        let body = path.strip_prefix('/').unwrap_or(path);
+        // One trailing slash names the same resource (most routers agree), so it matches too.
+        let body = body.strip_suffix('/').unwrap_or(body);
+        let mut parts = body.split('/').filter(|_| !body.is_empty());
+        for seg in &self.segs {
+            match seg {
+                Seg::Rest => return parts.next().is_some(),
+                Seg::Lit(l) => {
+                    if parts.next() != Some(l.as_str()) {
+                        return false;
+                    }
+                }
+                Seg::Param(name) => match parts.next() {
+                    Some(v) => on_param(name, v),
+                    None => return false,
+                },
+            }
+        }
+        parts.next().is_none()
+    }
+
+    /// The value of `:name` in `path`, if the pattern matches and has that parameter.
+    pub fn param<'p>(&self, path: &'p str, name: &str) -> Option<&'p str> {
+        let mut found = None;
+        if self.walk(path, |n, v| {
+            if n == name {
+                found = Some(v);
+            }
+        }) {
+            found
+        } else {
+            None
+        }
+    }
+}
+
+/// One configured route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Name for logs and metrics (the operator's, or "METHODS /pattern").
+    pub name: String,
+    /// Allowed methods; empty means any. A route that allows GET also matches HEAD, since
+    /// servers commonly answer HEAD with their GET handler.
+    pub methods: Vec<Method>,
+    pub pattern: Option<Pattern>,
+    pub policy: Policy,
+}
+
+impl Route {
+    fn method_matches(&self, m: &Method) -> bool {
+        self.methods.is_empty()
+            || self.methods.iter().any(|x| x == m)
+            || (m == Method::HEAD && self.methods.contains(&Method::GET))
+    }
+}
+
+/// The routes in file order, the default policy and the version prefixes.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+    default: Route,
+    prefixes: Vec<String>,
+}
+
+/// The route a request matched and the path it matched with (prefix removed, decoded).
+#[derive(Debug, Clone)]
+pub struct Matched<'t, 'p> {
+    pub route: &'t Route,
+    /// Index in the table (None for the default route), for cheap metric labels.
+    pub index: Option<usize>,
+    pub match_path: Cow<'p, str>,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>, default: Policy, prefixes: Vec<String>) -> Self {
+        RouteTable {
+            routes,
+            default: Route {
+                name: "default".into(),
+                methods: Vec::new(),
+                pattern: None,
+                policy: default,
+            },
+            prefixes,
+        }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn default_route(&self) -> &Route {
+        &self.default
+    }
+
+    /// Finds the first route matching `method` and the checked `path`.
+    pub fn find<'t, 'p>(&'t self, method: &Method, path: &'p str, has_escapes: bool) -> Matched<'t, 'p> {
+        let decoded: Cow<'p, str> = if has_escapes {
+            Cow::Owned(decode_for_matching(path))
+        } else {
+            Cow::Borrowed(path)
+        };
+        let unprefixed = self.strip_prefix(&decoded);
+        for (i, r) in self.routes.iter().enumerate() {
+            if !r.method_matches(method) {
+                continue;
+            }
+            let Some(p) = &r.pattern else { continue };
+            if p.matches(&decoded) || unprefixed.is_some_and(|u| p.matches(u)) {
+                let match_path = match unprefixed {
+                    Some(u) if !p.matches(&decoded) => Cow::Owned(u.to_string()),
+                    _ => decoded.clone(),
+                };
+                return Matched {
+                    route: r,
+                    index: Some(i),
+                    match_path,
+                };
+            }
+        }
+        Matched {
+            route: &self.default,
+            index: None,
+            match_path: decoded.clone(),
+        }
+    }
+
+    fn strip_prefix<'a>(&self, path: &'a str) -> Option<&'a str> {
+        self.prefixes.iter().find_map(|pre| {
+            let rest = path.strip_prefix(pre.as_str())?;
+            if rest.is_empty() {
+                Some("/")
+            } else if rest.starts_with('/') {
+                Some(rest)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(auth: AuthMode) -> Policy {
+        Policy {
+            auth,
+            kinds: KindSet::of(&[Kind::Session]),
+            scopes: vec![],
+            pass_cookies: false,
+        }
+    }
+
+    fn route(name: &str, methods: &[&str], path: &str, auth: AuthMode) -> Route {
+        Route {
+            name: name.into(),
+            methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
+            pattern: Some(Pattern::parse(path).unwrap()),
+            policy: policy(auth),
+        }
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(
+            vec![
+                route("health", &["GET"], "/health", AuthMode::None),
+                route("delete", &["POST"], "/guilds/:guild_id/delete", AuthMode::Required),
+                route("guild", &[], "/guilds/:guild_id", AuthMode::None),
+                route("internal", &[], "/_internal/*", AuthMode::Internal),
+                route("shadowed", &["GET"], "/health", AuthMode::Required),
+            ],
+            policy(AuthMode::Required),
+            vec!["/v1".into()],
+        )
+    }
+
+    fn name(t: &RouteTable, m: &str, p: &str) -> String {
+        t.find(&m.parse().unwrap(), p, p.contains('%')).route.name.clone()
+    }
+
+    #[test]
+    fn first_match_wins_and_default_covers_the_rest() {
+        let t = table();
+        assert_eq!(name(&t, "GET", "/health"), "health");
+        assert_eq!(name(&t, "POST", "/health"), "default");
+        assert_eq!(name(&t, "GET", "/nothing"), "default");
+    }
+
+    #[test]
+    fn patterns_match_under_the_version_prefix() {
+        let t = table();
+        assert_eq!(name(&t, "GET", "/v1/health"), "health");
+        assert_eq!(name(&t, "POST", "/v1/guilds/123/delete"), "delete");
+        assert_eq!(name(&t, "GET", "/v1health"), "default");
+        assert_eq!(name(&t, "GET", "/v2/health"), "default");
+    }
+
+    #[test]
+    fn params_match_one_segment_and_can_be_read() {
+        let t = table();
+        assert_eq!(name(&t, "POST", "/guilds/123/delete"), "delete");
+        assert_eq!(name(&t, "GET", "/guilds/123"), "guild");
+        assert_eq!(name(&t, "GET", "/guilds/123/x"), "default");
+        let p = Pattern::parse("/guilds/:guild_id/delete").unwrap();
+        assert_eq!(p.param("/guilds/42/delete", "guild_id"), Some("42"));
+        assert_eq!(p.param("/guilds/42/other", "guild_id"), None);
+    }
+
+    #[test]
+    fn trailing_slash_matches_the_same_route() {
+        let t = table();
+        assert_eq!(name(&t, "POST", "/guilds/1/delete/"), "delete");
+        assert_eq!(name(&t, "GET", "/health/"), "health");
+    }
+
+    #[test]
+    fn rest_wildcard_needs_at_least_one_segment() {
+        let t = table();
+        assert_eq!(name(&t, "GET", "/_internal/a/b"), "internal");
+        assert_eq!(name(&t, "GET", "/_internal"), "default");
+    }
+
+    #[test]
+    fn head_is_matched_by_get_routes() {
+        let t = table();
+        assert_eq!(name(&t, "HEAD", "/health"), "health");
+    }
+
+    #[test]
+    fn percent_encoded_spelling_matches_the_decoded_route() {
+        // An upstream that decodes %64 to 'd' must see the same policy as fluxgate applied.
+        let t = table();
+        assert_eq!(name(&t, "POST", "/guilds/1/%64elete"), "delete");
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_with_a_reason() {
+        for (p, frag) in [
+            ("users", "start with '/'"),
+            ("/a/*/b", "last segment"),
+            ("/a/:", "needs a name"),
+            ("/a//b", "segments never match"),
+            ("/a/%2f", "character"),
+        ] {
+            let e = Pattern::parse(p).unwrap_err();
+            assert!(e.contains(frag), "{p}: {e}");
+        }
+    }
+}

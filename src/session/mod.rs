@@ -1,0 +1,13 @@
+//! Sessions: the stored record, the `SessionStore` trait, the in-process cache in front of it,
+//! and the store implementations (embedded on-disk; Redis next).
+
+pub mod cache;
+pub mod embedded;
+pub mod record;
+pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use cache::{CacheSettings, SessionCache};
+pub use record::{Session, SessionRecord};
+pub use store::{SessionStore, StoreError};

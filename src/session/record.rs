@@ -1,0 +1,223 @@
+//! The session record (contract §8) and its resolved, header-ready form.
+//!
+//! Records may be written by backends directly (Redis), so decoding is strict: unknown
+//! versions, oversized records and values that could not travel in a header are refused and
+//! the session is treated as absent.
+
+use crate::credential::{Kind, Sid};
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+/// The only record layout this build understands.
+pub const RECORD_VERSION: u32 = 1;
+/// Larger records are refused: a session is a few hundred bytes.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024;
+const MAX_USER_ID_LEN: usize = 64;
+const MAX_SCOPES: usize = 64;
+const MAX_SCOPE_LEN: usize = 64;
+
+/// A session as stored (JSON), keyed by `sid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub v: u32,
+    pub user_id: String,
+    pub kind: Kind,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `None` never expires.
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_mfa: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u64>,
+}
+
+/// Why stored bytes are not a usable record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("record is {0} bytes, over the {MAX_RECORD_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("record is not valid JSON for layout v1: {0}")]
+    Json(String),
+    #[error("record version {0} is not supported (expected {RECORD_VERSION})")]
+    Version(u32),
+    #[error("record field {0} is invalid")]
+    Field(&'static str),
+}
+
+impl SessionRecord {
+    /// Decodes and validates stored bytes.
+    pub fn decode(bytes: &[u8]) -> Result<SessionRecord, RecordError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(RecordError::TooLarge(bytes.len()));
+        }
+        let rec: SessionRecord =
+            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        if rec.v != RECORD_VERSION {
+            return Err(RecordError::Version(rec.v));
+        }
+        rec.validate()?;
+        Ok(rec)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a SessionRecord always serializes")
+    }
+
+    /// Checks every field that ends up in a header or a comparison.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        if !is_user_id(&self.user_id) {
+            return Err(RecordError::Field("user_id"));
+        }
+        if self.scopes.len() > MAX_SCOPES || !self.scopes.iter().all(|s| is_scope(s)) {
+            return Err(RecordError::Field("scopes"));
+        }
+        if let Some(ip) = &self.client_ip
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(RecordError::Field("client_ip"));
+        }
+        Ok(())
+    }
+
+    /// Whether the record is past its expiry at `now_secs`.
+    pub fn is_expired(&self, now_secs: i64) -> bool {
+        self.expires_at.is_some_and(|e| e <= now_secs)
+    }
+}
+
+/// A user id: 1–64 characters of `[A-Za-z0-9_-]` (Fluxer's are decimal snowflakes).
+pub fn is_user_id(s: &str) -> bool {
+    (1..=MAX_USER_ID_LEN).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// An OAuth2 scope token (RFC 6749 §3.3 `scope-token`), without spaces, at most 64 bytes.
+pub fn is_scope(s: &str) -> bool {
+    (1..=MAX_SCOPE_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+/// A resolved session: the record plus header values computed once when it enters the cache,
+/// so a cache hit injects identity without formatting anything.
+#[derive(Debug)]
+pub struct Session {
+    pub sid: Sid,
+    pub record: SessionRecord,
+    pub sid_header: HeaderValue,
+    pub user_header: HeaderValue,
+    /// Space-separated scopes, when there are any.
+    pub scopes_header: Option<HeaderValue>,
+}
+
+impl Session {
+    pub fn new(sid: Sid, record: SessionRecord) -> Result<Session, RecordError> {
+        record.validate()?;
+        let sid_header =
+            HeaderValue::from_str(&sid.encode()).map_err(|_| RecordError::Field("sid"))?;
+        let user_header =
+            HeaderValue::from_str(&record.user_id).map_err(|_| RecordError::Field("user_id"))?;
+        let scopes_header = if record.scopes.is_empty() {
+            None
+        } else {
+            Some(
+                HeaderValue::from_str(&record.scopes.join(" "))
+                    .map_err(|_| RecordError::Field("scopes"))?,
+            )
+        };
+        Ok(Session {
+            sid,
+            record,
+            sid_header,
+            user_header,
+            scopes_header,
+        })
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.record.scopes.iter().any(|s| s == scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> SessionRecord {
+        SessionRecord {
+            v: 1,
+            user_id: "123456789012345678".into(),
+            kind: Kind::Session,
+            created_at: 1_700_000_000,
+            expires_at: Some(1_800_000_000),
+            scopes: vec![],
+            client_ip: None,
+            has_mfa: Some(true),
+            flags: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let r = rec();
+        assert_eq!(SessionRecord::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn accepts_the_documented_minimal_record() {
+        let raw = br#"{"v":1,"user_id":"42","kind":"oauth2","created_at":1,"expires_at":null,"scopes":["identify","guilds"]}"#;
+        let r = SessionRecord::decode(raw).unwrap();
+        assert_eq!(r.kind, Kind::Oauth2);
+        assert_eq!(r.scopes, vec!["identify", "guilds"]);
+    }
+
+    #[test]
+    fn unknown_version_and_corrupt_bytes_are_refused() {
+        let mut r = rec();
+        r.v = 2;
+        assert_eq!(
+            SessionRecord::decode(&serde_json::to_vec(&r).unwrap()),
+            Err(RecordError::Version(2))
+        );
+        assert!(matches!(
+            SessionRecord::decode(b"{not json"),
+            Err(RecordError::Json(_))
+        ));
+        assert!(matches!(
+            SessionRecord::decode(&vec![b' '; MAX_RECORD_BYTES + 1]),
+            Err(RecordError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn header_injection_through_the_user_id_is_refused() {
+        let mut r = rec();
+        r.user_id = "1\r\nX-Fluxgate-User-Id: 2".into();
+        assert_eq!(r.validate(), Err(RecordError::Field("user_id")));
+        let mut r = rec();
+        r.scopes = vec!["a b".into()];
+        assert_eq!(r.validate(), Err(RecordError::Field("scopes")));
+    }
+
+    #[test]
+    fn expiry_is_inclusive_of_the_expiry_second() {
+        let r = rec();
+        assert!(!r.is_expired(1_799_999_999));
+        assert!(r.is_expired(1_800_000_000));
+    }
+
+    #[test]
+    fn session_precomputes_its_headers() {
+        let mut r = rec();
+        r.scopes = vec!["identify".into(), "email".into()];
+        let s = Session::new(Sid::of("t"), r).unwrap();
+        assert_eq!(s.user_header, "123456789012345678");
+        assert_eq!(s.scopes_header.unwrap(), "identify email");
+        assert_eq!(s.sid_header.to_str().unwrap(), Sid::of("t").encode());
+    }
+}
