@@ -11,3 +11,8 @@ pub mod net;
 pub mod pipeline;
 pub mod policy;
 pub mod session;
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod proxy;

@@ -1,3 +1,8 @@
+//! The `fluxgate` binary: parse the command line and hand over to `cli`.
+
+use clap::Parser;
+
 fn main() {
-    println!("Hello, world!");
+    let cli = fluxgate::cli::Cli::parse();
+    std::process::exit(fluxgate::cli::dispatch(cli));
 }

@@ -1,0 +1,217 @@
+//! Builds the runtime objects from a validated [`Config`] and runs them: the pingora proxy
+//! service, and one housekeeping service that serves the admin listener and sweeps the store.
+
+use crate::admin::{self, AdminState};
+use crate::clock::{self, SharedClock};
+use crate::config::{Config, StoreSettings};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::proxy::{FluxgateProxy, UpstreamPool};
+use crate::session::embedded::EmbeddedStore;
+use crate::session::{SessionCache, SessionStore};
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why fluxgate could not start (beyond an invalid config).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(String),
+}
+
+/// Where the running instance listens (port 0 resolved).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Bound {
+    pub proxy: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+/// Everything built from the config, ready to run.
+pub struct Built {
+    pub server: Server,
+    pub bound: Bound,
+}
+
+/// Resolves `:0` to a concrete free port. Pingora binds its own listeners when it starts, so
+/// the port is reserved here and released just before; the window is microseconds.
+fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, StartupError> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l = TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+    l.local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })
+}
+
+fn open_store(cfg: &Config, clock: &SharedClock) -> Result<(Arc<dyn SessionStore>, Option<(EmbeddedStore, Duration)>), StartupError> {
+    match &cfg.sessions.store {
+        StoreSettings::Embedded {
+            path,
+            sweep_interval,
+        } => {
+            let s = EmbeddedStore::open(path, clock.clone()).map_err(StartupError::Store)?;
+            Ok((Arc::new(s.clone()), Some((s, *sweep_interval))))
+        }
+    }
+}
+
+/// Builds the server from a config. Nothing runs until [`run`].
+pub fn build(cfg: Config) -> Result<Built, StartupError> {
+    let clock = clock::system();
+    let metrics = Arc::new(Metrics::default());
+    let (store, sweeper) = open_store(&cfg, &clock)?;
+    let sessions = Arc::new(SessionCache::new(
+        store,
+        clock.clone(),
+        metrics.clone(),
+        cfg.sessions.cache,
+    ));
+    let admin_listener = TcpListener::bind(cfg.admin.listen).map_err(|source| StartupError::Bind {
+        addr: cfg.admin.listen,
+        source,
+    })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind {
+            addr: cfg.admin.listen,
+            source,
+        })?;
+    admin_listener
+        .set_nonblocking(true)
+        .map_err(|source| StartupError::Bind {
+            addr: admin_addr,
+            source,
+        })?;
+    let proxy_addrs = cfg
+        .server
+        .listen
+        .iter()
+        .map(|a| resolve_port(*a))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let pipeline = Arc::new(Pipeline {
+        routes: cfg.routes,
+        client_ip: cfg.client_ip,
+        sessions: sessions.clone(),
+        secrets: cfg.secrets,
+        accept: cfg.accept,
+        cookie_name: cfg.sessions.cookie_name.clone(),
+        store_retry_after_secs: cfg.sessions.store_retry_after_secs,
+    });
+    let upstream = UpstreamPool {
+        addresses: cfg.upstream.addresses.clone(),
+        connect_timeout: cfg.upstream.connect_timeout,
+        read_timeout: cfg.upstream.read_timeout,
+        write_timeout: cfg.upstream.write_timeout,
+        idle_timeout: cfg.upstream.idle_timeout,
+    };
+    let proxy = FluxgateProxy::new(
+        pipeline,
+        metrics.clone(),
+        cfg.identity.clone(),
+        [cfg.sessions.cookie_name.clone(), cfg.sudo_cookie_name.clone()],
+        upstream,
+        cfg.logging.access_log,
+    );
+
+    let mut conf = ServerConf::default();
+    conf.threads = cfg.server.threads;
+    conf.work_stealing = cfg.server.work_stealing;
+    conf.grace_period_seconds = Some(cfg.server.grace_period.as_secs());
+    conf.graceful_shutdown_timeout_seconds = Some(cfg.server.shutdown_timeout.as_secs().max(1));
+    conf.upgrade_sock = cfg.server.upgrade_socket.display().to_string();
+    conf.pid_file = format!("{}.pid", cfg.server.upgrade_socket.display());
+    conf.max_retries = cfg.upstream.addresses.len().max(1);
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+
+    let mut service = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        proxy,
+        "fluxgate proxy",
+    );
+    for a in &proxy_addrs {
+        service.add_tcp(&a.to_string());
+    }
+    server.add_service(service);
+
+    let house = Housekeeping {
+        admin_listener: Mutex::new(Some(admin_listener)),
+        admin: Arc::new(AdminState {
+            sessions,
+            metrics,
+            secret: cfg.admin.secret.clone(),
+            clock,
+        }),
+        sweeper,
+    };
+    server.add_service(background_service("fluxgate housekeeping", house));
+    Ok(Built {
+        server,
+        bound: Bound {
+            proxy: proxy_addrs,
+            admin: admin_addr,
+        },
+    })
+}
+
+/// Runs until a shutdown signal (SIGTERM: graceful; SIGINT: fast; SIGQUIT: hand over).
+pub fn run(built: Built) {
+    built.server.run(RunArgs::default());
+}
+
+/// The admin listener and the store sweeper, on their own small runtime.
+struct Housekeeping {
+    admin_listener: Mutex<Option<TcpListener>>,
+    admin: Arc<AdminState>,
+    sweeper: Option<(EmbeddedStore, Duration)>,
+}
+
+#[async_trait]
+impl BackgroundService for Housekeeping {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let listener = self
+            .admin_listener
+            .lock()
+            .map(|mut l| l.take())
+            .unwrap_or(None);
+        if let Some(l) = listener {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => {
+                    tokio::spawn(admin::serve(l, self.admin.clone(), shutdown.clone()));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serve the admin listener"),
+            }
+        }
+        if let Some((store, every)) = self.sweeper.clone() {
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    match store.sweep_expired().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(removed = n, "swept expired sessions"),
+                        Err(e) => tracing::warn!(error = %e, "sweeping expired sessions failed"),
+                    }
+                }
+            });
+        }
+        let mut shutdown = shutdown;
+        let _ = shutdown.changed().await;
+    }
+}

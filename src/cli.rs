@@ -1,0 +1,247 @@
+//! Subcommands: `run`, `check-config`, `demo`, `sessions …`, `version`.
+
+use crate::admin::client::AdminClient;
+use crate::app;
+use crate::config::{self, LogFormat, LoggingSettings};
+use clap::{Args, Parser, Subcommand};
+use http::Method;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Exit code for an invalid config (EX_USAGE from sysexits.h).
+pub const EXIT_CONFIG: i32 = 64;
+/// Exit code when the process cannot start for another reason.
+pub const EXIT_STARTUP: i32 = 69;
+
+#[derive(Debug, Parser)]
+#[command(name = "fluxgate", version, about = "An authentication sidecar for Fluxer-style APIs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Run {
+        /// Path to the TOML config.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file: print it normalized (secrets redacted), or every problem.
+    CheckConfig {
+        /// Path to the TOML config.
+        path: PathBuf,
+    },
+    /// Start a self-contained demo: fluxgate, an echo upstream and a demo session.
+    Demo {
+        /// Port for the proxy (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Manage sessions through a running instance's admin API.
+    Sessions(SessionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Read the admin address and secret from this config.
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+    /// Admin API address (when no --config is given).
+    #[arg(long, global = true, default_value = "127.0.0.1:9090")]
+    pub admin: SocketAddr,
+    /// Environment variable holding the admin secret (when no --config is given).
+    #[arg(long, global = true, default_value = "FLUXGATE_ADMIN_SECRET")]
+    pub secret_env: String,
+    #[command(subcommand)]
+    pub action: SessionAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionAction {
+    /// Create a session and print its token (shown once) and sid.
+    Create {
+        #[arg(long)]
+        user_id: String,
+        /// session, oauth2 or bot.
+        #[arg(long, default_value = "session")]
+        kind: String,
+        /// Comma-separated OAuth2 scopes.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// How long it lives, e.g. 30d (default: until revoked).
+        #[arg(long)]
+        lifetime: Option<String>,
+        /// The IP the session was created from.
+        #[arg(long)]
+        client_ip: Option<String>,
+        /// Application id (bot tokens).
+        #[arg(long)]
+        app_id: Option<String>,
+    },
+    /// List a user's sessions.
+    List {
+        #[arg(long)]
+        user_id: String,
+    },
+    /// Revoke one session (--sid) or all of a user's (--user-id).
+    Revoke {
+        #[arg(long, conflicts_with = "user_id", required_unless_present = "user_id")]
+        sid: Option<String>,
+        #[arg(long)]
+        user_id: Option<String>,
+    },
+}
+
+/// Sets up structured logs on stderr.
+pub fn init_logging(l: &LoggingSettings) {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_new(&l.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match l.format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Logfmt => registry
+            .with(tracing_logfmt::builder().layer().with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+    let _ = result;
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run { config } => run(&config),
+        Command::CheckConfig { path } => check_config(&path),
+        Command::Demo { port } => crate::demo::run(port),
+        Command::Sessions(args) => sessions(args),
+    }
+}
+
+fn run(path: &std::path::Path) -> i32 {
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            eprintln!("fluxgate: refusing to start with an invalid config");
+            return EXIT_CONFIG;
+        }
+    };
+    init_logging(&cfg.logging);
+    let built = match app::build(cfg) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("fluxgate: cannot start: {e}");
+            return EXIT_STARTUP;
+        }
+    };
+    announce(&built.bound);
+    app::run(built);
+    0
+}
+
+/// One machine-readable line on stdout saying where the instance listens.
+pub fn announce(b: &app::Bound) {
+    println!("{}", json!({"event": "listening", "proxy": b.proxy, "admin": b.admin}));
+}
+
+fn check_config(path: &std::path::Path) -> i32 {
+    match config::load(path) {
+        Ok(c) => {
+            print!("{}", c.normalized());
+            0
+        }
+        Err(e) => {
+            eprint!("{e}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+fn sessions(args: SessionsArgs) -> i32 {
+    let client = match admin_client(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fluxgate: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let (method, path, body) = match &args.action {
+        SessionAction::Create {
+            user_id,
+            kind,
+            scopes,
+            lifetime,
+            client_ip,
+            app_id,
+        } => (
+            Method::POST,
+            "/v1/sessions".to_string(),
+            Some(json!({
+                "user_id": user_id, "kind": kind, "scopes": scopes, "lifetime": lifetime,
+                "client_ip": client_ip, "app_id": app_id,
+            })),
+        ),
+        SessionAction::List { user_id } => {
+            (Method::GET, format!("/v1/users/{user_id}/sessions"), None)
+        }
+        SessionAction::Revoke { sid: Some(sid), .. } => {
+            (Method::DELETE, format!("/v1/sessions/{sid}"), None)
+        }
+        SessionAction::Revoke {
+            user_id: Some(u), ..
+        } => (Method::DELETE, format!("/v1/users/{u}/sessions"), None),
+        SessionAction::Revoke { .. } => {
+            eprintln!("fluxgate: give --sid or --user-id");
+            return EXIT_CONFIG;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fluxgate: {e}");
+            return EXIT_STARTUP;
+        }
+    };
+    match rt.block_on(client.call(method, &path, body)) {
+        Ok((status, json)) => {
+            let pretty = serde_json::to_string_pretty(&json).unwrap_or_default();
+            if status.is_success() {
+                println!("{pretty}");
+                0
+            } else {
+                eprintln!("fluxgate: the admin API answered {status}: {pretty}");
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("fluxgate: {e}");
+            EXIT_STARTUP
+        }
+    }
+}
+
+fn admin_client(args: &SessionsArgs) -> Result<AdminClient, String> {
+    if let Some(path) = &args.config {
+        let cfg = config::load(path).map_err(|e| e.to_string())?;
+        let mut addr = cfg.admin.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        return Ok(AdminClient {
+            addr,
+            secret: cfg.admin.secret.map(|s| s.expose().to_string()),
+        });
+    }
+    Ok(AdminClient {
+        addr: args.admin,
+        secret: std::env::var(&args.secret_env).ok(),
+    })
+}

@@ -1,0 +1,298 @@
+//! The only room that touches pingora's `Session`: gathers request facts for the pipeline,
+//! writes denials, picks the upstream, edits the forwarded headers, maps proxy failures to the
+//! contract's JSON, and counts and logs every request once.
+
+mod edit;
+mod respond;
+
+use crate::denial::Denial;
+use crate::identity::{self, HeaderNames, Injection};
+use crate::metrics::Metrics;
+use crate::pipeline::{Identity, Pipeline, RequestFacts, RouteId, Verdict, admitted_reason};
+use async_trait::async_trait;
+use edit::Upstream;
+use futures_util::FutureExt;
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Upstream connection settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamPool {
+    pub addresses: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// The pingora `ProxyHttp` implementation.
+pub struct FluxgateProxy {
+    pub pipeline: Arc<Pipeline>,
+    pub metrics: Arc<Metrics>,
+    pub names: HeaderNames,
+    /// Cookies fluxgate owns and removes from what the upstream sees.
+    pub own_cookies: [String; 2],
+    pub upstream: UpstreamPool,
+    pub access_log: bool,
+    next: AtomicUsize,
+}
+
+impl FluxgateProxy {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        metrics: Arc<Metrics>,
+        names: HeaderNames,
+        own_cookies: [String; 2],
+        upstream: UpstreamPool,
+        access_log: bool,
+    ) -> Self {
+        FluxgateProxy {
+            pipeline,
+            metrics,
+            names,
+            own_cookies,
+            upstream,
+            access_log,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn route_name(&self, r: RouteId) -> &str {
+        match r {
+            RouteId::Unrouted => "-",
+            RouteId::Default => "default",
+            RouteId::Index(i) => &self.pipeline.routes.routes()[i].name,
+        }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    started: Instant,
+    verdict: Option<Verdict>,
+    request_id: Option<HeaderValue>,
+    /// Set when fluxgate itself answered with a failure after admission.
+    failure: Option<Denial>,
+}
+
+fn peer_ip(session: &Session) -> IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+#[async_trait]
+impl ProxyHttp for FluxgateProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            verdict: None,
+            request_id: None,
+            failure: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let peer = peer_ip(session);
+        let req = session.req_header();
+        ctx.request_id = Some(identity::request_id(&req.headers));
+        let facts = RequestFacts {
+            method: &req.method,
+            target: req.raw_path(),
+            headers: &req.headers,
+            peer,
+        };
+        // SECURITY: a panic while deciding must refuse the request, never let it through or
+        // drop the connection without an answer.
+        let verdict = match AssertUnwindSafe(self.pipeline.evaluate(&facts))
+            .catch_unwind()
+            .await
+        {
+            Ok(v) => v,
+            Err(_) => {
+                self.metrics.panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("panic while evaluating a request; refused with 500");
+                Verdict {
+                    client_ip: peer,
+                    route: RouteId::Unrouted,
+                    outcome: Err(Denial::Internal),
+                }
+            }
+        };
+        let denied = verdict.outcome.as_ref().err().cloned();
+        ctx.verdict = Some(verdict);
+        match denied {
+            None => Ok(false),
+            Some(d) => {
+                respond::write_denial(session, &d, ctx.request_id.as_ref()).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let u = &self.upstream;
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % u.addresses.len();
+        let mut peer = HttpPeer::new(u.addresses[i], false, String::new());
+        peer.options.connection_timeout = Some(u.connect_timeout);
+        peer.options.read_timeout = Some(u.read_timeout);
+        peer.options.write_timeout = Some(u.write_timeout);
+        peer.options.idle_timeout = Some(u.idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // SECURITY: only an admitted verdict may reach the upstream; anything else is a bug and
+        // fails closed.
+        let Some(Verdict {
+            outcome: Ok(admitted),
+            client_ip,
+            ..
+        }) = &ctx.verdict
+        else {
+            return Error::e_explain(InternalError, "request reached the upstream without admission");
+        };
+        let edited = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut h = Upstream(upstream);
+            identity::strip_untrusted(&mut h, &self.names);
+            if !admitted.pass_cookies {
+                let own = [self.own_cookies[0].as_str(), self.own_cookies[1].as_str()];
+                identity::strip_cookies(&mut h, &own);
+            }
+            let mut inj = Injection {
+                auth_kind: admitted.identity.auth_kind(),
+                client_ip: Some(*client_ip),
+                ..Default::default()
+            };
+            match &admitted.identity {
+                Identity::Anonymous => {}
+                Identity::User(s) => {
+                    inj.user_id = Some(&s.user_header);
+                    inj.session_id = Some(&s.sid_header);
+                    inj.scopes = s.scopes_header.as_ref();
+                }
+                Identity::Internal(i) => {
+                    inj.service = Some(&self.pipeline.secrets.secrets[*i].name_header);
+                }
+            }
+            identity::inject(&mut h, &self.names, &inj);
+            if let Some(id) = &ctx.request_id {
+                h.0.insert_header("x-request-id", id.clone()).ok();
+            }
+        }));
+        if edited.is_err() {
+            self.metrics.panics.fetch_add(1, Ordering::Relaxed);
+            return Error::e_explain(InternalError, "panic while preparing the upstream request");
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(id) = &ctx.request_id {
+            resp.insert_header("x-request-id", id.clone())?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let denial = match (e.esource(), e.etype()) {
+            (_, ErrorType::HTTPStatus(_)) | (ErrorSource::Internal, _) | (ErrorSource::Unset, _) => {
+                Some(Denial::Internal)
+            }
+            (
+                ErrorSource::Upstream,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => Some(Denial::GatewayTimeout),
+            (ErrorSource::Upstream, _) => Some(Denial::BadGateway),
+            (
+                ErrorSource::Downstream,
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+            ) => None,
+            (ErrorSource::Downstream, _) => Some(Denial::BadRequest(crate::denial::BadRequest::Unparseable)),
+        };
+        let Some(denial) = denial else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        self.metrics.upstream_errors.inc(denial.reason(), "");
+        let code = denial.status().as_u16();
+        if session.response_written().is_none() {
+            let _ = respond::write_denial(session, &denial, ctx.request_id.as_ref()).await;
+        }
+        ctx.failure = Some(denial);
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let (outcome, reason) = match (&ctx.verdict, &ctx.failure) {
+            (_, Some(f)) => ("failed", f.reason()),
+            (Some(v), None) => match &v.outcome {
+                Ok(a) => ("admitted", admitted_reason(a)),
+                Err(d) => ("denied", d.reason()),
+            },
+            (None, None) => ("failed", "unparseable_request"),
+        };
+        self.metrics.decisions.inc(outcome, reason);
+        self.metrics.responses.inc(status_class(status), "");
+        if self.access_log {
+            let route = ctx.verdict.as_ref().map_or("-", |v| self.route_name(v.route));
+            let request_id = ctx
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info!(
+                target: "fluxgate::access",
+                request_id,
+                method = %session.req_header().method,
+                route,
+                decision = outcome,
+                reason,
+                status,
+                latency_us = ctx.started.elapsed().as_micros() as u64,
+                client_ip = %ctx.verdict.as_ref().map_or(peer_ip(session), |v| v.client_ip),
+            );
+        }
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}

@@ -1,0 +1,44 @@
+//! Writing fluxgate's own responses (denials, failures) to the client. Denials are written here
+//! rather than through `respond_error`, which would close a keep-alive connection for every 401.
+
+use crate::denial::Denial;
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+/// Writes `denial` as the contract's JSON response.
+pub async fn write_denial(
+    session: &mut Session,
+    denial: &Denial,
+    request_id: Option<&HeaderValue>,
+) -> Result<()> {
+    let r = denial.to_response();
+    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 2))?;
+    for (k, v) in r.headers {
+        h.insert_header(k, v)?;
+    }
+    h.insert_header("content-length", r.body.len())?;
+    if let Some(id) = request_id {
+        h.insert_header("x-request-id", id.clone())?;
+    }
+    // An unread request body would have to be drained before the connection could carry the
+    // next request; refusing to read what we already refused is cheaper and safer.
+    if request_has_body(session) {
+        session.set_keepalive(None);
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(h), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(Bytes::clone(&r.body)), true).await?;
+    }
+    Ok(())
+}
+
+fn request_has_body(session: &Session) -> bool {
+    let h = &session.req_header().headers;
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
