@@ -53,7 +53,10 @@ fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })
 }
 
-fn open_store(cfg: &Config, clock: &SharedClock) -> Result<(Arc<dyn SessionStore>, Option<(EmbeddedStore, Duration)>), StartupError> {
+/// The store, and the embedded store's sweeper (store and interval) when there is one.
+type Opened = (Arc<dyn SessionStore>, Option<(EmbeddedStore, Duration)>);
+
+fn open_store(cfg: &Config, clock: &SharedClock) -> Result<Opened, StartupError> {
     match &cfg.sessions.store {
         StoreSettings::Embedded {
             path,
@@ -76,10 +79,11 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         metrics.clone(),
         cfg.sessions.cache,
     ));
-    let admin_listener = TcpListener::bind(cfg.admin.listen).map_err(|source| StartupError::Bind {
-        addr: cfg.admin.listen,
-        source,
-    })?;
+    let admin_listener =
+        TcpListener::bind(cfg.admin.listen).map_err(|source| StartupError::Bind {
+            addr: cfg.admin.listen,
+            source,
+        })?;
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|source| StartupError::Bind {
@@ -119,19 +123,25 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         pipeline,
         metrics.clone(),
         cfg.identity.clone(),
-        [cfg.sessions.cookie_name.clone(), cfg.sudo_cookie_name.clone()],
+        [
+            cfg.sessions.cookie_name.clone(),
+            cfg.sudo_cookie_name.clone(),
+        ],
         upstream,
         cfg.logging.access_log,
     );
 
-    let mut conf = ServerConf::default();
-    conf.threads = cfg.server.threads;
-    conf.work_stealing = cfg.server.work_stealing;
-    conf.grace_period_seconds = Some(cfg.server.grace_period.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(cfg.server.shutdown_timeout.as_secs().max(1));
-    conf.upgrade_sock = cfg.server.upgrade_socket.display().to_string();
-    conf.pid_file = format!("{}.pid", cfg.server.upgrade_socket.display());
-    conf.max_retries = cfg.upstream.addresses.len().max(1);
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        work_stealing: cfg.server.work_stealing,
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.as_secs().max(1)),
+        upgrade_sock: cfg.server.upgrade_socket.display().to_string(),
+        pid_file: format!("{}.pid", cfg.server.upgrade_socket.display()),
+        // One attempt per upstream address: a refused connection moves on to the next one.
+        max_retries: cfg.upstream.addresses.len().max(1),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
 

@@ -15,7 +15,11 @@ pub const EXIT_CONFIG: i32 = 64;
 pub const EXIT_STARTUP: i32 = 69;
 
 #[derive(Debug, Parser)]
-#[command(name = "fluxgate", version, about = "An authentication sidecar for Fluxer-style APIs")]
+#[command(
+    name = "fluxgate",
+    version,
+    about = "An authentication sidecar for Fluxer-style APIs"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -103,10 +107,18 @@ pub fn init_logging(l: &LoggingSettings) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match l.format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Logfmt => registry
-            .with(tracing_logfmt::builder().layer().with_writer(std::io::stderr))
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
@@ -149,7 +161,10 @@ fn run(path: &std::path::Path) -> i32 {
 
 /// One machine-readable line on stdout saying where the instance listens.
 pub fn announce(b: &app::Bound) {
-    println!("{}", json!({"event": "listening", "proxy": b.proxy, "admin": b.admin}));
+    println!(
+        "{}",
+        json!({"event": "listening", "proxy": b.proxy, "admin": b.admin})
+    );
 }
 
 fn check_config(path: &std::path::Path) -> i32 {
@@ -203,7 +218,10 @@ fn sessions(args: SessionsArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fluxgate: {e}");
@@ -232,6 +250,12 @@ fn admin_client(args: &SessionsArgs) -> Result<AdminClient, String> {
     if let Some(path) = &args.config {
         let cfg = config::load(path).map_err(|e| e.to_string())?;
         let mut addr = cfg.admin.listen;
+        if addr.port() == 0 {
+            return Err(format!(
+                "{}: admin.listen uses port 0, so its port is only known to the running process; pass --admin ADDRESS",
+                path.display()
+            ));
+        }
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }

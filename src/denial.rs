@@ -153,7 +153,10 @@ impl Denial {
         ];
         match self {
             Denial::Unauthorized(_) => {
-                headers.push(("www-authenticate", HeaderValue::from_static(WWW_AUTHENTICATE)));
+                headers.push((
+                    "www-authenticate",
+                    HeaderValue::from_static(WWW_AUTHENTICATE),
+                ));
             }
             Denial::MissingOauthScope { required_scope } => {
                 body.insert("required_scope".into(), json!(required_scope));
@@ -194,7 +197,11 @@ mod tests {
                 .iter()
                 .any(|(k, v)| *k == "www-authenticate" && v == WWW_AUTHENTICATE)
         );
-        assert!(r.headers.iter().any(|(k, v)| *k == "cache-control" && v == "no-store"));
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| *k == "cache-control" && v == "no-store")
+        );
         assert_eq!(body(&d)["code"], "UNAUTHORIZED");
         assert!(body(&d)["message"].is_string());
     }
@@ -216,7 +223,11 @@ mod tests {
         };
         let r = d.to_response();
         assert_eq!(r.status, 503);
-        assert!(r.headers.iter().any(|(k, v)| *k == "retry-after" && v == "2"));
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| *k == "retry-after" && v == "2")
+        );
         assert_eq!(body(&d)["code"], "SERVICE_UNAVAILABLE");
     }
 
@@ -228,7 +239,11 @@ mod tests {
             Denial::AccessDenied,
             Denial::Internal,
         ] {
-            assert!(d.reason().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                d.reason()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
         }
     }
 }

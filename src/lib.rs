@@ -1,18 +1,18 @@
 //! fluxgate: an authentication sidecar on Pingora. See `README.md` and `docs/` for the product;
 //! `pipeline.rs` for the request path.
 
+pub mod admin;
+pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credential;
+pub mod demo;
 pub mod denial;
 pub mod identity;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
 pub mod policy;
-pub mod session;
-pub mod admin;
-pub mod app;
-pub mod cli;
-pub mod demo;
 pub mod proxy;
+pub mod session;

@@ -65,9 +65,9 @@ impl LabeledCounter {
                     Err(_) => continue,
                 }
             }
-            if key == a.as_ptr() as *mut u8
+            if std::ptr::eq(key, a.as_ptr())
                 && slot.a_len.load(Ordering::Acquire) == a.len()
-                && slot.b.load(Ordering::Acquire) == b.as_ptr() as *mut u8
+                && std::ptr::eq(slot.b.load(Ordering::Acquire), b.as_ptr())
                 && slot.b_len.load(Ordering::Acquire) == b.len()
             {
                 slot.count.fetch_add(1, Ordering::Relaxed);
@@ -179,10 +179,26 @@ impl Metrics {
             &self.responses,
         );
         for (name, help, v) in [
-            ("fluxgate_store_reads_total", "Session store reads (cache misses).", &self.store_reads),
-            ("fluxgate_store_errors_total", "Session store errors.", &self.store_errors),
-            ("fluxgate_panics_total", "Panics caught on the request path.", &self.panics),
-            ("fluxgate_revocations_total", "Sessions revoked through this instance.", &self.revocations),
+            (
+                "fluxgate_store_reads_total",
+                "Session store reads (cache misses).",
+                &self.store_reads,
+            ),
+            (
+                "fluxgate_store_errors_total",
+                "Session store errors.",
+                &self.store_errors,
+            ),
+            (
+                "fluxgate_panics_total",
+                "Panics caught on the request path.",
+                &self.panics,
+            ),
+            (
+                "fluxgate_revocations_total",
+                "Sessions revoked through this instance.",
+                &self.revocations,
+            ),
         ] {
             let _ = writeln!(
                 s,
@@ -194,13 +210,7 @@ impl Metrics {
     }
 }
 
-fn family(
-    s: &mut String,
-    name: &str,
-    help: &str,
-    labels: (&str, &str),
-    c: &LabeledCounter,
-) {
+fn family(s: &mut String, name: &str, help: &str, labels: (&str, &str), c: &LabeledCounter) {
     let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
     for (a, b, n) in c.snapshot() {
         if labels.1.is_empty() {
@@ -253,7 +263,9 @@ mod tests {
         m.decisions.inc("denied", "no_credential");
         m.count_store_read();
         let out = m.render();
-        assert!(out.contains("fluxgate_decisions_total{outcome=\"denied\",reason=\"no_credential\"} 1"));
+        assert!(
+            out.contains("fluxgate_decisions_total{outcome=\"denied\",reason=\"no_credential\"} 1")
+        );
         assert!(out.contains("fluxgate_store_reads_total 1"));
         assert!(out.contains("# TYPE fluxgate_decisions_total counter"));
     }

@@ -77,7 +77,10 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
     let routes = RouteTable::new(
         vec![
             route("/public", policy(AuthMode::None, &all, &[])),
-            route("/session-only", policy(AuthMode::Required, &[Kind::Session], &[])),
+            route(
+                "/session-only",
+                policy(AuthMode::Required, &[Kind::Session], &[]),
+            ),
             route("/guilds", policy(AuthMode::Required, &all, &["guilds"])),
             route("/me", policy(AuthMode::Required, &all, &["identify"])),
             route("/_rpc", policy(AuthMode::Internal, &[], &[])),
@@ -152,8 +155,14 @@ async fn session_token_with_and_without_bearer_and_as_cookie_is_admitted() {
     let (p, _) = pipeline().await;
     let bearer = format!("Bearer {SESSION_TOK}");
     let cookie = format!("fluxer_session={SESSION_TOK}");
-    assert_eq!(kind(run(&p, "/x", &[("authorization", &bearer)]).await), "session");
-    assert_eq!(kind(run(&p, "/x", &[("authorization", SESSION_TOK)]).await), "session");
+    assert_eq!(
+        kind(run(&p, "/x", &[("authorization", &bearer)]).await),
+        "session"
+    );
+    assert_eq!(
+        kind(run(&p, "/x", &[("authorization", SESSION_TOK)]).await),
+        "session"
+    );
     assert_eq!(kind(run(&p, "/x", &[("cookie", &cookie)]).await), "session");
 }
 
@@ -167,7 +176,10 @@ async fn oauth2_token_missing_a_scope_is_refused_naming_it() {
             required_scope: "guilds".into()
         }
     );
-    assert_eq!(kind(run(&p, "/me", &[("authorization", &bearer)]).await), "oauth2");
+    assert_eq!(
+        kind(run(&p, "/me", &[("authorization", &bearer)]).await),
+        "oauth2"
+    );
 }
 
 #[tokio::test]
@@ -186,7 +198,10 @@ async fn oauth2_token_presented_as_a_session_token_is_refused() {
     // writing a record with the wrong kind must not widen what the token can do either.
     let (p, store) = pipeline().await;
     let tok = "flx_0000000000000000000000000000000000ab";
-    store.create(&Sid::of(tok), &rec(Kind::Oauth2, &[])).await.unwrap();
+    store
+        .create(&Sid::of(tok), &rec(Kind::Oauth2, &[]))
+        .await
+        .unwrap();
     assert_eq!(
         denial(run(&p, "/x", &[("authorization", tok)]).await),
         Denial::Unauthorized(Unauthenticated::KindMismatch)
@@ -211,7 +226,10 @@ async fn anonymous_on_a_none_route_even_with_a_bad_credential() {
         "anonymous"
     );
     let bearer = format!("Bearer {SESSION_TOK}");
-    assert_eq!(kind(run(&p, "/public", &[("authorization", &bearer)]).await), "session");
+    assert_eq!(
+        kind(run(&p, "/public", &[("authorization", &bearer)]).await),
+        "session"
+    );
 }
 
 #[tokio::test]
@@ -266,9 +284,19 @@ async fn internal_secret_right_wrong_missing_and_from_the_wrong_network() {
         "internal"
     );
     let bearer = format!("Bearer {SECRET}");
-    assert_eq!(kind(run(&p, "/_rpc", &[("authorization", &bearer)]).await), "internal");
     assert_eq!(
-        denial(run(&p, "/_rpc", &[("x-fluxer-rpc-auth", "wrong-secret-0123456789")]).await),
+        kind(run(&p, "/_rpc", &[("authorization", &bearer)]).await),
+        "internal"
+    );
+    assert_eq!(
+        denial(
+            run(
+                &p,
+                "/_rpc",
+                &[("x-fluxer-rpc-auth", "wrong-secret-0123456789")]
+            )
+            .await
+        ),
         Denial::Unauthorized(Unauthenticated::SecretWrong)
     );
     assert_eq!(

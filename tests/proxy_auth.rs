@@ -54,10 +54,16 @@ fn session(fg: &Fluxgate) -> (String, String) {
 fn cookie_session_is_admitted_and_the_upstream_sees_identity_not_the_cookie() {
     let (up, fg) = setup();
     let (tok, sid) = session(&fg);
-    let r = fg.send(&Req::get("/users/@me").header("cookie", &format!("a=1; fluxer_session={tok}; fluxer_sudo_mode=x; b=2")));
+    let r = fg.send(&Req::get("/users/@me").header(
+        "cookie",
+        &format!("a=1; fluxer_session={tok}; fluxer_sudo_mode=x; b=2"),
+    ));
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = up.last();
-    assert_eq!(seen.get("x-fluxgate-user-id").as_deref(), Some("1234567890"));
+    assert_eq!(
+        seen.get("x-fluxgate-user-id").as_deref(),
+        Some("1234567890")
+    );
     assert_eq!(seen.get("x-fluxgate-session-id"), Some(sid));
     assert_eq!(seen.get("x-fluxgate-auth-kind").as_deref(), Some("session"));
     assert_eq!(seen.get("cookie").as_deref(), Some("a=1; b=2"));
@@ -72,19 +78,31 @@ fn authorization_session_token_with_and_without_bearer_is_admitted() {
     for value in [tok.clone(), format!("Bearer {tok}")] {
         let r = fg.send(&Req::get("/users/@me").header("authorization", &value));
         assert_eq!(r.status, 200, "{value}: {}", r.text());
-        assert_eq!(up.last().get("x-fluxgate-user-id").as_deref(), Some("1234567890"));
+        assert_eq!(
+            up.last().get("x-fluxgate-user-id").as_deref(),
+            Some("1234567890")
+        );
     }
 }
 
 #[test]
 fn oauth2_bearer_with_scope_is_admitted_and_missing_scope_is_403() {
     let (up, fg) = setup();
-    let (good, _) = fg.create_session(json!({"user_id": "7", "kind": "oauth2", "scopes": ["identify", "guilds"]}));
-    let (weak, _) = fg.create_session(json!({"user_id": "7", "kind": "oauth2", "scopes": ["identify"]}));
+    let (good, _) = fg.create_session(
+        json!({"user_id": "7", "kind": "oauth2", "scopes": ["identify", "guilds"]}),
+    );
+    let (weak, _) =
+        fg.create_session(json!({"user_id": "7", "kind": "oauth2", "scopes": ["identify"]}));
     let r = fg.send(&Req::get("/guilds/1").header("authorization", &format!("Bearer {good}")));
     assert_eq!(r.status, 200);
-    assert_eq!(up.last().get("x-fluxgate-scopes").as_deref(), Some("identify guilds"));
-    assert_eq!(up.last().get("x-fluxgate-auth-kind").as_deref(), Some("oauth2"));
+    assert_eq!(
+        up.last().get("x-fluxgate-scopes").as_deref(),
+        Some("identify guilds")
+    );
+    assert_eq!(
+        up.last().get("x-fluxgate-auth-kind").as_deref(),
+        Some("oauth2")
+    );
     up.clear();
     let r = fg.send(&Req::get("/v1/guilds/1").header("authorization", &format!("Bearer {weak}")));
     let body = r.denial(403, "MISSING_OAUTH_SCOPE");
@@ -95,7 +113,8 @@ fn oauth2_bearer_with_scope_is_admitted_and_missing_scope_is_403() {
 #[test]
 fn oauth2_bearer_on_a_session_only_route_is_access_denied() {
     let (up, fg) = setup();
-    let (tok, _) = fg.create_session(json!({"user_id": "7", "kind": "oauth2", "scopes": ["identify"]}));
+    let (tok, _) =
+        fg.create_session(json!({"user_id": "7", "kind": "oauth2", "scopes": ["identify"]}));
     let r = fg.send(&Req::get("/session-only").header("authorization", &format!("Bearer {tok}")));
     r.denial(403, "ACCESS_DENIED");
     assert_eq!(up.count(), 0);
@@ -108,24 +127,35 @@ fn bot_token_is_admitted_as_a_bot() {
     assert!(tok.starts_with("555."));
     let r = fg.send(&Req::get("/x").header("authorization", &format!("Bot {tok}")));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(up.last().get("x-fluxgate-auth-kind").as_deref(), Some("bot"));
+    assert_eq!(
+        up.last().get("x-fluxgate-auth-kind").as_deref(),
+        Some("bot")
+    );
 }
 
 #[test]
 fn internal_secret_right_rotated_wrong_and_from_a_disallowed_network() {
     let (up, fg) = setup();
-    for (secret, name) in [("old-internal-secret-0123", "gateway-old"), ("new-internal-secret-0123", "gateway-new")] {
+    for (secret, name) in [
+        ("old-internal-secret-0123", "gateway-old"),
+        ("new-internal-secret-0123", "gateway-new"),
+    ] {
         let r = fg.send(&Req::get("/_rpc/ping").header("x-fluxer-rpc-auth", secret));
         assert_eq!(r.status, 200, "{}", r.text());
         let seen = up.last();
         assert_eq!(seen.get("x-fluxgate-service").as_deref(), Some(name));
-        assert_eq!(seen.get("x-fluxgate-auth-kind").as_deref(), Some("internal"));
+        assert_eq!(
+            seen.get("x-fluxgate-auth-kind").as_deref(),
+            Some("internal")
+        );
         assert_eq!(seen.get("x-fluxgate-user-id"), None);
     }
-    let r = fg.send(&Req::get("/_rpc/ping").header("authorization", "Bearer new-internal-secret-0123"));
+    let r =
+        fg.send(&Req::get("/_rpc/ping").header("authorization", "Bearer new-internal-secret-0123"));
     assert_eq!(r.status, 200);
     up.clear();
-    let r = fg.send(&Req::get("/_rpc/ping").header("x-fluxer-rpc-auth", "wrong-internal-secret-01"));
+    let r =
+        fg.send(&Req::get("/_rpc/ping").header("x-fluxer-rpc-auth", "wrong-internal-secret-01"));
     r.denial(401, "UNAUTHORIZED");
     // "restricted" is only valid from 10.0.0.0/8; this test connects from 127.0.0.1.
     let r = fg.send(&Req::get("/_rpc/ping").header("x-fluxer-rpc-auth", "restricted-secret-01234"));
@@ -140,8 +170,12 @@ fn anonymous_requests_pass_on_none_routes_and_are_labelled_anonymous() {
     let (up, fg) = setup();
     let r = fg.send(&Req::get("/public"));
     assert_eq!(r.status, 200);
-    assert_eq!(up.last().get("x-fluxgate-auth-kind").as_deref(), Some("anonymous"));
-    let r = fg.send(&Req::get("/v1/public").header("authorization", &format!("Bearer {UNKNOWN_TOKEN}")));
+    assert_eq!(
+        up.last().get("x-fluxgate-auth-kind").as_deref(),
+        Some("anonymous")
+    );
+    let r = fg
+        .send(&Req::get("/v1/public").header("authorization", &format!("Bearer {UNKNOWN_TOKEN}")));
     assert_eq!(r.status, 200);
     assert_eq!(up.last().get("x-fluxgate-user-id"), None);
 }
@@ -151,7 +185,10 @@ fn missing_credential_gets_401_json_with_www_authenticate() {
     let (up, fg) = setup();
     let r = fg.send(&Req::get("/users/@me"));
     r.denial(401, "UNAUTHORIZED");
-    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="fluxgate""#));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer realm="fluxgate""#)
+    );
     assert_eq!(up.count(), 0);
 }
 
@@ -174,7 +211,11 @@ fn spoofed_identity_headers_in_every_spelling_are_replaced() {
     let seen = up.last();
     assert_eq!(seen.all("x-fluxgate-user-id"), vec!["1234567890"]);
     let folded = seen.folded_names();
-    assert_eq!(folded.iter().filter(|n| *n == "x-fluxgate-user-id").count(), 1, "{folded:?}");
+    assert_eq!(
+        folded.iter().filter(|n| *n == "x-fluxgate-user-id").count(),
+        1,
+        "{folded:?}"
+    );
     assert!(!folded.contains(&"x-fluxgate-service".to_string()));
     assert!(!folded.contains(&"x-fluxgate-made-up".to_string()));
     assert_eq!(seen.all("x-forwarded-for"), vec!["127.0.0.1"]);
@@ -185,7 +226,11 @@ fn spoofed_identity_on_an_anonymous_route_is_stripped_too() {
     let (up, fg) = setup();
     let r = fg.send(&Req::get("/public").header("x_fluxgate_user_id", "1"));
     assert_eq!(r.status, 200);
-    assert!(!up.last().folded_names().contains(&"x-fluxgate-user-id".to_string()));
+    assert!(
+        !up.last()
+            .folded_names()
+            .contains(&"x-fluxgate-user-id".to_string())
+    );
 }
 
 #[test]
@@ -200,7 +245,10 @@ fn connection_nominated_identity_header_cannot_remove_the_injected_one() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = up.last();
-    assert_eq!(seen.get("x-fluxgate-user-id").as_deref(), Some("1234567890"));
+    assert_eq!(
+        seen.get("x-fluxgate-user-id").as_deref(),
+        Some("1234567890")
+    );
     assert_eq!(seen.get("x-custom"), None);
 }
 
@@ -209,10 +257,16 @@ fn duplicate_session_cookies_with_two_valid_values_are_refused() {
     let (up, fg) = setup();
     let (a, _) = session(&fg);
     let (b, _) = session(&fg);
-    let r = fg.send(&Req::get("/users/@me").header("cookie", &format!("fluxer_session={a}; fluxer_session={b}")));
+    let r = fg.send(
+        &Req::get("/users/@me")
+            .header("cookie", &format!("fluxer_session={a}; fluxer_session={b}")),
+    );
     r.denial(401, "UNAUTHORIZED");
     // One valid and one unknown: the valid one is used.
-    let r = fg.send(&Req::get("/users/@me").header("cookie", &format!("fluxer_session={UNKNOWN_TOKEN}; fluxer_session={a}")));
+    let r = fg.send(&Req::get("/users/@me").header(
+        "cookie",
+        &format!("fluxer_session={UNKNOWN_TOKEN}; fluxer_session={a}"),
+    ));
     assert_eq!(r.status, 200);
     // More than three: refused without trying.
     let four = format!("fluxer_session={a}; ").repeat(4);
@@ -237,7 +291,11 @@ fn over_long_and_malformed_credentials_are_401_and_never_fall_back_to_the_cookie
         "Bearer a\"b",
         "Bot not-a-bot-token",
     ] {
-        let r = fg.send(&Req::get("/users/@me").header("authorization", auth).header("cookie", &cookie));
+        let r = fg.send(
+            &Req::get("/users/@me")
+                .header("authorization", auth)
+                .header("cookie", &cookie),
+        );
         r.denial(401, "UNAUTHORIZED");
     }
     let r = fg.send(&Req::get("/users/@me").header_bytes("authorization", b"Bearer \xff\xfe"));
@@ -271,7 +329,8 @@ fn each_ambiguous_path_form_is_400_and_nothing_is_forwarded() {
     let absolute = format!("http://{}/public", fg.proxy);
     fg.send(&Req::get(&absolute)).denial(400, "BAD_REQUEST");
     // Authority-form.
-    fg.send(&Req::get(&fg.proxy.to_string())).denial(400, "BAD_REQUEST");
+    fg.send(&Req::get(&fg.proxy.to_string()))
+        .denial(400, "BAD_REQUEST");
     // A target whose authority disagrees with Host is refused by the HTTP parser itself
     // (a bare 400 without our JSON body; see docs/contract.md), and never forwarded.
     assert_eq!(fg.send(&Req::get("http://example.com/public")).status, 400);
@@ -303,10 +362,15 @@ fn revocation_through_the_admin_api_takes_effect_on_the_next_request() {
     let (up, fg) = setup();
     let (tok, sid) = session(&fg);
     let auth = format!("Bearer {tok}");
-    assert_eq!(fg.send(&Req::get("/x").header("authorization", &auth)).status, 200);
+    assert_eq!(
+        fg.send(&Req::get("/x").header("authorization", &auth))
+            .status,
+        200
+    );
     let r = fg.admin("DELETE", &format!("/v1/sessions/{sid}"), None);
     assert_eq!(r.status, 200, "{}", r.text());
-    fg.send(&Req::get("/x").header("authorization", &auth)).denial(401, "UNAUTHORIZED");
+    fg.send(&Req::get("/x").header("authorization", &auth))
+        .denial(401, "UNAUTHORIZED");
     assert_eq!(up.count(), 1);
 }
 
@@ -316,14 +380,20 @@ fn revoking_all_sessions_of_a_user_logs_them_out_everywhere() {
     let (a, _) = session(&fg);
     let (b, _) = session(&fg);
     for t in [&a, &b] {
-        assert_eq!(fg.send(&Req::get("/x").header("authorization", t)).status, 200);
+        assert_eq!(
+            fg.send(&Req::get("/x").header("authorization", t)).status,
+            200
+        );
     }
-    let list = fg.admin("GET", "/v1/users/1234567890/sessions", None).json();
+    let list = fg
+        .admin("GET", "/v1/users/1234567890/sessions", None)
+        .json();
     assert_eq!(list["sessions"].as_array().unwrap().len(), 2);
     let r = fg.admin("DELETE", "/v1/users/1234567890/sessions", None);
     assert_eq!(r.json()["revoked"], 2);
     for t in [&a, &b] {
-        fg.send(&Req::get("/x").header("authorization", t)).denial(401, "UNAUTHORIZED");
+        fg.send(&Req::get("/x").header("authorization", t))
+            .denial(401, "UNAUTHORIZED");
     }
 }
 
@@ -347,7 +417,10 @@ fn fifty_concurrent_requests_with_one_unknown_token_make_one_store_read() {
     let threads: Vec<_> = (0..50)
         .map(|_| {
             std::thread::spawn(move || {
-                Req::get("/x").header("authorization", UNKNOWN_TOKEN).send(addr).status
+                Req::get("/x")
+                    .header("authorization", UNKNOWN_TOKEN)
+                    .send(addr)
+                    .status
             })
         })
         .collect();
@@ -368,7 +441,10 @@ fn upstream_refused_is_502_json_and_slow_is_504_json() {
     let fg = Fluxgate::start_with(dir, &cfg);
     let r = fg.send(&Req::get("/public"));
     let body = r.denial(502, "BAD_GATEWAY");
-    assert!(!body.to_string().contains("refused"), "internal error text leaked: {body}");
+    assert!(
+        !body.to_string().contains("refused"),
+        "internal error text leaked: {body}"
+    );
     drop(fg);
     let fg = Fluxgate::start(up.addr, ROUTES);
     let r = fg.send(&Req::get("/slow/public"));
@@ -384,7 +460,8 @@ fn denials_keep_the_connection_alive() {
     use std::io::{Read, Write};
     let (_up, fg) = setup();
     let mut s = std::net::TcpStream::connect(fg.proxy).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     let one = format!("GET /users/@me HTTP/1.1\r\nhost: {}\r\n\r\n", fg.proxy);
     for round in 0..3 {
         s.write_all(one.as_bytes()).unwrap();
@@ -392,7 +469,11 @@ fn denials_keep_the_connection_alive() {
         let mut buf = [0u8; 4096];
         while !got.ends_with(b"}") {
             let n = s.read(&mut buf).unwrap();
-            assert!(n > 0, "connection closed in round {round} after {} bytes", got.len());
+            assert!(
+                n > 0,
+                "connection closed in round {round} after {} bytes",
+                got.len()
+            );
             got.extend_from_slice(&buf[..n]);
         }
         let r = parse_response(&got);
@@ -408,8 +489,14 @@ fn metrics_count_decisions_by_outcome_and_reason_without_tokens() {
     fg.send(&Req::get("/x").header("authorization", &tok));
     fg.send(&Req::get("/x"));
     let m = get(fg.admin, "/metrics").unwrap().text();
-    assert!(m.contains(r#"fluxgate_decisions_total{outcome="admitted",reason="session"} 1"#), "{m}");
-    assert!(m.contains(r#"fluxgate_decisions_total{outcome="denied",reason="no_credential"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"fluxgate_decisions_total{outcome="admitted",reason="session"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"fluxgate_decisions_total{outcome="denied",reason="no_credential"} 1"#),
+        "{m}"
+    );
     assert!(!m.contains(&tok));
     assert!(!m.contains("127.0.0.1"));
 }

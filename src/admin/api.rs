@@ -79,7 +79,11 @@ async fn create(body: &[u8], st: &AdminState) -> AdminResponse {
         Some(Err(_)) => return bad("client_ip is not an IP address"),
     };
     let app_id = match (req.kind, req.app_id.as_deref()) {
-        (Kind::Bot, Some(a)) if (1..=20).contains(&a.len()) && a.bytes().all(|b| b.is_ascii_digit()) => Some(a),
+        (Kind::Bot, Some(a))
+            if (1..=20).contains(&a.len()) && a.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(a)
+        }
         (Kind::Bot, _) => return bad("bot tokens need app_id: 1-20 digits"),
         (_, Some(_)) => return bad("app_id only applies to kind \"bot\""),
         (_, None) => None,
@@ -88,7 +92,11 @@ async fn create(body: &[u8], st: &AdminState) -> AdminResponse {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "OS random number generator failed");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "cannot mint a token");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                "cannot mint a token",
+            );
         }
     };
     let sid = Sid::of(&token);
@@ -152,7 +160,10 @@ async fn list(user: &str, st: &AdminState) -> AdminResponse {
                     })
                 })
                 .collect();
-            json_response(StatusCode::OK, json!({"user_id": user, "sessions": sessions}))
+            json_response(
+                StatusCode::OK,
+                json!({"user_id": user, "sessions": sessions}),
+            )
         }
         Err(e) => store_failed(e),
     }
@@ -163,7 +174,10 @@ async fn revoke_user(user: &str, st: &AdminState) -> AdminResponse {
         return bad("invalid user id");
     }
     match st.sessions.revoke_user(user).await {
-        Ok(sids) => json_response(StatusCode::OK, json!({"revoked": sids.len(), "user_id": user})),
+        Ok(sids) => json_response(
+            StatusCode::OK,
+            json!({"revoked": sids.len(), "user_id": user}),
+        ),
         Err(e) => store_failed(e),
     }
 }

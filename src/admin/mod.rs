@@ -93,7 +93,7 @@ async fn handle(req: Request<Incoming>, state: &AdminState) -> AdminResponse {
             .expect("static parts make a valid response"),
         (_, p) if p.starts_with("/v1/") => {
             if let Err(resp) = authorize(&parts.headers, state) {
-                return resp;
+                return *resp;
             }
             let body = match Limited::new(body, MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
@@ -131,13 +131,13 @@ async fn readyz(state: &AdminState) -> AdminResponse {
 
 // SECURITY: the management API mints and revokes credentials; without the admin secret it
 // answers nothing, and the secret is compared in constant time.
-fn authorize(headers: &http::HeaderMap, state: &AdminState) -> Result<(), AdminResponse> {
+fn authorize(headers: &http::HeaderMap, state: &AdminState) -> Result<(), Box<AdminResponse>> {
     let Some(secret) = &state.secret else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
             "the management API is disabled: set admin.secret in the config",
-        ));
+        )));
     };
     let presented = headers
         .get(http::header::AUTHORIZATION)
@@ -151,7 +151,7 @@ fn authorize(headers: &http::HeaderMap, state: &AdminState) -> Result<(), AdminR
                 "www-authenticate",
                 http::HeaderValue::from_static(r#"Bearer realm="fluxgate-admin""#),
             );
-            Err(r)
+            Err(Box::new(r))
         }
     }
 }

@@ -67,7 +67,7 @@ impl fmt::Display for Dur {
             return f.write_str("0s");
         }
         for (unit, per) in UNITS {
-            if ms % per == 0 {
+            if ms.is_multiple_of(per) {
                 return write!(f, "{}{unit}", ms / per);
             }
         }
@@ -103,7 +103,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_spellings_with_a_clear_message() {
-        for bad in ["", "s", "10", "10 s", "1.5s", "-1s", "10sec", "10S", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "s",
+            "10",
+            "10 s",
+            "1.5s",
+            "-1s",
+            "10sec",
+            "10S",
+            "99999999999999999999d",
+        ] {
             let err = Dur::parse(bad).unwrap_err();
             assert!(err.contains("invalid duration"), "{bad}: {err}");
         }

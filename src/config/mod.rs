@@ -125,7 +125,9 @@ impl fmt::Display for ConfigErrors {
         )?;
         for (e, pos) in &self.problems {
             match pos {
-                Some((l, c)) => writeln!(f, "  - {} (line {l}, column {c}): {}", e.path, e.message)?,
+                Some((l, c)) => {
+                    writeln!(f, "  - {} (line {l}, column {c}): {}", e.path, e.message)?
+                }
                 None => writeln!(f, "  - {}: {}", e.path, e.message)?,
             }
         }
@@ -202,9 +204,7 @@ pub fn parse(src: &str, source_name: &str) -> Result<Config, ConfigErrors> {
 fn syntax(located: &Located<'_>, err: &toml::de::Error, source_name: &str) -> ConfigErrors {
     let span = err.span();
     let pos = span.as_ref().map(|s| located.line_col(s.start));
-    let path = span
-        .map(|s| located.path_at(s.start))
-        .unwrap_or_default();
+    let path = span.map(|s| located.path_at(s.start)).unwrap_or_default();
     ConfigErrors {
         source_name: source_name.to_string(),
         problems: vec![(

@@ -31,10 +31,14 @@ pub const MIN_SECRET_LEN: usize = 16;
 impl SecretSource {
     /// Reads the secret. Errors say which source failed and why, never the secret itself.
     pub fn resolve(&self) -> Result<Secret, String> {
-        let set = [self.value.is_some(), self.file.is_some(), self.env.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let set = [
+            self.value.is_some(),
+            self.file.is_some(),
+            self.env.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if set != 1 {
             return Err("set exactly one of `value`, `file` or `env`".into());
         }

@@ -30,7 +30,9 @@ fn empty_file_is_the_valid_default_config() {
 
 #[test]
 fn every_unknown_key_is_reported_with_its_line() {
-    let e = errors("[server]\nlisten = [\"127.0.0.1:1\"]\nthreds = 2\n\n[sessions]\ncache_tll = \"1s\"\n");
+    let e = errors(
+        "[server]\nlisten = [\"127.0.0.1:1\"]\nthreds = 2\n\n[sessions]\ncache_tll = \"1s\"\n",
+    );
     assert_eq!(e.len(), 2, "{e:?}");
     assert_eq!(e[0], "server.threds @3:1: unknown key");
     assert_eq!(e[1], "sessions.cache_tll @6:1: unknown key");
@@ -94,7 +96,10 @@ kinds = ["session", "pigeon"]
 #[test]
 fn internal_route_without_secrets_is_refused() {
     let e = errors("[[route]]\npath = \"/_rpc\"\nauth = \"internal\"\n");
-    assert!(e[0].contains("needs at least one [[internal_secrets]]"), "{e:?}");
+    assert!(
+        e[0].contains("needs at least one [[internal_secrets]]"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -110,9 +115,18 @@ secret = { value = "0123456789abcdef" }
 networks = ["10.0.0.0/33"]
 "#;
     let joined = errors(src).join("\n");
-    assert!(joined.contains("internal_secrets[0].secret @4:10: secret is too short"), "{joined}");
-    assert!(joined.contains("internal_secrets[1].name @7:8: name \"a\" is used twice"), "{joined}");
-    assert!(joined.contains("internal_secrets[1].networks[0]"), "{joined}");
+    assert!(
+        joined.contains("internal_secrets[0].secret @4:10: secret is too short"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("internal_secrets[1].name @7:8: name \"a\" is used twice"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("internal_secrets[1].networks[0]"),
+        "{joined}"
+    );
 }
 
 #[test]
@@ -123,7 +137,9 @@ fn scopes_on_a_route_that_refuses_oauth2_are_refused() {
 
 #[test]
 fn identity_header_names_must_be_distinct_and_not_standard() {
-    let e = errors("[identity]\nuser_id_header = \"X-Fluxgate-Session-Id\"\nscopes_header = \"Authorization\"\n");
+    let e = errors(
+        "[identity]\nuser_id_header = \"X-Fluxgate-Session-Id\"\nscopes_header = \"Authorization\"\n",
+    );
     let joined = e.join("\n");
     assert!(joined.contains("used for two identity headers"), "{joined}");
     assert!(joined.contains("standard header"), "{joined}");
@@ -156,6 +172,10 @@ secret = { value = "gw-secret-0123456789" }
 
 #[test]
 fn route_names_default_to_methods_and_pattern() {
-    let c = parse("[[route]]\nmethods = [\"GET\", \"POST\"]\npath = \"/a/:id\"\nauth = \"none\"\n", "t").unwrap();
+    let c = parse(
+        "[[route]]\nmethods = [\"GET\", \"POST\"]\npath = \"/a/:id\"\nauth = \"none\"\n",
+        "t",
+    )
+    .unwrap();
     assert_eq!(c.routes.routes()[0].name, "GET,POST /a/:id");
 }

@@ -49,10 +49,16 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let admin = admin(&file, &mut e);
     let logging = logging(&file, &mut e);
     if file.sudo.cookie_name.is_empty() || !is_cookie_name(&file.sudo.cookie_name) {
-        e.at(p("sudo.cookie_name"), "must be a cookie name (letters, digits, '_', '-')");
+        e.at(
+            p("sudo.cookie_name"),
+            "must be a cookie name (letters, digits, '_', '-')",
+        );
     }
     if file.sudo.cookie_name == file.sessions.cookie_name {
-        e.at(p("sudo.cookie_name"), "must differ from sessions.cookie_name");
+        e.at(
+            p("sudo.cookie_name"),
+            "must differ from sessions.cookie_name",
+        );
     }
     if !e.0.is_empty() {
         return Err(e.0);
@@ -77,7 +83,10 @@ fn socket(s: &str, path: KeyPath, e: &mut Errors) -> Option<SocketAddr> {
     match s.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            e.at(path, format!("{s:?} is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\""));
+            e.at(
+                path,
+                format!("{s:?} is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\""),
+            );
             None
         }
     }
@@ -101,7 +110,10 @@ fn server(f: &FileConfig, e: &mut Errors) -> ServerSettings {
         .filter_map(|(i, a)| socket(a, p("server.listen").index(i), e))
         .collect();
     if s.threads > 256 {
-        e.at(p("server.threads"), "must be at most 256 (0 means one per CPU core)");
+        e.at(
+            p("server.threads"),
+            "must be at most 256 (0 means one per CPU core)",
+        );
     }
     positive(s.shutdown_timeout, p("server.shutdown_timeout"), e);
     ServerSettings {
@@ -169,7 +181,11 @@ fn header_name(s: &str, path: KeyPath, e: &mut Errors) -> Option<HeaderName> {
 }
 
 fn client_ip(f: &FileConfig, e: &mut Errors) -> ClientIpResolver {
-    let trusted = cidrs(&f.client_ip.trusted_proxies, p("client_ip.trusted_proxies"), e);
+    let trusted = cidrs(
+        &f.client_ip.trusted_proxies,
+        p("client_ip.trusted_proxies"),
+        e,
+    );
     let header = header_name(&f.client_ip.header, p("client_ip.header"), e)
         .unwrap_or(HeaderName::from_static("x-forwarded-for"));
     ClientIpResolver::new(trusted, header)
@@ -215,16 +231,26 @@ fn sessions(f: &FileConfig, e: &mut Errors) -> SessionSettings {
     if s.embedded.path.as_os_str().is_empty() {
         e.at(p("sessions.embedded.path"), "must not be empty");
     }
-    positive(s.embedded.sweep_interval, p("sessions.embedded.sweep_interval"), e);
+    positive(
+        s.embedded.sweep_interval,
+        p("sessions.embedded.sweep_interval"),
+        e,
+    );
     if s.cookie_name.is_empty() || !is_cookie_name(&s.cookie_name) {
-        e.at(p("sessions.cookie_name"), "must be a cookie name (letters, digits, '_', '-')");
+        e.at(
+            p("sessions.cookie_name"),
+            "must be a cookie name (letters, digits, '_', '-')",
+        );
     }
     positive(s.cache_ttl, p("sessions.cache_ttl"), e);
     if s.cache_ttl.0.as_secs() > 3600 {
         e.at(p("sessions.cache_ttl"), "must be at most 1h: it bounds how long a revoked session can live in a cache that missed the revocation");
     }
     if s.negative_ttl > s.cache_ttl {
-        e.at(p("sessions.negative_ttl"), "must not be longer than sessions.cache_ttl");
+        e.at(
+            p("sessions.negative_ttl"),
+            "must not be longer than sessions.cache_ttl",
+        );
     }
     if s.cache_capacity == 0 {
         e.at(p("sessions.cache_capacity"), "must be at least 1");
@@ -248,9 +274,14 @@ fn secrets(f: &FileConfig, e: &mut Errors) -> InternalSecrets {
         let path = p("internal_secrets").index(i);
         let name_ok = !s.name.is_empty()
             && s.name.len() <= 64
-            && s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            && s.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !name_ok {
-            e.at(path.key("name"), "needs a name of 1–64 letters, digits, '-', '_' or '.'");
+            e.at(
+                path.key("name"),
+                "needs a name of 1–64 letters, digits, '-', '_' or '.'",
+            );
         }
         if f.internal_secrets[..i].iter().any(|o| o.name == s.name) {
             e.at(path.key("name"), format!("name {:?} is used twice", s.name));
@@ -268,7 +299,10 @@ fn secrets(f: &FileConfig, e: &mut Errors) -> InternalSecrets {
         }
     }
     for (i, a) in out.iter().enumerate() {
-        if out[..i].iter().any(|b| b.secret.digest() == a.secret.digest()) {
+        if out[..i]
+            .iter()
+            .any(|b| b.secret.digest() == a.secret.digest())
+        {
             e.at(
                 p("internal_secrets").index(i).key("secret"),
                 "the same secret is configured twice; rotation needs two different secrets",
@@ -278,7 +312,13 @@ fn secrets(f: &FileConfig, e: &mut Errors) -> InternalSecrets {
     InternalSecrets { secrets: out }
 }
 
-fn policy(r: &RouteFile, accept: KindSet, has_secrets: bool, path: &KeyPath, e: &mut Errors) -> Policy {
+fn policy(
+    r: &RouteFile,
+    accept: KindSet,
+    has_secrets: bool,
+    path: &KeyPath,
+    e: &mut Errors,
+) -> Policy {
     let auth = match r.auth.as_str() {
         "none" => AuthMode::None,
         "required" => AuthMode::Required,
@@ -292,7 +332,10 @@ fn policy(r: &RouteFile, accept: KindSet, has_secrets: bool, path: &KeyPath, e: 
         }
     };
     if auth == AuthMode::Internal && !has_secrets {
-        e.at(path.key("auth"), "\"internal\" needs at least one [[internal_secrets]] entry");
+        e.at(
+            path.key("auth"),
+            "\"internal\" needs at least one [[internal_secrets]] entry",
+        );
     }
     let kinds = match &r.kinds {
         Some(list) => {
@@ -306,22 +349,34 @@ fn policy(r: &RouteFile, accept: KindSet, has_secrets: bool, path: &KeyPath, e: 
                 }
             }
             if list.is_empty() && auth == AuthMode::Required {
-                e.at(path.key("kinds"), "an empty list would refuse every credential");
+                e.at(
+                    path.key("kinds"),
+                    "an empty list would refuse every credential",
+                );
             }
             k
         }
         None => accept,
     };
     if auth == AuthMode::Internal && r.kinds.is_some() {
-        e.at(path.key("kinds"), "internal routes take the shared secret; kinds do not apply");
+        e.at(
+            path.key("kinds"),
+            "internal routes take the shared secret; kinds do not apply",
+        );
     }
     for (i, s) in r.scopes.iter().enumerate() {
         if !crate::session::record::is_scope(s) {
-            e.at(path.key("scopes").index(i), format!("{s:?} is not a valid OAuth2 scope"));
+            e.at(
+                path.key("scopes").index(i),
+                format!("{s:?} is not a valid OAuth2 scope"),
+            );
         }
     }
     if !r.scopes.is_empty() && !kinds.contains(Kind::Oauth2) {
-        e.at(path.key("scopes"), "scopes only apply to oauth2 credentials, which this route does not accept");
+        e.at(
+            path.key("scopes"),
+            "scopes only apply to oauth2 credentials, which this route does not accept",
+        );
     }
     Policy {
         auth,
@@ -331,13 +386,20 @@ fn policy(r: &RouteFile, accept: KindSet, has_secrets: bool, path: &KeyPath, e: 
     }
 }
 
-fn routes(f: &FileConfig, accept: KindSet, has_secrets: bool, e: &mut Errors) -> Option<RouteTable> {
+fn routes(
+    f: &FileConfig,
+    accept: KindSet,
+    has_secrets: bool,
+    e: &mut Errors,
+) -> Option<RouteTable> {
     let mut prefixes = Vec::new();
     for (i, pre) in f.routing.version_prefixes.iter().enumerate() {
         let ok = pre.len() > 1
             && pre.starts_with('/')
             && !pre.ends_with('/')
-            && pre[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            && pre[1..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if ok {
             prefixes.push(pre.clone());
         } else {
@@ -350,7 +412,10 @@ fn routes(f: &FileConfig, accept: KindSet, has_secrets: bool, e: &mut Errors) ->
     let d = &f.routing.default;
     let dpath = p("routing.default");
     if d.path.is_some() || !d.methods.is_empty() || d.name.is_some() {
-        e.at(dpath.clone(), "the default policy takes no name, methods or path");
+        e.at(
+            dpath.clone(),
+            "the default policy takes no name, methods or path",
+        );
     }
     let default = policy(d, accept, has_secrets, &dpath, e);
     let mut out = Vec::new();
@@ -380,7 +445,11 @@ fn routes(f: &FileConfig, accept: KindSet, has_secrets: bool, e: &mut Errors) ->
         if let Some(pattern) = pattern {
             let name = r.name.clone().unwrap_or_else(|| {
                 let m: Vec<&str> = r.methods.iter().map(String::as_str).collect();
-                let m = if m.is_empty() { "ANY".to_string() } else { m.join(",") };
+                let m = if m.is_empty() {
+                    "ANY".to_string()
+                } else {
+                    m.join(",")
+                };
                 format!("{m} {}", pattern.as_str())
             });
             out.push(Route {
@@ -413,12 +482,28 @@ fn identity(f: &FileConfig, e: &mut Errors) -> Option<HeaderNames> {
         let path = p("identity").key(key);
         if let Some(h) = header_name(value, path.clone(), e) {
             let folded = h.as_str().replace('_', "-");
-            if names.iter().any(|n: &HeaderName| n.as_str().replace('_', "-") == folded) {
-                e.at(path.clone(), format!("{value:?} is used for two identity headers"));
+            if names
+                .iter()
+                .any(|n: &HeaderName| n.as_str().replace('_', "-") == folded)
+            {
+                e.at(
+                    path.clone(),
+                    format!("{value:?} is used for two identity headers"),
+                );
             }
-            const RESERVED: [&str; 6] = ["host", "cookie", "authorization", "content-length", "transfer-encoding", "connection"];
+            const RESERVED: [&str; 6] = [
+                "host",
+                "cookie",
+                "authorization",
+                "content-length",
+                "transfer-encoding",
+                "connection",
+            ];
             if RESERVED.contains(&folded.as_str()) || folded == "x-forwarded-for" {
-                e.at(path, format!("{value:?} is a standard header and cannot carry identity"));
+                e.at(
+                    path,
+                    format!("{value:?} is a standard header and cannot carry identity"),
+                );
             }
             names.push(h);
         }
@@ -476,7 +561,10 @@ fn logging(f: &FileConfig, e: &mut Errors) -> LoggingSettings {
     if tracing_subscriber::EnvFilter::try_new(&f.logging.level).is_err() {
         e.at(
             p("logging.level"),
-            format!("{:?} is not a level (error, warn, info, debug, trace) or filter", f.logging.level),
+            format!(
+                "{:?} is not a level (error, warn, info, debug, trace) or filter",
+                f.logging.level
+            ),
         );
     }
     LoggingSettings {

@@ -60,8 +60,17 @@ mod tests {
     #[test]
     fn malformed_sids_do_not_decode() {
         assert_eq!(Sid::decode(""), None);
-        assert_eq!(Sid::decode("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0="), None);
-        assert_eq!(Sid::decode("ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0"), None);
-        assert_eq!(Sid::decode("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa"), None);
+        assert_eq!(
+            Sid::decode("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0="),
+            None
+        );
+        assert_eq!(
+            Sid::decode("ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0"),
+            None
+        );
+        assert_eq!(
+            Sid::decode("ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa"),
+            None
+        );
     }
 }

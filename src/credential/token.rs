@@ -111,9 +111,15 @@ mod tests {
     fn session_token_shape_is_exact() {
         assert!(is_session_token("flx_abcdefghijklmnopqrstuvwxyz0123456789"));
         assert!(!is_session_token("flx_abcdefghijklmnopqrstuvwxyz012345678"));
-        assert!(!is_session_token("flx_abcdefghijklmnopqrstuvwxyz01234567890"));
-        assert!(!is_session_token("flx_abcdefghijklmnopqrstuvwxyz012345678-"));
-        assert!(!is_session_token("FLX_abcdefghijklmnopqrstuvwxyz0123456789"));
+        assert!(!is_session_token(
+            "flx_abcdefghijklmnopqrstuvwxyz01234567890"
+        ));
+        assert!(!is_session_token(
+            "flx_abcdefghijklmnopqrstuvwxyz012345678-"
+        ));
+        assert!(!is_session_token(
+            "FLX_abcdefghijklmnopqrstuvwxyz0123456789"
+        ));
     }
 
     #[test]

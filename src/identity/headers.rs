@@ -48,10 +48,7 @@ pub trait HeaderEdit {
 
 /// Whether two header names are the same once case and `_`/`-` are ignored.
 fn same_name(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| fold(*x) == fold(*y))
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
 }
 
 fn fold(b: u8) -> u8 {
@@ -85,7 +82,10 @@ pub fn strip_untrusted(h: &mut impl HeaderEdit, names: &HeaderNames) {
             // are stripped too because CGI-style servers read `X_Fluxgate_User_Id` as
             // `X-Fluxgate-User-Id`.
             let spoofed = has_reserved_prefix(n)
-                || names.all().iter().any(|c| same_name(n, c.as_str().as_bytes()));
+                || names
+                    .all()
+                    .iter()
+                    .any(|c| same_name(n, c.as_str().as_bytes()));
             // SECURITY: a Connection-nominated header would be dropped by the next hop; if it
             // named an identity header, that hop would forward the request without it.
             let hop = nominated

@@ -100,13 +100,19 @@ mod tests {
     #[test]
     fn spoofed_forwarded_for_from_untrusted_peer_is_ignored() {
         let r = resolver(&["10.0.0.0/8"]);
-        assert_eq!(r.resolve(ip("203.0.113.9"), &xff(&["1.1.1.1"])), ip("203.0.113.9"));
+        assert_eq!(
+            r.resolve(ip("203.0.113.9"), &xff(&["1.1.1.1"])),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
     fn empty_trust_list_trusts_nobody() {
         let r = resolver(&[]);
-        assert_eq!(r.resolve(ip("10.0.0.1"), &xff(&["1.1.1.1"])), ip("10.0.0.1"));
+        assert_eq!(
+            r.resolve(ip("10.0.0.1"), &xff(&["1.1.1.1"])),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
@@ -131,10 +137,22 @@ mod tests {
     #[test]
     fn ports_brackets_and_mapped_addresses_are_understood() {
         let r = resolver(&["10.0.0.0/8"]);
-        assert_eq!(r.resolve(ip("10.0.0.1"), &xff(&["198.51.100.4:5555"])), ip("198.51.100.4"));
-        assert_eq!(r.resolve(ip("10.0.0.1"), &xff(&["[2001:db8::5]:443"])), ip("2001:db8::5"));
-        assert_eq!(r.resolve(ip("10.0.0.1"), &xff(&["[2001:db8::5]"])), ip("2001:db8::5"));
-        assert_eq!(r.resolve(ip("::ffff:10.0.0.1"), &xff(&["::ffff:198.51.100.4"])), ip("198.51.100.4"));
+        assert_eq!(
+            r.resolve(ip("10.0.0.1"), &xff(&["198.51.100.4:5555"])),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            r.resolve(ip("10.0.0.1"), &xff(&["[2001:db8::5]:443"])),
+            ip("2001:db8::5")
+        );
+        assert_eq!(
+            r.resolve(ip("10.0.0.1"), &xff(&["[2001:db8::5]"])),
+            ip("2001:db8::5")
+        );
+        assert_eq!(
+            r.resolve(ip("::ffff:10.0.0.1"), &xff(&["::ffff:198.51.100.4"])),
+            ip("198.51.100.4")
+        );
     }
 
     #[test]
@@ -149,7 +167,10 @@ mod tests {
     #[test]
     fn all_trusted_chain_yields_the_leftmost_trusted_entry() {
         let r = resolver(&["10.0.0.0/8"]);
-        assert_eq!(r.resolve(ip("10.0.0.1"), &xff(&["10.0.0.9, 10.0.0.2"])), ip("10.0.0.9"));
+        assert_eq!(
+            r.resolve(ip("10.0.0.1"), &xff(&["10.0.0.9, 10.0.0.2"])),
+            ip("10.0.0.9")
+        );
         assert_eq!(r.resolve(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
     }
 }

@@ -75,10 +75,7 @@ pub fn check_target(target: &[u8]) -> Result<CheckedPath<'_>, PathError> {
         return Err(PathError::NotOriginForm);
     }
     // Reject bytes no origin-form target may carry, in the query too.
-    if target
-        .iter()
-        .any(|&b| b <= 0x20 || b >= 0x7f || b == b'#')
-    {
+    if target.iter().any(|&b| b <= 0x20 || b >= 0x7f || b == b'#') {
         return Err(PathError::BadByte);
     }
     let path_end = target
@@ -152,15 +149,15 @@ pub fn decode_for_matching(path: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
                 b.get(i + 1).copied().and_then(hex),
                 b.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -235,7 +232,10 @@ mod tests {
         assert_eq!(err("/a b"), PathError::BadByte);
         assert_eq!(err("/a#frag"), PathError::BadByte);
         assert_eq!(err("/a\x01"), PathError::BadByte);
-        assert_eq!(check_target("/é".as_bytes()).unwrap_err(), PathError::BadByte);
+        assert_eq!(
+            check_target("/é".as_bytes()).unwrap_err(),
+            PathError::BadByte
+        );
     }
 
     #[test]

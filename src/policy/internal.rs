@@ -32,7 +32,11 @@ pub struct InternalSecrets {
 
 impl InternalSecrets {
     /// The secret `presented` matches, checked from `client`.
-    pub fn check(&self, presented: &[u8], client: IpAddr) -> Result<&InternalSecret, SecretRefusal> {
+    pub fn check(
+        &self,
+        presented: &[u8],
+        client: IpAddr,
+    ) -> Result<&InternalSecret, SecretRefusal> {
         // SECURITY: every configured secret is compared (in constant time) before deciding, so
         // timing does not reveal which one, if any, matched.
         let mut found = None;
@@ -83,7 +87,10 @@ mod tests {
         let s = InternalSecrets {
             secrets: vec![secret("gw", "gw-secret-0123456789", &["10.0.0.0/8"])],
         };
-        assert!(s.check(b"gw-secret-0123456789", "10.1.1.1".parse().unwrap()).is_ok());
+        assert!(
+            s.check(b"gw-secret-0123456789", "10.1.1.1".parse().unwrap())
+                .is_ok()
+        );
         assert_eq!(
             s.check(b"gw-secret-0123456789", "192.0.2.1".parse().unwrap())
                 .unwrap_err(),

@@ -95,7 +95,8 @@ impl Pattern {
                 }
                 Seg::Rest
             } else if let Some(name) = part.strip_prefix(':') {
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
                     return Err(format!(
                         "in {s:?}: parameter {part:?} needs a name of letters, digits or '_'"
                     ));
@@ -103,9 +104,14 @@ impl Pattern {
                 Seg::Param(name.to_string())
             } else {
                 if part.is_empty() || *part == "." || *part == ".." {
-                    return Err(format!("in {s:?}: empty, '.' and '..' segments never match"));
+                    return Err(format!(
+                        "in {s:?}: empty, '.' and '..' segments never match"
+                    ));
                 }
-                if part.bytes().any(|b| b <= 0x20 || b >= 0x7f || b"%?#\\*".contains(&b)) {
+                if part
+                    .bytes()
+                    .any(|b| b <= 0x20 || b >= 0x7f || b"%?#\\*".contains(&b))
+                {
                     return Err(format!(
                         "in {s:?}: segment {part:?} has a character that cannot appear in a checked path"
                     ));
@@ -227,7 +233,12 @@ impl RouteTable {
     }
 
     /// Finds the first route matching `method` and the checked `path`.
-    pub fn find<'t, 'p>(&'t self, method: &Method, path: &'p str, has_escapes: bool) -> Matched<'t, 'p> {
+    pub fn find<'t, 'p>(
+        &'t self,
+        method: &Method,
+        path: &'p str,
+        has_escapes: bool,
+    ) -> Matched<'t, 'p> {
         let decoded: Cow<'p, str> = if has_escapes {
             Cow::Owned(decode_for_matching(path))
         } else {
@@ -298,7 +309,12 @@ mod tests {
         RouteTable::new(
             vec![
                 route("health", &["GET"], "/health", AuthMode::None),
-                route("delete", &["POST"], "/guilds/:guild_id/delete", AuthMode::Required),
+                route(
+                    "delete",
+                    &["POST"],
+                    "/guilds/:guild_id/delete",
+                    AuthMode::Required,
+                ),
                 route("guild", &[], "/guilds/:guild_id", AuthMode::None),
                 route("internal", &[], "/_internal/*", AuthMode::Internal),
                 route("shadowed", &["GET"], "/health", AuthMode::Required),
@@ -309,7 +325,10 @@ mod tests {
     }
 
     fn name(t: &RouteTable, m: &str, p: &str) -> String {
-        t.find(&m.parse().unwrap(), p, p.contains('%')).route.name.clone()
+        t.find(&m.parse().unwrap(), p, p.contains('%'))
+            .route
+            .name
+            .clone()
     }
 
     #[test]

@@ -166,7 +166,10 @@ impl ProxyHttp for FluxgateProxy {
             ..
         }) = &ctx.verdict
         else {
-            return Error::e_explain(InternalError, "request reached the upstream without admission");
+            return Error::e_explain(
+                InternalError,
+                "request reached the upstream without admission",
+            );
         };
         let edited = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut h = Upstream(upstream);
@@ -215,11 +218,16 @@ impl ProxyHttp for FluxgateProxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let denial = match (e.esource(), e.etype()) {
-            (_, ErrorType::HTTPStatus(_)) | (ErrorSource::Internal, _) | (ErrorSource::Unset, _) => {
-                Some(Denial::Internal)
-            }
+            (_, ErrorType::HTTPStatus(_))
+            | (ErrorSource::Internal, _)
+            | (ErrorSource::Unset, _) => Some(Denial::Internal),
             (
                 ErrorSource::Upstream,
                 ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
@@ -229,7 +237,9 @@ impl ProxyHttp for FluxgateProxy {
                 ErrorSource::Downstream,
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
             ) => None,
-            (ErrorSource::Downstream, _) => Some(Denial::BadRequest(crate::denial::BadRequest::Unparseable)),
+            (ErrorSource::Downstream, _) => {
+                Some(Denial::BadRequest(crate::denial::BadRequest::Unparseable))
+            }
         };
         let Some(denial) = denial else {
             return FailToProxy {
@@ -265,7 +275,10 @@ impl ProxyHttp for FluxgateProxy {
         self.metrics.decisions.inc(outcome, reason);
         self.metrics.responses.inc(status_class(status), "");
         if self.access_log {
-            let route = ctx.verdict.as_ref().map_or("-", |v| self.route_name(v.route));
+            let route = ctx
+                .verdict
+                .as_ref()
+                .map_or("-", |v| self.route_name(v.route));
             let request_id = ctx
                 .request_id
                 .as_ref()

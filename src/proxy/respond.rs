@@ -29,9 +29,13 @@ pub async fn write_denial(
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(h), head_only).await?;
+    session
+        .write_response_header(Box::new(h), head_only)
+        .await?;
     if !head_only {
-        session.write_response_body(Some(Bytes::clone(&r.body)), true).await?;
+        session
+            .write_response_body(Some(Bytes::clone(&r.body)), true)
+            .await?;
     }
     Ok(())
 }

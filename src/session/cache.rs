@@ -111,7 +111,11 @@ impl SessionCache {
             let now = self.clock.now_ms();
             if let Some(e) = self.cache.get(sid).await {
                 if self.is_fresh(sid, &e, now) {
-                    let label = if e.session.is_some() { HIT } else { NEGATIVE_HIT };
+                    let label = if e.session.is_some() {
+                        HIT
+                    } else {
+                        NEGATIVE_HIT
+                    };
                     self.metrics.cache.inc(label, "");
                     return Ok(e.session.clone());
                 }

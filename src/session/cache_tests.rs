@@ -73,7 +73,11 @@ async fn entry_never_outlives_the_session_expiry() {
     let (store, clock, cache) = setup();
     let sid = Sid::of("a");
     let exp = T0 / 1000 + 5;
-    store.records.lock().unwrap().insert(sid, record("1", Some(exp)));
+    store
+        .records
+        .lock()
+        .unwrap()
+        .insert(sid, record("1", Some(exp)));
     assert!(cache.resolve(&sid).await.unwrap().is_some());
     clock.advance_ms(4_999);
     assert!(cache.resolve(&sid).await.unwrap().is_some());

@@ -303,7 +303,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let _first = EmbeddedStore::open(&path, ManualClock::new(0)).unwrap();
-        let err = EmbeddedStore::open(&path, ManualClock::new(0)).err().unwrap();
+        let err = EmbeddedStore::open(&path, ManualClock::new(0))
+            .err()
+            .unwrap();
         assert!(err.contains("cannot open session store"), "{err}");
     }
 }

@@ -93,7 +93,8 @@ impl SessionRecord {
 /// A user id: 1–64 characters of `[A-Za-z0-9_-]` (Fluxer's are decimal snowflakes).
 pub fn is_user_id(s: &str) -> bool {
     (1..=MAX_USER_ID_LEN).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// An OAuth2 scope token (RFC 6749 §3.3 `scope-token`), without spaces, at most 64 bytes.

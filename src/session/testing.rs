@@ -69,4 +69,3 @@ impl SessionStore for MemStore {
         Ok(())
     }
 }
-

@@ -37,7 +37,11 @@ impl Recorded {
     }
     pub fn get(&self, name: &str) -> Option<String> {
         let all = self.all(name);
-        assert!(all.len() <= 1, "header {name} appears {} times: {all:?}", all.len());
+        assert!(
+            all.len() <= 1,
+            "header {name} appears {} times: {all:?}",
+            all.len()
+        );
         all.into_iter().next()
     }
     /// Names as received, normalised for comparison: lower case, '_' folded to '-'.
@@ -64,21 +68,33 @@ impl Upstream {
             .enable_all()
             .build()
             .unwrap();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let s2 = seen.clone();
         rt.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let seen = s2.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let seen = seen.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let target = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let target = parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default();
                             if target.starts_with("/slow") {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
                             }
@@ -88,23 +104,36 @@ impl Upstream {
                                 headers: parts
                                     .headers
                                     .iter()
-                                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                                    .map(|(k, v)| {
+                                        (
+                                            k.to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into(),
+                                        )
+                                    })
                                     .collect(),
                                 body: body.to_vec(),
                             });
                             Ok::<_, std::convert::Infallible>(
                                 hyper::Response::builder()
                                     .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(format!("{{\"upstream\":\"ok\",\"target\":{target:?}}}"))))
+                                    .body(Full::new(Bytes::from(format!(
+                                        "{{\"upstream\":\"ok\",\"target\":{target:?}}}"
+                                    ))))
                                     .unwrap(),
                             )
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
-        Upstream { addr, seen, _rt: rt }
+        Upstream {
+            addr,
+            seen,
+            _rt: rt,
+        }
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -117,7 +146,12 @@ impl Upstream {
 
     /// The single request received since the last `clear`.
     pub fn last(&self) -> Recorded {
-        self.seen.lock().unwrap().last().cloned().expect("the upstream received nothing")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream received nothing")
     }
 
     pub fn clear(&self) {
@@ -127,7 +161,11 @@ impl Upstream {
 
 /// A free TCP port on loopback (bound, read, released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn bin() -> PathBuf {
@@ -224,7 +262,9 @@ impl Fluxgate {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if TcpStream::connect(self.proxy).is_ok()
-                && get(self.admin, "/livez").map(|r| r.status == 200).unwrap_or(false)
+                && get(self.admin, "/livez")
+                    .map(|r| r.status == 200)
+                    .unwrap_or(false)
             {
                 return;
             }
@@ -265,9 +305,12 @@ impl Fluxgate {
 
     /// A management API call with the admin secret.
     pub fn admin(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Resp {
-        let mut r = Req::new(method, path).header("authorization", &format!("Bearer {ADMIN_SECRET}"));
+        let mut r =
+            Req::new(method, path).header("authorization", &format!("Bearer {ADMIN_SECRET}"));
         if let Some(b) = body {
-            r = r.header("content-type", "application/json").body(b.to_string().as_bytes());
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string().as_bytes());
         }
         r.send(self.admin)
     }
@@ -277,7 +320,10 @@ impl Fluxgate {
         let r = self.admin("POST", "/v1/sessions", Some(body));
         assert_eq!(r.status, 201, "create session: {}", r.text());
         let v = r.json();
-        (v["token"].as_str().unwrap().into(), v["sid"].as_str().unwrap().into())
+        (
+            v["token"].as_str().unwrap().into(),
+            v["sid"].as_str().unwrap().into(),
+        )
     }
 
     /// The value of a metric line (exact series text before the value).
@@ -330,7 +376,11 @@ impl Req {
         self
     }
     pub fn bytes(&self, host: SocketAddr) -> Vec<u8> {
-        let mut out = format!("{} {} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n", self.method, self.target).into_bytes();
+        let mut out = format!(
+            "{} {} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n",
+            self.method, self.target
+        )
+        .into_bytes();
         for (k, v) in &self.headers {
             out.extend_from_slice(k.as_bytes());
             out.extend_from_slice(b": ");
@@ -386,7 +436,8 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
     }
     /// Asserts the contract's denial shape and returns the body.
     pub fn denial(&self, status: u16, code: &str) -> serde_json::Value {
@@ -423,14 +474,23 @@ pub fn parse_response(buf: &[u8]) -> Resp {
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
-    Resp { status, headers, body }
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(pos) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..pos]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..pos]).unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
         b = &b[pos + 2..];
         if size == 0 || b.len() < size {
             break;

@@ -1,0 +1,256 @@
+//! Criterion benches for each hot stage of the request path, and the whole pipeline for a
+//! cached session. Run: `cargo bench --bench hot_path`.
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use fluxgate::clock;
+use fluxgate::credential::{self, Kind, Sid};
+use fluxgate::identity::{self, HeaderEdit, Injection};
+use fluxgate::metrics::Metrics;
+use fluxgate::pipeline::{Pipeline, RequestFacts};
+use fluxgate::session::embedded::EmbeddedStore;
+use fluxgate::session::{SessionCache, SessionRecord, SessionStore};
+use futures_util::FutureExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use std::hint::black_box;
+use std::sync::Arc;
+
+const TOKEN: &str = "flx_abcdefghijklmnopqrstuvwxyz0123456789";
+
+const CONFIG: &str = r#"
+[sessions]
+# Long enough that the warmed entry outlives the whole bench run.
+cache_ttl = "1h"
+
+[client_ip]
+trusted_proxies = ["10.0.0.0/8"]
+
+[[route]]
+path = "/gateway"
+auth = "none"
+[[route]]
+methods = ["POST"]
+path = "/auth/sessions/logout"
+[[route]]
+methods = ["POST"]
+path = "/guilds/:guild_id/delete"
+[[route]]
+methods = ["POST"]
+path = "/guilds/:guild_id/transfer-ownership"
+[[route]]
+methods = ["DELETE"]
+path = "/oauth2/applications/:id"
+[[route]]
+methods = ["POST"]
+path = "/oauth2/applications/:id/bot/reset-token"
+[[route]]
+methods = ["POST"]
+path = "/users/@me/disable"
+[[route]]
+methods = ["POST"]
+path = "/users/@me/delete"
+[[route]]
+methods = ["POST"]
+path = "/users/@me/mfa/totp/enable"
+[[route]]
+methods = ["PATCH", "DELETE"]
+path = "/users/@me/mfa/webauthn/credentials/:id"
+[[route]]
+methods = ["GET"]
+path = "/channels/:channel_id/messages"
+scopes = ["messages.read"]
+"#;
+
+fn request_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Fluxer/1.0"),
+        ("accept", "application/json"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("x-forwarded-for", "198.51.100.7, 10.0.0.2"),
+        (
+            "cookie",
+            "theme=dark; fluxer_session=flx_abcdefghijklmnopqrstuvwxyz0123456789; locale=en",
+        ),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+struct Setup {
+    pipeline: Pipeline,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let cfg = fluxgate::config::parse(CONFIG, "bench").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock::system();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb"), clock.clone()).unwrap());
+    let rec = SessionRecord {
+        v: 1,
+        user_id: "123456789012345678".into(),
+        kind: Kind::Session,
+        created_at: clock.now_secs(),
+        expires_at: None,
+        scopes: vec![],
+        client_ip: None,
+        has_mfa: Some(true),
+        flags: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(store.create(&Sid::of(TOKEN), &rec)).unwrap();
+    let sessions = Arc::new(SessionCache::new(
+        store,
+        clock,
+        Arc::new(Metrics::default()),
+        cfg.sessions.cache,
+    ));
+    // Warm the cache so every measured lookup is a hit.
+    assert!(
+        rt.block_on(sessions.resolve(&Sid::of(TOKEN)))
+            .unwrap()
+            .is_some()
+    );
+    Setup {
+        pipeline: Pipeline {
+            routes: cfg.routes,
+            client_ip: cfg.client_ip,
+            sessions,
+            secrets: cfg.secrets,
+            accept: cfg.accept,
+            cookie_name: cfg.sessions.cookie_name,
+            store_retry_after_secs: 1,
+        },
+        _dir: dir,
+    }
+}
+
+struct Map(HeaderMap);
+impl HeaderEdit for Map {
+    fn headers(&self) -> &HeaderMap {
+        &self.0
+    }
+    fn remove(&mut self, name: &HeaderName) {
+        self.0.remove(name);
+    }
+    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+        self.0.insert(name, value);
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let s = setup();
+    let headers = request_headers();
+    let mut auth_headers = headers.clone();
+    auth_headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+    );
+
+    c.bench_function("credential/parse_and_hash", |b| {
+        b.iter(
+            || match credential::extract(black_box(&auth_headers), "fluxer_session") {
+                credential::Extracted::Header { token, .. } => black_box(Sid::of(token)),
+                _ => unreachable!(),
+            },
+        )
+    });
+
+    let sid = Sid::of(TOKEN);
+    c.bench_function("session/cache_hit", |b| {
+        b.iter(|| {
+            s.pipeline
+                .sessions
+                .resolve(black_box(&sid))
+                .now_or_never()
+                .expect("a cache hit completes without waiting")
+                .unwrap()
+        })
+    });
+
+    c.bench_function("credential_hash_and_cache_hit", |b| {
+        b.iter(|| {
+            let credential::Extracted::Cookies(c) =
+                credential::extract(black_box(&headers), "fluxer_session")
+            else {
+                unreachable!()
+            };
+            let sid = Sid::of(c.as_slice()[0]);
+            s.pipeline
+                .sessions
+                .resolve(&sid)
+                .now_or_never()
+                .unwrap()
+                .unwrap()
+        })
+    });
+
+    let get = Method::GET;
+    c.bench_function("routes/match_12_routes", |b| {
+        b.iter(|| {
+            black_box(s.pipeline.routes.find(
+                &get,
+                black_box("/v1/channels/123456789/messages"),
+                false,
+            ))
+            .index
+        })
+    });
+
+    let peer = "10.0.0.1".parse().unwrap();
+    c.bench_function("client_ip/trusted_chain", |b| {
+        b.iter(|| {
+            s.pipeline
+                .client_ip
+                .resolve(black_box(peer), black_box(&headers))
+        })
+    });
+
+    let names = fluxgate::config::parse("", "bench").unwrap().identity;
+    let user = HeaderValue::from_static("123456789012345678");
+    let sidv = HeaderValue::from_str(&sid.encode()).unwrap();
+    c.bench_function("identity/strip_cookies_and_inject", |b| {
+        b.iter_batched(
+            || Map(headers.clone()),
+            |mut m| {
+                identity::strip_untrusted(&mut m, &names);
+                identity::strip_cookies(&mut m, &["fluxer_session", "fluxer_sudo_mode"]);
+                identity::inject(
+                    &mut m,
+                    &names,
+                    &Injection {
+                        auth_kind: "session",
+                        user_id: Some(&user),
+                        session_id: Some(&sidv),
+                        client_ip: Some(peer),
+                        ..Default::default()
+                    },
+                );
+                m
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    c.bench_function("pipeline/cached_cookie_session", |b| {
+        b.iter(|| {
+            let facts = RequestFacts {
+                method: &get,
+                target: b"/v1/channels/123456789/messages?limit=50",
+                headers: black_box(&headers),
+                peer,
+            };
+            let v = s.pipeline.evaluate(&facts).now_or_never().unwrap();
+            assert!(v.outcome.is_ok());
+            v
+        })
+    });
+}
+
+criterion_group!(hot_path, benches);
+criterion_main!(hot_path);

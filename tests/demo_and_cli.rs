@@ -1,0 +1,263 @@
+//! `fluxgate demo` does what it prints, and `fluxgate sessions …` drives a running instance.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn demo_starts_prints_working_commands_and_stops_cleanly_on_ctrl_c() {
+    let mut child = Command::new(bin())
+        .args(["demo", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut proxy, mut token, mut store) = (None, None, None);
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "demo did not finish starting:\n{text}"
+        );
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            panic!("demo exited early:\n{text}");
+        }
+        text.push_str(&line);
+        let l = line.trim();
+        if let Some(p) = l.strip_prefix("proxy:") {
+            proxy = Some(
+                p.trim()
+                    .trim_start_matches("http://")
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap(),
+            );
+        }
+        if let Some(t) = l.strip_prefix("token:") {
+            token = Some(t.trim().to_string());
+        }
+        if let Some(s) = l.strip_prefix("store:") {
+            store = Some(std::path::PathBuf::from(s.trim()));
+        }
+        if l.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let (proxy, token, store) = (proxy.unwrap(), token.unwrap(), store.unwrap());
+    assert!(store.exists());
+    // 1. anonymous on a public route
+    let r = Req::get("/public").send(proxy);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["headers"]["x-fluxgate-auth-kind"], "anonymous");
+    // 2. authenticated: identity visible in the echo
+    let r = Req::get("/users/@me")
+        .header("authorization", &token)
+        .send(proxy);
+    assert_eq!(r.status, 200);
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-fluxgate-user-id"], "1000000000000000001");
+    assert_eq!(h["x-fluxgate-auth-kind"], "session");
+    // 3. a spoofed header is replaced
+    let r = Req::get("/users/@me")
+        .header("authorization", &token)
+        .header("X-Fluxgate-User-Id", "1")
+        .send(proxy);
+    assert_eq!(
+        r.json()["headers"]["x-fluxgate-user-id"],
+        "1000000000000000001"
+    );
+    // 4. 401 JSON
+    Req::get("/users/@me")
+        .send(proxy)
+        .denial(401, "UNAUTHORIZED");
+    // Ctrl-C stops everything and removes the temporary files.
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut rest = String::new();
+    for l in out.lines() {
+        rest.push_str(&l.unwrap());
+    }
+    assert!(rest.contains("stopped"), "{rest}");
+    assert!(!store.exists(), "temporary store left behind");
+}
+
+fn cli(fg: &Fluxgate, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = Command::new(bin())
+        .arg("sessions")
+        .args([
+            "--admin",
+            &fg.admin.to_string(),
+            "--secret-env",
+            "FLUXGATE_TEST_ADMIN_SECRET",
+        ])
+        .args(args)
+        .env("FLUXGATE_TEST_ADMIN_SECRET", ADMIN_SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn sessions_cli_creates_lists_and_revokes_through_the_admin_api() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, "");
+    let (code, created, err) = cli(
+        &fg,
+        &[
+            "create",
+            "--user-id",
+            "77",
+            "--lifetime",
+            "1h",
+            "--client-ip",
+            "192.0.2.4",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let token = created["token"].as_str().unwrap().to_string();
+    let sid = created["sid"].as_str().unwrap().to_string();
+    assert!(token.starts_with("flx_") && token.len() == 40);
+    assert_eq!(
+        fg.send(&Req::get("/x").header("authorization", &token))
+            .status,
+        200
+    );
+
+    let (code, listed, _) = cli(&fg, &["list", "--user-id", "77"]);
+    assert_eq!(code, 0);
+    assert_eq!(listed["sessions"][0]["sid"], sid.as_str());
+    assert_eq!(listed["sessions"][0]["client_ip"], "192.0.2.4");
+    assert!(
+        !listed.to_string().contains(&token),
+        "listing must never show tokens"
+    );
+
+    let (code, _, err) = cli(&fg, &["revoke", "--sid", &sid]);
+    assert_eq!(code, 0, "{err}");
+    fg.send(&Req::get("/x").header("authorization", &token))
+        .denial(401, "UNAUTHORIZED");
+
+    let (_, a, _) = cli(&fg, &["create", "--user-id", "77"]);
+    let (_, b, _) = cli(
+        &fg,
+        &[
+            "create",
+            "--user-id",
+            "77",
+            "--kind",
+            "oauth2",
+            "--scopes",
+            "identify,guilds",
+        ],
+    );
+    assert_eq!(b["scopes"], serde_json::json!(["identify", "guilds"]));
+    let (code, revoked, _) = cli(&fg, &["revoke", "--user-id", "77"]);
+    assert_eq!(code, 0);
+    assert_eq!(revoked["revoked"], 2);
+    for t in [&a["token"], &b["token"]] {
+        let r = fg.send(
+            &Req::get("/x").header("authorization", &format!("Bearer {}", t.as_str().unwrap())),
+        );
+        r.denial(401, "UNAUTHORIZED");
+    }
+}
+
+#[test]
+fn sessions_cli_reports_bad_input_and_a_wrong_secret() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, "");
+    let (code, _, err) = cli(&fg, &["create", "--user-id", "bad id!"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("user_id must be"), "{err}");
+    let (code, _, err) = cli(&fg, &["create", "--user-id", "1", "--lifetime", "forever"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid duration"), "{err}");
+    let (code, _, err) = cli(&fg, &["revoke", "--sid", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("sid must be"), "{err}");
+    let out = Command::new(bin())
+        .args([
+            "sessions",
+            "--admin",
+            &fg.admin.to_string(),
+            "--secret-env",
+            "FLUXGATE_TEST_WRONG",
+            "list",
+            "--user-id",
+            "1",
+        ])
+        .env("FLUXGATE_TEST_WRONG", "wrong-admin-secret-000")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+#[test]
+fn sessions_cli_reads_the_admin_address_and_secret_from_the_config() {
+    let up = Upstream::start();
+    let port = free_port();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let cfg = base_config(dir.path(), up.addr, "").replace(
+        "listen = \"127.0.0.1:0\"\nsecret",
+        &format!("listen = \"127.0.0.1:{port}\"\nsecret"),
+    );
+    let fg = Fluxgate::start_with(dir, &cfg);
+    assert_eq!(fg.admin.port(), port);
+    let out = Command::new(bin())
+        .args(["sessions", "--config"])
+        .arg(&fg.config_path)
+        .args(["create", "--user-id", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        fg.send(&Req::get("/x").header("authorization", v["token"].as_str().unwrap()))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn management_api_is_closed_without_an_admin_secret() {
+    let up = Upstream::start();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let cfg = base_config(dir.path(), up.addr, "")
+        .replace(&format!("secret = {{ value = \"{ADMIN_SECRET}\" }}"), "");
+    let fg = Fluxgate::start_with(dir, &cfg);
+    let r = fg.admin(
+        "POST",
+        "/v1/sessions",
+        Some(serde_json::json!({"user_id": "1"})),
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("admin.secret"));
+    assert_eq!(get(fg.admin, "/readyz").unwrap().status, 200);
+}
