@@ -500,3 +500,27 @@ fn metrics_count_decisions_by_outcome_and_reason_without_tokens() {
     assert!(!m.contains(&tok));
     assert!(!m.contains("127.0.0.1"));
 }
+
+#[test]
+fn connection_nominating_a_protected_header_is_refused_with_json() {
+    let (up, fg) = setup();
+    for nominated in ["x-forwarded-for", "host", "\"quoted\""] {
+        let r = fg.send(&Req::get("/public").header("connection", nominated));
+        r.denial(400, "BAD_REQUEST");
+    }
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn sane_request_ids_are_kept_and_insane_ones_replaced_on_both_sides() {
+    let (up, fg) = setup();
+    let r = fg.send(&Req::get("/public").header("x-request-id", "trace-abc.123"));
+    assert_eq!(r.header("x-request-id"), Some("trace-abc.123"));
+    assert_eq!(up.last().get("x-request-id").as_deref(), Some("trace-abc.123"));
+    let r = fg.send(&Req::get("/public").header("x-request-id", "<script>"));
+    let id = r.header("x-request-id").unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(up.last().get("x-request-id"), Some(id));
+    let r = fg.send(&Req::get("/users/@me").header("x-request-id", "denied-1"));
+    assert_eq!(r.header("x-request-id"), Some("denied-1"));
+}

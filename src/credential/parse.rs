@@ -414,3 +414,34 @@ mod tests {
         assert_eq!(extract_internal(&m), Err(Malformed::Duplicated));
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn random_authorization_and_cookie_values_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let alphabet = b" Bearer Bot flx_=;.,\"\t\x7f\x80azAZ09-_+/";
+        for _ in 0..20_000 {
+            let len = rng.usize(0..80);
+            let v: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            let Ok(v) = HeaderValue::from_bytes(&v) else {
+                continue;
+            };
+            let mut m = HeaderMap::new();
+            m.insert(if rng.bool() { AUTHORIZATION } else { COOKIE }, v.clone());
+            match extract(&m, "fluxer_session") {
+                Extracted::Header { token, .. } => assert!(token.len() <= MAX_CREDENTIAL_LEN),
+                Extracted::Cookies(c) => assert!(c.as_slice().iter().all(|t| is_session_token(t))),
+                _ => {}
+            }
+            let mut m = HeaderMap::new();
+            m.insert("x-fluxer-rpc-auth", v);
+            let _ = extract_internal(&m);
+        }
+    }
+}

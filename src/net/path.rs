@@ -252,3 +252,29 @@ mod tests {
         assert_eq!(decode_for_matching(p.path), "/users/@me");
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    #[test]
+    fn random_targets_never_panic_and_accepted_ones_are_clean() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let alphabet = b"/%.\\?#azAZ09 \x00\xff2fFeE5cC";
+        for _ in 0..50_000 {
+            let len = rng.usize(0..24);
+            let t: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            if let Ok(p) = check_target(&t) {
+                assert!(p.path.starts_with('/'));
+                assert!(
+                    !p.path.contains("/../") && !p.path.contains("/./") && !p.path.contains('\\')
+                );
+                let lower = p.path.to_ascii_lowercase();
+                assert!(!lower.contains("%2f") && !lower.contains("%2e") && !lower.contains("%5c"));
+                let _ = decode_for_matching(p.path);
+            }
+        }
+    }
+}

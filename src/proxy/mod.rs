@@ -113,23 +113,7 @@ impl ProxyHttp for FluxgateProxy {
             headers: &req.headers,
             peer,
         };
-        // SECURITY: a panic while deciding must refuse the request, never let it through or
-        // drop the connection without an answer.
-        let verdict = match AssertUnwindSafe(self.pipeline.evaluate(&facts))
-            .catch_unwind()
-            .await
-        {
-            Ok(v) => v,
-            Err(_) => {
-                self.metrics.panics.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("panic while evaluating a request; refused with 500");
-                Verdict {
-                    client_ip: peer,
-                    route: RouteId::Unrouted,
-                    outcome: Err(Denial::Internal),
-                }
-            }
-        };
+        let verdict = guarded(self.pipeline.evaluate(&facts), peer, &self.metrics).await;
         let denied = verdict.outcome.as_ref().err().cloned();
         ctx.verdict = Some(verdict);
         match denied {
@@ -247,9 +231,13 @@ impl ProxyHttp for FluxgateProxy {
                 can_reuse_downstream: false,
             };
         };
-        self.metrics.upstream_errors.inc(denial.reason(), "");
+        if *e.esource() == ErrorSource::Upstream {
+            self.metrics.upstream_errors.inc(denial.reason(), "");
+        }
         let code = denial.status().as_u16();
         if session.response_written().is_none() {
+            // The connection is not reused after a failure; say so.
+            session.set_keepalive(None);
             let _ = respond::write_denial(session, &denial, ctx.request_id.as_ref()).await;
         }
         ctx.failure = Some(denial);
@@ -257,6 +245,12 @@ impl ProxyHttp for FluxgateProxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        // Client mistakes are answered with 400 and counted in the access log and metrics;
+        // they are not server errors worth an ERROR line each.
+        *e.esource() == ErrorSource::Downstream
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -299,6 +293,28 @@ impl ProxyHttp for FluxgateProxy {
     }
 }
 
+/// Runs the pipeline, turning a panic into a 500 denial.
+// SECURITY: a panic while deciding must refuse the request, never let it through or drop the
+// connection without an answer.
+async fn guarded(
+    evaluate: impl std::future::Future<Output = Verdict>,
+    peer: IpAddr,
+    metrics: &Metrics,
+) -> Verdict {
+    match AssertUnwindSafe(evaluate).catch_unwind().await {
+        Ok(v) => v,
+        Err(_) => {
+            metrics.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("panic while evaluating a request; refused with 500");
+            Verdict {
+                client_ip: peer,
+                route: RouteId::Unrouted,
+                outcome: Err(Denial::Internal),
+            }
+        }
+    }
+}
+
 fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
@@ -307,5 +323,36 @@ fn status_class(status: u16) -> &'static str {
         400..=499 => "4xx",
         500..=599 => "5xx",
         _ => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_the_pipeline_becomes_a_500_denial_not_a_forward() {
+        let metrics = Metrics::default();
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        let v = guarded(
+            async {
+                panic!("bug in a stage");
+                #[allow(unreachable_code)]
+                Verdict {
+                    client_ip: peer,
+                    route: RouteId::Default,
+                    outcome: Ok(crate::pipeline::Admitted {
+                        identity: Identity::Anonymous,
+                        pass_cookies: false,
+                    }),
+                }
+            },
+            peer,
+            &metrics,
+        )
+        .await;
+        assert_eq!(v.outcome.unwrap_err(), Denial::Internal);
+        assert_eq!(metrics.panics.load(Ordering::Relaxed), 1);
+        assert_eq!(Denial::Internal.to_response().status, 500);
     }
 }
