@@ -516,7 +516,10 @@ fn sane_request_ids_are_kept_and_insane_ones_replaced_on_both_sides() {
     let (up, fg) = setup();
     let r = fg.send(&Req::get("/public").header("x-request-id", "trace-abc.123"));
     assert_eq!(r.header("x-request-id"), Some("trace-abc.123"));
-    assert_eq!(up.last().get("x-request-id").as_deref(), Some("trace-abc.123"));
+    assert_eq!(
+        up.last().get("x-request-id").as_deref(),
+        Some("trace-abc.123")
+    );
     let r = fg.send(&Req::get("/public").header("x-request-id", "<script>"));
     let id = r.header("x-request-id").unwrap().to_string();
     assert_eq!(id.len(), 32);

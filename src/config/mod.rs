@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod file;
 pub mod locate;
+mod routes;
 pub mod secret;
 mod validate;
 

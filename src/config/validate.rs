@@ -1,7 +1,7 @@
 //! File structs → typed [`Config`]. Every problem is collected (with its key path) rather than
 //! stopping at the first, so an operator fixes a file in one pass.
 
-use super::file::{FileConfig, RouteFile};
+use super::file::FileConfig;
 use super::locate::KeyPath;
 use super::secret::Secret;
 use super::{
@@ -12,17 +12,17 @@ use crate::credential::Kind;
 use crate::identity::HeaderNames;
 use crate::net::cidr::CidrSet;
 use crate::net::client_ip::ClientIpResolver;
-use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
+use crate::policy::routes::KindSet;
 use crate::policy::{InternalSecret, InternalSecrets};
 use crate::session::CacheSettings;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 #[derive(Default)]
-struct Errors(Vec<ConfigError>);
+pub(super) struct Errors(Vec<ConfigError>);
 
 impl Errors {
-    fn at(&mut self, path: KeyPath, message: impl Into<String>) {
+    pub(super) fn at(&mut self, path: KeyPath, message: impl Into<String>) {
         self.0.push(ConfigError {
             path,
             message: message.into(),
@@ -31,7 +31,7 @@ impl Errors {
     }
 }
 
-fn p(s: &str) -> KeyPath {
+pub(super) fn p(s: &str) -> KeyPath {
     KeyPath::parse(s)
 }
 
@@ -44,7 +44,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let accept = kinds(&file.credentials.accept, p("credentials.accept"), &mut e);
     let sessions = sessions(&file, &mut e);
     let secrets = secrets(&file, &mut e);
-    let routes = routes(&file, accept, !secrets.secrets.is_empty(), &mut e);
+    let routes = super::routes::routes(&file, accept, !secrets.secrets.is_empty(), &mut e);
     let identity = identity(&file, &mut e);
     let admin = admin(&file, &mut e);
     let logging = logging(&file, &mut e);
@@ -191,7 +191,7 @@ fn client_ip(f: &FileConfig, e: &mut Errors) -> ClientIpResolver {
     ClientIpResolver::new(trusted, header)
 }
 
-fn kinds(list: &[String], path: KeyPath, e: &mut Errors) -> KindSet {
+pub(super) fn kinds(list: &[String], path: KeyPath, e: &mut Errors) -> KindSet {
     let mut out = Vec::new();
     for (i, k) in list.iter().enumerate() {
         match Kind::parse(k) {
@@ -310,157 +310,6 @@ fn secrets(f: &FileConfig, e: &mut Errors) -> InternalSecrets {
         }
     }
     InternalSecrets { secrets: out }
-}
-
-fn policy(
-    r: &RouteFile,
-    accept: KindSet,
-    has_secrets: bool,
-    path: &KeyPath,
-    e: &mut Errors,
-) -> Policy {
-    let auth = match r.auth.as_str() {
-        "none" => AuthMode::None,
-        "required" => AuthMode::Required,
-        "internal" => AuthMode::Internal,
-        other => {
-            e.at(
-                path.key("auth"),
-                format!("unknown auth mode {other:?}; use \"none\", \"required\" or \"internal\""),
-            );
-            AuthMode::Required
-        }
-    };
-    if auth == AuthMode::Internal && !has_secrets {
-        e.at(
-            path.key("auth"),
-            "\"internal\" needs at least one [[internal_secrets]] entry",
-        );
-    }
-    let kinds = match &r.kinds {
-        Some(list) => {
-            let k = kinds(list, path.key("kinds"), e);
-            for kind in k.kinds() {
-                if !accept.contains(kind) {
-                    e.at(
-                        path.key("kinds"),
-                        format!("\"{kind}\" is not in credentials.accept, so it could never be used here"),
-                    );
-                }
-            }
-            if list.is_empty() && auth == AuthMode::Required {
-                e.at(
-                    path.key("kinds"),
-                    "an empty list would refuse every credential",
-                );
-            }
-            k
-        }
-        None => accept,
-    };
-    if auth == AuthMode::Internal && r.kinds.is_some() {
-        e.at(
-            path.key("kinds"),
-            "internal routes take the shared secret; kinds do not apply",
-        );
-    }
-    for (i, s) in r.scopes.iter().enumerate() {
-        if !crate::session::record::is_scope(s) {
-            e.at(
-                path.key("scopes").index(i),
-                format!("{s:?} is not a valid OAuth2 scope"),
-            );
-        }
-    }
-    if !r.scopes.is_empty() && !kinds.contains(Kind::Oauth2) {
-        e.at(
-            path.key("scopes"),
-            "scopes only apply to oauth2 credentials, which this route does not accept",
-        );
-    }
-    Policy {
-        auth,
-        kinds,
-        scopes: r.scopes.clone(),
-        pass_cookies: r.pass_cookies,
-    }
-}
-
-fn routes(
-    f: &FileConfig,
-    accept: KindSet,
-    has_secrets: bool,
-    e: &mut Errors,
-) -> Option<RouteTable> {
-    let mut prefixes = Vec::new();
-    for (i, pre) in f.routing.version_prefixes.iter().enumerate() {
-        let ok = pre.len() > 1
-            && pre.starts_with('/')
-            && !pre.ends_with('/')
-            && pre[1..]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if ok {
-            prefixes.push(pre.clone());
-        } else {
-            e.at(
-                p("routing.version_prefixes").index(i),
-                format!("{pre:?} must look like \"/v1\": one segment, no trailing '/'"),
-            );
-        }
-    }
-    let d = &f.routing.default;
-    let dpath = p("routing.default");
-    if d.path.is_some() || !d.methods.is_empty() || d.name.is_some() {
-        e.at(
-            dpath.clone(),
-            "the default policy takes no name, methods or path",
-        );
-    }
-    let default = policy(d, accept, has_secrets, &dpath, e);
-    let mut out = Vec::new();
-    for (i, r) in f.routes.iter().enumerate() {
-        let path = p("route").index(i);
-        let pattern = match &r.path {
-            None => {
-                e.at(path.clone(), "needs a `path`");
-                None
-            }
-            Some(s) => Pattern::parse(s)
-                .map_err(|msg| e.at(path.key("path"), msg))
-                .ok(),
-        };
-        let mut methods = Vec::new();
-        for (j, m) in r.methods.iter().enumerate() {
-            let valid = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
-            match Method::from_bytes(m.as_bytes()) {
-                Ok(method) if valid => methods.push(method),
-                _ => e.at(
-                    path.key("methods").index(j),
-                    format!("{m:?} is not an HTTP method in upper case (e.g. \"GET\")"),
-                ),
-            }
-        }
-        let pol = policy(r, accept, has_secrets, &path, e);
-        if let Some(pattern) = pattern {
-            let name = r.name.clone().unwrap_or_else(|| {
-                let m: Vec<&str> = r.methods.iter().map(String::as_str).collect();
-                let m = if m.is_empty() {
-                    "ANY".to_string()
-                } else {
-                    m.join(",")
-                };
-                format!("{m} {}", pattern.as_str())
-            });
-            out.push(Route {
-                name,
-                methods,
-                pattern: Some(pattern),
-                policy: pol,
-            });
-        }
-    }
-    Some(RouteTable::new(out, default, prefixes))
 }
 
 fn identity(f: &FileConfig, e: &mut Errors) -> Option<HeaderNames> {
