@@ -4,13 +4,13 @@
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use fluxgate::clock;
 use fluxgate::credential::{self, Kind, Sid};
-use fluxgate::identity::{self, HeaderEdit, Injection};
+use fluxgate::identity::{self, Injection};
 use fluxgate::metrics::Metrics;
 use fluxgate::pipeline::{Pipeline, RequestFacts};
 use fluxgate::session::embedded::EmbeddedStore;
 use fluxgate::session::{SessionCache, SessionRecord, SessionStore};
 use futures_util::FutureExt;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -130,19 +130,6 @@ fn setup() -> Setup {
     }
 }
 
-struct Map(HeaderMap);
-impl HeaderEdit for Map {
-    fn headers(&self) -> &HeaderMap {
-        &self.0
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        self.0.remove(name);
-    }
-    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
-        self.0.insert(name, value);
-    }
-}
-
 fn benches(c: &mut Criterion) {
     let s = setup();
     let headers = request_headers();
@@ -216,7 +203,7 @@ fn benches(c: &mut Criterion) {
     let sidv = HeaderValue::from_str(&sid.encode()).unwrap();
     c.bench_function("identity/strip_cookies_and_inject", |b| {
         b.iter_batched(
-            || Map(headers.clone()),
+            || headers.clone(),
             |mut m| {
                 identity::strip_untrusted(&mut m, &names);
                 identity::strip_cookies(&mut m, &["fluxer_session", "fluxer_sudo_mode"]);

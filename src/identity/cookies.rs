@@ -44,29 +44,15 @@ pub fn strip_cookies(h: &mut impl HeaderEdit, names: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{HeaderMap, HeaderName};
-
-    struct Map(HeaderMap);
-    impl HeaderEdit for Map {
-        fn headers(&self) -> &HeaderMap {
-            &self.0
-        }
-        fn remove(&mut self, name: &HeaderName) {
-            self.0.remove(name);
-        }
-        fn insert(&mut self, name: HeaderName, value: HeaderValue) {
-            self.0.insert(name, value);
-        }
-    }
+    use http::HeaderMap;
 
     fn strip(values: &[&str]) -> Vec<String> {
         let mut m = HeaderMap::new();
         for v in values {
             m.append(COOKIE, HeaderValue::from_str(v).unwrap());
         }
-        let mut m = Map(m);
         strip_cookies(&mut m, &["fluxer_session", "fluxer_sudo_mode"]);
-        m.0.get_all(COOKIE)
+        m.get_all(COOKIE)
             .iter()
             .map(|v| v.to_str().unwrap().to_string())
             .collect()

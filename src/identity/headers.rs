@@ -46,6 +46,19 @@ pub trait HeaderEdit {
     fn insert(&mut self, name: HeaderName, value: HeaderValue);
 }
 
+/// A plain header map (tests, benches, and anything not behind pingora).
+impl HeaderEdit for HeaderMap {
+    fn headers(&self) -> &HeaderMap {
+        self
+    }
+    fn remove(&mut self, name: &HeaderName) {
+        HeaderMap::remove(self, name);
+    }
+    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+        HeaderMap::insert(self, name, value);
+    }
+}
+
 /// Whether two header names are the same once case and `_`/`-` are ignored.
 fn same_name(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
@@ -157,19 +170,6 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 mod tests {
     use super::*;
 
-    struct Map(HeaderMap);
-    impl HeaderEdit for Map {
-        fn headers(&self) -> &HeaderMap {
-            &self.0
-        }
-        fn remove(&mut self, name: &HeaderName) {
-            self.0.remove(name);
-        }
-        fn insert(&mut self, name: HeaderName, value: HeaderValue) {
-            self.0.insert(name, value);
-        }
-    }
-
     pub(crate) fn names() -> HeaderNames {
         let n = |s: &'static str| HeaderName::from_static(s);
         HeaderNames {
@@ -186,7 +186,7 @@ mod tests {
         }
     }
 
-    fn map(pairs: &[(&str, &str)]) -> Map {
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
             m.append(
@@ -194,7 +194,7 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        Map(m)
+        m
     }
 
     #[test]
@@ -210,7 +210,7 @@ mod tests {
             ("accept", "keep"),
         ]);
         strip_untrusted(&mut m, &names());
-        let mut left: Vec<_> = m.0.keys().map(|k| k.as_str().to_string()).collect();
+        let mut left: Vec<_> = m.keys().map(|k| k.as_str().to_string()).collect();
         left.sort();
         assert_eq!(left, vec!["accept", "x-fluxgate"]);
     }
@@ -224,10 +224,10 @@ mod tests {
             ("accept", "keep"),
         ]);
         strip_untrusted(&mut m, &names());
-        assert!(m.0.get("x-custom-hop").is_none());
-        assert!(m.0.get("x-other").is_none());
-        assert!(m.0.get("accept").is_some());
-        assert!(m.0.get("connection").is_some());
+        assert!(m.get("x-custom-hop").is_none());
+        assert!(m.get("x-other").is_none());
+        assert!(m.get("accept").is_some());
+        assert!(m.get("connection").is_some());
     }
 
     #[test]
@@ -244,25 +244,25 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(m.0.get_all("x-forwarded-for").iter().count(), 1);
-        assert_eq!(m.0["x-forwarded-for"], "192.0.2.9");
-        assert_eq!(m.0["x-fluxgate-user-id"], "42");
-        assert_eq!(m.0["x-fluxgate-auth-kind"], "session");
-        assert_eq!(m.0["x-fluxgate-client-ip"], "192.0.2.9");
-        assert!(m.0.get("x-fluxgate-session-id").is_none());
+        assert_eq!(m.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(m["x-forwarded-for"], "192.0.2.9");
+        assert_eq!(m["x-fluxgate-user-id"], "42");
+        assert_eq!(m["x-fluxgate-auth-kind"], "session");
+        assert_eq!(m["x-fluxgate-client-ip"], "192.0.2.9");
+        assert!(m.get("x-fluxgate-session-id").is_none());
     }
 
     #[test]
     fn sane_request_ids_are_kept_and_others_replaced() {
         let m = map(&[("x-request-id", "abc-123:x.y")]);
-        assert_eq!(request_id(&m.0), "abc-123:x.y");
+        assert_eq!(request_id(&m), "abc-123:x.y");
         for bad in ["has space", "<script>", &"a".repeat(129)] {
             let m = map(&[("x-request-id", bad)]);
-            let id = request_id(&m.0);
+            let id = request_id(&m);
             assert_ne!(id, bad);
             assert_eq!(id.len(), 32);
         }
         let m = map(&[("x-request-id", "a"), ("x-request-id", "b")]);
-        assert_eq!(request_id(&m.0).len(), 32);
+        assert_eq!(request_id(&m).len(), 32);
     }
 }
