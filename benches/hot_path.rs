@@ -125,6 +125,7 @@ fn setup() -> Setup {
             accept: cfg.accept,
             cookie_name: cfg.sessions.cookie_name,
             store_retry_after_secs: 1,
+            serve_stale: false,
         },
         _dir: dir,
     }

@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::proxy::{FluxgateProxy, UpstreamPool};
 use crate::session::embedded::EmbeddedStore;
+use crate::session::redis::{RedisStore, subscriber};
 use crate::session::{SessionCache, SessionStore};
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -53,17 +54,37 @@ fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })
 }
 
-/// The store, and the embedded store's sweeper (store and interval) when there is one.
-type Opened = (Arc<dyn SessionStore>, Option<(EmbeddedStore, Duration)>);
+/// The configured store, with what its background work needs.
+#[derive(Clone)]
+enum Backend {
+    /// The store and how often to sweep expired records.
+    Embedded(EmbeddedStore, Duration),
+    /// The store, the cache-trust cap while unsubscribed, and the connect timeout.
+    Redis(RedisStore, Duration, Duration),
+}
 
-fn open_store(cfg: &Config, clock: &SharedClock) -> Result<Opened, StartupError> {
-    match &cfg.sessions.store {
-        StoreSettings::Embedded {
-            path,
-            sweep_interval,
-        } => {
-            let s = EmbeddedStore::open(path, clock.clone()).map_err(StartupError::Store)?;
-            Ok((Arc::new(s.clone()), Some((s, *sweep_interval))))
+impl Backend {
+    fn open(cfg: &Config, clock: &SharedClock) -> Result<Backend, StartupError> {
+        Ok(match &cfg.sessions.store {
+            StoreSettings::Embedded {
+                path,
+                sweep_interval,
+            } => Backend::Embedded(
+                EmbeddedStore::open(path, clock.clone()).map_err(StartupError::Store)?,
+                *sweep_interval,
+            ),
+            StoreSettings::Redis(r) => Backend::Redis(
+                RedisStore::new(r.clone(), clock.clone()).map_err(StartupError::Store)?,
+                r.ttl_while_disconnected,
+                r.connect_timeout,
+            ),
+        })
+    }
+
+    fn store(&self) -> Arc<dyn SessionStore> {
+        match self {
+            Backend::Embedded(s, _) => Arc::new(s.clone()),
+            Backend::Redis(s, _, _) => Arc::new(s.clone()),
         }
     }
 }
@@ -72,9 +93,9 @@ fn open_store(cfg: &Config, clock: &SharedClock) -> Result<Opened, StartupError>
 pub fn build(cfg: Config) -> Result<Built, StartupError> {
     let clock = clock::system();
     let metrics = Arc::new(Metrics::default());
-    let (store, sweeper) = open_store(&cfg, &clock)?;
+    let backend = Backend::open(&cfg, &clock)?;
     let sessions = Arc::new(SessionCache::new(
-        store,
+        backend.store(),
         clock.clone(),
         metrics.clone(),
         cfg.sessions.cache,
@@ -103,6 +124,10 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         .map(|a| resolve_port(*a))
         .collect::<Result<Vec<_>, _>>()?;
 
+    if let Backend::Redis(_, cap, _) = &backend {
+        // Until the invalidation subscription is up, missed revocations are possible.
+        sessions.set_vouch(Some(cap.as_millis() as i64));
+    }
     let pipeline = Arc::new(Pipeline {
         routes: cfg.routes,
         client_ip: cfg.client_ip,
@@ -111,6 +136,7 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         accept: cfg.accept,
         cookie_name: cfg.sessions.cookie_name.clone(),
         store_retry_after_secs: cfg.sessions.store_retry_after_secs,
+        serve_stale: cfg.sessions.serve_stale,
     });
     let upstream = UpstreamPool {
         addresses: cfg.upstream.addresses.clone(),
@@ -123,10 +149,7 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         pipeline,
         metrics.clone(),
         cfg.identity.clone(),
-        [
-            cfg.sessions.cookie_name.clone(),
-            cfg.sudo_cookie_name.clone(),
-        ],
+        cfg.cookies.clone(),
         upstream,
         cfg.logging.access_log,
     );
@@ -163,7 +186,7 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
             secret: cfg.admin.secret.clone(),
             clock,
         }),
-        sweeper,
+        backend,
     };
     server.add_service(background_service("fluxgate housekeeping", house));
     Ok(Built {
@@ -184,7 +207,7 @@ pub fn run(built: Built) {
 struct Housekeeping {
     admin_listener: Mutex<Option<TcpListener>>,
     admin: Arc<AdminState>,
-    sweeper: Option<(EmbeddedStore, Duration)>,
+    backend: Backend,
 }
 
 #[async_trait]
@@ -203,25 +226,40 @@ impl BackgroundService for Housekeeping {
                 Err(e) => tracing::error!(error = %e, "cannot serve the admin listener"),
             }
         }
-        if let Some((store, every)) = self.sweeper.clone() {
-            let mut shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = shutdown.changed() => return,
-                    }
-                    match store.sweep_expired().await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(removed = n, "swept expired sessions"),
-                        Err(e) => tracing::warn!(error = %e, "sweeping expired sessions failed"),
-                    }
-                }
-            });
+        match self.backend.clone() {
+            Backend::Embedded(store, every) => sweep(store, every, shutdown.clone()),
+            Backend::Redis(store, cap, connect_timeout) => {
+                tokio::spawn(subscriber::run(
+                    store,
+                    self.admin.sessions.clone(),
+                    self.admin.metrics.clone(),
+                    cap,
+                    connect_timeout,
+                    shutdown.clone(),
+                ));
+            }
         }
         let mut shutdown = shutdown;
         let _ = shutdown.changed().await;
     }
+}
+
+/// Deletes expired records from the embedded store every `every`.
+fn sweep(store: EmbeddedStore, every: Duration, shutdown: ShutdownWatch) {
+    let mut shutdown = shutdown;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            match store.sweep_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "swept expired sessions"),
+                Err(e) => tracing::warn!(error = %e, "sweeping expired sessions failed"),
+            }
+        }
+    });
 }

@@ -135,6 +135,12 @@ pub struct Metrics {
     pub panics: AtomicU64,
     /// fluxgate_revocations_total
     pub revocations: AtomicU64,
+    /// fluxgate_invalidations_received_total
+    pub invalidations: AtomicU64,
+    /// fluxgate_invalidation_subscribed (gauge, 0 or 1)
+    pub invalidation_subscribed: AtomicU64,
+    /// fluxgate_logout_errors_total
+    pub logout_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -199,6 +205,16 @@ impl Metrics {
                 "Sessions revoked through this instance.",
                 &self.revocations,
             ),
+            (
+                "fluxgate_invalidations_received_total",
+                "Invalidation messages received from Redis.",
+                &self.invalidations,
+            ),
+            (
+                "fluxgate_logout_errors_total",
+                "Logouts whose revocation failed in the store.",
+                &self.logout_errors,
+            ),
         ] {
             let _ = writeln!(
                 s,
@@ -206,6 +222,11 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP fluxgate_invalidation_subscribed Whether the Redis invalidation subscription is up.\n# TYPE fluxgate_invalidation_subscribed gauge\nfluxgate_invalidation_subscribed {}",
+            self.invalidation_subscribed.load(Ordering::Relaxed)
+        );
         s
     }
 }

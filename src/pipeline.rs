@@ -20,7 +20,7 @@ use crate::denial::{BadRequest, Denial, Unauthenticated};
 use crate::net::client_ip::ClientIpResolver;
 use crate::net::path::check_target;
 use crate::policy::internal::SecretRefusal;
-use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, RouteTable};
+use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, Role, RouteTable};
 use crate::session::{Session, SessionCache, StoreError};
 use http::{HeaderMap, Method};
 use std::net::IpAddr;
@@ -60,6 +60,8 @@ impl Identity {
 pub struct Admitted {
     pub identity: Identity,
     pub pass_cookies: bool,
+    /// Set on logout routes: what to revoke once the upstream accepts.
+    pub role: Option<Role>,
 }
 
 /// Which route decided.
@@ -90,6 +92,8 @@ pub struct Pipeline {
     pub cookie_name: String,
     /// `Retry-After` on 503 when the store is down.
     pub store_retry_after_secs: u32,
+    /// Answer from recently seen sessions when the store fails (opt-in).
+    pub serve_stale: bool,
 }
 
 impl Pipeline {
@@ -131,6 +135,7 @@ impl Pipeline {
             outcome: outcome.map(|identity| Admitted {
                 identity,
                 pass_cookies: policy.pass_cookies,
+                role: policy.role,
             }),
         }
     }
@@ -221,11 +226,20 @@ impl Pipeline {
     }
 
     async fn resolve(&self, sid: &Sid) -> Result<Option<Arc<Session>>, Denial> {
-        self.sessions.resolve(sid).await.map_err(|e: StoreError| {
-            tracing::warn!(error = %e, "session store failed; refusing the request");
-            Denial::StoreUnavailable {
-                retry_after_secs: self.store_retry_after_secs,
-            }
+        let e: StoreError = match self.sessions.resolve(sid).await {
+            Ok(s) => return Ok(s),
+            Err(e) => e,
+        };
+        // Opt-in degraded mode: a session seen recently (and not revoked) may answer.
+        if self.serve_stale
+            && let Some(s) = self.sessions.stale(sid).await
+        {
+            tracing::debug!(error = %e, "session store failed; serving a recently seen session");
+            return Ok(Some(s));
+        }
+        tracing::warn!(error = %e, "session store failed; refusing the request");
+        Err(Denial::StoreUnavailable {
+            retry_after_secs: self.store_retry_after_secs,
         })
     }
 }

@@ -23,6 +23,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         kinds: KindSet::of(kinds),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         pass_cookies: false,
+        role: None,
     }
 }
 
@@ -71,6 +72,7 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
             ttl_ms: 30_000,
             negative_ttl_ms: 1_000,
             capacity: 1000,
+            stale_grace_ms: None,
         },
     );
     let all = [Kind::Session, Kind::Oauth2];
@@ -106,6 +108,7 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
         accept: KindSet::of(&all),
         cookie_name: "fluxer_session".into(),
         store_retry_after_secs: 1,
+        serve_stale: false,
     };
     (p, store)
 }

@@ -15,6 +15,7 @@ pub struct FileConfig {
     pub sessions: SessionsFile,
     pub credentials: CredentialsFile,
     pub sudo: SudoFile,
+    pub cookies: CookiesFile,
     pub internal_secrets: Vec<InternalSecretFile>,
     pub routing: RoutingFile,
     #[serde(rename = "route")]
@@ -95,7 +96,10 @@ pub struct SessionsFile {
     pub negative_ttl: Dur,
     pub cache_capacity: u64,
     pub store_retry_after: Dur,
+    pub on_store_error: String,
+    pub stale_grace: Dur,
     pub embedded: EmbeddedFile,
+    pub redis: RedisFile,
 }
 
 impl Default for SessionsFile {
@@ -107,7 +111,10 @@ impl Default for SessionsFile {
             negative_ttl: Dur::from_secs(2),
             cache_capacity: 1_000_000,
             store_retry_after: Dur::from_secs(2),
+            on_store_error: "deny".into(),
+            stale_grace: Dur::from_secs(300),
             embedded: EmbeddedFile::default(),
+            redis: RedisFile::default(),
         }
     }
 }
@@ -124,6 +131,62 @@ impl Default for EmbeddedFile {
         EmbeddedFile {
             path: PathBuf::from("/var/lib/fluxgate/sessions.redb"),
             sweep_interval: Dur::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RedisFile {
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretSource>,
+    pub db: i64,
+    pub key_prefix: String,
+    pub command_timeout: Dur,
+    pub connect_timeout: Dur,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    pub ttl_while_disconnected: Dur,
+}
+
+impl Default for RedisFile {
+    fn default() -> Self {
+        RedisFile {
+            urls: vec!["redis://127.0.0.1:6379".into()],
+            cluster: false,
+            username: None,
+            password: None,
+            db: 0,
+            key_prefix: "fluxgate:".into(),
+            command_timeout: Dur::from_millis(250),
+            connect_timeout: Dur::from_secs(1),
+            tls_ca_file: None,
+            ttl_while_disconnected: Dur::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CookiesFile {
+    pub secure: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    pub session_same_site: String,
+    pub sudo_same_site: String,
+}
+
+impl Default for CookiesFile {
+    fn default() -> Self {
+        CookiesFile {
+            secure: true,
+            domain: None,
+            session_same_site: "lax".into(),
+            sudo_same_site: "strict".into(),
         }
     }
 }
@@ -197,6 +260,8 @@ pub struct RouteFile {
     pub kinds: Option<Vec<String>>,
     pub scopes: Vec<String>,
     pub pass_cookies: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 impl Default for RouteFile {
@@ -209,6 +274,7 @@ impl Default for RouteFile {
             kinds: None,
             scopes: Vec::new(),
             pass_cookies: false,
+            role: None,
         }
     }
 }

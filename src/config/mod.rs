@@ -7,6 +7,7 @@ pub mod file;
 pub mod locate;
 mod routes;
 pub mod secret;
+mod stores;
 mod validate;
 
 pub use duration::Dur;
@@ -33,6 +34,7 @@ pub struct Config {
     /// Credential kinds accepted at all.
     pub accept: KindSet,
     pub sudo_cookie_name: String,
+    pub cookies: crate::identity::CookiePolicy,
     pub secrets: InternalSecrets,
     pub routes: RouteTable,
     pub identity: HeaderNames,
@@ -68,6 +70,7 @@ pub enum StoreSettings {
         path: PathBuf,
         sweep_interval: Duration,
     },
+    Redis(crate::session::redis::RedisSettings),
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +79,8 @@ pub struct SessionSettings {
     pub cookie_name: String,
     pub cache: CacheSettings,
     pub store_retry_after_secs: u32,
+    /// Answer from recently seen sessions when the store fails (`on_store_error`).
+    pub serve_stale: bool,
 }
 
 #[derive(Debug, Clone)]

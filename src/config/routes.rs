@@ -4,6 +4,7 @@ use super::file::{FileConfig, RouteFile};
 use super::locate::KeyPath;
 use super::validate::{Errors, kinds, p};
 use crate::credential::Kind;
+use crate::policy::Role;
 use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
 use http::Method;
 
@@ -73,11 +74,30 @@ fn policy(
             "scopes only apply to oauth2 credentials, which this route does not accept",
         );
     }
+    let role = match r.role.as_deref() {
+        None => None,
+        Some("logout") => Some(Role::Logout),
+        Some("logout_all") => Some(Role::LogoutAll),
+        Some(other) => {
+            e.at(
+                path.key("role"),
+                format!("unknown role {other:?}; use \"logout\" or \"logout_all\""),
+            );
+            None
+        }
+    };
+    if role.is_some() && auth != AuthMode::Required {
+        e.at(
+            path.key("role"),
+            "logout routes need auth = \"required\": there must be a session to revoke",
+        );
+    }
     Policy {
         auth,
         kinds,
         scopes: r.scopes.clone(),
         pass_cookies: r.pass_cookies,
+        role,
     }
 }
 
@@ -106,10 +126,10 @@ pub(super) fn routes(
     }
     let d = &f.routing.default;
     let dpath = p("routing.default");
-    if d.path.is_some() || !d.methods.is_empty() || d.name.is_some() {
+    if d.path.is_some() || !d.methods.is_empty() || d.name.is_some() || d.role.is_some() {
         e.at(
             dpath.clone(),
-            "the default policy takes no name, methods or path",
+            "the default policy takes no name, methods, path or role",
         );
     }
     let default = policy(d, accept, has_secrets, &dpath, e);

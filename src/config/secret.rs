@@ -31,6 +31,12 @@ pub const MIN_SECRET_LEN: usize = 16;
 impl SecretSource {
     /// Reads the secret. Errors say which source failed and why, never the secret itself.
     pub fn resolve(&self) -> Result<Secret, String> {
+        self.resolve_with_min(MIN_SECRET_LEN)
+    }
+
+    /// Like [`resolve`](Self::resolve), for secrets whose length fluxgate does not choose
+    /// (a Redis password): at least `min` bytes.
+    pub fn resolve_with_min(&self, min: usize) -> Result<Secret, String> {
         let set = [
             self.value.is_some(),
             self.file.is_some(),
@@ -54,10 +60,11 @@ impl SecretSource {
             std::env::var(name)
                 .map_err(|_| format!("environment variable {name} is not set or not UTF-8"))?
         };
-        if raw.len() < MIN_SECRET_LEN {
+        if raw.len() < min.max(1) {
             return Err(format!(
-                "secret is too short ({} bytes); use at least {MIN_SECRET_LEN} random bytes",
-                raw.len()
+                "secret is too short ({} bytes); use at least {} random bytes",
+                raw.len(),
+                min.max(1)
             ));
         }
         if raw.trim() != raw || raw.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {

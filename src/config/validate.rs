@@ -6,7 +6,7 @@ use super::locate::KeyPath;
 use super::secret::Secret;
 use super::{
     AdminSettings, Config, ConfigError, LogFormat, LoggingSettings, ServerSettings,
-    SessionSettings, StoreSettings, UpstreamSettings,
+    UpstreamSettings,
 };
 use crate::credential::Kind;
 use crate::identity::HeaderNames;
@@ -14,12 +14,11 @@ use crate::net::cidr::CidrSet;
 use crate::net::client_ip::ClientIpResolver;
 use crate::policy::routes::KindSet;
 use crate::policy::{InternalSecret, InternalSecrets};
-use crate::session::CacheSettings;
 use http::{HeaderName, HeaderValue};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 #[derive(Default)]
-pub(super) struct Errors(Vec<ConfigError>);
+pub(super) struct Errors(pub(super) Vec<ConfigError>);
 
 impl Errors {
     pub(super) fn at(&mut self, path: KeyPath, message: impl Into<String>) {
@@ -42,7 +41,8 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let upstream = upstream(&file, &mut e);
     let client_ip = client_ip(&file, &mut e);
     let accept = kinds(&file.credentials.accept, p("credentials.accept"), &mut e);
-    let sessions = sessions(&file, &mut e);
+    let sessions = super::stores::sessions(&file, &mut e);
+    let cookies = super::stores::cookies(&file, &mut e);
     let secrets = secrets(&file, &mut e);
     let routes = super::routes::routes(&file, accept, !secrets.secrets.is_empty(), &mut e);
     let identity = identity(&file, &mut e);
@@ -70,6 +70,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         sessions,
         accept,
         sudo_cookie_name: file.sudo.cookie_name.clone(),
+        cookies,
         secrets,
         routes: routes.expect("routes are present when there are no errors"),
         identity: identity.expect("identity is present when there are no errors"),
@@ -92,7 +93,7 @@ fn socket(s: &str, path: KeyPath, e: &mut Errors) -> Option<SocketAddr> {
     }
 }
 
-fn positive(d: super::Dur, path: KeyPath, e: &mut Errors) {
+pub(super) fn positive(d: super::Dur, path: KeyPath, e: &mut Errors) {
     if d.is_zero() {
         e.at(path, "must be greater than zero");
     }
@@ -205,67 +206,9 @@ pub(super) fn kinds(list: &[String], path: KeyPath, e: &mut Errors) -> KindSet {
     KindSet::of(&out)
 }
 
-fn is_cookie_name(s: &str) -> bool {
+pub(super) fn is_cookie_name(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn sessions(f: &FileConfig, e: &mut Errors) -> SessionSettings {
-    let s = &f.sessions;
-    let store = match s.store.as_str() {
-        "embedded" => StoreSettings::Embedded {
-            path: s.embedded.path.clone(),
-            sweep_interval: s.embedded.sweep_interval.0,
-        },
-        other => {
-            e.at(
-                p("sessions.store"),
-                format!("unknown store {other:?}; this build supports \"embedded\""),
-            );
-            StoreSettings::Embedded {
-                path: s.embedded.path.clone(),
-                sweep_interval: s.embedded.sweep_interval.0,
-            }
-        }
-    };
-    if s.embedded.path.as_os_str().is_empty() {
-        e.at(p("sessions.embedded.path"), "must not be empty");
-    }
-    positive(
-        s.embedded.sweep_interval,
-        p("sessions.embedded.sweep_interval"),
-        e,
-    );
-    if s.cookie_name.is_empty() || !is_cookie_name(&s.cookie_name) {
-        e.at(
-            p("sessions.cookie_name"),
-            "must be a cookie name (letters, digits, '_', '-')",
-        );
-    }
-    positive(s.cache_ttl, p("sessions.cache_ttl"), e);
-    if s.cache_ttl.0.as_secs() > 3600 {
-        e.at(p("sessions.cache_ttl"), "must be at most 1h: it bounds how long a revoked session can live in a cache that missed the revocation");
-    }
-    if s.negative_ttl > s.cache_ttl {
-        e.at(
-            p("sessions.negative_ttl"),
-            "must not be longer than sessions.cache_ttl",
-        );
-    }
-    if s.cache_capacity == 0 {
-        e.at(p("sessions.cache_capacity"), "must be at least 1");
-    }
-    positive(s.store_retry_after, p("sessions.store_retry_after"), e);
-    SessionSettings {
-        store,
-        cookie_name: s.cookie_name.clone(),
-        cache: CacheSettings {
-            ttl_ms: s.cache_ttl.as_millis(),
-            negative_ttl_ms: s.negative_ttl.as_millis(),
-            capacity: s.cache_capacity,
-        },
-        store_retry_after_secs: s.store_retry_after.0.as_secs().clamp(1, u32::MAX as u64) as u32,
-    }
 }
 
 fn secrets(f: &FileConfig, e: &mut Errors) -> InternalSecrets {

@@ -1,9 +1,65 @@
-//! Removing fluxgate's own cookies (session, sudo) from the `Cookie` header forwarded upstream,
-//! so the upstream sees identity headers instead of bearer material it does not need.
+//! fluxgate's own cookies (session, sudo): removing them from the `Cookie` header forwarded
+//! upstream, so the upstream sees identity headers instead of bearer material it does not need,
+//! and writing `Set-Cookie` for them with the configured attributes (contract §10).
 
 use super::headers::HeaderEdit;
 use cookie::Cookie;
 use http::{HeaderValue, header::COOKIE};
+
+/// `SameSite` attribute values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// The attributes every session or sudo `Set-Cookie` leaving fluxgate carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookiePolicy {
+    /// `Secure` (only ever off for local development over plain HTTP).
+    pub secure: bool,
+    /// `Domain`; `None` keeps cookies host-only.
+    pub domain: Option<String>,
+    pub session_name: String,
+    pub session_same_site: SameSite,
+    pub sudo_name: String,
+    pub sudo_same_site: SameSite,
+}
+
+impl CookiePolicy {
+    /// A `Set-Cookie` value for `name` (`value`, lifetime `max_age` seconds; 0 clears it).
+    pub fn set_cookie(&self, name: &str, value: &str, max_age: i64) -> HeaderValue {
+        let same_site = if name == self.sudo_name {
+            self.sudo_same_site
+        } else {
+            self.session_same_site
+        };
+        let mut c = Cookie::build((name.to_string(), value.to_string()))
+            .path("/")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(match same_site {
+                SameSite::Strict => cookie::SameSite::Strict,
+                SameSite::Lax => cookie::SameSite::Lax,
+                SameSite::None => cookie::SameSite::None,
+            })
+            .max_age(cookie::time::Duration::seconds(max_age));
+        if let Some(d) = &self.domain {
+            c = c.domain(d.clone());
+        }
+        HeaderValue::from_str(&c.build().to_string())
+            .expect("cookie names, values and attributes are header-safe")
+    }
+
+    /// `Set-Cookie` values that clear both the session and sudo cookies.
+    pub fn clear_both(&self) -> [HeaderValue; 2] {
+        [
+            self.set_cookie(&self.session_name, "", 0),
+            self.set_cookie(&self.sudo_name, "", 0),
+        ]
+    }
+}
 
 /// Rewrites the `Cookie` header(s) without the named cookies. Other cookies are kept in order.
 /// Uses the same parser as credential extraction, so what counts as "our cookie" is identical.
@@ -56,6 +112,46 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap().to_string())
             .collect()
+    }
+
+    fn policy(secure: bool, domain: Option<&str>) -> CookiePolicy {
+        CookiePolicy {
+            secure,
+            domain: domain.map(str::to_string),
+            session_name: "fluxer_session".into(),
+            session_same_site: SameSite::Lax,
+            sudo_name: "fluxer_sudo_mode".into(),
+            sudo_same_site: SameSite::Strict,
+        }
+    }
+
+    #[test]
+    fn clearing_cookies_carries_every_configured_attribute() {
+        let [s, u] = policy(true, None).clear_both();
+        let s = s.to_str().unwrap();
+        let u = u.to_str().unwrap();
+        for (v, name, ss) in [
+            (s, "fluxer_session", "Lax"),
+            (u, "fluxer_sudo_mode", "Strict"),
+        ] {
+            assert!(v.starts_with(&format!("{name}=;")), "{v}");
+            for attr in [
+                "HttpOnly",
+                "Secure",
+                "Path=/",
+                "Max-Age=0",
+                &format!("SameSite={ss}"),
+            ] {
+                assert!(v.contains(attr), "{v} lacks {attr}");
+            }
+            assert!(!v.contains("Domain"), "{v}");
+        }
+        let [s, _] = policy(false, Some("example.com")).clear_both();
+        let s = s.to_str().unwrap();
+        assert!(
+            !s.contains("Secure") && s.contains("Domain=example.com"),
+            "{s}"
+        );
     }
 
     #[test]

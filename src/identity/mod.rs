@@ -4,5 +4,5 @@
 mod cookies;
 mod headers;
 
-pub use cookies::strip_cookies;
+pub use cookies::{CookiePolicy, SameSite, strip_cookies};
 pub use headers::{HeaderEdit, HeaderNames, Injection, inject, request_id, strip_untrusted};

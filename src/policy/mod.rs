@@ -3,7 +3,9 @@
 //! CSRF as they arrive).
 
 pub mod internal;
+pub mod logout;
 pub mod routes;
 
 pub use internal::{InternalSecret, InternalSecrets};
+pub use logout::Role;
 pub use routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};

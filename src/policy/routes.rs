@@ -56,6 +56,8 @@ pub struct Policy {
     pub scopes: Vec<String>,
     /// Forward the session and sudo cookies to the upstream instead of removing them.
     pub pass_cookies: bool,
+    /// A logout route: revoke after the upstream accepts.
+    pub role: Option<super::logout::Role>,
 }
 
 /// One path segment of a pattern.
@@ -293,6 +295,7 @@ mod tests {
             kinds: KindSet::of(&[Kind::Session]),
             scopes: vec![],
             pass_cookies: false,
+            role: None,
         }
     }
 

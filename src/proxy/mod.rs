@@ -3,10 +3,11 @@
 //! contract's JSON, and counts and logs every request once.
 
 mod edit;
+mod logout;
 mod respond;
 
 use crate::denial::Denial;
-use crate::identity::{self, HeaderNames, Injection};
+use crate::identity::{self, CookiePolicy, HeaderNames, Injection};
 use crate::metrics::Metrics;
 use crate::pipeline::{Identity, Pipeline, RequestFacts, RouteId, Verdict, admitted_reason};
 use async_trait::async_trait;
@@ -37,8 +38,8 @@ pub struct FluxgateProxy {
     pub pipeline: Arc<Pipeline>,
     pub metrics: Arc<Metrics>,
     pub names: HeaderNames,
-    /// Cookies fluxgate owns and removes from what the upstream sees.
-    pub own_cookies: [String; 2],
+    /// fluxgate's own cookies: removed from what the upstream sees, attributes for Set-Cookie.
+    pub cookies: CookiePolicy,
     pub upstream: UpstreamPool,
     pub access_log: bool,
     next: AtomicUsize,
@@ -49,7 +50,7 @@ impl FluxgateProxy {
         pipeline: Arc<Pipeline>,
         metrics: Arc<Metrics>,
         names: HeaderNames,
-        own_cookies: [String; 2],
+        cookies: CookiePolicy,
         upstream: UpstreamPool,
         access_log: bool,
     ) -> Self {
@@ -57,7 +58,7 @@ impl FluxgateProxy {
             pipeline,
             metrics,
             names,
-            own_cookies,
+            cookies,
             upstream,
             access_log,
             next: AtomicUsize::new(0),
@@ -80,6 +81,8 @@ pub struct RequestCtx {
     request_id: Option<HeaderValue>,
     /// Set when fluxgate itself answered with a failure after admission.
     failure: Option<Denial>,
+    /// The logout body being captured, on `logout_all` routes.
+    capture: logout::Capture,
 }
 
 fn peer_ip(session: &Session) -> IpAddr {
@@ -100,6 +103,7 @@ impl ProxyHttp for FluxgateProxy {
             verdict: None,
             request_id: None,
             failure: None,
+            capture: logout::Capture::Off,
         }
     }
 
@@ -117,7 +121,10 @@ impl ProxyHttp for FluxgateProxy {
         let denied = verdict.outcome.as_ref().err().cloned();
         ctx.verdict = Some(verdict);
         match denied {
-            None => Ok(false),
+            None => {
+                logout::start(session, ctx);
+                Ok(false)
+            }
             Some(d) => {
                 respond::write_denial(session, &d, ctx.request_id.as_ref()).await?;
                 Ok(true)
@@ -159,7 +166,10 @@ impl ProxyHttp for FluxgateProxy {
             let mut h = Upstream(upstream);
             identity::strip_untrusted(&mut h, &self.names);
             if !admitted.pass_cookies {
-                let own = [self.own_cookies[0].as_str(), self.own_cookies[1].as_str()];
+                let own = [
+                    self.cookies.session_name.as_str(),
+                    self.cookies.sudo_name.as_str(),
+                ];
                 identity::strip_cookies(&mut h, &own);
             }
             let mut inj = Injection {
@@ -190,12 +200,24 @@ impl ProxyHttp for FluxgateProxy {
         Ok(())
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        logout::on_body(ctx, body.as_ref(), end_of_stream);
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        logout::on_response(self, resp, ctx).await;
         if let Some(id) = &ctx.request_id {
             resp.insert_header("x-request-id", id.clone())?;
         }
@@ -344,6 +366,7 @@ mod tests {
                     outcome: Ok(crate::pipeline::Admitted {
                         identity: Identity::Anonymous,
                         pass_cookies: false,
+                        role: None,
                     }),
                 }
             },

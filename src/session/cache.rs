@@ -10,7 +10,13 @@
 //!   put the revoked session back: every entry remembers the generation at which its load
 //!   started, and a revocation stamps the sid's (and user's) stripe with a newer generation.
 //!   An entry older than its stripe is stale. Stripes are fixed arrays of atomics, so a cache hit
-//!   costs two atomic loads and no lock.
+//!   costs a few atomic loads and no lock.
+//! - While invalidations from other instances may be missed (the Redis subscription is down),
+//!   no entry is trusted longer than `vouch` after it was read; on reconnect everything is
+//!   cleared.
+//! - With serve-stale enabled, positive entries read within `stale_grace` can answer when the
+//!   store fails; never an entry that was revoked. They wait in a second map (`last_good`), so
+//!   the main cache can drop a stale entry and reload it as usual.
 
 use super::record::Session;
 use super::store::{SessionStore, StoreError};
@@ -19,7 +25,7 @@ use crate::credential::Sid;
 use crate::metrics::Metrics;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const STRIPES: usize = 4096;
@@ -30,13 +36,21 @@ pub struct CacheSettings {
     pub ttl_ms: Millis,
     pub negative_ttl_ms: Millis,
     pub capacity: u64,
+    /// Keep positive entries this long past freshness so they can answer while the store is
+    /// down (`on_store_error = "serve_stale"`); `None` disables serving stale.
+    pub stale_grace_ms: Option<Millis>,
 }
+
+/// Trust entries without limit (invalidations are reliable or there is one instance).
+const VOUCH_FOREVER: Millis = Millis::MAX;
 
 #[derive(Debug)]
 struct Entry {
     session: Option<Arc<Session>>,
     /// Clock time until which the entry may answer.
     fresh_until: Millis,
+    /// Clock time when the store read finished.
+    loaded_at: Millis,
     /// Generation when the load that produced it started.
     generation: u64,
     /// Stripe of the session's user (positive entries).
@@ -56,6 +70,9 @@ impl moka::Expiry<Sid, Arc<Entry>> for KeepUntil {
 /// Sessions by sid, in front of a [`SessionStore`].
 pub struct SessionCache {
     cache: moka::future::Cache<Sid, Arc<Entry>>,
+    /// Last known good positive entries, kept for the stale grace period (serve-stale only).
+    /// Separate from `cache` so a stale entry can wait there while `cache` reloads.
+    last_good: Option<moka::future::Cache<Sid, Arc<Entry>>>,
     store: Arc<dyn SessionStore>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
@@ -65,6 +82,8 @@ pub struct SessionCache {
     user_stripes: Box<[AtomicU64]>,
     /// Entries loaded before this generation are stale (a "clear everything").
     cleared_at: AtomicU64,
+    /// How long after its read an entry may be trusted (see [`SessionCache::set_vouch`]).
+    vouch_ms: AtomicI64,
     hasher: std::hash::RandomState,
 }
 
@@ -73,6 +92,7 @@ const HIT: &str = "hit";
 const NEGATIVE_HIT: &str = "negative_hit";
 const MISS: &str = "miss";
 const STALE: &str = "stale";
+const STALE_SERVED: &str = "stale_served";
 
 impl SessionCache {
     pub fn new(
@@ -87,6 +107,12 @@ impl SessionCache {
                 .max_capacity(settings.capacity)
                 .expire_after(KeepUntil)
                 .build(),
+            last_good: settings.stale_grace_ms.map(|g| {
+                moka::future::Cache::builder()
+                    .max_capacity(settings.capacity)
+                    .time_to_live(Duration::from_millis(g.max(1) as u64))
+                    .build()
+            }),
             store,
             clock,
             metrics,
@@ -95,6 +121,7 @@ impl SessionCache {
             sid_stripes: stripes(),
             user_stripes: stripes(),
             cleared_at: AtomicU64::new(0),
+            vouch_ms: AtomicI64::new(VOUCH_FOREVER),
             hasher: std::hash::RandomState::new(),
         }
     }
@@ -137,7 +164,15 @@ impl SessionCache {
 
     fn is_fresh(&self, sid: &Sid, e: &Entry, now: Millis) -> bool {
         now < e.fresh_until
-            && self.sid_stripes[sid_stripe(sid)].load(Ordering::Acquire) <= e.generation
+            && now
+                < e.loaded_at
+                    .saturating_add(self.vouch_ms.load(Ordering::Acquire))
+            && self.not_revoked(sid, e)
+    }
+
+    /// No revocation, user-wide eviction or clear happened since the entry's read started.
+    fn not_revoked(&self, sid: &Sid, e: &Entry) -> bool {
+        self.sid_stripes[sid_stripe(sid)].load(Ordering::Acquire) <= e.generation
             && (e.session.is_none()
                 || self.user_stripes[e.user_stripe].load(Ordering::Acquire) <= e.generation)
             && self.cleared_at.load(Ordering::Acquire) <= e.generation
@@ -178,13 +213,18 @@ impl SessionCache {
             .map(|s| self.user_stripe(&s.record.user_id))
             .unwrap_or(0);
         let keep = Duration::from_millis(fresh_until.saturating_sub(now).max(1) as u64);
-        Ok(Arc::new(Entry {
+        let entry = Arc::new(Entry {
             session,
             fresh_until,
+            loaded_at: now,
             generation,
             user_stripe,
             keep,
-        }))
+        });
+        if let (Some(last_good), Some(_)) = (&self.last_good, &entry.session) {
+            last_good.insert(sid, entry.clone()).await;
+        }
+        Ok(entry)
     }
 
     fn next_generation(&self) -> u64 {
@@ -197,11 +237,36 @@ impl SessionCache {
         (h.finish() as usize) % STRIPES
     }
 
+    /// Limits how long after its read any entry is trusted: `Some(ms)` while invalidations may
+    /// be missed, `None` once they are reliable again.
+    pub fn set_vouch(&self, ms: Option<Millis>) {
+        self.vouch_ms
+            .store(ms.unwrap_or(VOUCH_FOREVER), Ordering::Release);
+    }
+
+    /// A positive entry read within the stale grace period, for answering while the store is
+    /// down. Never a revoked session, never when serve-stale is off.
+    pub async fn stale(&self, sid: &Sid) -> Option<Arc<Session>> {
+        let grace = self.settings.stale_grace_ms?;
+        let e = self.last_good.as_ref()?.get(sid).await?;
+        let session = e.session.clone()?;
+        let now = self.clock.now_ms();
+        let fresh_enough = now < e.loaded_at.saturating_add(grace);
+        let not_expired = !session.record.is_expired(now.div_euclid(1000));
+        (fresh_enough && not_expired && self.not_revoked(sid, &e)).then(|| {
+            self.metrics.cache.inc(STALE_SERVED, "");
+            session
+        })
+    }
+
     /// Forgets `sid` everywhere in this process. Call after the store no longer has it.
     pub async fn evict(&self, sid: &Sid) {
         let g = self.next_generation();
         self.sid_stripes[sid_stripe(sid)].fetch_max(g, Ordering::AcqRel);
         self.cache.invalidate(sid).await;
+        if let Some(last_good) = &self.last_good {
+            last_good.invalidate(sid).await;
+        }
     }
 
     /// Forgets every cached session of `user_id`.
@@ -215,6 +280,9 @@ impl SessionCache {
         let g = self.next_generation();
         self.cleared_at.fetch_max(g, Ordering::AcqRel);
         self.cache.invalidate_all();
+        if let Some(last_good) = &self.last_good {
+            last_good.invalidate_all();
+        }
     }
 
     /// Revokes one session in the store and evicts it here.

@@ -34,6 +34,7 @@ fn setup() -> (Arc<MemStore>, Arc<ManualClock>, Arc<SessionCache>) {
             ttl_ms: 30_000,
             negative_ttl_ms: 2_000,
             capacity: 1000,
+            stale_grace_ms: None,
         },
     ));
     (store, clock, cache)
@@ -219,10 +220,93 @@ async fn capacity_is_bounded() {
             ttl_ms: 30_000,
             negative_ttl_ms: 30_000,
             capacity: 100,
+            stale_grace_ms: None,
         },
     );
     for i in 0..1000 {
         cache.resolve(&Sid::of(&i.to_string())).await.unwrap();
     }
     assert!(cache.entry_count().await <= 100);
+}
+
+fn setup_with(settings: CacheSettings) -> (Arc<MemStore>, Arc<ManualClock>, Arc<SessionCache>) {
+    let store = Arc::new(MemStore::default());
+    let clock = ManualClock::new(T0);
+    let cache = Arc::new(SessionCache::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(Metrics::default()),
+        settings,
+    ));
+    (store, clock, cache)
+}
+
+#[tokio::test]
+async fn while_invalidations_may_be_missed_entries_are_trusted_only_for_the_cap() {
+    let (store, clock, cache) = setup();
+    let sid = Sid::of("a");
+    store.records.lock().unwrap().insert(sid, record("1", None));
+    cache.set_vouch(Some(1_000));
+    cache.resolve(&sid).await.unwrap();
+    clock.advance_ms(999);
+    cache.resolve(&sid).await.unwrap();
+    assert_eq!(reads(&store), 1);
+    clock.advance_ms(1);
+    cache.resolve(&sid).await.unwrap();
+    assert_eq!(reads(&store), 2, "the 30 s TTL must be capped to 1 s");
+    // Reliable again: the full TTL applies.
+    cache.set_vouch(None);
+    clock.advance_ms(20_000);
+    cache.resolve(&sid).await.unwrap();
+    assert_eq!(reads(&store), 2);
+}
+
+fn stale_settings() -> CacheSettings {
+    CacheSettings {
+        ttl_ms: 30_000,
+        negative_ttl_ms: 2_000,
+        capacity: 1000,
+        stale_grace_ms: Some(300_000),
+    }
+}
+
+#[tokio::test]
+async fn stale_entries_answer_within_the_grace_only_when_enabled() {
+    let (store, clock, cache) = setup_with(stale_settings());
+    let sid = Sid::of("a");
+    store.records.lock().unwrap().insert(sid, record("1", None));
+    cache.resolve(&sid).await.unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+    clock.advance_ms(31_000);
+    assert!(cache.resolve(&sid).await.is_err());
+    assert!(cache.stale(&sid).await.is_some());
+    clock.advance_ms(300_000);
+    assert!(cache.stale(&sid).await.is_none(), "past the grace period");
+    // Disabled: never.
+    let (store, _clock, cache) = setup();
+    store.records.lock().unwrap().insert(sid, record("1", None));
+    cache.resolve(&sid).await.unwrap();
+    assert!(cache.stale(&sid).await.is_none());
+}
+
+#[tokio::test]
+async fn a_revoked_session_is_never_served_stale() {
+    let (store, clock, cache) = setup_with(stale_settings());
+    let sid = Sid::of("a");
+    store.records.lock().unwrap().insert(sid, record("1", None));
+    cache.resolve(&sid).await.unwrap();
+    cache.evict_user("1");
+    store.fail.store(true, Ordering::SeqCst);
+    clock.advance_ms(31_000);
+    assert!(cache.stale(&sid).await.is_none());
+}
+
+#[tokio::test]
+async fn unknown_sessions_are_never_served_stale() {
+    let (store, clock, cache) = setup_with(stale_settings());
+    let sid = Sid::of("nobody");
+    assert!(cache.resolve(&sid).await.unwrap().is_none());
+    store.fail.store(true, Ordering::SeqCst);
+    clock.advance_ms(3_000);
+    assert!(cache.stale(&sid).await.is_none());
 }

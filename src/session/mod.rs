@@ -3,7 +3,9 @@
 
 pub mod cache;
 pub mod embedded;
+pub mod invalidation;
 pub mod record;
+pub mod redis;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
@@ -197,7 +199,6 @@ upgrade_socket = "{dir}/upgrade.sock"
 addresses = ["{upstream}"]
 read_timeout = "1s"
 
-[sessions]
 [sessions.embedded]
 path = "{dir}/sessions.redb"
 

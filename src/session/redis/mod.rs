@@ -1,0 +1,244 @@
+//! The Redis session store, shared by several fluxgate instances (contract §8).
+//!
+//! Keys (prefix `fluxgate:` by default): `session:<sid>` holds the JSON record (with a TTL when
+//! it expires), `user-sessions:<user_id>` the set of a user's sids. Every revocation made
+//! through fluxgate is published on `<prefix>invalidate` so every instance evicts its cache
+//! (see `subscriber`). Commands are issued one key at a time (never MULTI across keys) so the
+//! same code works on Redis Cluster, where the two keys live in different slots.
+
+mod conn;
+pub mod subscriber;
+
+use super::invalidation::Invalidation;
+use super::record::SessionRecord;
+use super::store::{SessionStore, StoreError};
+use crate::clock::SharedClock;
+use crate::config::secret::Secret;
+use crate::credential::Sid;
+use async_trait::async_trait;
+use conn::Connections;
+use redis::AsyncCommands;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `[sessions.redis]`, validated.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// One URL, or the cluster's seed nodes.
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub db: i64,
+    pub key_prefix: String,
+    pub command_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// PEM of the CA that signs the servers' certificates (`rediss://`), if not a public one.
+    pub tls_ca_pem: Option<Vec<u8>>,
+    /// While the invalidation subscription is down, cached sessions are trusted this long.
+    pub ttl_while_disconnected: Duration,
+}
+
+/// Sessions in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    conns: Arc<Connections>,
+    prefix: Arc<str>,
+    timeout: Duration,
+    clock: SharedClock,
+    /// Sids whose unreadable record was already logged (bounded), so a bad record is logged
+    /// once rather than on every request.
+    warned: moka::sync::Cache<Sid, ()>,
+}
+
+impl RedisStore {
+    /// Prepares the store; connections are made on first use, so Redis may start later.
+    pub fn new(settings: RedisSettings, clock: SharedClock) -> Result<RedisStore, String> {
+        let prefix: Arc<str> = settings.key_prefix.clone().into();
+        let timeout = settings.command_timeout;
+        Ok(RedisStore {
+            conns: Arc::new(Connections::new(settings)?),
+            prefix,
+            timeout,
+            clock,
+            warned: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+        })
+    }
+
+    /// Checks settings (URLs, credentials, CA) without connecting.
+    pub fn check(settings: &RedisSettings) -> Result<(), String> {
+        Connections::new(settings.clone()).map(|_| ())
+    }
+
+    fn session_key(&self, sid: &Sid) -> String {
+        format!("{}session:{}", self.prefix, sid.encode())
+    }
+
+    fn user_key(&self, user: &str) -> String {
+        format!("{}user-sessions:{user}", self.prefix)
+    }
+
+    /// The pub/sub channel for invalidations.
+    pub fn channel(&self) -> String {
+        format!("{}invalidate", self.prefix)
+    }
+
+    pub fn subscribe_clients(&self) -> &[redis::Client] {
+        &self.conns.subscribe_clients
+    }
+
+    /// Runs `f` with this thread's connection, bounded by the command timeout. Redis errors
+    /// become `StoreError`s; their text goes to logs, never to clients.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(conn::Conn) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let work = async {
+            let c = self.conns.get().await?;
+            f(c).await
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    fn decode(&self, sid: &Sid, bytes: &[u8]) -> Option<SessionRecord> {
+        match SessionRecord::decode(bytes) {
+            Ok(r) if r.is_expired(self.clock.now_secs()) => None,
+            Ok(r) => Some(r),
+            Err(e) => {
+                if !self.warned.contains_key(sid) {
+                    self.warned.insert(*sid, ());
+                    tracing::warn!(sid = %sid, error = %e, "unreadable session record in Redis; treating it as absent");
+                }
+                None
+            }
+        }
+    }
+
+    async fn publish(&self, inv: Invalidation) -> Result<(), StoreError> {
+        let channel = self.channel();
+        let payload = inv.payload();
+        self.run(|mut c| async move { c.publish::<_, _, i64>(channel, payload).await })
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn get(&self, sid: &Sid) -> Result<Option<SessionRecord>, StoreError> {
+        let key = self.session_key(sid);
+        let bytes: Option<Vec<u8>> = self.run(|mut c| async move { c.get(key).await }).await?;
+        Ok(bytes.and_then(|b| self.decode(sid, &b)))
+    }
+
+    async fn create(&self, sid: &Sid, record: &SessionRecord) -> Result<(), StoreError> {
+        let key = self.session_key(sid);
+        let user_key = self.user_key(&record.user_id);
+        let json = record.encode();
+        let sid_s = sid.encode();
+        let expires = record.expires_at;
+        self.run(|mut c| async move {
+            let mut set = redis::cmd("SET");
+            set.arg(&key).arg(json);
+            if let Some(t) = expires {
+                set.arg("EXAT").arg(t);
+            }
+            set.query_async::<()>(&mut c).await?;
+            c.sadd::<_, _, i64>(&user_key, sid_s).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke(&self, sid: &Sid) -> Result<Option<String>, StoreError> {
+        let key = self.session_key(sid);
+        let bytes: Option<Vec<u8>> = {
+            let key = key.clone();
+            self.run(|mut c| async move { c.get(key).await }).await?
+        };
+        let user = bytes
+            .as_deref()
+            .and_then(|b| SessionRecord::decode(b).ok())
+            .map(|r| r.user_id);
+        let deleted: i64 = self.run(|mut c| async move { c.del(key).await }).await?;
+        if let Some(u) = &user {
+            let user_key = self.user_key(u);
+            let sid_s = sid.encode();
+            self.run(|mut c| async move { c.srem::<_, _, i64>(user_key, sid_s).await })
+                .await?;
+        }
+        self.publish(Invalidation::Session(*sid)).await?;
+        Ok(if deleted > 0 {
+            user.or_else(|| Some(String::new()))
+        } else {
+            None
+        })
+    }
+
+    async fn list_user(&self, user_id: &str) -> Result<Vec<(Sid, SessionRecord)>, StoreError> {
+        let user_key = self.user_key(user_id);
+        let members: Vec<String> = {
+            let k = user_key.clone();
+            self.run(|mut c| async move { c.smembers(k).await }).await?
+        };
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for m in members {
+            let Some(sid) = Sid::decode(&m) else {
+                gone.push(m);
+                continue;
+            };
+            let key = self.session_key(&sid);
+            let bytes: Option<Vec<u8>> = self.run(|mut c| async move { c.get(key).await }).await?;
+            match bytes.and_then(|b| self.decode(&sid, &b)) {
+                Some(r) if r.user_id == user_id => out.push((sid, r)),
+                _ => gone.push(m),
+            }
+        }
+        if !gone.is_empty() {
+            // Expired or deleted sessions leave their sid in the set; tidy up on the way.
+            self.run(|mut c| async move { c.srem::<_, _, i64>(user_key, gone).await })
+                .await?;
+        }
+        out.sort_by_key(|(_, r)| r.created_at);
+        Ok(out)
+    }
+
+    async fn revoke_user(&self, user_id: &str) -> Result<Vec<Sid>, StoreError> {
+        let user_key = self.user_key(user_id);
+        let members: Vec<String> = {
+            let k = user_key.clone();
+            self.run(|mut c| async move { c.smembers(k).await }).await?
+        };
+        let sids: Vec<Sid> = members.iter().filter_map(|m| Sid::decode(m)).collect();
+        for sid in &sids {
+            let key = self.session_key(sid);
+            self.run(|mut c| async move { c.del::<_, i64>(key).await })
+                .await?;
+        }
+        self.run(|mut c| async move { c.del::<_, i64>(user_key).await })
+            .await?;
+        self.publish(Invalidation::User(user_id.to_string()))
+            .await?;
+        Ok(sids)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,210 @@
+//! Real `redis-server` processes for tests: on free ports, without persistence, killable and
+//! restartable. Where redis-server is missing the calling test is skipped with a visible
+//! message, unless FLUXGATE_REQUIRE_REDIS=1 (CI), where it fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether Redis tests can run here. Panics when Redis is required but missing.
+pub fn available() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("FLUXGATE_REQUIRE_REDIS").as_deref() == Ok("1") {
+            panic!("redis-server is not installed but FLUXGATE_REQUIRE_REDIS=1");
+        }
+        eprintln!(
+            "SKIPPED: redis-server is not installed (install it, or set FLUXGATE_REQUIRE_REDIS=1 to fail instead)"
+        );
+    }
+    found
+}
+
+/// Skips the calling test (visibly) when Redis is unavailable.
+#[macro_export]
+macro_rules! require_redis {
+    () => {
+        if !common::redis::available() {
+            return;
+        }
+    };
+}
+
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    /// For TLS servers: the port speaks TLS only.
+    pub tls: bool,
+}
+
+impl RedisServer {
+    /// A plain Redis on a free port.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// With extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = super::free_port();
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = RedisServer {
+            child: None,
+            port,
+            dir,
+            args,
+            tls: false,
+        };
+        s.spawn();
+        s
+    }
+
+    /// A TLS-only Redis with the given certificate files.
+    pub fn start_tls(cert: &PathBuf, key: &PathBuf, ca: &PathBuf) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = super::free_port();
+        let args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--tls-ca-cert-file",
+            &ca.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut s = RedisServer {
+            child: None,
+            port,
+            dir,
+            args,
+            tls: true,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && (self.tls || {
+                    let out = self.cli(&["PING"]);
+                    out.trim() == "PONG" || out.contains("NOAUTH")
+                })
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server did not start:\n{}",
+            std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this server; returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).into()
+    }
+
+    /// `kill -9`: the server vanishes without closing anything gracefully.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port (empty: no persistence).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Calls of one command since start (from INFO commandstats).
+    pub fn calls(&self, cmd: &str) -> u64 {
+        let info = self.cli(&["INFO", "commandstats"]);
+        info.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("cmdstat_{cmd}:calls="))
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The `[sessions]` config for a Redis store at `url` (appended to the base config).
+pub fn redis_sessions(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[sessions]
+store = "redis"
+[sessions.redis]
+urls = ["{url}"]
+command_timeout = "300ms"
+connect_timeout = "300ms"
+{extra}
+"#
+    )
+}
