@@ -114,10 +114,10 @@ impl Connections {
                     root_cert: Some(pem.clone()),
                 });
             }
-            Target::Cluster(
+            Target::Cluster(Box::new(
                 b.build()
                     .map_err(|e| format!("invalid Redis cluster settings: {e}"))?,
-            )
+            ))
         } else {
             Target::Single(subscribe_clients[0].clone())
         };
