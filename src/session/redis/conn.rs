@@ -47,9 +47,11 @@ impl ConnectionLike for Conn {
     }
 }
 
+// One value per process; the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Target {
     Single(Client),
-    Cluster(Box<ClusterClient>),
+    Cluster(ClusterClient),
 }
 
 /// Where to connect, plus the per-thread connections.
@@ -114,10 +116,10 @@ impl Connections {
                     root_cert: Some(pem.clone()),
                 });
             }
-            Target::Cluster(Box::new(
+            Target::Cluster(
                 b.build()
                     .map_err(|e| format!("invalid Redis cluster settings: {e}"))?,
-            ))
+            )
         } else {
             Target::Single(subscribe_clients[0].clone())
         };
