@@ -2,7 +2,7 @@
 //! restartable. Where redis-server is missing the calling test is skipped with a visible
 //! message, unless FLUXGATE_REQUIRE_REDIS=1 (CI), where it fails.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,7 @@ impl RedisServer {
     }
 
     /// A TLS-only Redis with the given certificate files.
-    pub fn start_tls(cert: &PathBuf, key: &PathBuf, ca: &PathBuf) -> RedisServer {
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
         let args: Vec<String> = [
