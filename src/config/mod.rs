@@ -33,7 +33,6 @@ pub struct Config {
     pub sessions: SessionSettings,
     /// Credential kinds accepted at all.
     pub accept: KindSet,
-    pub sudo_cookie_name: String,
     pub cookies: crate::identity::CookiePolicy,
     pub secrets: InternalSecrets,
     pub routes: RouteTable,

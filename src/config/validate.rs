@@ -69,7 +69,6 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         client_ip,
         sessions,
         accept,
-        sudo_cookie_name: file.sudo.cookie_name.clone(),
         cookies,
         secrets,
         routes: routes.expect("routes are present when there are no errors"),

@@ -100,6 +100,13 @@ impl Upstream {
                             if target.starts_with("/slow") {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
                             }
+                            // Tests choose the upstream's answer with this request header.
+                            let status = parts
+                                .headers
+                                .get("x-upstream-status")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse::<u16>().ok())
+                                .unwrap_or(200);
                             seen.lock().unwrap().push(Recorded {
                                 method: parts.method.to_string(),
                                 target: target.clone(),
@@ -117,6 +124,7 @@ impl Upstream {
                             });
                             Ok::<_, std::convert::Infallible>(
                                 hyper::Response::builder()
+                                    .status(status)
                                     .header("content-type", "application/json")
                                     .body(Full::new(Bytes::from(format!(
                                         "{{\"upstream\":\"ok\",\"target\":{target:?}}}"
