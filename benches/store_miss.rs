@@ -37,9 +37,20 @@ impl Drop for Redis {
 }
 
 fn start_redis() -> Option<Redis> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -54,7 +65,10 @@ fn start_redis() -> Option<Redis> {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let n = AtomicU64::new(0);
     let fresh = || Sid::of(&n.fetch_add(1, Ordering::Relaxed).to_string());
 
@@ -63,7 +77,8 @@ fn benches(c: &mut Criterion) {
         EmbeddedStore::open(&dir.path().join("s.redb"), clock::system()).unwrap(),
     ));
     c.bench_function("miss/embedded_unknown_sid", |b| {
-        b.to_async(&rt).iter(|| async { embedded.resolve(&fresh()).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { embedded.resolve(&fresh()).await.unwrap() })
     });
 
     let Some(redis) = start_redis() else {
@@ -88,7 +103,8 @@ fn benches(c: &mut Criterion) {
     .unwrap();
     let redis_cache = cache(Arc::new(store));
     c.bench_function("miss/redis_unknown_sid_one_get", |b| {
-        b.to_async(&rt).iter(|| async { redis_cache.resolve(&fresh()).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { redis_cache.resolve(&fresh()).await.unwrap() })
     });
     drop(redis);
 }

@@ -28,7 +28,10 @@ fn start(up: &Upstream, redis: bool) -> Option<(Fluxgate, Option<RedisServer>)> 
         return None;
     }
     let r = RedisServer::start();
-    let fg = Fluxgate::start(up.addr, &format!("{}{ROUTES}", redis_sessions(&r.url(), "")));
+    let fg = Fluxgate::start(
+        up.addr,
+        &format!("{}{ROUTES}", redis_sessions(&r.url(), "")),
+    );
     Some((fg, Some(r)))
 }
 
@@ -39,10 +42,16 @@ fn clears_both_cookies(r: &Resp) -> bool {
         .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
         .map(|(_, v)| v.as_str())
         .collect();
-    ["fluxer_session=;", "fluxer_sudo_mode=;"].iter().all(|name| {
-        set.iter()
-            .any(|c| c.starts_with(name) && c.contains("Max-Age=0") && c.contains("HttpOnly") && c.contains("Path=/"))
-    })
+    ["fluxer_session=;", "fluxer_sudo_mode=;"]
+        .iter()
+        .all(|name| {
+            set.iter().any(|c| {
+                c.starts_with(name)
+                    && c.contains("Max-Age=0")
+                    && c.contains("HttpOnly")
+                    && c.contains("Path=/")
+            })
+        })
 }
 
 macro_rules! both_stores {
@@ -61,65 +70,139 @@ macro_rules! both_stores {
     };
 }
 
-both_stores!(logout_revokes_after_a_2xx_and_clears_both_cookies, |redis: bool| {
-    let up = Upstream::start();
-    let Some((fg, _r)) = start(&up, redis) else { return };
-    let (tok, _) = fg.create_session(json!({"user_id": "42"}));
-    let cookie = format!("fluxer_session={tok}");
-    let r = fg.send(&Req::new("POST", "/auth/logout").header("cookie", &cookie));
-    assert_eq!(r.status, 200);
-    assert!(clears_both_cookies(&r), "{:?}", r.headers);
-    fg.send(&Req::get("/x").header("cookie", &cookie)).denial(401, "UNAUTHORIZED");
-});
-
-both_stores!(logout_refused_by_the_upstream_revokes_nothing, |redis: bool| {
-    let up = Upstream::start();
-    let Some((fg, _r)) = start(&up, redis) else { return };
-    let (tok, _) = fg.create_session(json!({"user_id": "42"}));
-    let r = fg.send(&Req::new("POST", "/v1/auth/logout").header("authorization", &tok).header("x-upstream-status", "403"));
-    assert_eq!(r.status, 403);
-    assert!(!clears_both_cookies(&r));
-    assert_eq!(fg.send(&Req::get("/x").header("authorization", &tok)).status, 200);
-});
-
-both_stores!(listed_logout_revokes_only_the_callers_own_sessions, |redis: bool| {
-    let up = Upstream::start();
-    let Some((fg, _r)) = start(&up, redis) else { return };
-    let (me, _) = fg.create_session(json!({"user_id": "42"}));
-    let (mine, my_sid) = fg.create_session(json!({"user_id": "42"}));
-    let (theirs, their_sid) = fg.create_session(json!({"user_id": "43"}));
-    let body = json!({"session_id_hashes": [my_sid, their_sid]}).to_string();
-    let r = fg.send(&Req::new("POST", "/auth/sessions/logout").header("authorization", &me).body(body.as_bytes()));
-    assert_eq!(r.status, 200);
-    assert_eq!(up.last().body, body.as_bytes(), "the body reaches the upstream untouched");
-    assert!(!clears_both_cookies(&r), "the caller's own session was not in the list");
-    fg.send(&Req::get("/x").header("authorization", &mine)).denial(401, "UNAUTHORIZED");
-    assert_eq!(fg.send(&Req::get("/x").header("authorization", &theirs)).status, 200, "another user's session must survive");
-    assert_eq!(fg.send(&Req::get("/x").header("authorization", &me)).status, 200);
-});
-
-both_stores!(listed_logout_including_the_caller_clears_cookies, |redis: bool| {
-    let up = Upstream::start();
-    let Some((fg, _r)) = start(&up, redis) else { return };
-    let (me, my_sid) = fg.create_session(json!({"user_id": "42"}));
-    let body = json!({"session_id_hashes": [my_sid]}).to_string();
-    let r = fg.send(&Req::new("POST", "/auth/sessions/logout").header("authorization", &me).body(body.as_bytes()));
-    assert!(clears_both_cookies(&r));
-    fg.send(&Req::get("/x").header("authorization", &me)).denial(401, "UNAUTHORIZED");
-});
-
-both_stores!(oversized_or_malformed_logout_bodies_are_forwarded_untouched_and_revoke_nothing, |redis: bool| {
-    let up = Upstream::start();
-    let Some((fg, _r)) = start(&up, redis) else { return };
-    let (me, _) = fg.create_session(json!({"user_id": "42"}));
-    let (other, other_sid) = fg.create_session(json!({"user_id": "42"}));
-    let padding = "x".repeat(17 * 1024);
-    let big = json!({"session_id_hashes": [other_sid], "padding": padding}).to_string();
-    for body in [big.as_str(), "{not json", r#"{"session_id_hashes": ["short"]}"#] {
-        let r = fg.send(&Req::new("POST", "/auth/sessions/logout").header("authorization", &me).body(body.as_bytes()));
+both_stores!(
+    logout_revokes_after_a_2xx_and_clears_both_cookies,
+    |redis: bool| {
+        let up = Upstream::start();
+        let Some((fg, _r)) = start(&up, redis) else {
+            return;
+        };
+        let (tok, _) = fg.create_session(json!({"user_id": "42"}));
+        let cookie = format!("fluxer_session={tok}");
+        let r = fg.send(&Req::new("POST", "/auth/logout").header("cookie", &cookie));
         assert_eq!(r.status, 200);
-        assert_eq!(up.last().body, body.as_bytes());
-        assert_eq!(fg.send(&Req::get("/x").header("authorization", &other)).status, 200);
+        assert!(clears_both_cookies(&r), "{:?}", r.headers);
+        fg.send(&Req::get("/x").header("cookie", &cookie))
+            .denial(401, "UNAUTHORIZED");
     }
-    assert!(fg.stderr().contains("nothing revoked"), "the skipped revocation is logged");
-});
+);
+
+both_stores!(
+    logout_refused_by_the_upstream_revokes_nothing,
+    |redis: bool| {
+        let up = Upstream::start();
+        let Some((fg, _r)) = start(&up, redis) else {
+            return;
+        };
+        let (tok, _) = fg.create_session(json!({"user_id": "42"}));
+        let r = fg.send(
+            &Req::new("POST", "/v1/auth/logout")
+                .header("authorization", &tok)
+                .header("x-upstream-status", "403"),
+        );
+        assert_eq!(r.status, 403);
+        assert!(!clears_both_cookies(&r));
+        assert_eq!(
+            fg.send(&Req::get("/x").header("authorization", &tok))
+                .status,
+            200
+        );
+    }
+);
+
+both_stores!(
+    listed_logout_revokes_only_the_callers_own_sessions,
+    |redis: bool| {
+        let up = Upstream::start();
+        let Some((fg, _r)) = start(&up, redis) else {
+            return;
+        };
+        let (me, _) = fg.create_session(json!({"user_id": "42"}));
+        let (mine, my_sid) = fg.create_session(json!({"user_id": "42"}));
+        let (theirs, their_sid) = fg.create_session(json!({"user_id": "43"}));
+        let body = json!({"session_id_hashes": [my_sid, their_sid]}).to_string();
+        let r = fg.send(
+            &Req::new("POST", "/auth/sessions/logout")
+                .header("authorization", &me)
+                .body(body.as_bytes()),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            up.last().body,
+            body.as_bytes(),
+            "the body reaches the upstream untouched"
+        );
+        assert!(
+            !clears_both_cookies(&r),
+            "the caller's own session was not in the list"
+        );
+        fg.send(&Req::get("/x").header("authorization", &mine))
+            .denial(401, "UNAUTHORIZED");
+        assert_eq!(
+            fg.send(&Req::get("/x").header("authorization", &theirs))
+                .status,
+            200,
+            "another user's session must survive"
+        );
+        assert_eq!(
+            fg.send(&Req::get("/x").header("authorization", &me)).status,
+            200
+        );
+    }
+);
+
+both_stores!(
+    listed_logout_including_the_caller_clears_cookies,
+    |redis: bool| {
+        let up = Upstream::start();
+        let Some((fg, _r)) = start(&up, redis) else {
+            return;
+        };
+        let (me, my_sid) = fg.create_session(json!({"user_id": "42"}));
+        let body = json!({"session_id_hashes": [my_sid]}).to_string();
+        let r = fg.send(
+            &Req::new("POST", "/auth/sessions/logout")
+                .header("authorization", &me)
+                .body(body.as_bytes()),
+        );
+        assert!(clears_both_cookies(&r));
+        fg.send(&Req::get("/x").header("authorization", &me))
+            .denial(401, "UNAUTHORIZED");
+    }
+);
+
+both_stores!(
+    oversized_or_malformed_logout_bodies_are_forwarded_untouched_and_revoke_nothing,
+    |redis: bool| {
+        let up = Upstream::start();
+        let Some((fg, _r)) = start(&up, redis) else {
+            return;
+        };
+        let (me, _) = fg.create_session(json!({"user_id": "42"}));
+        let (other, other_sid) = fg.create_session(json!({"user_id": "42"}));
+        let padding = "x".repeat(17 * 1024);
+        let big = json!({"session_id_hashes": [other_sid], "padding": padding}).to_string();
+        for body in [
+            big.as_str(),
+            "{not json",
+            r#"{"session_id_hashes": ["short"]}"#,
+        ] {
+            let r = fg.send(
+                &Req::new("POST", "/auth/sessions/logout")
+                    .header("authorization", &me)
+                    .body(body.as_bytes()),
+            );
+            assert_eq!(r.status, 200);
+            assert_eq!(up.last().body, body.as_bytes());
+            assert_eq!(
+                fg.send(&Req::get("/x").header("authorization", &other))
+                    .status,
+                200
+            );
+        }
+        assert!(
+            fg.stderr().contains("nothing revoked"),
+            "the skipped revocation is logged"
+        );
+    }
+);

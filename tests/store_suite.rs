@@ -34,18 +34,33 @@ async fn suite(store: Arc<dyn SessionStore>, clock: Arc<ManualClock>) {
 
     // Unknown sids are absent; a stored record reads back exactly.
     assert_eq!(store.get(&a).await.unwrap(), None);
-    store.create(&a, &rec("1", now - 30, Some(now + 3600))).await.unwrap();
-    assert_eq!(store.get(&a).await.unwrap(), Some(rec("1", now - 30, Some(now + 3600))));
+    store
+        .create(&a, &rec("1", now - 30, Some(now + 3600)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&a).await.unwrap(),
+        Some(rec("1", now - 30, Some(now + 3600)))
+    );
     store.ping().await.unwrap();
 
     // Listing is per user, oldest first.
     store.create(&b, &rec("1", now - 60, None)).await.unwrap();
     store.create(&c, &rec("2", now, None)).await.unwrap();
-    let listed: Vec<Sid> = store.list_user("1").await.unwrap().into_iter().map(|(s, _)| s).collect();
+    let listed: Vec<Sid> = store
+        .list_user("1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     assert_eq!(listed, vec![b, a]);
 
     // An expired record is never served, however the store keeps time.
-    store.create(&d, &rec("1", now, Some(now + 5))).await.unwrap();
+    store
+        .create(&d, &rec("1", now, Some(now + 5)))
+        .await
+        .unwrap();
     assert!(store.get(&d).await.unwrap().is_some());
     clock.advance_ms(6_000);
     assert_eq!(store.get(&d).await.unwrap(), None);
@@ -103,7 +118,10 @@ async fn redis_store_behaves() {
     suite(Arc::new(store), clock).await;
     // The contract's key layout.
     let keys = redis.cli(&["KEYS", "suite:*"]);
-    assert!(keys.contains(&format!("suite:session:{}", Sid::of("c").encode())), "{keys}");
+    assert!(
+        keys.contains(&format!("suite:session:{}", Sid::of("c").encode())),
+        "{keys}"
+    );
     assert!(keys.contains("suite:user-sessions:3"), "{keys}");
 }
 
