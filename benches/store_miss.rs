@@ -5,8 +5,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use fluxgate::clock;
 use fluxgate::credential::Sid;
 use fluxgate::metrics::Metrics;
+use fluxgate::redis_client::RedisSettings;
 use fluxgate::session::embedded::EmbeddedStore;
-use fluxgate::session::redis::{RedisSettings, RedisStore};
+use fluxgate::session::redis::RedisStore;
 use fluxgate::session::{CacheSettings, SessionCache, SessionStore};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -85,7 +86,7 @@ fn benches(c: &mut Criterion) {
         eprintln!("SKIPPED miss/redis: redis-server is not installed");
         return;
     };
-    let store = RedisStore::new(
+    let store = RedisStore::from_settings(
         RedisSettings {
             urls: vec![format!("redis://127.0.0.1:{}", redis.1)],
             cluster: false,
@@ -96,7 +97,6 @@ fn benches(c: &mut Criterion) {
             command_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             tls_ca_pem: None,
-            ttl_while_disconnected: Duration::from_secs(1),
         },
         clock::system(),
     )

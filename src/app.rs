@@ -7,6 +7,7 @@ use crate::config::{Config, StoreSettings};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::proxy::{FluxgateProxy, UpstreamPool};
+use crate::redis_client::Connections;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::redis::{RedisStore, subscriber};
 use crate::session::{SessionCache, SessionStore};
@@ -64,7 +65,11 @@ enum Backend {
 }
 
 impl Backend {
-    fn open(cfg: &Config, clock: &SharedClock) -> Result<Backend, StartupError> {
+    fn open(
+        cfg: &Config,
+        redis: Option<&Arc<Connections>>,
+        clock: &SharedClock,
+    ) -> Result<Backend, StartupError> {
         Ok(match &cfg.sessions.store {
             StoreSettings::Embedded {
                 path,
@@ -73,11 +78,18 @@ impl Backend {
                 EmbeddedStore::open(path, clock.clone()).map_err(StartupError::Store)?,
                 *sweep_interval,
             ),
-            StoreSettings::Redis(r) => Backend::Redis(
-                RedisStore::new(r.clone(), clock.clone()).map_err(StartupError::Store)?,
-                r.ttl_while_disconnected,
-                r.connect_timeout,
-            ),
+            StoreSettings::Redis {
+                ttl_while_disconnected,
+            } => {
+                let conns = redis.ok_or_else(|| {
+                    StartupError::Store("the Redis store needs [redis] settings".into())
+                })?;
+                Backend::Redis(
+                    RedisStore::new(conns.clone(), clock.clone()),
+                    *ttl_while_disconnected,
+                    conns.settings().connect_timeout,
+                )
+            }
         })
     }
 
@@ -93,7 +105,14 @@ impl Backend {
 pub fn build(cfg: Config) -> Result<Built, StartupError> {
     let clock = clock::system();
     let metrics = Arc::new(Metrics::default());
-    let backend = Backend::open(&cfg, &clock)?;
+    // One set of Redis connections, shared by everything that uses Redis.
+    let redis = match &cfg.redis {
+        Some(r) => Some(Arc::new(
+            Connections::new(r.clone()).map_err(StartupError::Store)?,
+        )),
+        None => None,
+    };
+    let backend = Backend::open(&cfg, redis.as_ref(), &clock)?;
     let sessions = Arc::new(SessionCache::new(
         backend.store(),
         clock.clone(),

@@ -15,4 +15,5 @@ pub mod net;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
+pub mod redis_client;
 pub mod session;

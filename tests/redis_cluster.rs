@@ -49,7 +49,7 @@ fn cluster() -> Vec<RedisServer> {
 fn config(nodes: &[RedisServer]) -> String {
     let urls: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.url())).collect();
     format!(
-        "\n[sessions]\nstore = \"redis\"\ncache_ttl = \"1h\"\n[sessions.redis]\ncluster = true\nurls = [{}]\ncommand_timeout = \"1s\"\n",
+        "\n[sessions]\nstore = \"redis\"\ncache_ttl = \"1h\"\n[redis]\ncluster = true\nurls = [{}]\ncommand_timeout = \"1s\"\n",
         urls.join(", ")
     )
 }

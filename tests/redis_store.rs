@@ -359,11 +359,13 @@ fn while_the_subscription_is_down_cached_sessions_are_trusted_only_for_the_cap()
         "-ssubscribe",
     ]);
     let up = Upstream::start();
-    let extra = "username = \"nosub\"\npassword = { value = \"nosub-password-1\" }\nttl_while_disconnected = \"500ms\"\n";
+    let extra = "username = \"nosub\"\npassword = { value = \"nosub-password-1\" }\n";
     let fg = Fluxgate::start(
         up.addr,
-        &redis_sessions(&redis.url(), extra)
-            .replace("[sessions]\n", "[sessions]\ncache_ttl = \"1h\"\n"),
+        &redis_sessions(&redis.url(), extra).replace(
+            "[sessions]\n",
+            "[sessions]\ncache_ttl = \"1h\"\nttl_while_disconnected = \"500ms\"\n",
+        ),
     );
     let (tok, sid) = fg.create_session(json!({"user_id": "506"}));
     let req = Req::get("/x").header("authorization", &tok);

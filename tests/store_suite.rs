@@ -6,8 +6,9 @@ mod common;
 use common::redis::RedisServer;
 use fluxgate::clock::{Clock, ManualClock};
 use fluxgate::credential::{Kind, Sid};
+use fluxgate::redis_client::RedisSettings;
 use fluxgate::session::embedded::EmbeddedStore;
-use fluxgate::session::redis::{RedisSettings, RedisStore};
+use fluxgate::session::redis::RedisStore;
 use fluxgate::session::{SessionRecord, SessionStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,9 +113,8 @@ async fn redis_store_behaves() {
         command_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
         tls_ca_pem: None,
-        ttl_while_disconnected: Duration::from_secs(1),
     };
-    let store = RedisStore::new(settings, clock.clone()).unwrap();
+    let store = RedisStore::from_settings(settings, clock.clone()).unwrap();
     suite(Arc::new(store), clock).await;
     // The contract's key layout.
     let keys = redis.cli(&["KEYS", "suite:*"]);
@@ -141,9 +141,8 @@ async fn redis_store_refuses_quickly_when_redis_is_down() {
         command_timeout: Duration::from_millis(200),
         connect_timeout: Duration::from_millis(200),
         tls_ca_pem: None,
-        ttl_while_disconnected: Duration::from_secs(1),
     };
-    let store = RedisStore::new(settings, ManualClock::new(NOW_MS)).unwrap();
+    let store = RedisStore::from_settings(settings, ManualClock::new(NOW_MS)).unwrap();
     // Bounded by the test harness, not asserted on: the error must come, not hang.
     let r = tokio::time::timeout(Duration::from_secs(10), store.get(&Sid::of("a"))).await;
     assert!(matches!(r, Ok(Err(_))), "expected a store error, got {r:?}");

@@ -13,6 +13,7 @@ pub struct FileConfig {
     pub upstream: UpstreamFile,
     pub client_ip: ClientIpFile,
     pub sessions: SessionsFile,
+    pub redis: RedisFile,
     pub credentials: CredentialsFile,
     pub sudo: SudoFile,
     pub cookies: CookiesFile,
@@ -98,8 +99,8 @@ pub struct SessionsFile {
     pub store_retry_after: Dur,
     pub on_store_error: String,
     pub stale_grace: Dur,
+    pub ttl_while_disconnected: Dur,
     pub embedded: EmbeddedFile,
-    pub redis: RedisFile,
 }
 
 impl Default for SessionsFile {
@@ -113,8 +114,8 @@ impl Default for SessionsFile {
             store_retry_after: Dur::from_secs(2),
             on_store_error: "deny".into(),
             stale_grace: Dur::from_secs(300),
+            ttl_while_disconnected: Dur::from_secs(1),
             embedded: EmbeddedFile::default(),
-            redis: RedisFile::default(),
         }
     }
 }
@@ -150,7 +151,6 @@ pub struct RedisFile {
     pub connect_timeout: Dur,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<PathBuf>,
-    pub ttl_while_disconnected: Dur,
 }
 
 impl Default for RedisFile {
@@ -165,7 +165,6 @@ impl Default for RedisFile {
             command_timeout: Dur::from_millis(250),
             connect_timeout: Dur::from_secs(1),
             tls_ca_file: None,
-            ttl_while_disconnected: Dur::from_secs(1),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Config {
     pub upstream: UpstreamSettings,
     pub client_ip: ClientIpResolver,
     pub sessions: SessionSettings,
+    /// `[redis]`, validated when something uses Redis.
+    pub redis: Option<crate::redis_client::RedisSettings>,
     /// Credential kinds accepted at all.
     pub accept: KindSet,
     pub cookies: crate::identity::CookiePolicy,
@@ -69,7 +71,11 @@ pub enum StoreSettings {
         path: PathBuf,
         sweep_interval: Duration,
     },
-    Redis(crate::session::redis::RedisSettings),
+    /// Sessions in Redis (connection settings in [`Config::redis`]).
+    Redis {
+        /// While the invalidation subscription is down, trust cached sessions this long.
+        ttl_while_disconnected: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -5,8 +5,8 @@ use super::file::FileConfig;
 use super::validate::{Errors, is_cookie_name, p, positive};
 use super::{SessionSettings, StoreSettings};
 use crate::identity::{CookiePolicy, SameSite};
+use crate::redis_client::RedisSettings;
 use crate::session::CacheSettings;
-use crate::session::redis::RedisSettings;
 
 pub(super) fn sessions(f: &FileConfig, e: &mut Errors) -> SessionSettings {
     let s = &f.sessions;
@@ -26,7 +26,16 @@ pub(super) fn sessions(f: &FileConfig, e: &mut Errors) -> SessionSettings {
             );
             embedded()
         }
-        "redis" => redis(f, e).map_or_else(embedded, StoreSettings::Redis),
+        "redis" => {
+            positive(
+                s.ttl_while_disconnected,
+                p("sessions.ttl_while_disconnected"),
+                e,
+            );
+            StoreSettings::Redis {
+                ttl_while_disconnected: s.ttl_while_disconnected.0,
+            }
+        }
         other => {
             e.at(
                 p("sessions.store"),
@@ -86,56 +95,52 @@ pub(super) fn sessions(f: &FileConfig, e: &mut Errors) -> SessionSettings {
     }
 }
 
-fn redis(f: &FileConfig, e: &mut Errors) -> Option<RedisSettings> {
-    let r = &f.sessions.redis;
+/// Validates `[redis]`; call only when something uses Redis.
+pub(super) fn redis(f: &FileConfig, e: &mut Errors) -> Option<RedisSettings> {
+    let r = &f.redis;
     let before = e.0.len();
     if r.urls.is_empty() {
         e.at(
-            p("sessions.redis.urls"),
+            p("redis.urls"),
             "needs at least one redis:// or rediss:// URL",
         );
     }
     for (i, u) in r.urls.iter().enumerate() {
         if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
             e.at(
-                p("sessions.redis.urls").index(i),
+                p("redis.urls").index(i),
                 format!("{u:?} must start with redis:// or rediss://"),
             );
         }
     }
     if !r.cluster && r.urls.len() > 1 {
         e.at(
-            p("sessions.redis.urls"),
-            "several URLs are cluster seed nodes: set sessions.redis.cluster = true, or list one URL",
+            p("redis.urls"),
+            "several URLs are cluster seed nodes: set redis.cluster = true, or list one URL",
         );
     }
     if r.cluster && r.db != 0 {
-        e.at(p("sessions.redis.db"), "Redis Cluster has only database 0");
+        e.at(p("redis.db"), "Redis Cluster has only database 0");
     }
     if !(0..=15).contains(&r.db) && !r.cluster {
         e.at(
-            p("sessions.redis.db"),
+            p("redis.db"),
             "must be a database index (0-15 on a default Redis)",
         );
     }
     if r.key_prefix.is_empty() || r.key_prefix.bytes().any(|b| b <= b' ' || b == 0x7f) {
         e.at(
-            p("sessions.redis.key_prefix"),
+            p("redis.key_prefix"),
             "must be non-empty printable text without spaces",
         );
     }
-    positive(r.command_timeout, p("sessions.redis.command_timeout"), e);
-    positive(r.connect_timeout, p("sessions.redis.connect_timeout"), e);
-    positive(
-        r.ttl_while_disconnected,
-        p("sessions.redis.ttl_while_disconnected"),
-        e,
-    );
+    positive(r.command_timeout, p("redis.command_timeout"), e);
+    positive(r.connect_timeout, p("redis.connect_timeout"), e);
     let password = match &r.password {
         None => None,
         Some(src) => src
             .resolve_with_min(1)
-            .map_err(|msg| e.at(p("sessions.redis.password"), msg))
+            .map_err(|msg| e.at(p("redis.password"), msg))
             .ok(),
     };
     let tls_ca_pem = match &r.tls_ca_file {
@@ -144,14 +149,14 @@ fn redis(f: &FileConfig, e: &mut Errors) -> Option<RedisSettings> {
             Ok(pem) if pem.starts_with(b"-----BEGIN") => Some(pem),
             Ok(_) => {
                 e.at(
-                    p("sessions.redis.tls_ca_file"),
+                    p("redis.tls_ca_file"),
                     format!("{} is not a PEM certificate", path.display()),
                 );
                 None
             }
             Err(err) => {
                 e.at(
-                    p("sessions.redis.tls_ca_file"),
+                    p("redis.tls_ca_file"),
                     format!("cannot read {}: {err}", path.display()),
                 );
                 None
@@ -171,11 +176,10 @@ fn redis(f: &FileConfig, e: &mut Errors) -> Option<RedisSettings> {
         command_timeout: r.command_timeout.0,
         connect_timeout: r.connect_timeout.0,
         tls_ca_pem,
-        ttl_while_disconnected: r.ttl_while_disconnected.0,
     };
     // Parse the URLs and credentials now, so a typo is a config error and not a runtime one.
-    if let Err(msg) = crate::session::redis::RedisStore::check(&settings) {
-        e.at(p("sessions.redis.urls"), msg);
+    if let Err(msg) = crate::redis_client::Connections::new(settings.clone()) {
+        e.at(p("redis.urls"), msg);
         return None;
     }
     Some(settings)

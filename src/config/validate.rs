@@ -42,6 +42,12 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let client_ip = client_ip(&file, &mut e);
     let accept = kinds(&file.credentials.accept, p("credentials.accept"), &mut e);
     let sessions = super::stores::sessions(&file, &mut e);
+    let uses_redis = matches!(sessions.store, super::StoreSettings::Redis { .. });
+    let redis = if uses_redis {
+        super::stores::redis(&file, &mut e)
+    } else {
+        None
+    };
     let cookies = super::stores::cookies(&file, &mut e);
     let secrets = secrets(&file, &mut e);
     let routes = super::routes::routes(&file, accept, !secrets.secrets.is_empty(), &mut e);
@@ -68,6 +74,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         upstream,
         client_ip,
         sessions,
+        redis,
         accept,
         cookies,
         secrets,

@@ -200,7 +200,7 @@ pub fn redis_sessions(url: &str, extra: &str) -> String {
         r#"
 [sessions]
 store = "redis"
-[sessions.redis]
+[redis]
 urls = ["{url}"]
 command_timeout = "300ms"
 connect_timeout = "300ms"

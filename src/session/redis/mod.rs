@@ -6,46 +6,25 @@
 //! (see `subscriber`). Commands are issued one key at a time (never MULTI across keys) so the
 //! same code works on Redis Cluster, where the two keys live in different slots.
 
-mod conn;
 pub mod subscriber;
 
 use super::invalidation::Invalidation;
 use super::record::SessionRecord;
 use super::store::{SessionStore, StoreError};
 use crate::clock::SharedClock;
-use crate::config::secret::Secret;
 use crate::credential::Sid;
+use crate::redis_client::{Connections, RedisFailure, RedisSettings};
 use async_trait::async_trait;
-use conn::Connections;
 use redis::AsyncCommands;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `[sessions.redis]`, validated.
-#[derive(Debug, Clone)]
-pub struct RedisSettings {
-    /// One URL, or the cluster's seed nodes.
-    pub urls: Vec<String>,
-    pub cluster: bool,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub db: i64,
-    pub key_prefix: String,
-    pub command_timeout: Duration,
-    pub connect_timeout: Duration,
-    /// PEM of the CA that signs the servers' certificates (`rediss://`), if not a public one.
-    pub tls_ca_pem: Option<Vec<u8>>,
-    /// While the invalidation subscription is down, cached sessions are trusted this long.
-    pub ttl_while_disconnected: Duration,
-}
 
 /// Sessions in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
     conns: Arc<Connections>,
     prefix: Arc<str>,
-    timeout: Duration,
     clock: SharedClock,
     /// Sids whose unreadable record was already logged (bounded), so a bad record is logged
     /// once rather than on every request.
@@ -54,24 +33,24 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// Prepares the store; connections are made on first use, so Redis may start later.
-    pub fn new(settings: RedisSettings, clock: SharedClock) -> Result<RedisStore, String> {
-        let prefix: Arc<str> = settings.key_prefix.clone().into();
-        let timeout = settings.command_timeout;
-        Ok(RedisStore {
-            conns: Arc::new(Connections::new(settings)?),
-            prefix,
-            timeout,
+    pub fn new(conns: Arc<Connections>, clock: SharedClock) -> RedisStore {
+        RedisStore {
+            prefix: conns.settings().key_prefix.clone().into(),
+            conns,
             clock,
             warned: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
-        })
+        }
     }
 
-    /// Checks settings (URLs, credentials, CA) without connecting.
-    pub fn check(settings: &RedisSettings) -> Result<(), String> {
-        Connections::new(settings.clone()).map(|_| ())
+    /// Connects a store to `settings` (no I/O yet): for tests and benches.
+    pub fn from_settings(
+        settings: RedisSettings,
+        clock: SharedClock,
+    ) -> Result<RedisStore, String> {
+        Ok(Self::new(Arc::new(Connections::new(settings)?), clock))
     }
 
     fn session_key(&self, sid: &Sid) -> String {
@@ -95,18 +74,13 @@ impl RedisStore {
     /// become `StoreError`s; their text goes to logs, never to clients.
     async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(conn::Conn) -> Fut,
+        F: FnOnce(crate::redis_client::Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let work = async {
-            let c = self.conns.get().await?;
-            f(c).await
-        };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(_) => Err(StoreError::Timeout),
-        }
+        self.conns.run(f).await.map_err(|e| match e {
+            RedisFailure::Error(m) => StoreError::Unavailable(m),
+            RedisFailure::Timeout => StoreError::Timeout,
+        })
     }
 
     fn decode(&self, sid: &Sid, bytes: &[u8]) -> Option<SessionRecord> {

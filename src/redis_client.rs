@@ -1,17 +1,45 @@
-//! Connections to Redis: one node (`redis://`, `rediss://`) or a cluster from seed nodes, with
-//! ACL credentials, a DB index, a custom CA for TLS, reconnection with backoff, and one
+//! Connections to Redis, shared by the Redis session store and the Redis rate limiter: one node
+//! (`redis://`, `rediss://`) or a cluster from seed nodes, with ACL credentials, a DB index, a
+//! custom CA for TLS, reconnection with backoff, a timeout on every command, and one
 //! multiplexed connection per worker thread (created on first use), so a request never waits
 //! on another thread's event loop to reach Redis.
 
-use super::RedisSettings;
+use crate::config::secret::Secret;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{
     Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, Value,
 };
+use std::future::Future;
+use std::time::Duration;
 use thread_local::ThreadLocal;
 use tokio::sync::OnceCell;
+
+/// `[redis]`, validated.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// One URL, or the cluster's seed nodes.
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub db: i64,
+    pub key_prefix: String,
+    pub command_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// PEM of the CA that signs the servers' certificates (`rediss://`), if not a public one.
+    pub tls_ca_pem: Option<Vec<u8>>,
+}
+
+/// Why a Redis call failed. Its text is for logs, never for clients.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RedisFailure {
+    #[error("redis: {0}")]
+    Error(String),
+    #[error("redis command timed out")]
+    Timeout,
+}
 
 /// A connection to a single node or to a cluster. Both are cheap handles onto a shared,
 /// automatically reconnecting multiplexed connection.
@@ -129,6 +157,27 @@ impl Connections {
             per_thread: ThreadLocal::new(),
             settings,
         })
+    }
+
+    /// Runs `f` with this thread's connection, bounded by the command timeout.
+    pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, RedisFailure>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let work = async {
+            let c = self.get().await?;
+            f(c).await
+        };
+        match tokio::time::timeout(self.settings.command_timeout, work).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(RedisFailure::Error(e.to_string())),
+            Err(_) => Err(RedisFailure::Timeout),
+        }
+    }
+
+    pub fn settings(&self) -> &RedisSettings {
+        &self.settings
     }
 
     /// This thread's connection, created on first use.
