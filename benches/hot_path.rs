@@ -126,6 +126,7 @@ fn setup() -> Setup {
             cookie_name: cfg.sessions.cookie_name,
             store_retry_after_secs: 1,
             serve_stale: false,
+            limits: Arc::new(fluxgate::policy::ratelimit::Limiter::none(clock::system())),
         },
         _dir: dir,
     }
@@ -232,6 +233,7 @@ fn benches(c: &mut Criterion) {
                 target: b"/v1/channels/123456789/messages?limit=50",
                 headers: black_box(&headers),
                 peer,
+                body: None,
             };
             let v = s.pipeline.evaluate(&facts).now_or_never().unwrap();
             assert!(v.outcome.is_ok());

@@ -6,6 +6,8 @@ use crate::clock::{self, SharedClock};
 use crate::config::{Config, StoreSettings};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::policy::ratelimit::redis::RedisLimiter;
+use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
 use crate::proxy::{FluxgateProxy, UpstreamPool};
 use crate::redis_client::Connections;
 use crate::session::embedded::EmbeddedStore;
@@ -147,6 +149,17 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         // Until the invalidation subscription is up, missed revocations are possible.
         sessions.set_vouch(Some(cap.as_millis() as i64));
     }
+    let limiter = Limiter::new(
+        cfg.limits.buckets,
+        cfg.limits.lockouts,
+        cfg.limits.global,
+        match (&redis, cfg.limits.on_redis) {
+            (Some(conns), true) => LimitBackend::Redis(RedisLimiter::new(conns.clone())),
+            _ => LimitBackend::Local,
+        },
+        cfg.limits.settings,
+        clock.clone(),
+    );
     let pipeline = Arc::new(Pipeline {
         routes: cfg.routes,
         client_ip: cfg.client_ip,
@@ -156,6 +169,7 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         cookie_name: cfg.sessions.cookie_name.clone(),
         store_retry_after_secs: cfg.sessions.store_retry_after_secs,
         serve_stale: cfg.sessions.serve_stale,
+        limits: Arc::new(limiter),
     });
     let upstream = UpstreamPool {
         addresses: cfg.upstream.addresses.clone(),

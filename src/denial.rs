@@ -4,6 +4,7 @@
 
 use crate::credential::Malformed;
 use crate::net::path::PathError;
+use crate::policy::ratelimit::Scope;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
@@ -47,6 +48,60 @@ impl Unauthenticated {
     }
 }
 
+/// A rate-limit or lockout denial's details (contract §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimited {
+    pub retry_after_ms: i64,
+    pub scope: Scope,
+    /// The global per-user limit (adds `X-RateLimit-Global: true`).
+    pub global: bool,
+    /// The bucket's headers, for bucket and lockout denials.
+    pub bucket: Option<BucketHeaders>,
+    /// A lockout rather than a bucket (for logs and metrics).
+    pub lockout: bool,
+}
+
+/// `X-RateLimit-*` values of one bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketHeaders {
+    pub limit: i64,
+    pub remaining: i64,
+    /// When the bucket is full again, in Unix milliseconds.
+    pub reset_at_ms: i64,
+    pub reset_after_ms: i64,
+    /// First 16 hex digits of SHA-256 of the bucket name.
+    pub name_hash: String,
+}
+
+impl BucketHeaders {
+    /// The headers, for a 429 or (when configured) a successful response.
+    pub fn headers(&self) -> [(&'static str, HeaderValue); 5] {
+        [
+            ("x-ratelimit-limit", HeaderValue::from(self.limit)),
+            (
+                "x-ratelimit-remaining",
+                HeaderValue::from(self.remaining.max(0)),
+            ),
+            ("x-ratelimit-reset", secs(self.reset_at_ms)),
+            ("x-ratelimit-reset-after", secs(self.reset_after_ms)),
+            (
+                "x-ratelimit-bucket",
+                HeaderValue::from_str(&self.name_hash).expect("hex is a valid header value"),
+            ),
+        ]
+    }
+}
+
+/// Milliseconds as decimal seconds (`1.234`).
+fn secs(ms: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{}.{:03}",
+        ms.div_euclid(1000),
+        ms.rem_euclid(1000)
+    ))
+    .expect("digits are a valid header value")
+}
+
 /// Every way fluxgate refuses or fails a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Denial {
@@ -58,8 +113,12 @@ pub enum Denial {
     AccessDenied,
     /// 403: an OAuth2 token lacks a scope the route requires.
     MissingOauthScope { required_scope: String },
+    /// 429: a rate limit or lockout.
+    RateLimited(RateLimited),
     /// 503: the session store could not be asked; fail closed.
     StoreUnavailable { retry_after_secs: u32 },
+    /// 503: the shared rate limiter could not be asked and its fallback is to refuse.
+    LimiterUnavailable,
     /// 502: the upstream could not be reached.
     BadGateway,
     /// 504: the upstream did not answer in time.
@@ -92,7 +151,10 @@ impl Denial {
             Denial::BadRequest(_) => StatusCode::BAD_REQUEST,
             Denial::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Denial::AccessDenied | Denial::MissingOauthScope { .. } => StatusCode::FORBIDDEN,
-            Denial::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Denial::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Denial::StoreUnavailable { .. } | Denial::LimiterUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Denial::BadGateway => StatusCode::BAD_GATEWAY,
             Denial::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Denial::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,7 +168,8 @@ impl Denial {
             Denial::Unauthorized(_) => "UNAUTHORIZED",
             Denial::AccessDenied => "ACCESS_DENIED",
             Denial::MissingOauthScope { .. } => "MISSING_OAUTH_SCOPE",
-            Denial::StoreUnavailable { .. } => "SERVICE_UNAVAILABLE",
+            Denial::RateLimited(_) => "RATE_LIMITED",
+            Denial::StoreUnavailable { .. } | Denial::LimiterUnavailable => "SERVICE_UNAVAILABLE",
             Denial::BadGateway => "BAD_GATEWAY",
             Denial::GatewayTimeout => "GATEWAY_TIMEOUT",
             Denial::Internal => "INTERNAL_SERVER_ERROR",
@@ -121,7 +184,11 @@ impl Denial {
             Denial::Unauthorized(u) => u.reason(),
             Denial::AccessDenied => "kind_not_accepted",
             Denial::MissingOauthScope { .. } => "missing_scope",
+            Denial::RateLimited(r) if r.global => "global_rate_limited",
+            Denial::RateLimited(r) if r.lockout => "locked_out",
+            Denial::RateLimited(_) => "rate_limited",
             Denial::StoreUnavailable { .. } => "store_unavailable",
+            Denial::LimiterUnavailable => "limiter_unavailable",
             Denial::BadGateway => "upstream_unreachable",
             Denial::GatewayTimeout => "upstream_timeout",
             Denial::Internal => "internal_error",
@@ -135,7 +202,10 @@ impl Denial {
             Denial::Unauthorized(_) => "Unauthorized",
             Denial::AccessDenied => "This credential type cannot access this resource.",
             Denial::MissingOauthScope { .. } => "Missing required OAuth2 scope.",
-            Denial::StoreUnavailable { .. } => "Service temporarily unavailable. Retry later.",
+            Denial::RateLimited(_) => "You are being rate limited.",
+            Denial::StoreUnavailable { .. } | Denial::LimiterUnavailable => {
+                "Service temporarily unavailable. Retry later."
+            }
             Denial::BadGateway => "Upstream unavailable.",
             Denial::GatewayTimeout => "Upstream timed out.",
             Denial::Internal => "Internal server error.",
@@ -163,6 +233,26 @@ impl Denial {
             }
             Denial::StoreUnavailable { retry_after_secs } => {
                 headers.push(("retry-after", HeaderValue::from(*retry_after_secs)));
+            }
+            Denial::LimiterUnavailable => {
+                headers.push(("retry-after", HeaderValue::from_static("1")));
+            }
+            Denial::RateLimited(r) => {
+                let ms = r.retry_after_ms.max(0);
+                body.insert("global".into(), json!(r.global));
+                body.insert("retry_after".into(), json!(ms as f64 / 1000.0));
+                // Whole seconds, at least 1 (RFC 9110), rounded up so a client never retries early.
+                headers.push(("retry-after", HeaderValue::from(((ms + 999) / 1000).max(1))));
+                headers.push((
+                    "x-ratelimit-scope",
+                    HeaderValue::from_static(r.scope.as_str()),
+                ));
+                if r.global {
+                    headers.push(("x-ratelimit-global", HeaderValue::from_static("true")));
+                }
+                if let Some(b) = &r.bucket {
+                    headers.extend(b.headers());
+                }
             }
             Denial::BadRequest(_)
             | Denial::AccessDenied
@@ -229,6 +319,65 @@ mod tests {
                 .any(|(k, v)| *k == "retry-after" && v == "2")
         );
         assert_eq!(body(&d)["code"], "SERVICE_UNAVAILABLE");
+    }
+
+    #[test]
+    fn rate_limited_matches_the_contract() {
+        let d = Denial::RateLimited(RateLimited {
+            retry_after_ms: 1_234,
+            scope: Scope::User,
+            global: false,
+            lockout: false,
+            bucket: Some(BucketHeaders {
+                limit: 10,
+                remaining: 0,
+                reset_at_ms: 1_800_000_010_000,
+                reset_after_ms: 10_000,
+                name_hash: "a1b2c3d4e5f60718".into(),
+            }),
+        });
+        let r = d.to_response();
+        assert_eq!(r.status, 429);
+        let h = |n: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(h("retry-after").as_deref(), Some("2"));
+        assert_eq!(h("x-ratelimit-scope").as_deref(), Some("user"));
+        assert_eq!(h("x-ratelimit-global"), None);
+        assert_eq!(h("x-ratelimit-limit").as_deref(), Some("10"));
+        assert_eq!(h("x-ratelimit-remaining").as_deref(), Some("0"));
+        assert_eq!(h("x-ratelimit-reset").as_deref(), Some("1800000010.000"));
+        assert_eq!(h("x-ratelimit-reset-after").as_deref(), Some("10.000"));
+        assert_eq!(h("x-ratelimit-bucket").as_deref(), Some("a1b2c3d4e5f60718"));
+        assert_eq!(body(&d)["code"], "RATE_LIMITED");
+        assert_eq!(body(&d)["global"], false);
+        assert_eq!(body(&d)["retry_after"], 1.234);
+    }
+
+    #[test]
+    fn a_global_denial_says_so() {
+        let d = Denial::RateLimited(RateLimited {
+            retry_after_ms: 20,
+            scope: Scope::Global,
+            global: true,
+            lockout: false,
+            bucket: None,
+        });
+        let r = d.to_response();
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| *k == "x-ratelimit-global" && v == "true")
+        );
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| *k == "retry-after" && v == "1")
+        );
+        assert_eq!(body(&d)["global"], true);
     }
 
     #[test]

@@ -9,17 +9,25 @@
 //!    everything that keys on an address uses this one value.
 //! 2. path + route — the target is checked for ambiguous spellings before routing (§2), so the
 //!    path that picked the policy is the path the upstream acts on.
-//! 3. credential — read in the contract's order (§1); a malformed credential is refused, never
+//! 3. pre-auth limits — buckets keyed by IP, a path parameter or a body field, then the
+//!    route's brute-force lockout: they shield the store and the upstream from floods and
+//!    guessing before any lookup is made.
+//! 4. credential — read in the contract's order (§1); a malformed credential is refused, never
 //!    skipped in favour of the next source.
-//! 4. session — cache, then store; a store failure refuses the request (fail closed).
-//! 5. access — the route's accepted kinds and OAuth2 scopes.
-//! 6. identity — what the upstream will be told, computed once.
+//! 5. session — cache, then store; a store failure refuses the request (fail closed).
+//! 6. access — the route's accepted kinds and OAuth2 scopes.
+//! 7. per-user limits — the global per-user bucket, then user-keyed buckets: they need to know
+//!    who the caller is.
+//! 8. identity — what the upstream will be told, computed once.
 
 use crate::credential::{self, Extracted, Kind, Sid};
+use crate::denial::BucketHeaders;
 use crate::denial::{BadRequest, Denial, Unauthenticated};
 use crate::net::client_ip::ClientIpResolver;
 use crate::net::path::check_target;
 use crate::policy::internal::SecretRefusal;
+use crate::policy::ratelimit::keys::KeyFacts;
+use crate::policy::ratelimit::{Limiter, Reservation, stage};
 use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, Role, RouteTable};
 use crate::session::{Session, SessionCache, StoreError};
 use http::{HeaderMap, Method};
@@ -34,6 +42,9 @@ pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
     /// The TCP peer.
     pub peer: IpAddr,
+    /// The request body, when the route needs it (a body-keyed limit) and it was small enough
+    /// to read before deciding.
+    pub body: Option<&'a [u8]>,
 }
 
 /// Who the upstream is told the caller is.
@@ -62,6 +73,8 @@ pub struct Admitted {
     pub pass_cookies: bool,
     /// Set on logout routes: what to revoke once the upstream accepts.
     pub role: Option<Role>,
+    /// `X-RateLimit-*` for the successful response (when configured).
+    pub limit_headers: Option<BucketHeaders>,
 }
 
 /// Which route decided.
@@ -79,6 +92,8 @@ pub struct Verdict {
     pub client_ip: IpAddr,
     pub route: RouteId,
     pub outcome: Result<Admitted, Denial>,
+    /// A lockout attempt to settle once the outcome is known (also after a denial).
+    pub reservation: Option<Reservation>,
 }
 
 /// Everything `evaluate` consults, built once from a validated config.
@@ -94,30 +109,66 @@ pub struct Pipeline {
     pub store_retry_after_secs: u32,
     /// Answer from recently seen sessions when the store fails (opt-in).
     pub serve_stale: bool,
+    pub limits: Arc<Limiter>,
 }
 
 impl Pipeline {
+    /// Whether the route this request goes to reads the body before deciding (a body-keyed
+    /// limit). Cheap; the proxy asks only when the request has a body.
+    pub fn body_needed(&self, facts: &RequestFacts<'_>) -> bool {
+        check_target(facts.target).is_ok_and(|p| {
+            self.routes
+                .find(facts.method, p.path, p.has_escapes)
+                .route
+                .policy
+                .needs_body
+        })
+    }
+
     /// Decides one request.
     pub async fn evaluate(&self, facts: &RequestFacts<'_>) -> Verdict {
         // 1. client IP
         let client_ip = self.client_ip.resolve(facts.peer, facts.headers);
+        let refuse = |route, d| Verdict {
+            client_ip,
+            route,
+            outcome: Err(d),
+            reservation: None,
+        };
         // 2. path + route
         let checked = match check_target(facts.target) {
             Ok(p) => p,
-            Err(e) => {
-                return Verdict {
-                    client_ip,
-                    route: RouteId::Unrouted,
-                    outcome: Err(Denial::BadRequest(BadRequest::Path(e))),
-                };
-            }
+            Err(e) => return refuse(RouteId::Unrouted, Denial::BadRequest(BadRequest::Path(e))),
         };
         let matched = self
             .routes
             .find(facts.method, checked.path, checked.has_escapes);
         let route = matched.index.map_or(RouteId::Default, RouteId::Index);
         let policy = &matched.route.policy;
-        // 3–5. credential, session, access
+        let body = facts
+            .body
+            .filter(|_| policy.needs_body)
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+        let param = |name: &str| {
+            matched
+                .route
+                .pattern
+                .as_ref()
+                .and_then(|p| p.param(&matched.match_path, name))
+        };
+        let mut keys = KeyFacts {
+            client_ip,
+            user: None,
+            session: None,
+            param: &param,
+            body: body.as_ref(),
+        };
+        // 3. pre-auth limits and lockout
+        let mut passed = match stage::pre_auth(&self.limits, policy, &keys).await {
+            Ok(p) => p,
+            Err(d) => return refuse(route, d),
+        };
+        // 4–6. credential, session, access
         let outcome = match policy.auth {
             AuthMode::Internal => self.internal(facts, client_ip),
             AuthMode::Required => self.user(facts, policy).await,
@@ -128,7 +179,20 @@ impl Pipeline {
                 ok => ok,
             },
         };
-        // 6. identity
+        // 7. per-user limits
+        let outcome = match outcome {
+            Ok(identity) => {
+                if let Identity::User(s) = &identity {
+                    keys.user = Some(&s.record.user_id);
+                    keys.session = Some(&s.sid.0);
+                }
+                stage::per_user(&self.limits, policy, &keys, &mut passed)
+                    .await
+                    .map(|()| identity)
+            }
+            Err(d) => Err(d),
+        };
+        // 8. identity
         Verdict {
             client_ip,
             route,
@@ -136,7 +200,9 @@ impl Pipeline {
                 identity,
                 pass_cookies: policy.pass_cookies,
                 role: policy.role,
+                limit_headers: passed.headers,
             }),
+            reservation: passed.reservation,
         }
     }
 

@@ -24,6 +24,9 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         pass_cookies: false,
         role: None,
+        buckets: vec![],
+        lockout: None,
+        needs_body: false,
     }
 }
 
@@ -109,6 +112,9 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
         cookie_name: "fluxer_session".into(),
         store_retry_after_secs: 1,
         serve_stale: false,
+        limits: Arc::new(crate::policy::ratelimit::Limiter::none(
+            crate::clock::system(),
+        )),
     };
     (p, store)
 }
@@ -132,6 +138,7 @@ async fn run_from(
         target: target.as_bytes(),
         headers: &h,
         peer: peer.parse().unwrap(),
+        body: None,
     })
     .await
 }

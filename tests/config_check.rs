@@ -60,8 +60,9 @@ fn the_example_config_explains_every_key() {
         let explained = example.lines().any(|l| {
             l.trim_start().starts_with('#') && l.split_whitespace().nth(1) == Some(k.as_str())
         });
-        let inline_or_header =
-            example.contains(&format!("{{ {k} = ")) || example.contains(&format!("[[{k}]]"));
+        let inline_or_header = example.contains(&format!("{{ {k} = "))
+            || example.contains(&format!("[[{k}]]"))
+            || example.contains(&format!(".{k}]]"));
         if !(set || explained || inline_or_header) {
             missing.push(k.clone());
         }

@@ -18,6 +18,7 @@ pub struct FileConfig {
     pub sudo: SudoFile,
     pub cookies: CookiesFile,
     pub internal_secrets: Vec<InternalSecretFile>,
+    pub rate_limits: RateLimitsFile,
     pub routing: RoutingFile,
     #[serde(rename = "route")]
     pub routes: Vec<RouteFile>,
@@ -171,6 +172,84 @@ impl Default for RedisFile {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
+pub struct RateLimitsFile {
+    pub backend: String,
+    pub on_error: String,
+    pub lockout_on_error: String,
+    pub max_local_keys: usize,
+    pub headers_on_success: bool,
+    pub global_limit: i64,
+    pub global_window: Dur,
+    #[serde(rename = "bucket")]
+    pub buckets: Vec<BucketFile>,
+    #[serde(rename = "lockout")]
+    pub lockouts: Vec<LockoutFile>,
+}
+
+impl Default for RateLimitsFile {
+    fn default() -> Self {
+        RateLimitsFile {
+            backend: "local".into(),
+            on_error: "local".into(),
+            lockout_on_error: "deny".into(),
+            max_local_keys: 1_000_000,
+            headers_on_success: false,
+            global_limit: 50,
+            global_window: Dur::from_secs(1),
+            buckets: Vec::new(),
+            lockouts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BucketFile {
+    pub name: String,
+    pub limit: i64,
+    pub window: Dur,
+    pub key: String,
+    pub scope: String,
+}
+
+impl Default for BucketFile {
+    fn default() -> Self {
+        BucketFile {
+            name: String::new(),
+            limit: 0,
+            window: Dur::from_secs(0),
+            key: "ip".into(),
+            scope: "user".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LockoutFile {
+    pub name: String,
+    pub key: String,
+    pub statuses: Vec<u16>,
+    pub max_failures: i64,
+    pub find_time: Dur,
+    pub ban_time: Dur,
+}
+
+impl Default for LockoutFile {
+    fn default() -> Self {
+        LockoutFile {
+            name: String::new(),
+            key: "ip".into(),
+            statuses: vec![400, 401, 403],
+            max_failures: 5,
+            find_time: Dur::from_secs(900),
+            ban_time: Dur::from_secs(900),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct CookiesFile {
     pub secure: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -261,6 +340,10 @@ pub struct RouteFile {
     pub pass_cookies: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lockout: Option<String>,
 }
 
 impl Default for RouteFile {
@@ -274,6 +357,8 @@ impl Default for RouteFile {
             scopes: Vec::new(),
             pass_cookies: false,
             role: None,
+            rate_limits: Vec::new(),
+            lockout: None,
         }
     }
 }

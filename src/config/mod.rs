@@ -4,6 +4,7 @@
 
 pub mod duration;
 pub mod file;
+mod limits;
 pub mod locate;
 mod routes;
 pub mod secret;
@@ -38,6 +39,8 @@ pub struct Config {
     pub cookies: crate::identity::CookiePolicy,
     pub secrets: InternalSecrets,
     pub routes: RouteTable,
+    /// `[rate_limits]`.
+    pub limits: limits::LimitsConfig,
     pub identity: HeaderNames,
     pub admin: AdminSettings,
     pub logging: LoggingSettings,

@@ -1,10 +1,12 @@
 //! Validation of `[routing]` and `[[route]]`: patterns, methods and each route's policy.
 
 use super::file::{FileConfig, RouteFile};
+use super::limits::LimitsConfig;
 use super::locate::KeyPath;
 use super::validate::{Errors, kinds, p};
 use crate::credential::Kind;
 use crate::policy::Role;
+use crate::policy::ratelimit::keys::KeySpec;
 use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
 use http::Method;
 
@@ -12,6 +14,8 @@ fn policy(
     r: &RouteFile,
     accept: KindSet,
     has_secrets: bool,
+    limits: &LimitsConfig,
+    pattern: Option<&Pattern>,
     path: &KeyPath,
     e: &mut Errors,
 ) -> Policy {
@@ -92,12 +96,58 @@ fn policy(
             "logout routes need auth = \"required\": there must be a session to revoke",
         );
     }
+    let mut needs_body = false;
+    let mut check_key = |k: &KeySpec, at: KeyPath, e: &mut Errors| {
+        needs_body |= k.needs_body();
+        if let KeySpec::Param(name) = k
+            && !pattern.is_some_and(|pt| pt.has_param(name))
+        {
+            e.at(
+                at,
+                format!(
+                    "is keyed by path parameter {name:?}, which this route's path does not have"
+                ),
+            );
+        }
+    };
+    let mut buckets = Vec::new();
+    for (i, name) in r.rate_limits.iter().enumerate() {
+        match limits.buckets.iter().find(|b| &b.name == name) {
+            Some(b) => {
+                check_key(&b.key, path.key("rate_limits").index(i), e);
+                buckets.push(b.id);
+            }
+            None => e.at(
+                path.key("rate_limits").index(i),
+                format!("no [[rate_limits.bucket]] is named {name:?}"),
+            ),
+        }
+    }
+    let lockout = match &r.lockout {
+        None => None,
+        Some(name) => match limits.lockouts.iter().find(|l| &l.name == name) {
+            Some(l) => {
+                check_key(&l.key, path.key("lockout"), e);
+                Some(l.id)
+            }
+            None => {
+                e.at(
+                    path.key("lockout"),
+                    format!("no [[rate_limits.lockout]] is named {name:?}"),
+                );
+                None
+            }
+        },
+    };
     Policy {
         auth,
         kinds,
         scopes: r.scopes.clone(),
         pass_cookies: r.pass_cookies,
         role,
+        buckets,
+        lockout,
+        needs_body,
     }
 }
 
@@ -105,6 +155,7 @@ pub(super) fn routes(
     f: &FileConfig,
     accept: KindSet,
     has_secrets: bool,
+    limits: &LimitsConfig,
     e: &mut Errors,
 ) -> Option<RouteTable> {
     let mut prefixes = Vec::new();
@@ -132,7 +183,7 @@ pub(super) fn routes(
             "the default policy takes no name, methods, path or role",
         );
     }
-    let default = policy(d, accept, has_secrets, &dpath, e);
+    let default = policy(d, accept, has_secrets, limits, None, &dpath, e);
     let mut out = Vec::new();
     for (i, r) in f.routes.iter().enumerate() {
         let path = p("route").index(i);
@@ -156,7 +207,7 @@ pub(super) fn routes(
                 ),
             }
         }
-        let pol = policy(r, accept, has_secrets, &path, e);
+        let pol = policy(r, accept, has_secrets, limits, pattern.as_ref(), &path, e);
         if let Some(pattern) = pattern {
             let name = r.name.clone().unwrap_or_else(|| {
                 let m: Vec<&str> = r.methods.iter().map(String::as_str).collect();

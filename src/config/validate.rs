@@ -42,7 +42,9 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let client_ip = client_ip(&file, &mut e);
     let accept = kinds(&file.credentials.accept, p("credentials.accept"), &mut e);
     let sessions = super::stores::sessions(&file, &mut e);
-    let uses_redis = matches!(sessions.store, super::StoreSettings::Redis { .. });
+    let limits = super::limits::limits(&file, &mut e);
+    let uses_redis =
+        matches!(sessions.store, super::StoreSettings::Redis { .. }) || limits.on_redis;
     let redis = if uses_redis {
         super::stores::redis(&file, &mut e)
     } else {
@@ -50,7 +52,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     };
     let cookies = super::stores::cookies(&file, &mut e);
     let secrets = secrets(&file, &mut e);
-    let routes = super::routes::routes(&file, accept, !secrets.secrets.is_empty(), &mut e);
+    let routes = super::routes::routes(&file, accept, !secrets.secrets.is_empty(), &limits, &mut e);
     let identity = identity(&file, &mut e);
     let admin = admin(&file, &mut e);
     let logging = logging(&file, &mut e);
@@ -75,6 +77,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         client_ip,
         sessions,
         redis,
+        limits,
         accept,
         cookies,
         secrets,

@@ -4,6 +4,7 @@
 
 pub mod internal;
 pub mod logout;
+pub mod ratelimit;
 pub mod routes;
 
 pub use internal::{InternalSecret, InternalSecrets};

@@ -58,6 +58,12 @@ pub struct Policy {
     pub pass_cookies: bool,
     /// A logout route: revoke after the upstream accepts.
     pub role: Option<super::logout::Role>,
+    /// Rate-limit buckets (indexes into the limiter's buckets), in order.
+    pub buckets: Vec<u32>,
+    /// A brute-force lockout (index into the limiter's lockouts).
+    pub lockout: Option<u32>,
+    /// A bucket or the lockout is keyed by a JSON body field, so the body is read first.
+    pub needs_body: bool,
 }
 
 /// One path segment of a pattern.
@@ -130,6 +136,13 @@ impl Pattern {
 
     pub fn as_str(&self) -> &str {
         &self.source
+    }
+
+    /// Whether the pattern has a `:name` parameter.
+    pub fn has_param(&self, name: &str) -> bool {
+        self.segs
+            .iter()
+            .any(|s| matches!(s, Seg::Param(n) if n == name))
     }
 
     /// Whether `path` (checked, decoded for matching, without query) matches.
@@ -296,6 +309,9 @@ mod tests {
             scopes: vec![],
             pass_cookies: false,
             role: None,
+            buckets: vec![],
+            lockout: None,
+            needs_body: false,
         }
     }
 

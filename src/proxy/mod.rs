@@ -2,6 +2,7 @@
 //! writes denials, picks the upstream, edits the forwarded headers, maps proxy failures to the
 //! contract's JSON, and counts and logs every request once.
 
+mod body;
 mod edit;
 mod logout;
 mod respond;
@@ -83,6 +84,10 @@ pub struct RequestCtx {
     failure: Option<Denial>,
     /// The logout body being captured, on `logout_all` routes.
     capture: logout::Capture,
+    /// The body was read before deciding (a body-keyed limit): `Expect` is not forwarded.
+    body_preread: bool,
+    /// The upstream's response status, once it answered.
+    upstream_status: Option<u16>,
 }
 
 fn peer_ip(session: &Session) -> IpAddr {
@@ -104,18 +109,22 @@ impl ProxyHttp for FluxgateProxy {
             request_id: None,
             failure: None,
             capture: logout::Capture::Off,
+            body_preread: false,
+            upstream_status: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let peer = peer_ip(session);
+        ctx.request_id = Some(identity::request_id(&session.req_header().headers));
+        let body = body::preread(self, session, ctx, peer).await?;
         let req = session.req_header();
-        ctx.request_id = Some(identity::request_id(&req.headers));
         let facts = RequestFacts {
             method: &req.method,
             target: req.raw_path(),
             headers: &req.headers,
             peer,
+            body: body.as_deref(),
         };
         let verdict = guarded(self.pipeline.evaluate(&facts), peer, &self.metrics).await;
         let denied = verdict.outcome.as_ref().err().cloned();
@@ -192,6 +201,10 @@ impl ProxyHttp for FluxgateProxy {
             if let Some(id) = &ctx.request_id {
                 h.0.insert_header("x-request-id", id.clone()).ok();
             }
+            if ctx.body_preread {
+                // fluxgate already read the body (and said 100 Continue when asked).
+                h.0.remove_header("expect");
+            }
         }));
         if edited.is_err() {
             self.metrics.panics.fetch_add(1, Ordering::Relaxed);
@@ -217,7 +230,15 @@ impl ProxyHttp for FluxgateProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_status = Some(resp.status.as_u16());
         logout::on_response(self, resp, ctx).await;
+        if let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict
+            && let Some(h) = &a.limit_headers
+        {
+            for (k, v) in h.headers() {
+                resp.insert_header(k, v)?;
+            }
+        }
         if let Some(id) = &ctx.request_id {
             resp.insert_header("x-request-id", id.clone())?;
         }
@@ -276,6 +297,7 @@ impl ProxyHttp for FluxgateProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        body::settle_lockout(self, ctx).await;
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -332,6 +354,7 @@ async fn guarded(
                 client_ip: peer,
                 route: RouteId::Unrouted,
                 outcome: Err(Denial::Internal),
+                reservation: None,
             }
         }
     }
@@ -367,7 +390,9 @@ mod tests {
                         identity: Identity::Anonymous,
                         pass_cookies: false,
                         role: None,
+                        limit_headers: None,
                     }),
+                    reservation: None,
                 }
             },
             peer,

@@ -1,0 +1,164 @@
+//! Memory bounds, measured as resident set size (RSS) growth of this process:
+//! - the local rate limiter holding a million distinct keys (target ≤ 200 MB);
+//! - the session cache holding a million sessions (target ≤ 300 MB).
+//!
+//! Run: `cargo bench --bench memory`. Under `cargo test` it runs a 10,000-key smoke instead.
+
+use fluxgate::clock;
+use fluxgate::credential::{Kind, Sid};
+use fluxgate::metrics::Metrics;
+use fluxgate::policy::ratelimit::gcra::Rate;
+use fluxgate::policy::ratelimit::keys::{KeySpec, KeyValue};
+use fluxgate::policy::ratelimit::{Backend, BucketDef, Limiter, LimiterSettings, Scope, name_hash};
+use fluxgate::session::{CacheSettings, SessionCache, SessionRecord, SessionStore, StoreError};
+use futures_util::FutureExt;
+use std::sync::Arc;
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn mb(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn limiter_keys(n: u32) -> f64 {
+    let b = BucketDef {
+        name: "flood".into(),
+        id: 0,
+        rate: Rate {
+            limit: 10,
+            window_ms: 60_000,
+        },
+        key: KeySpec::Ip,
+        scope: Scope::User,
+        name_hash: name_hash("flood"),
+    };
+    let l = Limiter::new(
+        vec![b.clone()],
+        vec![],
+        None,
+        Backend::Local,
+        LimiterSettings {
+            max_local_keys: 1_000_000,
+            headers_on_success: false,
+            buckets_fall_back_local: true,
+            lockouts_fall_back_local: false,
+        },
+        clock::system(),
+    );
+    let before = rss_bytes();
+    for i in 0..n {
+        let k = KeyValue {
+            tag: b'i',
+            bytes: i.to_be_bytes().to_vec(),
+        };
+        l.check(&b, &k).now_or_never().unwrap().unwrap();
+    }
+    let grew = rss_bytes().saturating_sub(before);
+    println!(
+        "limiter: {n} distinct keys, {} tracked individually, RSS +{:.1} MB",
+        l.local_table().len(),
+        mb(grew)
+    );
+    mb(grew)
+}
+
+/// Records generated on demand: the bench measures the cache, not a store.
+struct Generated {
+    now: i64,
+}
+
+#[async_trait::async_trait]
+impl SessionStore for Generated {
+    fn name(&self) -> &'static str {
+        "generated"
+    }
+    async fn get(&self, _: &Sid) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(Some(SessionRecord {
+            v: 1,
+            user_id: format!(
+                "{}",
+                100_000_000_000_000_000u64 + fastrand::u64(..1_000_000_000)
+            ),
+            kind: Kind::Session,
+            created_at: self.now,
+            expires_at: Some(self.now + 86_400),
+            scopes: vec![],
+            client_ip: Some("198.51.100.7".into()),
+            has_mfa: Some(true),
+            flags: None,
+        }))
+    }
+    async fn create(&self, _: &Sid, _: &SessionRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn revoke(&self, _: &Sid) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+    async fn list_user(&self, _: &str) -> Result<Vec<(Sid, SessionRecord)>, StoreError> {
+        Ok(vec![])
+    }
+    async fn revoke_user(&self, _: &str) -> Result<Vec<Sid>, StoreError> {
+        Ok(vec![])
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn cached_sessions(n: u32) -> f64 {
+    let clock = clock::system();
+    let store = Arc::new(Generated {
+        now: clock.now_secs(),
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = SessionCache::new(
+        store,
+        clock,
+        Arc::new(Metrics::default()),
+        CacheSettings {
+            ttl_ms: 3_600_000,
+            negative_ttl_ms: 2_000,
+            capacity: n as u64 + 1,
+            stale_grace_ms: None,
+        },
+    );
+    let before = rss_bytes();
+    rt.block_on(async {
+        for i in 0..n {
+            let sid = Sid::of(&format!("flx_{i:036}"));
+            assert!(cache.resolve(&sid).await.unwrap().is_some());
+        }
+    });
+    let held = rt.block_on(cache.entry_count());
+    let grew = rss_bytes().saturating_sub(before);
+    println!(
+        "session cache: {held} sessions cached, RSS +{:.1} MB",
+        mb(grew)
+    );
+    mb(grew)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let n = if full { 1_000_000 } else { 10_000 };
+    let l = limiter_keys(n);
+    let s = cached_sessions(n);
+    if full {
+        println!(
+            "targets: limiter ≤ 200 MB ({}), session cache ≤ 300 MB ({})",
+            if l <= 200.0 { "met" } else { "MISSED" },
+            if s <= 300.0 { "met" } else { "MISSED" }
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! What a bucket counts by: the client IP (IPv6 by /64), the user, the session, a path
+//! parameter, or a field of a small JSON body (trimmed and lower-cased, so `Bob@Example.com `
+//! and `bob@example.com` share a bucket). A key that cannot be derived falls back to the IP,
+//! never to "no limit".
+
+use std::net::IpAddr;
+
+/// How a bucket or lockout derives its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySpec {
+    Ip,
+    User,
+    Session,
+    UserOrIp,
+    Param(String),
+    Body(String),
+}
+
+impl KeySpec {
+    /// Parses `ip`, `user`, `session`, `user_or_ip`, `param:<name>` or `body:<field>`.
+    pub fn parse(s: &str) -> Result<KeySpec, String> {
+        let bad_name =
+            |n: &str| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        match s {
+            "ip" => Ok(KeySpec::Ip),
+            "user" => Ok(KeySpec::User),
+            "session" => Ok(KeySpec::Session),
+            "user_or_ip" => Ok(KeySpec::UserOrIp),
+            _ => {
+                if let Some(p) = s.strip_prefix("param:") {
+                    return if bad_name(p) {
+                        Err(format!(
+                            "{s:?}: parameter name must be letters, digits or '_'"
+                        ))
+                    } else {
+                        Ok(KeySpec::Param(p.into()))
+                    };
+                }
+                if let Some(f) = s.strip_prefix("body:") {
+                    return if bad_name(f) {
+                        Err(format!("{s:?}: body field must be letters, digits or '_'"))
+                    } else {
+                        Ok(KeySpec::Body(f.into()))
+                    };
+                }
+                Err(format!(
+                    "unknown key {s:?}; use ip, user, session, user_or_ip, param:<name> or body:<field>"
+                ))
+            }
+        }
+    }
+
+    /// Whether the key is known before the session is resolved (so the check can shield the
+    /// store).
+    pub fn pre_auth(&self) -> bool {
+        matches!(self, KeySpec::Ip | KeySpec::Param(_) | KeySpec::Body(_))
+    }
+
+    pub fn needs_body(&self) -> bool {
+        matches!(self, KeySpec::Body(_))
+    }
+}
+
+/// What the key is derived from.
+pub struct KeyFacts<'a> {
+    pub client_ip: IpAddr,
+    pub user: Option<&'a str>,
+    pub session: Option<&'a [u8]>,
+    pub param: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
+    pub body: Option<&'a serde_json::Value>,
+}
+
+/// A derived key: its kind tag and bytes (hashed by the backends, never stored raw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub tag: u8,
+    pub bytes: Vec<u8>,
+}
+
+impl KeyValue {
+    fn ip(ip: IpAddr) -> KeyValue {
+        // SECURITY: an IPv6 client controls a whole /64; keying on the full address would let
+        // it rotate through 2^64 fresh buckets.
+        let bytes = match ip.to_canonical() {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets()[..8].to_vec(),
+        };
+        KeyValue { tag: b'i', bytes }
+    }
+}
+
+/// Derives the key for `spec`; falls back to the client IP when the source is missing.
+pub fn derive(spec: &KeySpec, f: &KeyFacts<'_>) -> KeyValue {
+    let found = match spec {
+        KeySpec::Ip => None,
+        KeySpec::User | KeySpec::UserOrIp => f.user.map(|u| (b'u', u.as_bytes().to_vec())),
+        KeySpec::Session => f.session.map(|s| (b's', s.to_vec())),
+        KeySpec::Param(name) => (f.param)(name).map(|v| (b'p', v.as_bytes().to_vec())),
+        KeySpec::Body(field) => f
+            .body
+            .and_then(|b| b.get(field))
+            .and_then(|v| v.as_str())
+            .map(|v| v.trim().to_lowercase())
+            .filter(|v| !v.is_empty() && v.len() <= 512)
+            .map(|v| (b'b', v.into_bytes())),
+    };
+    match found {
+        Some((tag, bytes)) => KeyValue { tag, bytes },
+        None => KeyValue::ip(f.client_ip),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(body: Option<&'a serde_json::Value>, user: Option<&'a str>) -> KeyFacts<'a> {
+        KeyFacts {
+            client_ip: "2001:db8:1:2:3:4:5:6".parse().unwrap(),
+            user,
+            session: None,
+            param: &|n| (n == "code").then_some("abc"),
+            body,
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a = derive(&KeySpec::Ip, &facts(None, None));
+        let mut f = facts(None, None);
+        f.client_ip = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert_eq!(a, derive(&KeySpec::Ip, &f));
+        f.client_ip = "2001:db8:1:3::1".parse().unwrap();
+        assert_ne!(a, derive(&KeySpec::Ip, &f));
+        f.client_ip = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(derive(&KeySpec::Ip, &f).bytes, vec![192, 0, 2, 1]);
+    }
+
+    #[test]
+    fn email_case_variants_share_one_key() {
+        let a = serde_json::json!({"email": "  Bob@Example.COM "});
+        let b = serde_json::json!({"email": "bob@example.com"});
+        let spec = KeySpec::Body("email".into());
+        assert_eq!(
+            derive(&spec, &facts(Some(&a), None)),
+            derive(&spec, &facts(Some(&b), None))
+        );
+    }
+
+    #[test]
+    fn missing_or_malformed_sources_fall_back_to_the_ip_never_to_no_limit() {
+        let ip = derive(&KeySpec::Ip, &facts(None, None));
+        let spec = KeySpec::Body("email".into());
+        for body in [
+            serde_json::json!({}),
+            serde_json::json!({"email": 5}),
+            serde_json::json!({"email": "  "}),
+        ] {
+            assert_eq!(derive(&spec, &facts(Some(&body), None)), ip);
+        }
+        assert_eq!(derive(&spec, &facts(None, None)), ip);
+        assert_eq!(derive(&KeySpec::User, &facts(None, None)), ip);
+        assert_eq!(
+            derive(&KeySpec::Param("nope".into()), &facts(None, None)),
+            ip
+        );
+        assert_ne!(derive(&KeySpec::UserOrIp, &facts(None, Some("42"))), ip);
+        assert_ne!(
+            derive(&KeySpec::Param("code".into()), &facts(None, None)),
+            ip
+        );
+    }
+
+    #[test]
+    fn key_specs_parse_and_refuse_typos() {
+        assert_eq!(
+            KeySpec::parse("body:email").unwrap(),
+            KeySpec::Body("email".into())
+        );
+        assert_eq!(
+            KeySpec::parse("param:guild_id").unwrap(),
+            KeySpec::Param("guild_id".into())
+        );
+        assert!(KeySpec::parse("ipp").is_err());
+        assert!(KeySpec::parse("body:").is_err());
+        assert!(KeySpec::parse("body:a.b").is_err());
+    }
+}
