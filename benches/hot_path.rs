@@ -127,6 +127,9 @@ fn setup() -> Setup {
             store_retry_after_secs: 1,
             serve_stale: false,
             limits: Arc::new(fluxgate::policy::ratelimit::Limiter::none(clock::system())),
+            sudo: None,
+            origins: fluxgate::policy::csrf::OriginPolicy::default(),
+            clock: clock::system(),
         },
         _dir: dir,
     }
@@ -224,6 +227,24 @@ fn benches(c: &mut Criterion) {
             },
             BatchSize::SmallInput,
         )
+    });
+
+    let sudo = fluxgate::policy::sudo::Sudo::new(fluxgate::policy::sudo::SudoSettings {
+        secret: b"sudo-shared-secret-0123456789".to_vec(),
+        lifetime_secs: 900,
+        leeway_secs: 1,
+        bind_to_session: true,
+        forward_upstream_token: false,
+        cookie_name: "fluxer_sudo_mode".into(),
+    })
+    .unwrap();
+    let now = clock::system().now_secs();
+    let (proof, _) = sudo.grant("123456789012345678", &sid, now);
+    c.bench_function("sudo/verify", |b| {
+        b.iter(|| {
+            sudo.verify(black_box(&proof), "123456789012345678", Some(&sid), now)
+                .unwrap()
+        })
     });
 
     c.bench_function("pipeline/cached_cookie_session", |b| {

@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::policy::ratelimit::redis::RedisLimiter;
 use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
+use crate::policy::sudo::Sudo;
 use crate::proxy::{FluxgateProxy, UpstreamPool};
 use crate::redis_client::Connections;
 use crate::session::embedded::EmbeddedStore;
@@ -160,6 +161,10 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         cfg.limits.settings,
         clock.clone(),
     );
+    let sudo = match cfg.sudo {
+        Some(s) => Some(Arc::new(Sudo::new(s).map_err(StartupError::Store)?)),
+        None => None,
+    };
     let pipeline = Arc::new(Pipeline {
         routes: cfg.routes,
         client_ip: cfg.client_ip,
@@ -170,6 +175,9 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         store_retry_after_secs: cfg.sessions.store_retry_after_secs,
         serve_stale: cfg.sessions.serve_stale,
         limits: Arc::new(limiter),
+        sudo: sudo.clone(),
+        origins: cfg.origins,
+        clock: clock.clone(),
     });
     let upstream = UpstreamPool {
         addresses: cfg.upstream.addresses.clone(),
@@ -217,6 +225,7 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
             sessions,
             metrics,
             secret: cfg.admin.secret.clone(),
+            sudo,
             clock,
         }),
         backend,

@@ -90,6 +90,12 @@ pub enum SessionAction {
         #[arg(long)]
         user_id: String,
     },
+    /// Grant sudo mode to a session whose re-authentication was verified elsewhere; prints a
+    /// token for the fluxer_sudo_mode cookie or X-Fluxer-Sudo-Mode-JWT header.
+    Sudo {
+        #[arg(long)]
+        sid: String,
+    },
     /// Revoke one session (--sid) or all of a user's (--user-id).
     Revoke {
         #[arg(long, conflicts_with = "user_id", required_unless_present = "user_id")]
@@ -204,6 +210,7 @@ fn sessions(args: SessionsArgs) -> i32 {
                 "client_ip": client_ip, "app_id": app_id,
             })),
         ),
+        SessionAction::Sudo { sid } => (Method::POST, format!("/v1/sessions/{sid}/sudo"), None),
         SessionAction::List { user_id } => {
             (Method::GET, format!("/v1/users/{user_id}/sessions"), None)
         }

@@ -113,6 +113,10 @@ pub enum Denial {
     AccessDenied,
     /// 403: an OAuth2 token lacks a scope the route requires.
     MissingOauthScope { required_scope: String },
+    /// 403: the route needs sudo mode and no valid proof came with the request.
+    SudoModeRequired { has_mfa: Option<bool> },
+    /// 403: a cookie-authenticated state change from an origin that is not allowed.
+    InvalidApiOrigin,
     /// 429: a rate limit or lockout.
     RateLimited(RateLimited),
     /// 503: the session store could not be asked; fail closed.
@@ -150,7 +154,10 @@ impl Denial {
         match self {
             Denial::BadRequest(_) => StatusCode::BAD_REQUEST,
             Denial::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Denial::AccessDenied | Denial::MissingOauthScope { .. } => StatusCode::FORBIDDEN,
+            Denial::AccessDenied
+            | Denial::MissingOauthScope { .. }
+            | Denial::SudoModeRequired { .. }
+            | Denial::InvalidApiOrigin => StatusCode::FORBIDDEN,
             Denial::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Denial::StoreUnavailable { .. } | Denial::LimiterUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -168,6 +175,8 @@ impl Denial {
             Denial::Unauthorized(_) => "UNAUTHORIZED",
             Denial::AccessDenied => "ACCESS_DENIED",
             Denial::MissingOauthScope { .. } => "MISSING_OAUTH_SCOPE",
+            Denial::SudoModeRequired { .. } => "SUDO_MODE_REQUIRED",
+            Denial::InvalidApiOrigin => "INVALID_API_ORIGIN",
             Denial::RateLimited(_) => "RATE_LIMITED",
             Denial::StoreUnavailable { .. } | Denial::LimiterUnavailable => "SERVICE_UNAVAILABLE",
             Denial::BadGateway => "BAD_GATEWAY",
@@ -184,6 +193,8 @@ impl Denial {
             Denial::Unauthorized(u) => u.reason(),
             Denial::AccessDenied => "kind_not_accepted",
             Denial::MissingOauthScope { .. } => "missing_scope",
+            Denial::SudoModeRequired { .. } => "sudo_required",
+            Denial::InvalidApiOrigin => "invalid_origin",
             Denial::RateLimited(r) if r.global => "global_rate_limited",
             Denial::RateLimited(r) if r.lockout => "locked_out",
             Denial::RateLimited(_) => "rate_limited",
@@ -202,6 +213,8 @@ impl Denial {
             Denial::Unauthorized(_) => "Unauthorized",
             Denial::AccessDenied => "This credential type cannot access this resource.",
             Denial::MissingOauthScope { .. } => "Missing required OAuth2 scope.",
+            Denial::SudoModeRequired { .. } => "Sudo mode required.",
+            Denial::InvalidApiOrigin => "Invalid API origin.",
             Denial::RateLimited(_) => "You are being rate limited.",
             Denial::StoreUnavailable { .. } | Denial::LimiterUnavailable => {
                 "Service temporarily unavailable. Retry later."
@@ -231,6 +244,11 @@ impl Denial {
             Denial::MissingOauthScope { required_scope } => {
                 body.insert("required_scope".into(), json!(required_scope));
             }
+            Denial::SudoModeRequired { has_mfa } => {
+                if let Some(m) = has_mfa {
+                    body.insert("has_mfa".into(), json!(m));
+                }
+            }
             Denial::StoreUnavailable { retry_after_secs } => {
                 headers.push(("retry-after", HeaderValue::from(*retry_after_secs)));
             }
@@ -255,6 +273,7 @@ impl Denial {
                 }
             }
             Denial::BadRequest(_)
+            | Denial::InvalidApiOrigin
             | Denial::AccessDenied
             | Denial::BadGateway
             | Denial::GatewayTimeout

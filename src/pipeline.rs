@@ -15,19 +15,25 @@
 //! 4. credential — read in the contract's order (§1); a malformed credential is refused, never
 //!    skipped in favour of the next source.
 //! 5. session — cache, then store; a store failure refuses the request (fail closed).
-//! 6. access — the route's accepted kinds and OAuth2 scopes.
-//! 7. per-user limits — the global per-user bucket, then user-keyed buckets: they need to know
+//! 6. access — the route's accepted kinds and OAuth2 scopes; the origin of cookie-authenticated
+//!    state changes.
+//! 7. sudo — a valid proof of recent re-authentication, bound to this user (and session),
+//!    required on sensitive routes and reported on all.
+//! 8. per-user limits — the global per-user bucket, then user-keyed buckets: they need to know
 //!    who the caller is.
-//! 8. identity — what the upstream will be told, computed once.
+//! 9. identity — what the upstream will be told, computed once.
 
+use crate::clock::SharedClock;
 use crate::credential::{self, Extracted, Kind, Sid};
 use crate::denial::BucketHeaders;
 use crate::denial::{BadRequest, Denial, Unauthenticated};
 use crate::net::client_ip::ClientIpResolver;
 use crate::net::path::check_target;
+use crate::policy::csrf::{OriginPolicy, is_unsafe};
 use crate::policy::internal::SecretRefusal;
 use crate::policy::ratelimit::keys::KeyFacts;
 use crate::policy::ratelimit::{Limiter, Reservation, stage};
+use crate::policy::sudo::Sudo;
 use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, Role, RouteTable};
 use crate::session::{Session, SessionCache, StoreError};
 use http::{HeaderMap, Method};
@@ -75,6 +81,8 @@ pub struct Admitted {
     pub role: Option<Role>,
     /// `X-RateLimit-*` for the successful response (when configured).
     pub limit_headers: Option<BucketHeaders>,
+    /// Until when (Unix seconds) a valid sudo proof that came with the request holds.
+    pub sudo_until: Option<i64>,
 }
 
 /// Which route decided.
@@ -110,6 +118,11 @@ pub struct Pipeline {
     /// Answer from recently seen sessions when the store fails (opt-in).
     pub serve_stale: bool,
     pub limits: Arc<Limiter>,
+    /// Sudo mode, when `[sudo]` has a secret.
+    pub sudo: Option<Arc<Sudo>>,
+    /// Origins allowed to make cookie-authenticated state changes.
+    pub origins: OriginPolicy,
+    pub clock: SharedClock,
 }
 
 impl Pipeline {
@@ -179,7 +192,23 @@ impl Pipeline {
                 ok => ok,
             },
         };
-        // 7. per-user limits
+        // 7. sudo
+        let mut sudo_until = None;
+        let outcome = match outcome {
+            Ok(Identity::User(s)) => {
+                sudo_until = self.sudo_until(facts, &s);
+                // SECURITY: sensitive routes need a fresh re-authentication proof.
+                if policy.sudo && sudo_until.is_none() {
+                    Err(Denial::SudoModeRequired {
+                        has_mfa: s.record.has_mfa,
+                    })
+                } else {
+                    Ok(Identity::User(s))
+                }
+            }
+            other => other,
+        };
+        // 8. per-user limits
         let outcome = match outcome {
             Ok(identity) => {
                 if let Identity::User(s) = &identity {
@@ -192,7 +221,7 @@ impl Pipeline {
             }
             Err(d) => Err(d),
         };
-        // 8. identity
+        // 9. identity
         Verdict {
             client_ip,
             route,
@@ -201,9 +230,23 @@ impl Pipeline {
                 pass_cookies: policy.pass_cookies,
                 role: policy.role,
                 limit_headers: passed.headers,
+                sudo_until,
             }),
             reservation: passed.reservation,
         }
+    }
+
+    /// The expiry of a valid sudo proof presented with the request, if any.
+    fn sudo_until(&self, facts: &RequestFacts<'_>, s: &Session) -> Option<i64> {
+        let sudo = self.sudo.as_ref()?;
+        let token = sudo.presented(facts.headers).ok()??;
+        sudo.verify(
+            token,
+            &s.record.user_id,
+            Some(&s.sid),
+            self.clock.now_secs(),
+        )
+        .ok()
     }
 
     fn internal(&self, facts: &RequestFacts<'_>, client_ip: IpAddr) -> Result<Identity, Denial> {
@@ -226,7 +269,19 @@ impl Pipeline {
     }
 
     async fn user(&self, facts: &RequestFacts<'_>, policy: &Policy) -> Result<Identity, Denial> {
-        let session = self.authenticate(facts).await?;
+        // Sensitive routes never answer from stale data.
+        let allow_stale = self.serve_stale && !policy.sudo;
+        let (session, from_cookie) = self.authenticate(facts, allow_stale).await?;
+        // SECURITY: a cookie rides along with any request the browser makes, so a state change
+        // it authenticates must come from an allowed origin (CSRF). Header credentials are not
+        // ambient and are exempt.
+        if from_cookie
+            && policy.csrf
+            && is_unsafe(facts.method)
+            && !self.origins.permits(facts.headers)
+        {
+            return Err(Denial::InvalidApiOrigin);
+        }
         // SECURITY: a valid credential of a kind the route does not accept is refused, so an
         // OAuth2 token cannot reach session-only routes (and so on).
         if !policy.kinds.contains(session.record.kind) {
@@ -244,7 +299,12 @@ impl Pipeline {
         Ok(Identity::User(session))
     }
 
-    async fn authenticate(&self, facts: &RequestFacts<'_>) -> Result<Arc<Session>, Denial> {
+    /// The session a request authenticates as, and whether it came from the cookie.
+    async fn authenticate(
+        &self,
+        facts: &RequestFacts<'_>,
+        allow_stale: bool,
+    ) -> Result<(Arc<Session>, bool), Denial> {
         let unauth = |u| Denial::Unauthorized(u);
         match credential::extract(facts.headers, &self.cookie_name) {
             Extracted::Absent => Err(unauth(Unauthenticated::Missing)),
@@ -254,7 +314,7 @@ impl Pipeline {
                     return Err(unauth(Unauthenticated::KindDisabled));
                 }
                 let session = self
-                    .resolve(&Sid::of(token))
+                    .resolve(&Sid::of(token), allow_stale)
                     .await?
                     .ok_or(unauth(Unauthenticated::UnknownSession))?;
                 // SECURITY: a token is only good as the kind it was issued as; an OAuth2 sid
@@ -262,7 +322,7 @@ impl Pipeline {
                 if session.record.kind != kind {
                     return Err(unauth(Unauthenticated::KindMismatch));
                 }
-                Ok(session)
+                Ok((session, false))
             }
             Extracted::Cookies(candidates) => {
                 if !self.accept.contains(Kind::Session) {
@@ -273,7 +333,7 @@ impl Pipeline {
                 let mut valid: Option<Arc<Session>> = None;
                 let mut count = 0;
                 for token in candidates.as_slice() {
-                    if let Some(s) = self.resolve(&Sid::of(token)).await?
+                    if let Some(s) = self.resolve(&Sid::of(token), allow_stale).await?
                         && s.record.kind == Kind::Session
                     {
                         count += 1;
@@ -281,7 +341,7 @@ impl Pipeline {
                     }
                 }
                 match (count, valid) {
-                    (1, Some(s)) => Ok(s),
+                    (1, Some(s)) => Ok((s, true)),
                     _ if candidates.as_slice().len() > 1 => {
                         Err(unauth(Unauthenticated::AmbiguousCookies))
                     }
@@ -291,15 +351,13 @@ impl Pipeline {
         }
     }
 
-    async fn resolve(&self, sid: &Sid) -> Result<Option<Arc<Session>>, Denial> {
+    async fn resolve(&self, sid: &Sid, allow_stale: bool) -> Result<Option<Arc<Session>>, Denial> {
         let e: StoreError = match self.sessions.resolve(sid).await {
             Ok(s) => return Ok(s),
             Err(e) => e,
         };
         // Opt-in degraded mode: a session seen recently (and not revoked) may answer.
-        if self.serve_stale
-            && let Some(s) = self.sessions.stale(sid).await
-        {
+        if allow_stale && let Some(s) = self.sessions.stale(sid).await {
             tracing::debug!(error = %e, "session store failed; serving a recently seen session");
             return Ok(Some(s));
         }

@@ -27,6 +27,8 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         buckets: vec![],
         lockout: None,
         needs_body: false,
+        sudo: false,
+        csrf: true,
     }
 }
 
@@ -115,6 +117,9 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
         limits: Arc::new(crate::policy::ratelimit::Limiter::none(
             crate::clock::system(),
         )),
+        sudo: None,
+        origins: crate::policy::csrf::OriginPolicy::default(),
+        clock: crate::clock::system(),
     };
     (p, store)
 }

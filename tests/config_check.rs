@@ -12,6 +12,7 @@ fn check(path: &Path) -> (i32, String, String) {
         .arg(path)
         .env("FLUXGATE_GATEWAY_SECRET", "gateway-secret-0123456789")
         .env("FLUXGATE_ADMIN_SECRET", "admin-secret-0123456789")
+        .env("FLUXGATE_SUDO_SECRET", "sudo-secret-0123456789")
         .output()
         .unwrap();
     (

@@ -8,6 +8,9 @@ use common::*;
 use serde_json::json;
 
 const ROUTES: &str = r#"
+[csrf]
+allowed_origins = ["https://web.fluxer.app"]
+
 [[route]]
 methods = ["POST"]
 path = "/auth/logout"
@@ -79,7 +82,11 @@ both_stores!(
         };
         let (tok, _) = fg.create_session(json!({"user_id": "42"}));
         let cookie = format!("fluxer_session={tok}");
-        let r = fg.send(&Req::new("POST", "/auth/logout").header("cookie", &cookie));
+        let r = fg.send(
+            &Req::new("POST", "/auth/logout")
+                .header("cookie", &cookie)
+                .header("origin", "https://web.fluxer.app"),
+        );
         assert_eq!(r.status, 200);
         assert!(clears_both_cookies(&r), "{:?}", r.headers);
         fg.send(&Req::get("/x").header("cookie", &cookie))

@@ -436,3 +436,39 @@ fn rediss_with_a_private_ca_works() {
     fg2.send(&Req::get("/x").header("authorization", &tok))
         .denial(503, "SERVICE_UNAVAILABLE");
 }
+
+#[test]
+fn serve_stale_never_answers_on_sudo_routes() {
+    require_redis!();
+    let mut redis = RedisServer::start();
+    let up = Upstream::start();
+    let extra = "[sudo]\nsecret = { value = \"sudo-shared-secret-0123456789\" }\n\n[[route]]\nmethods = [\"POST\"]\npath = \"/guilds/:id/delete\"\nsudo = true\n";
+    let cfg = format!(
+        "{}{extra}",
+        redis_sessions(&redis.url(), "").replace(
+            "[sessions]\n",
+            "[sessions]\ncache_ttl = \"1s\"\nnegative_ttl = \"1s\"\non_store_error = \"serve_stale\"\nstale_grace = \"5m\"\n",
+        )
+    );
+    let fg = Fluxgate::start(up.addr, &cfg);
+    let (tok, sid) = fg.create_session(json!({"user_id": "509"}));
+    let proof = fg
+        .admin("POST", &format!("/v1/sessions/{sid}/sudo"), None)
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sensitive = Req::new("POST", "/guilds/1/delete")
+        .header("authorization", &tok)
+        .header("x-fluxer-sudo-mode-jwt", &proof);
+    assert_eq!(fg.send(&sensitive).status, 200);
+    redis.kill9();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        fg.send(&Req::get("/x").header("authorization", &tok))
+            .status,
+        200,
+        "stale on an ordinary route"
+    );
+    fg.send(&sensitive).denial(503, "SERVICE_UNAVAILABLE");
+}

@@ -36,6 +36,7 @@ pub async fn route(method: &Method, path: &str, body: &[u8], st: &AdminState) ->
     match (method, segs.as_slice()) {
         (&Method::POST, ["v1", "sessions"]) => create(body, st).await,
         (&Method::DELETE, ["v1", "sessions", sid]) => revoke(sid, st).await,
+        (&Method::POST, ["v1", "sessions", sid, "sudo"]) => grant_sudo(sid, st).await,
         (&Method::GET, ["v1", "users", user, "sessions"]) => list(user, st).await,
         (&Method::DELETE, ["v1", "users", user, "sessions"]) => revoke_user(user, st).await,
         _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint"),
@@ -180,4 +181,25 @@ async fn revoke_user(user: &str, st: &AdminState) -> AdminResponse {
         ),
         Err(e) => store_failed(e),
     }
+}
+
+/// Grants sudo mode to a session whose re-authentication a backend verified itself: returns a
+/// token bound to the session and sets nothing else.
+async fn grant_sudo(sid: &str, st: &AdminState) -> AdminResponse {
+    let Some(sudo) = &st.sudo else {
+        return bad("sudo mode is not configured: set [sudo] secret");
+    };
+    let Some(sid) = Sid::decode(sid) else {
+        return bad("sid must be 43 base64url characters");
+    };
+    let record = match st.sessions.store().get(&sid).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such session"),
+        Err(e) => return store_failed(e),
+    };
+    let (token, expires_at) = sudo.grant(&record.user_id, &sid, st.clock.now_secs());
+    json_response(
+        StatusCode::OK,
+        json!({"token": token, "sid": sid.encode(), "user_id": record.user_id, "expires_at": expires_at}),
+    )
 }

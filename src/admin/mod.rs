@@ -28,6 +28,8 @@ pub struct AdminState {
     pub sessions: Arc<SessionCache>,
     pub metrics: Arc<Metrics>,
     pub secret: Option<Secret>,
+    /// To grant sudo mode (when configured).
+    pub sudo: Option<Arc<crate::policy::sudo::Sudo>>,
     pub clock: SharedClock,
 }
 

@@ -17,6 +17,7 @@ pub struct FileConfig {
     pub credentials: CredentialsFile,
     pub sudo: SudoFile,
     pub cookies: CookiesFile,
+    pub csrf: CsrfFile,
     pub internal_secrets: Vec<InternalSecretFile>,
     pub rate_limits: RateLimitsFile,
     pub routing: RoutingFile,
@@ -287,14 +288,34 @@ impl Default for CredentialsFile {
 #[serde(default)]
 pub struct SudoFile {
     pub cookie_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretSource>,
+    pub lifetime: Dur,
+    pub leeway: Dur,
+    pub bind_to_session: bool,
+    pub forward_upstream_token: bool,
 }
 
 impl Default for SudoFile {
     fn default() -> Self {
         SudoFile {
             cookie_name: "fluxer_sudo_mode".into(),
+            secret: None,
+            lifetime: Dur::from_secs(900),
+            leeway: Dur::from_secs(1),
+            bind_to_session: false,
+            forward_upstream_token: false,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CsrfFile {
+    pub allowed_origins: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rp_id: Option<String>,
+    pub additional_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -340,6 +361,8 @@ pub struct RouteFile {
     pub pass_cookies: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    pub sudo: bool,
+    pub csrf: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -357,6 +380,8 @@ impl Default for RouteFile {
             scopes: Vec::new(),
             pass_cookies: false,
             role: None,
+            sudo: false,
+            csrf: true,
             rate_limits: Vec::new(),
             lockout: None,
         }

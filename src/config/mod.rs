@@ -9,6 +9,7 @@ pub mod locate;
 mod routes;
 pub mod secret;
 mod stores;
+mod sudo;
 mod validate;
 
 pub use duration::Dur;
@@ -37,6 +38,10 @@ pub struct Config {
     /// Credential kinds accepted at all.
     pub accept: KindSet,
     pub cookies: crate::identity::CookiePolicy,
+    /// `[sudo]`, when a secret is configured.
+    pub sudo: Option<crate::policy::sudo::SudoSettings>,
+    /// `[csrf]`: origins allowed to make cookie-authenticated state changes.
+    pub origins: crate::policy::csrf::OriginPolicy,
     pub secrets: InternalSecrets,
     pub routes: RouteTable,
     /// `[rate_limits]`.

@@ -10,15 +10,23 @@ use crate::policy::ratelimit::keys::KeySpec;
 use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
 use http::Method;
 
+/// What every route's policy is checked against.
+pub(super) struct Ctx<'a> {
+    pub accept: KindSet,
+    pub has_secrets: bool,
+    pub has_sudo_secret: bool,
+    pub limits: &'a LimitsConfig,
+}
+
 fn policy(
     r: &RouteFile,
-    accept: KindSet,
-    has_secrets: bool,
-    limits: &LimitsConfig,
+    ctx: &Ctx<'_>,
     pattern: Option<&Pattern>,
     path: &KeyPath,
     e: &mut Errors,
 ) -> Policy {
+    let (accept, has_secrets, has_sudo_secret, limits) =
+        (ctx.accept, ctx.has_secrets, ctx.has_sudo_secret, ctx.limits);
     let auth = match r.auth.as_str() {
         "none" => AuthMode::None,
         "required" => AuthMode::Required,
@@ -139,6 +147,18 @@ fn policy(
             }
         },
     };
+    if r.sudo && auth != AuthMode::Required {
+        e.at(
+            path.key("sudo"),
+            "sudo mode needs auth = \"required\": it proves a re-authenticated user",
+        );
+    }
+    if r.sudo && !has_sudo_secret {
+        e.at(
+            path.key("sudo"),
+            "sudo routes need [sudo] secret (the secret shared with the upstream)",
+        );
+    }
     Policy {
         auth,
         kinds,
@@ -148,16 +168,12 @@ fn policy(
         buckets,
         lockout,
         needs_body,
+        sudo: r.sudo,
+        csrf: r.csrf,
     }
 }
 
-pub(super) fn routes(
-    f: &FileConfig,
-    accept: KindSet,
-    has_secrets: bool,
-    limits: &LimitsConfig,
-    e: &mut Errors,
-) -> Option<RouteTable> {
+pub(super) fn routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<RouteTable> {
     let mut prefixes = Vec::new();
     for (i, pre) in f.routing.version_prefixes.iter().enumerate() {
         let ok = pre.len() > 1
@@ -183,7 +199,7 @@ pub(super) fn routes(
             "the default policy takes no name, methods, path or role",
         );
     }
-    let default = policy(d, accept, has_secrets, limits, None, &dpath, e);
+    let default = policy(d, ctx, None, &dpath, e);
     let mut out = Vec::new();
     for (i, r) in f.routes.iter().enumerate() {
         let path = p("route").index(i);
@@ -207,7 +223,7 @@ pub(super) fn routes(
                 ),
             }
         }
-        let pol = policy(r, accept, has_secrets, limits, pattern.as_ref(), &path, e);
+        let pol = policy(r, ctx, pattern.as_ref(), &path, e);
         if let Some(pattern) = pattern {
             let name = r.name.clone().unwrap_or_else(|| {
                 let m: Vec<&str> = r.methods.iter().map(String::as_str).collect();

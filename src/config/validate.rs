@@ -43,6 +43,8 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let accept = kinds(&file.credentials.accept, p("credentials.accept"), &mut e);
     let sessions = super::stores::sessions(&file, &mut e);
     let limits = super::limits::limits(&file, &mut e);
+    let sudo = super::sudo::sudo(&file, &mut e);
+    let origins = super::sudo::csrf(&file, &mut e);
     let uses_redis =
         matches!(sessions.store, super::StoreSettings::Redis { .. }) || limits.on_redis;
     let redis = if uses_redis {
@@ -52,7 +54,16 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     };
     let cookies = super::stores::cookies(&file, &mut e);
     let secrets = secrets(&file, &mut e);
-    let routes = super::routes::routes(&file, accept, !secrets.secrets.is_empty(), &limits, &mut e);
+    let routes = super::routes::routes(
+        &file,
+        &super::routes::Ctx {
+            accept,
+            has_secrets: !secrets.secrets.is_empty(),
+            has_sudo_secret: file.sudo.secret.is_some(),
+            limits: &limits,
+        },
+        &mut e,
+    );
     let identity = identity(&file, &mut e);
     let admin = admin(&file, &mut e);
     let logging = logging(&file, &mut e);
@@ -80,6 +91,8 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         limits,
         accept,
         cookies,
+        sudo,
+        origins,
         secrets,
         routes: routes.expect("routes are present when there are no errors"),
         identity: identity.expect("identity is present when there are no errors"),

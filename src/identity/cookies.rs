@@ -30,6 +30,16 @@ pub struct CookiePolicy {
 impl CookiePolicy {
     /// A `Set-Cookie` value for `name` (`value`, lifetime `max_age` seconds; 0 clears it).
     pub fn set_cookie(&self, name: &str, value: &str, max_age: i64) -> HeaderValue {
+        self.build(name, value, Some(max_age), None)
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        value: &str,
+        max_age: Option<i64>,
+        expires: Option<cookie::time::OffsetDateTime>,
+    ) -> HeaderValue {
         let same_site = if name == self.sudo_name {
             self.sudo_same_site
         } else {
@@ -43,13 +53,45 @@ impl CookiePolicy {
                 SameSite::Strict => cookie::SameSite::Strict,
                 SameSite::Lax => cookie::SameSite::Lax,
                 SameSite::None => cookie::SameSite::None,
-            })
-            .max_age(cookie::time::Duration::seconds(max_age));
+            });
+        if let Some(m) = max_age {
+            c = c.max_age(cookie::time::Duration::seconds(m));
+        }
+        if let Some(e) = expires {
+            c = c.expires(e);
+        }
         if let Some(d) = &self.domain {
             c = c.domain(d.clone());
         }
         HeaderValue::from_str(&c.build().to_string())
             .expect("cookie names, values and attributes are header-safe")
+    }
+
+    /// Whether a `Set-Cookie` value sets the session or sudo cookie.
+    pub fn owns(&self, set_cookie: &str) -> bool {
+        let name = set_cookie.split(['=', ';']).next().unwrap_or("").trim();
+        name == self.session_name || name == self.sudo_name
+    }
+
+    /// Rewrites a `Set-Cookie` value for the session or sudo cookie, whoever wrote it, with the
+    /// configured attributes (keeping its value and lifetime). `None` when it is another cookie.
+    // SECURITY: an upstream that forgets HttpOnly or Secure on a session cookie would expose it
+    // to scripts or plain-text networks; fluxgate enforces the attributes at the edge.
+    pub fn harden(&self, set_cookie: &str) -> Option<HeaderValue> {
+        let parsed = Cookie::parse(set_cookie).ok()?;
+        let name = parsed.name();
+        if name != self.session_name && name != self.sudo_name {
+            return None;
+        }
+        let max_age = parsed.max_age().map(|d| d.whole_seconds());
+        let value = parsed.value();
+        if value
+            .bytes()
+            .any(|b| !(0x21..=0x7e).contains(&b) || b == b';')
+        {
+            return None;
+        }
+        Some(self.build(name, value, max_age, parsed.expires_datetime()))
     }
 
     /// `Set-Cookie` values that clear both the session and sudo cookies.
@@ -152,6 +194,35 @@ mod tests {
             !s.contains("Secure") && s.contains("Domain=example.com"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn upstream_set_cookies_for_our_cookies_get_every_attribute() {
+        let p = policy(true, None);
+        let out = p
+            .harden("fluxer_session=flx_abc; Path=/api; Domain=evil.example; SameSite=None; Max-Age=3600")
+            .unwrap();
+        let out = out.to_str().unwrap();
+        assert!(out.starts_with("fluxer_session=flx_abc;"), "{out}");
+        for attr in [
+            "HttpOnly",
+            "Secure",
+            "Path=/",
+            "SameSite=Lax",
+            "Max-Age=3600",
+        ] {
+            assert!(out.contains(attr), "{out} lacks {attr}");
+        }
+        assert!(!out.contains("Domain") && !out.contains("/api"), "{out}");
+        let sudo = p.harden("fluxer_sudo_mode=x").unwrap();
+        let sudo = sudo.to_str().unwrap();
+        assert!(
+            sudo.contains("SameSite=Strict")
+                && sudo.contains("HttpOnly")
+                && !sudo.contains("Max-Age"),
+            "{sudo}"
+        );
+        assert!(p.harden("theme=dark; Path=/").is_none());
     }
 
     #[test]

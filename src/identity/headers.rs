@@ -123,6 +123,8 @@ pub struct Injection<'a> {
     pub scopes: Option<&'a HeaderValue>,
     pub service: Option<&'a HeaderValue>,
     pub client_ip: Option<IpAddr>,
+    /// Unix seconds until which a valid sudo proof holds.
+    pub sudo_until: Option<i64>,
 }
 
 /// Sets the identity headers and overwrites `X-Forwarded-For` with the client IP.
@@ -140,6 +142,9 @@ pub fn inject(h: &mut impl HeaderEdit, names: &HeaderNames, id: &Injection<'_>) 
         if let Some(v) = value {
             h.insert(name.clone(), v.clone());
         }
+    }
+    if let Some(until) = id.sudo_until {
+        h.insert(names.sudo_until.clone(), HeaderValue::from(until));
     }
     if let Some(ip) = id.client_ip {
         let v = HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header");

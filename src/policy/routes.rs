@@ -64,6 +64,10 @@ pub struct Policy {
     pub lockout: Option<u32>,
     /// A bucket or the lockout is keyed by a JSON body field, so the body is read first.
     pub needs_body: bool,
+    /// Sudo mode required.
+    pub sudo: bool,
+    /// Origin check for cookie-authenticated unsafe methods.
+    pub csrf: bool,
 }
 
 /// One path segment of a pattern.
@@ -312,6 +316,8 @@ mod tests {
             buckets: vec![],
             lockout: None,
             needs_body: false,
+            sudo: false,
+            csrf: true,
         }
     }
 

@@ -3,6 +3,7 @@
 //! contract's JSON, and counts and logs every request once.
 
 mod body;
+mod cookies;
 mod edit;
 mod logout;
 mod respond;
@@ -184,6 +185,7 @@ impl ProxyHttp for FluxgateProxy {
             let mut inj = Injection {
                 auth_kind: admitted.identity.auth_kind(),
                 client_ip: Some(*client_ip),
+                sudo_until: admitted.sudo_until,
                 ..Default::default()
             };
             match &admitted.identity {
@@ -198,6 +200,18 @@ impl ProxyHttp for FluxgateProxy {
                 }
             }
             identity::inject(&mut h, &self.names, &inj);
+            if let (Some(sudo), Some(until), Identity::User(s)) =
+                (&self.pipeline.sudo, admitted.sudo_until, &admitted.identity)
+                && sudo.settings.forward_upstream_token
+            {
+                // A fresh proof in the upstream's own format, so an upstream with a shorter
+                // window than fluxgate's agrees that this request is in sudo mode.
+                let now = self.pipeline.clock.now_secs();
+                let token = sudo.mint(&s.record.user_id, &s.sid, now, until);
+                if let Ok(v) = http::HeaderValue::from_str(&token) {
+                    h.0.insert_header(crate::policy::sudo::SUDO_HEADER, v).ok();
+                }
+            }
             if let Some(id) = &ctx.request_id {
                 h.0.insert_header("x-request-id", id.clone()).ok();
             }
@@ -231,6 +245,7 @@ impl ProxyHttp for FluxgateProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        cookies::on_response(self, resp, ctx);
         logout::on_response(self, resp, ctx).await;
         if let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict
             && let Some(h) = &a.limit_headers
@@ -391,6 +406,7 @@ mod tests {
                         pass_cookies: false,
                         role: None,
                         limit_headers: None,
+                        sudo_until: None,
                     }),
                     reservation: None,
                 }

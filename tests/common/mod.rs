@@ -107,6 +107,15 @@ impl Upstream {
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|v| v.parse::<u16>().ok())
                                 .unwrap_or(200);
+                            // And extra response headers with `x-upstream-reply: Name: value`.
+                            let replies: Vec<(String, String)> = parts
+                                .headers
+                                .get_all("x-upstream-reply")
+                                .iter()
+                                .filter_map(|v| v.to_str().ok())
+                                .filter_map(|v| v.split_once(':'))
+                                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                                .collect();
                             seen.lock().unwrap().push(Recorded {
                                 method: parts.method.to_string(),
                                 target: target.clone(),
@@ -122,14 +131,17 @@ impl Upstream {
                                     .collect(),
                                 body: body.to_vec(),
                             });
+                            let mut resp = hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json");
+                            for (k, v) in &replies {
+                                resp = resp.header(k.as_str(), v.as_str());
+                            }
                             Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .status(status)
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(format!(
-                                        "{{\"upstream\":\"ok\",\"target\":{target:?}}}"
-                                    ))))
-                                    .unwrap(),
+                                resp.body(Full::new(Bytes::from(format!(
+                                    "{{\"upstream\":\"ok\",\"target\":{target:?}}}"
+                                ))))
+                                .unwrap(),
                             )
                         }
                     });

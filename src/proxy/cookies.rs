@@ -1,0 +1,77 @@
+//! Response-side cookie work: every `Set-Cookie` for the session or sudo cookie leaves with the
+//! configured attributes, and a sudo proof the upstream issued (`X-Fluxer-Sudo-Mode-JWT`) is
+//! re-issued as the `fluxer_sudo_mode` cookie, bound to the session.
+
+use super::{FluxgateProxy, RequestCtx};
+use crate::pipeline::{Identity, Verdict};
+use crate::policy::sudo::SUDO_HEADER;
+use http::HeaderValue;
+use pingora::http::ResponseHeader;
+
+pub fn on_response(proxy: &FluxgateProxy, resp: &mut ResponseHeader, ctx: &RequestCtx) {
+    harden(proxy, resp);
+    capture_sudo(proxy, resp, ctx);
+}
+
+fn harden(proxy: &FluxgateProxy, resp: &mut ResponseHeader) {
+    let set: Vec<HeaderValue> = resp
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    if !set
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| proxy.cookies.owns(s)))
+    {
+        return;
+    }
+    resp.remove_header(&http::header::SET_COOKIE);
+    for v in set {
+        let out = match v.to_str() {
+            Ok(s) if proxy.cookies.owns(s) => proxy.cookies.harden(s),
+            _ => Some(v),
+        };
+        // A Set-Cookie for our cookies that cannot be parsed is dropped, not passed on weak.
+        if let Some(out) = out {
+            let _ = resp.append_header(http::header::SET_COOKIE, out);
+        }
+    }
+}
+
+fn capture_sudo(proxy: &FluxgateProxy, resp: &mut ResponseHeader, ctx: &RequestCtx) {
+    let Some(sudo) = &proxy.pipeline.sudo else {
+        return;
+    };
+    let Some(token) = resp
+        .headers
+        .get(SUDO_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        return;
+    };
+    let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict else {
+        return;
+    };
+    let Identity::User(s) = &a.identity else {
+        return;
+    };
+    let now = proxy.pipeline.clock.now_secs();
+    // The upstream's proof must be valid for this user (and, if it names one, this session);
+    // fluxgate then issues its own, bound to the session, for the full lifetime from now.
+    match sudo.verify(&token, &s.record.user_id, Some(&s.sid), now) {
+        Ok(_) => {
+            let (bound, _) = sudo.grant(&s.record.user_id, &s.sid, now);
+            let cookie = proxy.cookies.set_cookie(
+                &sudo.settings.cookie_name,
+                &bound,
+                sudo.settings.lifetime_secs,
+            );
+            let _ = resp.append_header(http::header::SET_COOKIE, cookie);
+        }
+        Err(r) => {
+            tracing::warn!(refusal = ?r, "upstream sent a sudo proof fluxgate cannot verify; no cookie set")
+        }
+    }
+}

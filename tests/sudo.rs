@@ -1,0 +1,361 @@
+//! Sudo mode, cookie hardening and origin checks through the real binary.
+
+mod common;
+
+use common::*;
+use fluxgate::credential::Sid;
+use fluxgate::policy::sudo::{Sudo, SudoSettings};
+use serde_json::json;
+
+const SECRET: &str = "sudo-shared-secret-0123456789";
+
+fn config(extra_sudo: &str) -> String {
+    format!(
+        r#"
+[sudo]
+secret = {{ value = "{SECRET}" }}
+{extra_sudo}
+
+[csrf]
+allowed_origins = ["https://web.fluxer.app"]
+
+[[route]]
+methods = ["POST"]
+path = "/guilds/:guild_id/delete"
+sudo = true
+
+[[route]]
+methods = ["POST"]
+path = "/auth/sudo"
+"#
+    )
+}
+
+/// What the upstream (Fluxer) would send: a sudo JWT without `sid`, signed with the shared
+/// secret.
+fn upstream_token(user: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"type": "sudo", "sub": user, "iat": now, "exp": now + 300}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn sudo_cookie(r: &Resp) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.clone())
+        .find(|v| v.starts_with("fluxer_sudo_mode=") && !v.starts_with("fluxer_sudo_mode=;"))
+}
+
+#[test]
+fn a_sensitive_route_without_proof_is_403_with_has_mfa() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config(""));
+    let (tok, _) = fg.create_session(json!({"user_id": "42", "has_mfa": true}));
+    let r = fg.send(&Req::new("POST", "/v1/guilds/1/delete").header("authorization", &tok));
+    let body = r.denial(403, "SUDO_MODE_REQUIRED");
+    assert_eq!(body["has_mfa"], true);
+    assert_eq!(up.count(), 0);
+    let (tok2, _) = fg.create_session(json!({"user_id": "43"}));
+    let body = fg
+        .send(&Req::new("POST", "/guilds/1/delete").header("authorization", &tok2))
+        .denial(403, "SUDO_MODE_REQUIRED");
+    assert!(
+        body.get("has_mfa").is_none(),
+        "unknown has_mfa is left out: {body}"
+    );
+}
+
+#[test]
+fn capture_sets_a_bound_cookie_and_the_next_sensitive_request_passes() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config(""));
+    let (tok, _) = fg.create_session(json!({"user_id": "42"}));
+    let session_cookie = format!("fluxer_session={tok}");
+    let origin = "https://web.fluxer.app";
+    let r = fg.send(
+        &Req::new("POST", "/auth/sudo")
+            .header("cookie", &session_cookie)
+            .header("origin", origin)
+            .header(
+                "x-upstream-reply",
+                &format!("X-Fluxer-Sudo-Mode-JWT: {}", upstream_token("42")),
+            ),
+    );
+    assert_eq!(r.status, 200);
+    let set = sudo_cookie(&r).expect("fluxgate sets the sudo cookie");
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=900",
+    ] {
+        assert!(set.contains(attr), "{set} lacks {attr}");
+    }
+    let value = set
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("fluxer_sudo_mode=")
+        .to_string();
+    // The next sensitive request, from the browser: both cookies, allowed origin.
+    let r = fg.send(
+        &Req::new("POST", "/guilds/7/delete")
+            .header(
+                "cookie",
+                &format!("{session_cookie}; fluxer_sudo_mode={value}"),
+            )
+            .header("origin", origin),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    let until: i64 = seen.get("x-fluxgate-sudo-until").unwrap().parse().unwrap();
+    assert!(until > 1_700_000_000);
+    assert_eq!(
+        seen.get("cookie"),
+        None,
+        "fluxgate's cookies are not forwarded"
+    );
+    assert_eq!(seen.get("x-fluxer-sudo-mode-jwt"), None);
+}
+
+#[test]
+fn a_proof_for_another_user_is_not_captured() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config(""));
+    let (tok, _) = fg.create_session(json!({"user_id": "42"}));
+    let r = fg.send(
+        &Req::new("POST", "/auth/sudo")
+            .header("authorization", &tok)
+            .header(
+                "x-upstream-reply",
+                &format!("X-Fluxer-Sudo-Mode-JWT: {}", upstream_token("43")),
+            ),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(sudo_cookie(&r), None);
+}
+
+#[test]
+fn the_header_dialect_and_admin_granted_proofs_work() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config(""));
+    let (tok, sid) = fg.create_session(json!({"user_id": "42"}));
+    let g = fg.admin("POST", &format!("/v1/sessions/{sid}/sudo"), None);
+    assert_eq!(g.status, 200, "{}", g.text());
+    let proof = g.json()["token"].as_str().unwrap().to_string();
+    let r = fg.send(
+        &Req::new("POST", "/guilds/1/delete")
+            .header("authorization", &tok)
+            .header("x-fluxer-sudo-mode-jwt", &proof),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Fluxer's own (unbound) header token works too.
+    let r = fg.send(
+        &Req::new("POST", "/guilds/1/delete")
+            .header("authorization", &tok)
+            .header("x-fluxer-sudo-mode-jwt", &upstream_token("42")),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        fg.admin(
+            "POST",
+            &format!("/v1/sessions/{}/sudo", Sid::of("nobody").encode()),
+            None
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn cross_user_and_cross_session_proofs_are_refused() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config(""));
+    let (mine, _) = fg.create_session(json!({"user_id": "42"}));
+    let (_, my_other_sid) = fg.create_session(json!({"user_id": "42"}));
+    let (_, their_sid) = fg.create_session(json!({"user_id": "43"}));
+    for sid in [their_sid, my_other_sid] {
+        let proof = fg
+            .admin("POST", &format!("/v1/sessions/{sid}/sudo"), None)
+            .json()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = fg.send(
+            &Req::new("POST", "/guilds/1/delete")
+                .header("authorization", &mine)
+                .header("x-fluxer-sudo-mode-jwt", &proof),
+        );
+        r.denial(403, "SUDO_MODE_REQUIRED");
+    }
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn bind_to_session_refuses_unbound_upstream_tokens() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config("bind_to_session = true"));
+    let (tok, _) = fg.create_session(json!({"user_id": "42"}));
+    let r = fg.send(
+        &Req::new("POST", "/guilds/1/delete")
+            .header("authorization", &tok)
+            .header("x-fluxer-sudo-mode-jwt", &upstream_token("42")),
+    );
+    r.denial(403, "SUDO_MODE_REQUIRED");
+}
+
+#[test]
+fn a_fresh_upstream_format_token_is_forwarded_when_asked() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config("forward_upstream_token = true"));
+    let (tok, sid) = fg.create_session(json!({"user_id": "42"}));
+    let proof = fg
+        .admin("POST", &format!("/v1/sessions/{sid}/sudo"), None)
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        fg.send(
+            &Req::new("POST", "/guilds/1/delete")
+                .header("authorization", &tok)
+                .header("x-fluxer-sudo-mode-jwt", &proof)
+        )
+        .status,
+        200
+    );
+    let forwarded = up
+        .last()
+        .get("x-fluxer-sudo-mode-jwt")
+        .expect("a token is forwarded");
+    let s = Sudo::new(SudoSettings {
+        secret: SECRET.as_bytes().to_vec(),
+        lifetime_secs: 900,
+        leeway_secs: 1,
+        bind_to_session: true,
+        forward_upstream_token: true,
+        cookie_name: "fluxer_sudo_mode".into(),
+    })
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        s.verify(&forwarded, "42", Sid::decode(&sid).as_ref(), now)
+            .is_ok()
+    );
+}
+
+#[test]
+fn set_cookies_from_the_upstream_for_our_cookies_are_hardened() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config(""));
+    let r = fg.send(
+        &Req::get("/gateway")
+            .header(
+                "authorization",
+                &fg.create_session(json!({"user_id": "1"})).0,
+            )
+            .header(
+                "x-upstream-reply",
+                "Set-Cookie: fluxer_session=flx_fromupstream; Path=/api; SameSite=None",
+            )
+            .header("x-upstream-reply", "Set-Cookie: theme=dark"),
+    );
+    let cookies: Vec<&String> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v)
+        .collect();
+    let s = cookies
+        .iter()
+        .find(|c| c.starts_with("fluxer_session="))
+        .unwrap();
+    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(s.contains(attr), "{s} lacks {attr}");
+    }
+    assert!(!s.contains("/api") && !s.contains("SameSite=None"), "{s}");
+    assert!(
+        cookies.iter().any(|c| *c == "theme=dark"),
+        "other cookies pass untouched: {cookies:?}"
+    );
+}
+
+#[test]
+fn cookie_authenticated_state_changes_need_an_allowed_origin() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config(""));
+    let (tok, _) = fg.create_session(json!({"user_id": "42"}));
+    let cookie = format!("fluxer_session={tok}");
+    let post = || Req::new("POST", "/channels/1/messages").header("cookie", &cookie);
+    assert_eq!(
+        fg.send(&post().header("origin", "https://web.fluxer.app"))
+            .status,
+        200
+    );
+    assert_eq!(
+        fg.send(&post().header("referer", "https://web.fluxer.app/channels/1"))
+            .status,
+        200
+    );
+    fg.send(&post().header("origin", "https://evil.example"))
+        .denial(403, "INVALID_API_ORIGIN");
+    fg.send(&post()).denial(403, "INVALID_API_ORIGIN");
+    fg.send(&post().header("origin", "null"))
+        .denial(403, "INVALID_API_ORIGIN");
+    // Safe methods and header credentials are exempt.
+    assert_eq!(
+        fg.send(&Req::get("/channels/1/messages").header("cookie", &cookie))
+            .status,
+        200
+    );
+    assert_eq!(
+        fg.send(&Req::new("POST", "/channels/1/messages").header("authorization", &tok))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn sessions_sudo_cli_grants_a_proof() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config(""));
+    let (tok, sid) = fg.create_session(json!({"user_id": "42"}));
+    let out = std::process::Command::new(bin())
+        .args([
+            "sessions",
+            "--admin",
+            &fg.admin.to_string(),
+            "--secret-env",
+            "FG_TEST_SECRET",
+            "sudo",
+            "--sid",
+            &sid,
+        ])
+        .env("FG_TEST_SECRET", ADMIN_SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = fg.send(
+        &Req::new("POST", "/guilds/1/delete")
+            .header("authorization", &tok)
+            .header("x-fluxer-sudo-mode-jwt", v["token"].as_str().unwrap()),
+    );
+    assert_eq!(r.status, 200);
+}
