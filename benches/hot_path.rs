@@ -120,7 +120,7 @@ fn setup() -> Setup {
         pipeline: Pipeline {
             routes: cfg.routes,
             client_ip: cfg.client_ip,
-            sessions,
+            sessions: sessions.clone(),
             secrets: cfg.secrets,
             accept: cfg.accept,
             cookie_name: cfg.sessions.cookie_name,
@@ -130,6 +130,14 @@ fn setup() -> Setup {
             sudo: None,
             origins: fluxgate::policy::csrf::OriginPolicy::default(),
             clock: clock::system(),
+            geo: Arc::new(fluxgate::net::geoip::GeoIp::none()),
+            geo_headers: false,
+            network: Default::default(),
+            network_rules: vec![],
+            ip_auth: Arc::new(fluxgate::policy::ipauth::IpAuth::with_defaults(
+                sessions,
+                clock::system(),
+            )),
         },
         _dir: dir,
     }

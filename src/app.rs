@@ -5,7 +5,10 @@ use crate::admin::{self, AdminState};
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, StoreSettings};
 use crate::metrics::Metrics;
+use crate::net::geoip::GeoIp;
 use crate::pipeline::Pipeline;
+use crate::policy::ipauth::IpAuth;
+use crate::policy::ipauth::notify::{self, Notifier};
 use crate::policy::ratelimit::redis::RedisLimiter;
 use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
 use crate::policy::sudo::Sudo;
@@ -165,6 +168,24 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         Some(s) => Some(Arc::new(Sudo::new(s).map_err(StartupError::Store)?)),
         None => None,
     };
+    let geo = Arc::new(
+        GeoIp::open(cfg.geoip.country_db.as_deref(), cfg.geoip.asn_db.as_deref())
+            .map_err(StartupError::Store)?,
+    );
+    let stream = match (&cfg.ip_auth.stream, &redis) {
+        (Some(name), Some(conns)) => Some((conns.clone(), name.clone())),
+        _ => None,
+    };
+    let (notifier, notify_worker) =
+        Notifier::new(cfg.ip_auth.webhook.clone(), stream, metrics.clone());
+    let ip_auth = Arc::new(IpAuth::new(
+        cfg.ip_auth.settings.clone(),
+        sessions.clone(),
+        geo.clone(),
+        notifier,
+        clock.clone(),
+        metrics.clone(),
+    ));
     let pipeline = Arc::new(Pipeline {
         routes: cfg.routes,
         client_ip: cfg.client_ip,
@@ -178,6 +199,11 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         sudo: sudo.clone(),
         origins: cfg.origins,
         clock: clock.clone(),
+        geo: geo.clone(),
+        geo_headers: cfg.geoip.headers,
+        network: cfg.network,
+        network_rules: cfg.network_rules,
+        ip_auth: ip_auth.clone(),
     });
     let upstream = UpstreamPool {
         addresses: cfg.upstream.addresses.clone(),
@@ -226,9 +252,13 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
             metrics,
             secret: cfg.admin.secret.clone(),
             sudo,
+            ip_auth,
             clock,
         }),
         backend,
+        geo,
+        geo_reload_check: cfg.geoip.reload_check,
+        notify_worker: Mutex::new(notify_worker),
     };
     server.add_service(background_service("fluxgate housekeeping", house));
     Ok(Built {
@@ -250,6 +280,9 @@ struct Housekeeping {
     admin_listener: Mutex<Option<TcpListener>>,
     admin: Arc<AdminState>,
     backend: Backend,
+    geo: Arc<GeoIp>,
+    geo_reload_check: Duration,
+    notify_worker: Mutex<Option<notify::Worker>>,
 }
 
 #[async_trait]
@@ -281,8 +314,42 @@ impl BackgroundService for Housekeeping {
                 ));
             }
         }
+        if let Some(w) = self.notify_worker.lock().ok().and_then(|mut w| w.take()) {
+            tokio::spawn(w.run(shutdown.clone()));
+        }
+        if self.geo.enabled() {
+            tokio::spawn(reload_geoip(
+                self.geo.clone(),
+                self.geo_reload_check,
+                shutdown.clone(),
+            ));
+        }
         let mut shutdown = shutdown;
         let _ = shutdown.changed().await;
+    }
+}
+
+/// Reloads the GeoIP databases on SIGHUP and when a file changes on disk. A failed reload keeps
+/// the databases in use and says why.
+async fn reload_geoip(geo: Arc<GeoIp>, every: Duration, mut shutdown: ShutdownWatch) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            _ = shutdown.changed() => return,
+        };
+        if !forced && !geo.changed_on_disk() {
+            continue;
+        }
+        match geo.reload() {
+            Ok(()) => tracing::info!(forced, "GeoIP databases reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "GeoIP reload failed; keeping the databases in use")
+            }
+        }
     }
 }
 

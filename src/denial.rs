@@ -117,6 +117,13 @@ pub enum Denial {
     SudoModeRequired { has_mfa: Option<bool> },
     /// 403: a cookie-authenticated state change from an origin that is not allowed.
     InvalidApiOrigin,
+    /// 403: the session is used from a location its user has not approved yet.
+    IpAuthorizationRequired {
+        ticket: String,
+        resend_available_in: i64,
+    },
+    /// 403: a network, country or ASN rule.
+    Forbidden,
     /// 429: a rate limit or lockout.
     RateLimited(RateLimited),
     /// 503: the session store could not be asked; fail closed.
@@ -137,6 +144,8 @@ pub enum BadRequest {
     Path(PathError),
     /// A request the HTTP layer could not parse.
     Unparseable,
+    /// A request to an endpoint fluxgate answers itself that it cannot accept.
+    Invalid(&'static str),
 }
 
 /// A denial rendered for the wire.
@@ -157,7 +166,9 @@ impl Denial {
             Denial::AccessDenied
             | Denial::MissingOauthScope { .. }
             | Denial::SudoModeRequired { .. }
-            | Denial::InvalidApiOrigin => StatusCode::FORBIDDEN,
+            | Denial::InvalidApiOrigin
+            | Denial::IpAuthorizationRequired { .. }
+            | Denial::Forbidden => StatusCode::FORBIDDEN,
             Denial::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Denial::StoreUnavailable { .. } | Denial::LimiterUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -177,6 +188,8 @@ impl Denial {
             Denial::MissingOauthScope { .. } => "MISSING_OAUTH_SCOPE",
             Denial::SudoModeRequired { .. } => "SUDO_MODE_REQUIRED",
             Denial::InvalidApiOrigin => "INVALID_API_ORIGIN",
+            Denial::IpAuthorizationRequired { .. } => "IP_AUTHORIZATION_REQUIRED",
+            Denial::Forbidden => "FORBIDDEN",
             Denial::RateLimited(_) => "RATE_LIMITED",
             Denial::StoreUnavailable { .. } | Denial::LimiterUnavailable => "SERVICE_UNAVAILABLE",
             Denial::BadGateway => "BAD_GATEWAY",
@@ -190,11 +203,14 @@ impl Denial {
         match self {
             Denial::BadRequest(BadRequest::Path(p)) => p.reason(),
             Denial::BadRequest(BadRequest::Unparseable) => "unparseable_request",
+            Denial::BadRequest(BadRequest::Invalid(_)) => "invalid_request",
             Denial::Unauthorized(u) => u.reason(),
             Denial::AccessDenied => "kind_not_accepted",
             Denial::MissingOauthScope { .. } => "missing_scope",
             Denial::SudoModeRequired { .. } => "sudo_required",
             Denial::InvalidApiOrigin => "invalid_origin",
+            Denial::IpAuthorizationRequired { .. } => "new_location",
+            Denial::Forbidden => "network_rule",
             Denial::RateLimited(r) if r.global => "global_rate_limited",
             Denial::RateLimited(r) if r.lockout => "locked_out",
             Denial::RateLimited(_) => "rate_limited",
@@ -210,11 +226,16 @@ impl Denial {
         match self {
             Denial::BadRequest(BadRequest::Path(p)) => p.message(),
             Denial::BadRequest(BadRequest::Unparseable) => "Malformed request.",
+            Denial::BadRequest(BadRequest::Invalid(why)) => why,
             Denial::Unauthorized(_) => "Unauthorized",
             Denial::AccessDenied => "This credential type cannot access this resource.",
             Denial::MissingOauthScope { .. } => "Missing required OAuth2 scope.",
             Denial::SudoModeRequired { .. } => "Sudo mode required.",
             Denial::InvalidApiOrigin => "Invalid API origin.",
+            Denial::IpAuthorizationRequired { .. } => {
+                "Authorize this location from the e-mail we sent you, then retry."
+            }
+            Denial::Forbidden => "Forbidden.",
             Denial::RateLimited(_) => "You are being rate limited.",
             Denial::StoreUnavailable { .. } | Denial::LimiterUnavailable => {
                 "Service temporarily unavailable. Retry later."
@@ -243,6 +264,14 @@ impl Denial {
             }
             Denial::MissingOauthScope { required_scope } => {
                 body.insert("required_scope".into(), json!(required_scope));
+            }
+            Denial::IpAuthorizationRequired {
+                ticket,
+                resend_available_in,
+            } => {
+                body.insert("ip_authorization_required".into(), json!(true));
+                body.insert("ticket".into(), json!(ticket));
+                body.insert("resend_available_in".into(), json!(resend_available_in));
             }
             Denial::SudoModeRequired { has_mfa } => {
                 if let Some(m) = has_mfa {
@@ -274,6 +303,7 @@ impl Denial {
             }
             Denial::BadRequest(_)
             | Denial::InvalidApiOrigin
+            | Denial::Forbidden
             | Denial::AccessDenied
             | Denial::BadGateway
             | Denial::GatewayTimeout

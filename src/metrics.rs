@@ -141,6 +141,10 @@ pub struct Metrics {
     pub invalidation_subscribed: AtomicU64,
     /// fluxgate_logout_errors_total
     pub logout_errors: AtomicU64,
+    /// fluxgate_ip_authorization_total{event}
+    pub ip_auth: LabeledCounter,
+    /// fluxgate_ip_authorization_notifications_total{result}
+    pub notify: LabeledCounter,
 }
 
 impl Metrics {
@@ -183,6 +187,20 @@ impl Metrics {
             "Responses sent by status class.",
             ("class", ""),
             &self.responses,
+        );
+        family(
+            &mut s,
+            "fluxgate_ip_authorization_total",
+            "IP authorization events (tickets opened, approvals).",
+            ("event", ""),
+            &self.ip_auth,
+        );
+        family(
+            &mut s,
+            "fluxgate_ip_authorization_notifications_total",
+            "IP authorization notifications by result.",
+            ("result", ""),
+            &self.notify,
         );
         for (name, help, v) in [
             (

@@ -9,28 +9,35 @@
 //!    everything that keys on an address uses this one value.
 //! 2. path + route — the target is checked for ambiguous spellings before routing (§2), so the
 //!    path that picked the policy is the path the upstream acts on.
-//! 3. pre-auth limits — buckets keyed by IP, a path parameter or a body field, then the
+//! 3. network rules — global, then the route's: allow and deny lists of CIDRs, countries and
+//!    ASNs, decided on the resolved client IP before anything else is spent on the request.
+//! 4. pre-auth limits — buckets keyed by IP, a path parameter or a body field, then the
 //!    route's brute-force lockout: they shield the store and the upstream from floods and
 //!    guessing before any lookup is made.
-//! 4. credential — read in the contract's order (§1); a malformed credential is refused, never
+//! 5. credential — read in the contract's order (§1); a malformed credential is refused, never
 //!    skipped in favour of the next source.
-//! 5. session — cache, then store; a store failure refuses the request (fail closed).
-//! 6. access — the route's accepted kinds and OAuth2 scopes; the origin of cookie-authenticated
+//! 6. session — cache, then store; a store failure refuses the request (fail closed).
+//! 7. access — the route's accepted kinds and OAuth2 scopes; the origin of cookie-authenticated
 //!    state changes.
-//! 7. sudo — a valid proof of recent re-authentication, bound to this user (and session),
+//! 8. IP authorization — a session used from a location its user never approved is held
+//!    until the user approves it.
+//! 9. sudo — a valid proof of recent re-authentication, bound to this user (and session),
 //!    required on sensitive routes and reported on all.
-//! 8. per-user limits — the global per-user bucket, then user-keyed buckets: they need to know
+//! 10. per-user limits — the global per-user bucket, then user-keyed buckets: they need to know
 //!    who the caller is.
-//! 9. identity — what the upstream will be told, computed once.
+//! 11. identity — what the upstream will be told, computed once.
 
 use crate::clock::SharedClock;
 use crate::credential::{self, Extracted, Kind, Sid};
 use crate::denial::BucketHeaders;
 use crate::denial::{BadRequest, Denial, Unauthenticated};
 use crate::net::client_ip::ClientIpResolver;
+use crate::net::geoip::{GeoInfo, GeoIp};
 use crate::net::path::check_target;
 use crate::policy::csrf::{OriginPolicy, is_unsafe};
 use crate::policy::internal::SecretRefusal;
+use crate::policy::ipauth::IpAuth;
+use crate::policy::network::NetworkRules;
 use crate::policy::ratelimit::keys::KeyFacts;
 use crate::policy::ratelimit::{Limiter, Reservation, stage};
 use crate::policy::sudo::Sudo;
@@ -83,6 +90,8 @@ pub struct Admitted {
     pub limit_headers: Option<BucketHeaders>,
     /// Until when (Unix seconds) a valid sudo proof that came with the request holds.
     pub sudo_until: Option<i64>,
+    /// Country and ASN of the client, for the GeoIP headers (when enabled).
+    pub geo: GeoInfo,
 }
 
 /// Which route decided.
@@ -123,6 +132,14 @@ pub struct Pipeline {
     /// Origins allowed to make cookie-authenticated state changes.
     pub origins: OriginPolicy,
     pub clock: SharedClock,
+    pub geo: Arc<GeoIp>,
+    /// Inject `X-Fluxgate-Country` and `X-Fluxgate-Asn`.
+    pub geo_headers: bool,
+    /// `[network]`, for every request.
+    pub network: NetworkRules,
+    /// `[[network_rule]]` sets that routes refer to.
+    pub network_rules: Vec<NetworkRules>,
+    pub ip_auth: Arc<IpAuth>,
 }
 
 impl Pipeline {
@@ -158,6 +175,20 @@ impl Pipeline {
             .find(facts.method, checked.path, checked.has_escapes);
         let route = matched.index.map_or(RouteId::Default, RouteId::Index);
         let policy = &matched.route.policy;
+        // 3. network rules
+        let geo = if self.geo.enabled() {
+            self.geo.lookup(client_ip)
+        } else {
+            GeoInfo::default()
+        };
+        let route_rules = policy
+            .network
+            .and_then(|i| self.network_rules.get(i as usize));
+        if !self.network.permits(client_ip, &geo)
+            || route_rules.is_some_and(|r| !r.permits(client_ip, &geo))
+        {
+            return refuse(route, Denial::Forbidden);
+        }
         let body = facts
             .body
             .filter(|_| policy.needs_body)
@@ -176,12 +207,12 @@ impl Pipeline {
             param: &param,
             body: body.as_ref(),
         };
-        // 3. pre-auth limits and lockout
+        // 4. pre-auth limits and lockout
         let mut passed = match stage::pre_auth(&self.limits, policy, &keys).await {
             Ok(p) => p,
             Err(d) => return refuse(route, d),
         };
-        // 4–6. credential, session, access
+        // 5–7. credential, session, access
         let outcome = match policy.auth {
             AuthMode::Internal => self.internal(facts, client_ip),
             AuthMode::Required => self.user(facts, policy).await,
@@ -192,7 +223,21 @@ impl Pipeline {
                 ok => ok,
             },
         };
-        // 7. sudo
+        // 8. IP authorization
+        let outcome = match outcome {
+            Ok(Identity::User(s)) if policy.ip_authorization && s.record.kind == Kind::Session => {
+                let ua = facts
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok());
+                self.ip_auth
+                    .check(&s, client_ip, &geo, ua)
+                    .await
+                    .map(|()| Identity::User(s))
+            }
+            other => other,
+        };
+        // 9. sudo
         let mut sudo_until = None;
         let outcome = match outcome {
             Ok(Identity::User(s)) => {
@@ -208,7 +253,7 @@ impl Pipeline {
             }
             other => other,
         };
-        // 8. per-user limits
+        // 10. per-user limits
         let outcome = match outcome {
             Ok(identity) => {
                 if let Identity::User(s) = &identity {
@@ -221,7 +266,7 @@ impl Pipeline {
             }
             Err(d) => Err(d),
         };
-        // 9. identity
+        // 11. identity
         Verdict {
             client_ip,
             route,
@@ -231,6 +276,11 @@ impl Pipeline {
                 role: policy.role,
                 limit_headers: passed.headers,
                 sudo_until,
+                geo: if self.geo_headers {
+                    geo
+                } else {
+                    GeoInfo::default()
+                },
             }),
             reservation: passed.reservation,
         }

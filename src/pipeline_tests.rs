@@ -29,6 +29,8 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         needs_body: false,
         sudo: false,
         csrf: true,
+        network: None,
+        ip_authorization: false,
     }
 }
 
@@ -95,13 +97,14 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
         policy(AuthMode::Required, &all, &[]),
         vec!["/v1".into()],
     );
+    let sessions = Arc::new(cache);
     let p = Pipeline {
         routes,
         client_ip: ClientIpResolver::new(
             CidrSet::default(),
             HeaderName::from_static("x-forwarded-for"),
         ),
-        sessions: Arc::new(cache),
+        sessions: sessions.clone(),
         secrets: InternalSecrets {
             secrets: vec![InternalSecret {
                 name: "gateway".into(),
@@ -120,6 +123,14 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
         sudo: None,
         origins: crate::policy::csrf::OriginPolicy::default(),
         clock: crate::clock::system(),
+        geo: Arc::new(crate::net::geoip::GeoIp::none()),
+        geo_headers: false,
+        network: Default::default(),
+        network_rules: vec![],
+        ip_auth: Arc::new(crate::policy::ipauth::IpAuth::with_defaults(
+            sessions,
+            crate::clock::system(),
+        )),
     };
     (p, store)
 }

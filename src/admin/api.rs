@@ -37,6 +37,8 @@ pub async fn route(method: &Method, path: &str, body: &[u8], st: &AdminState) ->
         (&Method::POST, ["v1", "sessions"]) => create(body, st).await,
         (&Method::DELETE, ["v1", "sessions", sid]) => revoke(sid, st).await,
         (&Method::POST, ["v1", "sessions", sid, "sudo"]) => grant_sudo(sid, st).await,
+        (&Method::GET, ["v1", "users", user, "locations"]) => locations(user, st).await,
+        (&Method::POST, ["v1", "users", user, "locations"]) => add_location(user, body, st).await,
         (&Method::GET, ["v1", "users", user, "sessions"]) => list(user, st).await,
         (&Method::DELETE, ["v1", "users", user, "sessions"]) => revoke_user(user, st).await,
         _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint"),
@@ -113,6 +115,12 @@ async fn create(body: &[u8], st: &AdminState) -> AdminResponse {
         flags: None,
     };
     if let Err(e) = st.sessions.store().create(&sid, &record).await {
+        return store_failed(e);
+    }
+    // Creating a session authorizes the location it was created from (contract §7).
+    if let Some(ip) = record.client_ip.as_deref().and_then(|i| i.parse().ok())
+        && let Err(e) = st.ip_auth.authorize_ip(&record.user_id, ip).await
+    {
         return store_failed(e);
     }
     // A negative entry for this sid may be cached (someone guessed it before it existed).
@@ -202,4 +210,48 @@ async fn grant_sudo(sid: &str, st: &AdminState) -> AdminResponse {
         StatusCode::OK,
         json!({"token": token, "sid": sid.encode(), "user_id": record.user_id, "expires_at": expires_at}),
     )
+}
+
+async fn locations(user: &str, st: &AdminState) -> AdminResponse {
+    if !is_user_id(user) {
+        return bad("invalid user id");
+    }
+    match st.sessions.store().locations(user).await {
+        Ok(mut l) => {
+            l.sort();
+            json_response(StatusCode::OK, json!({"user_id": user, "locations": l}))
+        }
+        Err(e) => store_failed(e),
+    }
+}
+
+/// Body of `POST /v1/users/<id>/locations`: an IP (reduced to the configured granularity).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddLocation {
+    ip: String,
+}
+
+async fn add_location(user: &str, body: &[u8], st: &AdminState) -> AdminResponse {
+    if !is_user_id(user) {
+        return bad("invalid user id");
+    }
+    let req: AddLocation = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("invalid JSON body: {e}")),
+    };
+    let Ok(ip) = req.ip.parse::<IpAddr>() else {
+        return bad("ip is not an IP address");
+    };
+    let location = st
+        .ip_auth
+        .location_of_str(&ip.to_string())
+        .unwrap_or_default();
+    match st.ip_auth.authorize_ip(user, ip).await {
+        Ok(()) => json_response(
+            StatusCode::CREATED,
+            json!({"user_id": user, "location": location}),
+        ),
+        Err(e) => store_failed(e),
+    }
 }

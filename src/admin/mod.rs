@@ -30,6 +30,8 @@ pub struct AdminState {
     pub secret: Option<Secret>,
     /// To grant sudo mode (when configured).
     pub sudo: Option<Arc<crate::policy::sudo::Sudo>>,
+    /// To authorize sessions' creating locations and manage locations.
+    pub ip_auth: Arc<crate::policy::ipauth::IpAuth>,
     pub clock: SharedClock,
 }
 

@@ -20,6 +20,11 @@ pub struct FileConfig {
     pub csrf: CsrfFile,
     pub internal_secrets: Vec<InternalSecretFile>,
     pub rate_limits: RateLimitsFile,
+    pub geoip: GeoipFile,
+    pub network: NetworkFile,
+    #[serde(rename = "network_rule")]
+    pub network_rules: Vec<NetworkFile>,
+    pub ip_authorization: IpAuthFile,
     pub routing: RoutingFile,
     #[serde(rename = "route")]
     pub routes: Vec<RouteFile>,
@@ -251,6 +256,95 @@ impl Default for LockoutFile {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
+pub struct GeoipFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country_db: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn_db: Option<PathBuf>,
+    pub reload_check: Dur,
+    pub headers: bool,
+}
+
+impl Default for GeoipFile {
+    fn default() -> Self {
+        GeoipFile {
+            country_db: None,
+            asn_db: None,
+            reload_check: Dur::from_secs(10),
+            headers: true,
+        }
+    }
+}
+
+/// Network rules: `[network]` (global) and each `[[network_rule]]` (named, for routes).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct NetworkFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub allow_cidrs: Vec<String>,
+    pub deny_cidrs: Vec<String>,
+    pub allow_countries: Vec<String>,
+    pub deny_countries: Vec<String>,
+    pub allow_asns: Vec<u32>,
+    pub deny_asns: Vec<u32>,
+    pub unknown: String,
+}
+
+impl Default for NetworkFile {
+    fn default() -> Self {
+        NetworkFile {
+            name: None,
+            allow_cidrs: Vec::new(),
+            deny_cidrs: Vec::new(),
+            allow_countries: Vec::new(),
+            deny_countries: Vec::new(),
+            allow_asns: Vec::new(),
+            deny_asns: Vec::new(),
+            unknown: "deny".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IpAuthFile {
+    pub granularity: String,
+    pub v4_prefix: u8,
+    pub v6_prefix: u8,
+    pub ticket_ttl: Dur,
+    pub resend_after: Dur,
+    pub trusted_networks: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<SecretSource>,
+    pub webhook_timeout: Dur,
+    pub webhook_retries: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_stream: Option<String>,
+}
+
+impl Default for IpAuthFile {
+    fn default() -> Self {
+        IpAuthFile {
+            granularity: "network".into(),
+            v4_prefix: 24,
+            v6_prefix: 48,
+            ticket_ttl: Dur::from_secs(900),
+            resend_after: Dur::from_secs(30),
+            trusted_networks: Vec::new(),
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_timeout: Dur::from_secs(5),
+            webhook_retries: 3,
+            redis_stream: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct CookiesFile {
     pub secure: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -363,6 +457,9 @@ pub struct RouteFile {
     pub role: Option<String>,
     pub sudo: bool,
     pub csrf: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    pub ip_authorization: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -382,6 +479,8 @@ impl Default for RouteFile {
             role: None,
             sudo: false,
             csrf: true,
+            network: None,
+            ip_authorization: false,
             rate_limits: Vec::new(),
             lockout: None,
         }

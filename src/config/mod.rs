@@ -6,6 +6,7 @@ pub mod duration;
 pub mod file;
 mod limits;
 pub mod locate;
+pub mod network;
 mod routes;
 pub mod secret;
 mod stores;
@@ -40,6 +41,12 @@ pub struct Config {
     pub cookies: crate::identity::CookiePolicy,
     /// `[sudo]`, when a secret is configured.
     pub sudo: Option<crate::policy::sudo::SudoSettings>,
+    pub geoip: network::GeoSettings,
+    /// `[network]`: rules for every request.
+    pub network: crate::policy::network::NetworkRules,
+    /// `[[network_rule]]`: rule sets routes refer to, by index.
+    pub network_rules: Vec<crate::policy::network::NetworkRules>,
+    pub ip_auth: network::IpAuthConfig,
     /// `[csrf]`: origins allowed to make cookie-authenticated state changes.
     pub origins: crate::policy::csrf::OriginPolicy,
     pub secrets: InternalSecrets,

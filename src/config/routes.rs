@@ -16,6 +16,7 @@ pub(super) struct Ctx<'a> {
     pub has_secrets: bool,
     pub has_sudo_secret: bool,
     pub limits: &'a LimitsConfig,
+    pub network_rules: &'a [(String, crate::policy::network::NetworkRules)],
 }
 
 fn policy(
@@ -90,15 +91,18 @@ fn policy(
         None => None,
         Some("logout") => Some(Role::Logout),
         Some("logout_all") => Some(Role::LogoutAll),
+        Some("authorize_ip") => Some(Role::AuthorizeIp),
+        Some("ip_authorization_poll") => Some(Role::IpAuthPoll),
+        Some("ip_authorization_resend") => Some(Role::IpAuthResend),
         Some(other) => {
             e.at(
                 path.key("role"),
-                format!("unknown role {other:?}; use \"logout\" or \"logout_all\""),
+                format!("unknown role {other:?}; use logout, logout_all, authorize_ip, ip_authorization_poll or ip_authorization_resend"),
             );
             None
         }
     };
-    if role.is_some() && auth != AuthMode::Required {
+    if matches!(role, Some(Role::Logout | Role::LogoutAll)) && auth != AuthMode::Required {
         e.at(
             path.key("role"),
             "logout routes need auth = \"required\": there must be a session to revoke",
@@ -147,6 +151,35 @@ fn policy(
             }
         },
     };
+    let network = match &r.network {
+        None => None,
+        Some(name) => match ctx.network_rules.iter().position(|(n, _)| n == name) {
+            Some(i) => Some(i as u32),
+            None => {
+                e.at(
+                    path.key("network"),
+                    format!("no [[network_rule]] is named {name:?}"),
+                );
+                None
+            }
+        },
+    };
+    if r.ip_authorization && auth != AuthMode::Required {
+        e.at(
+            path.key("ip_authorization"),
+            "needs auth = \"required\": it checks a session's location",
+        );
+    }
+    if matches!(
+        role,
+        Some(Role::AuthorizeIp | Role::IpAuthPoll | Role::IpAuthResend)
+    ) && auth != AuthMode::None
+    {
+        e.at(
+            path.key("role"),
+            "IP authorization endpoints are public: set auth = \"none\"",
+        );
+    }
     if r.sudo && auth != AuthMode::Required {
         e.at(
             path.key("sudo"),
@@ -170,6 +203,8 @@ fn policy(
         needs_body,
         sudo: r.sudo,
         csrf: r.csrf,
+        network,
+        ip_authorization: r.ip_authorization,
     }
 }
 

@@ -43,10 +43,14 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let accept = kinds(&file.credentials.accept, p("credentials.accept"), &mut e);
     let sessions = super::stores::sessions(&file, &mut e);
     let limits = super::limits::limits(&file, &mut e);
+    let geoip = super::network::geoip(&file, &mut e);
+    let (network, named_rules) = super::network::network(&file, &mut e);
+    let ip_auth = super::network::ip_authorization(&file, &mut e);
     let sudo = super::sudo::sudo(&file, &mut e);
     let origins = super::sudo::csrf(&file, &mut e);
-    let uses_redis =
-        matches!(sessions.store, super::StoreSettings::Redis { .. }) || limits.on_redis;
+    let uses_redis = matches!(sessions.store, super::StoreSettings::Redis { .. })
+        || limits.on_redis
+        || ip_auth.stream.is_some();
     let redis = if uses_redis {
         super::stores::redis(&file, &mut e)
     } else {
@@ -61,6 +65,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
             has_secrets: !secrets.secrets.is_empty(),
             has_sudo_secret: file.sudo.secret.is_some(),
             limits: &limits,
+            network_rules: &named_rules,
         },
         &mut e,
     );
@@ -93,6 +98,10 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         cookies,
         sudo,
         origins,
+        geoip,
+        network,
+        network_rules: named_rules.into_iter().map(|(_, r)| r).collect(),
+        ip_auth,
         secrets,
         routes: routes.expect("routes are present when there are no errors"),
         identity: identity.expect("identity is present when there are no errors"),

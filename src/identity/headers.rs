@@ -125,6 +125,9 @@ pub struct Injection<'a> {
     pub client_ip: Option<IpAddr>,
     /// Unix seconds until which a valid sudo proof holds.
     pub sudo_until: Option<i64>,
+    /// From GeoIP, when known.
+    pub country: Option<&'a str>,
+    pub asn: Option<u32>,
 }
 
 /// Sets the identity headers and overwrites `X-Forwarded-For` with the client IP.
@@ -142,6 +145,12 @@ pub fn inject(h: &mut impl HeaderEdit, names: &HeaderNames, id: &Injection<'_>) 
         if let Some(v) = value {
             h.insert(name.clone(), v.clone());
         }
+    }
+    if let Some(c) = id.country.and_then(|c| HeaderValue::from_str(c).ok()) {
+        h.insert(names.country.clone(), c);
+    }
+    if let Some(a) = id.asn {
+        h.insert(names.asn.clone(), HeaderValue::from(a));
     }
     if let Some(until) = id.sudo_until {
         h.insert(names.sudo_until.clone(), HeaderValue::from(until));

@@ -3,4 +3,5 @@
 
 pub mod cidr;
 pub mod client_ip;
+pub mod geoip;
 pub mod path;

@@ -1,6 +1,7 @@
 //! Logout routes (contract §9): after the upstream accepts a logout (2xx), fluxgate revokes the
 //! session(s) in its store, which evicts them on every instance, and clears the cookies.
 
+pub use super::routes::Role;
 use crate::credential::Sid;
 use crate::session::SessionCache;
 use serde::Deserialize;
@@ -10,16 +11,6 @@ use serde::Deserialize;
 pub const MAX_LOGOUT_BODY: usize = 16 * 1024;
 /// Most sids one request may revoke.
 const MAX_SIDS: usize = 256;
-
-/// What a logout route revokes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `POST /auth/logout`: the session that made the request.
-    Logout,
-    /// `POST /auth/sessions/logout`: the sids listed in `session_id_hashes`, if they are the
-    /// caller's own.
-    LogoutAll,
-}
 
 #[derive(Deserialize)]
 struct Body {

@@ -4,11 +4,12 @@
 
 pub mod csrf;
 pub mod internal;
+pub mod ipauth;
 pub mod logout;
+pub mod network;
 pub mod ratelimit;
 pub mod routes;
 pub mod sudo;
 
 pub use internal::{InternalSecret, InternalSecrets};
-pub use logout::Role;
-pub use routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
+pub use routes::{AuthMode, KindSet, Pattern, Policy, Role, Route, RouteTable};

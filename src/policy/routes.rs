@@ -46,6 +46,22 @@ impl KindSet {
     }
 }
 
+/// A route fluxgate treats specially (contract §2 roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `POST /auth/logout`: the session that made the request.
+    Logout,
+    /// `POST /auth/sessions/logout`: the sids listed in `session_id_hashes`, if they are the
+    /// caller's own.
+    LogoutAll,
+    /// `POST /auth/authorize-ip`, answered by fluxgate (IP authorization).
+    AuthorizeIp,
+    /// `GET /auth/ip-authorization/poll`, answered by fluxgate.
+    IpAuthPoll,
+    /// `POST /auth/ip-authorization/resend`, answered by fluxgate.
+    IpAuthResend,
+}
+
 /// What the route asks of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -57,7 +73,7 @@ pub struct Policy {
     /// Forward the session and sudo cookies to the upstream instead of removing them.
     pub pass_cookies: bool,
     /// A logout route: revoke after the upstream accepts.
-    pub role: Option<super::logout::Role>,
+    pub role: Option<Role>,
     /// Rate-limit buckets (indexes into the limiter's buckets), in order.
     pub buckets: Vec<u32>,
     /// A brute-force lockout (index into the limiter's lockouts).
@@ -68,6 +84,10 @@ pub struct Policy {
     pub sudo: bool,
     /// Origin check for cookie-authenticated unsafe methods.
     pub csrf: bool,
+    /// A named network rule set (index).
+    pub network: Option<u32>,
+    /// Check the session's location (IP authorization).
+    pub ip_authorization: bool,
 }
 
 /// One path segment of a pattern.
@@ -318,6 +338,8 @@ mod tests {
             needs_body: false,
             sudo: false,
             csrf: true,
+            network: None,
+            ip_authorization: false,
         }
     }
 

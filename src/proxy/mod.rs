@@ -5,6 +5,7 @@
 mod body;
 mod cookies;
 mod edit;
+mod ipauth;
 mod logout;
 mod respond;
 
@@ -132,6 +133,16 @@ impl ProxyHttp for FluxgateProxy {
         ctx.verdict = Some(verdict);
         match denied {
             None => {
+                let role = ctx
+                    .verdict
+                    .as_ref()
+                    .and_then(|v| v.outcome.as_ref().ok())
+                    .and_then(|a| a.role);
+                if let Some(role) = role
+                    && ipauth::answer(self, session, role, ctx.request_id.as_ref()).await?
+                {
+                    return Ok(true);
+                }
                 logout::start(session, ctx);
                 Ok(false)
             }
@@ -186,6 +197,8 @@ impl ProxyHttp for FluxgateProxy {
                 auth_kind: admitted.identity.auth_kind(),
                 client_ip: Some(*client_ip),
                 sudo_until: admitted.sudo_until,
+                country: admitted.geo.country_str(),
+                asn: admitted.geo.asn,
                 ..Default::default()
             };
             match &admitted.identity {
@@ -407,6 +420,7 @@ mod tests {
                         role: None,
                         limit_headers: None,
                         sudo_until: None,
+                        geo: Default::default(),
                     }),
                     reservation: None,
                 }

@@ -46,3 +46,34 @@ fn request_has_body(session: &Session) -> bool {
         || h.get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0")
 }
+
+/// Writes fluxgate's own successful answer (`204` with no body when `json` is null).
+pub async fn write_json(
+    session: &mut Session,
+    status: http::StatusCode,
+    json: &serde_json::Value,
+    request_id: Option<&HeaderValue>,
+) -> Result<()> {
+    let body = if json.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(json.to_string())
+    };
+    let mut h = ResponseHeader::build(status, Some(4))?;
+    if !body.is_empty() {
+        h.insert_header("content-type", "application/json")?;
+    }
+    h.insert_header("cache-control", "no-store")?;
+    if status != http::StatusCode::NO_CONTENT {
+        h.insert_header("content-length", body.len())?;
+    }
+    if let Some(id) = request_id {
+        h.insert_header("x-request-id", id.clone())?;
+    }
+    let end = body.is_empty();
+    session.write_response_header(Box::new(h), end).await?;
+    if !end {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}

@@ -67,9 +67,20 @@ impl moka::Expiry<Sid, Arc<Entry>> for KeepUntil {
     }
 }
 
+/// A user's authorized locations as read from the store.
+#[derive(Debug)]
+pub struct Locations {
+    pub set: std::collections::HashSet<String>,
+    fresh_until: Millis,
+    generation: u64,
+}
+
 /// Sessions by sid, in front of a [`SessionStore`].
 pub struct SessionCache {
     cache: moka::future::Cache<Sid, Arc<Entry>>,
+    /// Each user's authorized locations (IP authorization), cached like sessions and evicted
+    /// with the user's sessions.
+    locations: moka::future::Cache<String, Arc<Locations>>,
     /// Last known good positive entries, kept for the stale grace period (serve-stale only).
     /// Separate from `cache` so a stale entry can wait there while `cache` reloads.
     last_good: Option<moka::future::Cache<Sid, Arc<Entry>>>,
@@ -106,6 +117,10 @@ impl SessionCache {
             cache: moka::future::Cache::builder()
                 .max_capacity(settings.capacity)
                 .expire_after(KeepUntil)
+                .build(),
+            locations: moka::future::Cache::builder()
+                .max_capacity(settings.capacity)
+                .time_to_live(Duration::from_millis(settings.ttl_ms.max(1) as u64))
                 .build(),
             last_good: settings.stale_grace_ms.map(|g| {
                 moka::future::Cache::builder()
@@ -235,6 +250,56 @@ impl SessionCache {
         let mut h = self.hasher.build_hasher();
         h.write(user_id.as_bytes());
         (h.finish() as usize) % STRIPES
+    }
+
+    /// A user's authorized locations, from the cache or the store.
+    pub async fn locations(&self, user_id: &str) -> Result<Arc<Locations>, StoreError> {
+        let stripe = self.user_stripe(user_id);
+        let fresh = |l: &Locations, now: Millis| {
+            now < l.fresh_until
+                && self.user_stripes[stripe].load(Ordering::Acquire) <= l.generation
+                && self.cleared_at.load(Ordering::Acquire) <= l.generation
+        };
+        for _ in 0..3 {
+            if let Some(l) = self.locations.get(user_id).await {
+                if fresh(&l, self.clock.now_ms()) {
+                    return Ok(l);
+                }
+                self.locations.invalidate(user_id).await;
+            }
+            let load = async {
+                let generation = self.generation.load(Ordering::Acquire);
+                self.metrics.count_store_read();
+                let set = self.store.locations(user_id).await?.into_iter().collect();
+                Ok::<_, StoreError>(Arc::new(Locations {
+                    set,
+                    fresh_until: self.clock.now_ms().saturating_add(self.settings.ttl_ms),
+                    generation,
+                }))
+            };
+            let l = self
+                .locations
+                .try_get_with(user_id.to_string(), load)
+                .await
+                .map_err(|e| (*e).clone())?;
+            if fresh(&l, self.clock.now_ms()) {
+                return Ok(l);
+            }
+        }
+        let set = self.store.locations(user_id).await?.into_iter().collect();
+        Ok(Arc::new(Locations {
+            set,
+            fresh_until: 0,
+            generation: 0,
+        }))
+    }
+
+    /// Authorizes a location for a user in the store and forgets what is cached about them.
+    pub async fn add_location(&self, user_id: &str, location: &str) -> Result<(), StoreError> {
+        self.store.add_location(user_id, location).await?;
+        self.evict_user(user_id);
+        self.locations.invalidate(user_id).await;
+        Ok(())
     }
 
     /// Limits how long after its read any entry is trusted: `Some(ms)` while invalidations may

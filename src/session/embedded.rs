@@ -5,6 +5,7 @@
 //! ((expires_at, sid) → ()), so expired records can be swept without a full scan. Every call
 //! runs on tokio's blocking pool because redb's I/O is synchronous.
 
+use super::locations::{Ticket, pending_key};
 use super::record::SessionRecord;
 use super::store::{SessionStore, StoreError};
 use crate::clock::SharedClock;
@@ -21,6 +22,10 @@ const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessio
 const USER_SESSIONS: MultimapTableDefinition<&str, &[u8; 32]> =
     MultimapTableDefinition::new("user_sessions");
 const EXPIRY: TableDefinition<(i64, &[u8; 32]), ()> = TableDefinition::new("expiry");
+const IP_AUTH: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("ip_auth");
+const TICKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("ip_auth_tickets");
+const TOKENS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("ip_auth_tokens");
+const PENDING: TableDefinition<&str, &str> = TableDefinition::new("ip_auth_pending");
 
 /// Sessions in a redb file.
 #[derive(Clone)]
@@ -49,6 +54,10 @@ impl EmbeddedStore {
             tx.open_multimap_table(USER_SESSIONS)
                 .map_err(|e| e.to_string())?;
             tx.open_table(EXPIRY).map_err(|e| e.to_string())?;
+            tx.open_multimap_table(IP_AUTH).map_err(|e| e.to_string())?;
+            tx.open_table(TICKETS).map_err(|e| e.to_string())?;
+            tx.open_table(TOKENS).map_err(|e| e.to_string())?;
+            tx.open_table(PENDING).map_err(|e| e.to_string())?;
         }
         tx.commit().map_err(|e| e.to_string())?;
         Ok(EmbeddedStore {
@@ -86,6 +95,27 @@ impl EmbeddedStore {
                         (t, *sid)
                     })
                     .collect();
+                // Expired IP-authorization tickets, their tokens and pending markers.
+                let mut tickets = tx.open_table(TICKETS).map_err(internal)?;
+                let dead: Vec<String> = tickets
+                    .iter()
+                    .map_err(internal)?
+                    .filter_map(|r| r.ok())
+                    .filter(|(_, v)| Ticket::decode_live(v.value(), now).is_none())
+                    .map(|(k, _)| k.value().to_string())
+                    .collect();
+                for id in &dead {
+                    tickets.remove(id.as_str()).map_err(internal)?;
+                }
+                let mut tokens = tx.open_table(TOKENS).map_err(internal)?;
+                tokens
+                    .retain(|_, id| !dead.iter().any(|d| d == id))
+                    .map_err(internal)?;
+                let mut pending = tx.open_table(PENDING).map_err(internal)?;
+                pending
+                    .retain(|_, id| !dead.iter().any(|d| d == id))
+                    .map_err(internal)?;
+                drop((tickets, tokens, pending));
                 for (t, sid) in due {
                     exp.remove((t, &sid)).map_err(internal)?;
                     let removed = sessions.remove(&sid).map_err(internal)?;
@@ -227,6 +257,150 @@ impl SessionStore for EmbeddedStore {
         self.blocking(|db, _| {
             db.begin_read().map_err(internal)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn locations(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let user = user_id.to_string();
+        self.blocking(move |db, _| {
+            let tx = db.begin_read().map_err(internal)?;
+            let t = tx.open_multimap_table(IP_AUTH).map_err(internal)?;
+            let mut out = Vec::new();
+            for l in t.get(user.as_str()).map_err(internal)? {
+                out.push(l.map_err(internal)?.value().to_string());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn add_location(&self, user_id: &str, location: &str) -> Result<(), StoreError> {
+        let (user, loc) = (user_id.to_string(), location.to_string());
+        self.blocking(move |db, _| {
+            let tx = db.begin_write().map_err(internal)?;
+            tx.open_multimap_table(IP_AUTH)
+                .map_err(internal)?
+                .insert(user.as_str(), loc.as_str())
+                .map_err(internal)?;
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn open_ticket(&self, t: &Ticket, token_hash: &[u8; 32]) -> Result<Ticket, StoreError> {
+        let (t, token_hash) = (t.clone(), *token_hash);
+        self.blocking(move |db, now| {
+            let tx = db.begin_write().map_err(internal)?;
+            let live = {
+                let mut pending = tx.open_table(PENDING).map_err(internal)?;
+                let tickets = tx.open_table(TICKETS).map_err(internal)?;
+                let key = pending_key(&t.user_id, &t.location);
+                let existing = pending
+                    .get(key.as_str())
+                    .map_err(internal)?
+                    .map(|v| v.value().to_string());
+                let existing = match existing {
+                    Some(id) => tickets
+                        .get(id.as_str())
+                        .map_err(internal)?
+                        .and_then(|v| Ticket::decode_live(v.value(), now))
+                        .filter(|x| !x.completed),
+                    None => None,
+                };
+                if existing.is_none() {
+                    pending
+                        .insert(key.as_str(), t.ticket.as_str())
+                        .map_err(internal)?;
+                }
+                existing
+            };
+            let out = match live {
+                Some(x) => x,
+                None => {
+                    tx.open_table(TICKETS)
+                        .map_err(internal)?
+                        .insert(t.ticket.as_str(), t.encode().as_slice())
+                        .map_err(internal)?;
+                    tx.open_table(TOKENS)
+                        .map_err(internal)?
+                        .insert(&token_hash, t.ticket.as_str())
+                        .map_err(internal)?;
+                    t
+                }
+            };
+            tx.commit().map_err(internal)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ticket(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |db, now| {
+            let tx = db.begin_read().map_err(internal)?;
+            let t = tx.open_table(TICKETS).map_err(internal)?;
+            Ok(t.get(id.as_str())
+                .map_err(internal)?
+                .and_then(|v| Ticket::decode_live(v.value(), now)))
+        })
+        .await
+    }
+
+    async fn save_ticket(&self, t: &Ticket) -> Result<(), StoreError> {
+        let t = t.clone();
+        self.blocking(move |db, _| {
+            let tx = db.begin_write().map_err(internal)?;
+            tx.open_table(TICKETS)
+                .map_err(internal)?
+                .insert(t.ticket.as_str(), t.encode().as_slice())
+                .map_err(internal)?;
+            if t.completed {
+                tx.open_table(PENDING)
+                    .map_err(internal)?
+                    .remove(pending_key(&t.user_id, &t.location).as_str())
+                    .map_err(internal)?;
+            }
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn add_token(&self, token_hash: &[u8; 32], t: &Ticket) -> Result<(), StoreError> {
+        let (h, id) = (*token_hash, t.ticket.clone());
+        self.blocking(move |db, _| {
+            let tx = db.begin_write().map_err(internal)?;
+            tx.open_table(TOKENS)
+                .map_err(internal)?
+                .insert(&h, id.as_str())
+                .map_err(internal)?;
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn consume_token(&self, token_hash: &[u8; 32]) -> Result<Option<Ticket>, StoreError> {
+        let h = *token_hash;
+        self.blocking(move |db, now| {
+            let tx = db.begin_write().map_err(internal)?;
+            // Removed in the same write transaction that reads it: one use only.
+            let id = tx
+                .open_table(TOKENS)
+                .map_err(internal)?
+                .remove(&h)
+                .map_err(internal)?
+                .map(|v| v.value().to_string());
+            let t = match id {
+                Some(id) => tx
+                    .open_table(TICKETS)
+                    .map_err(internal)?
+                    .get(id.as_str())
+                    .map_err(internal)?
+                    .and_then(|v| Ticket::decode_live(v.value(), now)),
+                None => None,
+            };
+            tx.commit().map_err(internal)?;
+            Ok(t)
         })
         .await
     }

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod embedded;
 pub mod invalidation;
+pub mod locations;
 pub mod record;
 pub mod redis;
 pub mod store;

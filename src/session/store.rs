@@ -1,5 +1,6 @@
 //! The `SessionStore` trait: what every session store (embedded, Redis) provides.
 
+use super::locations::Ticket;
 use super::record::SessionRecord;
 use crate::credential::Sid;
 use async_trait::async_trait;
@@ -41,4 +42,44 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The locations a user has authorized (contract §7).
+    async fn locations(&self, _user_id: &str) -> Result<Vec<String>, StoreError> {
+        Err(unsupported())
+    }
+
+    /// Authorizes a location for a user (and tells every instance, where there are several).
+    async fn add_location(&self, _user_id: &str, _location: &str) -> Result<(), StoreError> {
+        Err(unsupported())
+    }
+
+    /// Stores a new pending ticket and its approval token's digest, unless a live ticket for
+    /// the same user and location exists: then that one is returned unchanged.
+    async fn open_ticket(&self, _t: &Ticket, _token_hash: &[u8; 32]) -> Result<Ticket, StoreError> {
+        Err(unsupported())
+    }
+
+    /// A live ticket by id.
+    async fn ticket(&self, _id: &str) -> Result<Option<Ticket>, StoreError> {
+        Err(unsupported())
+    }
+
+    /// Rewrites a ticket (completed, resent), keeping its expiry.
+    async fn save_ticket(&self, _t: &Ticket) -> Result<(), StoreError> {
+        Err(unsupported())
+    }
+
+    /// Adds another approval token for a live ticket (a resend).
+    async fn add_token(&self, _token_hash: &[u8; 32], _t: &Ticket) -> Result<(), StoreError> {
+        Err(unsupported())
+    }
+
+    /// Consumes an approval token: the first call returns its live ticket, later calls none.
+    async fn consume_token(&self, _token_hash: &[u8; 32]) -> Result<Option<Ticket>, StoreError> {
+        Err(unsupported())
+    }
+}
+
+fn unsupported() -> StoreError {
+    StoreError::Internal("this store does not keep IP authorizations".into())
 }

@@ -9,6 +9,7 @@
 pub mod subscriber;
 
 use super::invalidation::Invalidation;
+use super::locations::{Ticket, pending_key};
 use super::record::SessionRecord;
 use super::store::{SessionStore, StoreError};
 use crate::clock::SharedClock;
@@ -16,6 +17,7 @@ use crate::credential::Sid;
 use crate::redis_client::{Connections, RedisFailure, RedisSettings};
 use async_trait::async_trait;
 use redis::AsyncCommands;
+use sha2::Digest;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,5 +216,99 @@ impl SessionStore for RedisStore {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
             .map(|_| ())
+    }
+
+    async fn locations(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let k = format!("{}ip-auth:{user_id}", self.prefix);
+        self.run(|mut c| async move { c.smembers(k).await }).await
+    }
+
+    async fn add_location(&self, user_id: &str, location: &str) -> Result<(), StoreError> {
+        let k = format!("{}ip-auth:{user_id}", self.prefix);
+        let loc = location.to_string();
+        self.run(|mut c| async move { c.sadd::<_, _, i64>(k, loc).await })
+            .await?;
+        // Every instance drops what it cached about this user (sessions and locations).
+        self.publish(Invalidation::User(user_id.to_string())).await
+    }
+
+    async fn open_ticket(&self, t: &Ticket, token_hash: &[u8; 32]) -> Result<Ticket, StoreError> {
+        let now = self.clock.now_secs();
+        let ttl = t.ttl(now);
+        let pending = format!(
+            "{}ip-auth-pending:{}",
+            self.prefix,
+            hex::encode(sha2::Sha256::digest(
+                pending_key(&t.user_id, &t.location).as_bytes()
+            ))
+        );
+        let claimed: bool = {
+            let (pending, id) = (pending.clone(), t.ticket.clone());
+            self.run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(pending)
+                    .arg(id)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+                    .map(|r| r.is_some())
+            })
+            .await?
+        };
+        if !claimed {
+            let existing: Option<String> = self
+                .run(|mut c| async move { c.get(pending).await })
+                .await?;
+            if let Some(id) = existing
+                && let Some(live) = self.ticket(&id).await?
+                && !live.completed
+            {
+                return Ok(live);
+            }
+        }
+        let tk = format!("{}ip-auth-ticket:{}", self.prefix, t.ticket);
+        let tok = format!("{}ip-auth-token:{}", self.prefix, hex::encode(token_hash));
+        let (json, id) = (t.encode(), t.ticket.clone());
+        self.run(|mut c| async move {
+            c.set_ex::<_, _, ()>(tk, json, ttl as u64).await?;
+            c.set_ex::<_, _, ()>(tok, id, ttl as u64).await
+        })
+        .await?;
+        Ok(t.clone())
+    }
+
+    async fn ticket(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
+        let k = format!("{}ip-auth-ticket:{id}", self.prefix);
+        let bytes: Option<Vec<u8>> = self.run(|mut c| async move { c.get(k).await }).await?;
+        Ok(bytes.and_then(|b| Ticket::decode_live(&b, self.clock.now_secs())))
+    }
+
+    async fn save_ticket(&self, t: &Ticket) -> Result<(), StoreError> {
+        let k = format!("{}ip-auth-ticket:{}", self.prefix, t.ticket);
+        let json = t.encode();
+        let ttl = t.ttl(self.clock.now_secs()) as u64;
+        self.run(|mut c| async move { c.set_ex::<_, _, ()>(k, json, ttl).await })
+            .await
+    }
+
+    async fn add_token(&self, token_hash: &[u8; 32], t: &Ticket) -> Result<(), StoreError> {
+        let tok = format!("{}ip-auth-token:{}", self.prefix, hex::encode(token_hash));
+        let (id, ttl) = (t.ticket.clone(), t.ttl(self.clock.now_secs()) as u64);
+        self.run(|mut c| async move { c.set_ex::<_, _, ()>(tok, id, ttl).await })
+            .await
+    }
+
+    async fn consume_token(&self, token_hash: &[u8; 32]) -> Result<Option<Ticket>, StoreError> {
+        let tok = format!("{}ip-auth-token:{}", self.prefix, hex::encode(token_hash));
+        // GETDEL: read and delete in one atomic command, so a token works once.
+        let id: Option<String> = self
+            .run(|mut c| async move { redis::cmd("GETDEL").arg(tok).query_async(&mut c).await })
+            .await?;
+        match id {
+            Some(id) => self.ticket(&id).await,
+            None => Ok(None),
+        }
     }
 }
