@@ -23,8 +23,8 @@
 //!    until the user approves it.
 //! 9. sudo — a valid proof of recent re-authentication, bound to this user (and session),
 //!    required on sensitive routes and reported on all.
-//! 10. per-user limits — the global per-user bucket, then user-keyed buckets: they need to know
-//!    who the caller is.
+//! 10. per-user limits — the global per-user bucket, then user-keyed buckets: they need to
+//!     know who the caller is.
 //! 11. identity — what the upstream will be told, computed once.
 
 use crate::clock::SharedClock;
