@@ -211,6 +211,35 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    let dbdir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geoip");
+    let geo = fluxgate::net::geoip::GeoIp::open(
+        Some(&dbdir.join("GeoLite2-Country-Test.mmdb")),
+        Some(&dbdir.join("GeoLite2-ASN-Test.mmdb")),
+    )
+    .unwrap();
+    let rules = fluxgate::policy::network::NetworkRules {
+        deny_cidrs: fluxgate::net::cidr::CidrSet::parse(&["192.0.2.0/24", "203.0.113.0/24"])
+            .unwrap(),
+        deny_countries: vec![*b"KP"],
+        ..Default::default()
+    };
+    let mut se = headers.clone();
+    se.insert(
+        "x-forwarded-for",
+        HeaderValue::from_static("89.160.20.112, 10.0.0.2"),
+    );
+    c.bench_function("net/client_ip_cidr_and_country_lookup", |b| {
+        b.iter(|| {
+            let ip = s
+                .pipeline
+                .client_ip
+                .resolve(black_box(peer), black_box(&se));
+            let g = geo.lookup(ip);
+            assert!(rules.permits(ip, &g));
+            g
+        })
+    });
+
     let names = fluxgate::config::parse("", "bench").unwrap().identity;
     let user = HeaderValue::from_static("123456789012345678");
     let sidv = HeaderValue::from_str(&sid.encode()).unwrap();

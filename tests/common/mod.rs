@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod webhook;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
