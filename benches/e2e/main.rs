@@ -1,0 +1,275 @@
+//! The end-to-end load harness: fluxgate side by side with a bare upstream and nginx
+//! forward-auth, in one run, rounds interleaved (A B C … A B C …) so drift cancels out.
+//!
+//! `cargo bench --bench e2e` runs the full comparison and writes bench-results/e2e.md.
+//! Options after `--`: `--rounds N` (3), `--secs S` (8), `--conns C` (64), `--soak SECS`
+//! (a separate RSS-over-time run of row c), `--no-optimize` is not needed: the bench profile
+//! is the release profile. Under `cargo test` (no `--bench`), it runs a short smoke of a few
+//! rows to prove the harness works, and asserts nothing about speed.
+//!
+//! Rows:
+//! (a) direct to the upstream;
+//! (b) fluxgate, every route auth = "none" (the cost of proxying through fluxgate);
+//! (c) fluxgate, a cached cookie session + a rate-limit bucket + identity headers (embedded);
+//! (d) as (c) on the Redis store (cache hits);
+//! (e) cache misses: every request a different valid session, in Redis;
+//! (f) nginx auth_request → a second nginx answering 200 (best case of forward auth).
+
+mod procs;
+mod report;
+mod wrk;
+
+use procs::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// CPU for the proxies under test; the load generator, upstream and Redis get the other one.
+const PROXY_CPU: usize = 0;
+const CLIENT_CPU: usize = 1;
+
+struct Opts {
+    full: bool,
+    rounds: usize,
+    secs: f64,
+    conns: usize,
+    soak: Option<u64>,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let full = args.iter().any(|a| a == "--bench");
+    Opts {
+        full,
+        rounds: get("--rounds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if full { 3 } else { 1 }),
+        secs: get("--secs")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if full { 8.0 } else { 1.0 }),
+        conns: get("--conns")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if full { 64 } else { 8 }),
+        soak: get("--soak").and_then(|v| v.parse().ok()),
+    }
+}
+
+/// A row: a name, and what wrk sends.
+struct Row {
+    key: &'static str,
+    title: &'static str,
+    load: wrk::Load<'static>,
+}
+
+const LIMIT: &str = r#"
+[rate_limits]
+global_limit = 0
+[[rate_limits.bucket]]
+name = "bench"
+limit = 10000
+window = "100ms"
+key = "user"
+[routing.default]
+auth = "required"
+rate_limits = ["bench"]
+"#;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--upstream") {
+        serve_upstream(args[i + 1].parse().unwrap());
+        return;
+    }
+    let o = opts();
+    if !have("wrk") {
+        eprintln!("SKIPPED e2e: wrk is not installed (apt-get install wrk)");
+        return;
+    }
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_fluxgate"));
+    let (_up, upstream) = upstream(CLIENT_CPU);
+    let upstream_cfg = format!("[upstream]\naddresses = [\"{upstream}\"]\n");
+    let mut notes: Vec<String> = Vec::new();
+
+    // (b) and (c): always.
+    let none = fluxgate(
+        &bin,
+        PROXY_CPU,
+        "b",
+        &format!("{upstream_cfg}[routing.default]\nauth = \"none\"\n"),
+    );
+    let embedded = fluxgate(&bin, PROXY_CPU, "c", &format!("{upstream_cfg}{LIMIT}"));
+    let cookie = format!("Cookie: fluxer_session={}", embedded.session("100"));
+    let mut rows = vec![
+        Row {
+            key: "a",
+            title: "direct to the upstream",
+            load: wrk::Load {
+                url: format!("http://{upstream}/x"),
+                headers: vec![],
+                script: None,
+            },
+        },
+        Row {
+            key: "b",
+            title: "fluxgate, auth = none",
+            load: wrk::Load {
+                url: format!("http://{}/x", none.proxy),
+                headers: vec![],
+                script: None,
+            },
+        },
+        Row {
+            key: "c",
+            title: "fluxgate, cached cookie session + bucket + identity",
+            load: wrk::Load {
+                url: format!("http://{}/x", embedded.proxy),
+                headers: vec![cookie.clone()],
+                script: None,
+            },
+        },
+    ];
+
+    // (d), (e): Redis.
+    let mut _keep_redis = Vec::new();
+    let script_dir = tempfile::tempdir().unwrap();
+    if o.full && have("redis-server") {
+        let (r, port) = redis(CLIENT_CPU);
+        let redis_cfg = format!(
+            "[sessions]\nstore = \"redis\"\n[redis]\nurls = [\"redis://127.0.0.1:{port}\"]\n"
+        );
+        let on_redis = fluxgate(
+            &bin,
+            PROXY_CPU,
+            "d",
+            &format!("{upstream_cfg}{redis_cfg}{LIMIT}"),
+        );
+        let redis_cookie = format!("Cookie: fluxer_session={}", on_redis.session("200"));
+        let misses = fluxgate(
+            &bin,
+            PROXY_CPU,
+            "e",
+            &format!(
+                "{upstream_cfg}{}{LIMIT}",
+                redis_cfg.replace(
+                    "store = \"redis\"",
+                    "store = \"redis\"\ncache_ttl = \"1s\"\nnegative_ttl = \"1s\""
+                )
+            ),
+        );
+        let tokens = seed_sessions(port, 300_000);
+        let lua = script_dir.path().join("rotate.lua");
+        std::fs::write(&lua, report::rotate_script(tokens.len())).unwrap();
+        let lua: &'static std::path::Path = Box::leak(lua.into_boxed_path());
+        rows.push(Row {
+            key: "d",
+            title: "as (c), Redis store (cache hits)",
+            load: wrk::Load {
+                url: format!("http://{}/x", on_redis.proxy),
+                headers: vec![redis_cookie],
+                script: None,
+            },
+        });
+        rows.push(Row {
+            key: "e",
+            title: "cache misses: a different Redis session each request",
+            load: wrk::Load {
+                url: format!("http://{}/x", misses.proxy),
+                headers: vec![],
+                script: Some(lua),
+            },
+        });
+        _keep_redis.push((r, on_redis, misses));
+    } else if o.full {
+        notes.push("rows d and e skipped: redis-server is not installed".into());
+    }
+
+    // (f): nginx forward auth.
+    let mut _keep_nginx = None;
+    if o.full && have("nginx") {
+        let n = nginx(PROXY_CPU, upstream);
+        rows.push(Row {
+            key: "f",
+            title: "nginx auth_request → nginx 200",
+            load: wrk::Load {
+                url: format!("http://{}/x", n.addr),
+                headers: vec![cookie.clone()],
+                script: None,
+            },
+        });
+        _keep_nginx = Some(n);
+    } else if o.full {
+        notes.push("row f skipped: nginx is not installed".into());
+    }
+
+    if let Some(secs) = o.soak {
+        soak(&embedded, &rows[2].load, o.conns, secs);
+        return;
+    }
+
+    let dur = Duration::from_secs_f64(o.secs);
+    if !o.full {
+        // The smoke (under `cargo test`): two rows, one second each, to prove the harness runs.
+        rows.retain(|r| r.key == "a" || r.key == "c");
+    } else {
+        // Warm every row up once (connections, caches), then interleave the measured rounds.
+        for r in &rows {
+            wrk::run(CLIENT_CPU, &r.load, o.conns, Duration::from_secs(1));
+        }
+    }
+    let started = Instant::now();
+    let mut samples: Vec<Vec<wrk::Sample>> = vec![Vec::new(); rows.len()];
+    for round in 0..o.rounds {
+        for (i, r) in rows.iter().enumerate() {
+            let s = wrk::run(CLIENT_CPU, &r.load, o.conns, dur);
+            eprintln!(
+                "round {} row {}: {:.0} req/s p50 {:.3} ms p99 {:.3} ms errors {}",
+                round + 1,
+                r.key,
+                s.rps,
+                s.p50_ms,
+                s.p99_ms,
+                s.errors
+            );
+            samples[i].push(s);
+        }
+    }
+    let table = report::table(
+        &rows.iter().map(|r| (r.key, r.title)).collect::<Vec<_>>(),
+        &samples,
+        o.rounds,
+        o.secs,
+        o.conns,
+        &notes,
+        started.elapsed(),
+    );
+    println!("{table}");
+    if o.full {
+        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-results");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("e2e.md"), &table).unwrap();
+        eprintln!("written to bench-results/e2e.md");
+    }
+}
+
+/// Loads row (c) for `secs`, sampling fluxgate's RSS every 5 s, and reports the slope.
+fn soak(fg: &Fluxgate, load: &wrk::Load<'_>, conns: usize, secs: u64) {
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs() < secs {
+        let s = wrk::run(CLIENT_CPU, load, conns, Duration::from_secs(5));
+        let mb = fg.proc.rss() as f64 / 1_048_576.0;
+        let t = start.elapsed().as_secs_f64();
+        println!("t={t:.0}s rss={mb:.1} MB rps={:.0}", s.rps);
+        points.push((t, mb));
+    }
+    let (slope, first, last) = report::slope(&points);
+    println!(
+        "RSS over {secs} s at load: {first:.1} MB → {last:.1} MB, slope {:.3} MB/min",
+        slope * 60.0
+    );
+}

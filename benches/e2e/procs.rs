@@ -1,0 +1,362 @@
+//! The processes a run starts: the upstream, fluxgate instances, nginx, Redis. Each is stopped
+//! when its handle drops, so a run leaves nothing behind.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args([
+            "-c",
+            &format!("command -v {cmd} || test -x /usr/sbin/{cmd}"),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `taskset -c <cpu>` when there is more than one CPU to pin to.
+pub fn pinned(cpu: usize, program: &Path) -> Command {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus > 1 && have("taskset") {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg((cpu % cpus).to_string()).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+pub fn wait_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{addr} never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in bytes (Linux).
+    pub fn rss(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/statm", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            * 4096
+    }
+}
+
+/// The upstream: this same binary re-executed with `--upstream <port>`.
+pub fn upstream(cpu: usize) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let exe = std::env::current_exe().unwrap();
+    let child = pinned(cpu, &exe)
+        .args(["--upstream", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_port(addr);
+    (Proc { child }, addr)
+}
+
+/// Serves `200 ok` as fast as it can, on one thread (the `--upstream` mode).
+pub fn serve_upstream(port: u16) {
+    use http_body_util::Full;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        bytes::Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+/// A running fluxgate with its addresses.
+pub struct Fluxgate {
+    pub proc: Proc,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+pub const ADMIN_SECRET: &str = "bench-admin-secret-0123456789";
+
+pub fn fluxgate(bin: &Path, cpu: usize, name: &str, extra: &str) -> Fluxgate {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+threads = 1
+grace_period = "1s"
+shutdown_timeout = "1s"
+upgrade_socket = "{d}/upgrade.sock"
+
+[sessions.embedded]
+path = "{d}/sessions.redb"
+
+[admin]
+listen = "127.0.0.1:0"
+secret = {{ value = "{ADMIN_SECRET}" }}
+
+[logging]
+level = "warn"
+access_log = false
+{extra}
+"#,
+        d = dir.path().display()
+    );
+    let path = dir.path().join("fluxgate.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = pinned(cpu, bin)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("fluxgate ({name}) did not start: {line}"));
+    let proxy: SocketAddr = v["proxy"][0].as_str().unwrap().parse().unwrap();
+    let admin: SocketAddr = v["admin"].as_str().unwrap().parse().unwrap();
+    wait_port(proxy);
+    wait_port(admin);
+    Fluxgate {
+        proc: Proc { child },
+        proxy,
+        admin,
+        _dir: dir,
+    }
+}
+
+impl Fluxgate {
+    /// Creates a session through the admin API; returns its token.
+    pub fn session(&self, user: &str) -> String {
+        let body = format!(r#"{{"user_id":"{user}","lifetime":"1d"}}"#);
+        let req = format!(
+            "POST /v1/sessions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_SECRET}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = TcpStream::connect(self.admin).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        let json = &out[out.find("\r\n\r\n").unwrap() + 4..];
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+}
+
+/// A redis-server without persistence.
+pub fn redis(cpu: usize) -> (Proc, u16) {
+    let port = free_port();
+    let child = pinned(cpu, Path::new("redis-server"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(([127, 0, 0, 1], port).into());
+    (Proc { child }, port)
+}
+
+/// Writes `n` valid sessions straight into Redis (the backend's way), through `redis-cli --pipe`.
+pub fn seed_sessions(port: u16, n: usize) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let mut tokens = Vec::with_capacity(n);
+    let mut pipe = Vec::new();
+    for i in 0..n {
+        let t = format!("flx_{i:036}");
+        let sid = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            Sha256::digest(t.as_bytes()),
+        );
+        let key = format!("fluxgate:session:{sid}");
+        let val = format!(
+            r#"{{"v":1,"user_id":"{}","kind":"session","created_at":1,"expires_at":null,"scopes":[]}}"#,
+            1000 + i
+        );
+        pipe.extend_from_slice(
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{val}\r\n",
+                key.len(),
+                val.len()
+            )
+            .as_bytes(),
+        );
+        tokens.push(t);
+    }
+    let mut c = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(&pipe).unwrap();
+    assert!(c.wait().unwrap().success());
+    tokens
+}
+
+/// nginx `auth_request` in front of the upstream, asking a second nginx that answers 200:
+/// the best case of the forward-auth pattern.
+pub struct Nginx {
+    _front: Proc,
+    _auth: Proc,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+pub fn nginx(cpu: usize, upstream: SocketAddr) -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    let (front_port, auth_port) = (free_port(), free_port());
+    let common = |d: &Path| {
+        format!(
+            "master_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\n",
+            d = d.display()
+        )
+    };
+    let tmp = |d: &Path| {
+        format!(
+            "client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;",
+            d = d.display()
+        )
+    };
+    let auth_dir = dir.path().join("auth");
+    let front_dir = dir.path().join("front");
+    std::fs::create_dir_all(&auth_dir).unwrap();
+    std::fs::create_dir_all(&front_dir).unwrap();
+    std::fs::write(
+        auth_dir.join("nginx.conf"),
+        format!(
+            "{}http {{ access_log off; {} keepalive_requests 1000000;\n server {{ listen 127.0.0.1:{auth_port}; location / {{ return 200; }} }} }}\n",
+            common(&auth_dir),
+            tmp(&auth_dir)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        front_dir.join("nginx.conf"),
+        format!(
+            r#"{}http {{
+  access_log off; {} keepalive_requests 1000000;
+  upstream app {{ server {upstream}; keepalive 64; }}
+  upstream auth {{ server 127.0.0.1:{auth_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{front_port};
+    location / {{
+      auth_request /_auth;
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+    location = /_auth {{
+      internal;
+      proxy_pass http://auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }}
+  }}
+}}
+"#,
+            common(&front_dir),
+            tmp(&front_dir)
+        ),
+    )
+    .unwrap();
+    let bin = if Path::new("/usr/sbin/nginx").exists() {
+        PathBuf::from("/usr/sbin/nginx")
+    } else {
+        PathBuf::from("nginx")
+    };
+    let start = |d: &Path| {
+        let child = pinned(cpu, &bin)
+            .arg("-p")
+            .arg(d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Proc { child }
+    };
+    let auth = start(&auth_dir);
+    let front = start(&front_dir);
+    wait_port(([127, 0, 0, 1], auth_port).into());
+    let addr: SocketAddr = ([127, 0, 0, 1], front_port).into();
+    wait_port(addr);
+    Nginx {
+        _front: front,
+        _auth: auth,
+        addr,
+        _dir: dir,
+    }
+}

@@ -1,0 +1,122 @@
+//! The results table, the Lua script for per-request tokens, and small statistics.
+
+use super::wrk::Sample;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Least-squares slope of (x, y), with the first and last y.
+pub fn slope(points: &[(f64, f64)]) -> (f64, f64, f64) {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return (0.0, 0.0, 0.0);
+    }
+    let (sx, sy): (f64, f64) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let num: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let den: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    (
+        num / den.max(f64::EPSILON),
+        points[0].1,
+        points[points.len() - 1].1,
+    )
+}
+
+/// wrk script cycling through `n` seeded tokens (`flx_` + a zero-padded index).
+pub fn rotate_script(n: usize) -> String {
+    format!(
+        r#"local i = math.random(0, {n})
+request = function()
+  i = (i + 1) % {n}
+  return wrk.format("GET", "/x", {{ ["Authorization"] = string.format("flx_%036d", i) }})
+end
+"#
+    )
+}
+
+pub fn table(
+    rows: &[(&str, &str)],
+    samples: &[Vec<Sample>],
+    rounds: usize,
+    secs: f64,
+    conns: usize,
+    notes: &[String],
+    took: Duration,
+) -> String {
+    let med = |i: usize, f: fn(&Sample) -> f64| median(samples[i].iter().map(f).collect());
+    let find = |k: &str| rows.iter().position(|(key, _)| *key == k);
+    let rps = |k: &str| find(k).map(|i| med(i, |s| s.rps));
+    let p99 = |k: &str| find(k).map(|i| med(i, |s| s.p99_ms));
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "Machine: {} CPUs, {}; {rounds} interleaved rounds of {secs} s per row, wrk -t1 -c{conns} (medians). Proxies pinned to CPU 0; wrk, upstream and Redis to CPU 1. Took {:.0} s.\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
+            .unwrap_or_else(|| "unknown CPU".into()),
+        took.as_secs_f64()
+    );
+    let _ = writeln!(
+        t,
+        "| row | setup | req/s | p50 ms | p99 ms | ÷ (b) | ÷ (f) | errors |"
+    );
+    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for (i, (key, title)) in rows.iter().enumerate() {
+        let r = med(i, |s| s.rps);
+        let ratio = |base: Option<f64>| {
+            base.map_or("–".to_string(), |b| format!("{:.2}", r / b.max(1.0)))
+        };
+        let errors: u64 = samples[i].iter().map(|s| s.errors).sum();
+        let _ = writeln!(
+            t,
+            "| ({key}) | {title} | {r:.0} | {:.3} | {:.3} | {} | {} | {errors} |",
+            med(i, |s| s.p50_ms),
+            med(i, |s| s.p99_ms),
+            ratio(rps("b")),
+            ratio(rps("f")),
+        );
+    }
+    let _ = writeln!(t);
+    let ratio = |a: &str, b: &str| match (rps(a), rps(b)) {
+        (Some(x), Some(y)) => format!("{:.2}", x / y.max(1.0)),
+        _ => "n/a".into(),
+    };
+    let _ = writeln!(
+        t,
+        "Targets: (c)/(b) = {} (≥ 0.90); p99(c) − p99(b) = {} ms (≤ 0.3); (c)/(f) = {} (≥ 1.2); (d)/(c) = {} (≥ 0.95).",
+        ratio("c", "b"),
+        match (p99("c"), p99("b")) {
+            (Some(c), Some(b)) => format!("{:.3}", c - b),
+            _ => "n/a".into(),
+        },
+        ratio("c", "f"),
+        ratio("d", "c"),
+    );
+    for n in notes {
+        let _ = writeln!(t, "\nNote: {n}.");
+    }
+    t
+}
