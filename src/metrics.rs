@@ -139,6 +139,8 @@ pub struct Metrics {
     pub invalidations: AtomicU64,
     /// fluxgate_invalidation_subscribed (gauge, 0 or 1)
     pub invalidation_subscribed: AtomicU64,
+    /// fluxgate_invalidation_subscriptions_total
+    pub invalidation_subscriptions: AtomicU64,
     /// fluxgate_logout_errors_total
     pub logout_errors: AtomicU64,
     /// fluxgate_ip_authorization_total{event}
@@ -227,6 +229,11 @@ impl Metrics {
                 "fluxgate_invalidations_received_total",
                 "Invalidation messages received from Redis.",
                 &self.invalidations,
+            ),
+            (
+                "fluxgate_invalidation_subscriptions_total",
+                "Times the invalidation subscription was (re)established.",
+                &self.invalidation_subscriptions,
             ),
             (
                 "fluxgate_logout_errors_total",

@@ -52,6 +52,9 @@ fn two_instances_share_sessions_and_a_revocation_on_one_reaches_the_other() {
     a.send(&req).denial(401, "UNAUTHORIZED");
     let took = eventually(Duration::from_secs(5), || b.send(&req).status == 401)
         .expect("B never refused the revoked session");
+    // The subscription stayed up the whole time (a reconnect would clear the cache and could
+    // explain the refusal by itself).
+    assert_eq!(b.metric("fluxgate_invalidation_subscriptions_total"), 1.0);
     eprintln!("revocation reached the other instance after {took:?} (includes one request)");
 }
 
@@ -391,6 +394,9 @@ fn the_cache_is_cleared_when_the_subscription_comes_back() {
             .replace("[sessions]\n", "[sessions]\ncache_ttl = \"1h\"\n"),
     );
     assert!(eventually(Duration::from_secs(10), || subscribed(&fg)).is_some());
+    // Stable: no reconnect (and so no clearing) happens by itself.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(fg.metric("fluxgate_invalidation_subscriptions_total"), 1.0);
     let (tok, sid) = fg.create_session(json!({"user_id": "507"}));
     let req = Req::get("/x").header("authorization", &tok);
     assert_eq!(fg.send(&req).status, 200);
@@ -405,6 +411,7 @@ fn the_cache_is_cleared_when_the_subscription_comes_back() {
     redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     assert!(eventually(Duration::from_secs(10), || fg.send(&req).status == 401).is_some());
     assert!(eventually(Duration::from_secs(10), || subscribed(&fg)).is_some());
+    assert_eq!(fg.metric("fluxgate_invalidation_subscriptions_total"), 2.0);
 }
 
 #[test]

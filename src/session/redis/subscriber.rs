@@ -50,6 +50,7 @@ pub async fn run(
                 cache.clear();
                 cache.set_vouch(None);
                 metrics.invalidation_subscribed.store(1, Ordering::Relaxed);
+                metrics.invalidation_subscriptions.fetch_add(1, Ordering::Relaxed);
                 backoff = Duration::from_millis(50);
                 tracing::info!(channel = %channel, "subscribed to session invalidations");
                 let (mut sink, mut stream) = ps.split();
@@ -62,7 +63,9 @@ pub async fn run(
                             None => break,
                         },
                         _ = tick.tick() => {
-                            let ping = tokio::time::timeout(connect_timeout, sink.ping::<String>()).await;
+                            // In subscribed mode Redis answers PING with ["pong", ""], not
+                            // "PONG": accept any reply, only an error or silence means down.
+                            let ping = tokio::time::timeout(connect_timeout, sink.ping::<redis::Value>()).await;
                             if !matches!(ping, Ok(Ok(_))) {
                                 break;
                             }
