@@ -122,7 +122,7 @@ fn cached_sessions(n: u32) -> f64 {
         .enable_all()
         .build()
         .unwrap();
-    let cache = SessionCache::new(
+    let cache = Arc::new(SessionCache::new(
         store,
         clock,
         Arc::new(Metrics::default()),
@@ -132,7 +132,7 @@ fn cached_sessions(n: u32) -> f64 {
             capacity: n as u64 + 1,
             stale_grace_ms: None,
         },
-    );
+    ));
     let before = rss_bytes();
     rt.block_on(async {
         for i in 0..n {
@@ -140,7 +140,7 @@ fn cached_sessions(n: u32) -> f64 {
             assert!(cache.resolve(&sid).await.unwrap().is_some());
         }
     });
-    let held = rt.block_on(cache.entry_count());
+    let held = cache.entry_count();
     let grew = rss_bytes().saturating_sub(before);
     println!(
         "session cache: {held} sessions cached, RSS +{:.1} MB",

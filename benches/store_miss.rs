@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-fn cache(store: Arc<dyn SessionStore>) -> SessionCache {
-    SessionCache::new(
+fn cache(store: Arc<dyn SessionStore>) -> Arc<SessionCache> {
+    Arc::new(SessionCache::new(
         store,
         clock::system(),
         Arc::new(Metrics::default()),
@@ -25,7 +25,7 @@ fn cache(store: Arc<dyn SessionStore>) -> SessionCache {
             capacity: 10_000_000,
             stale_grace_ms: None,
         },
-    )
+    ))
 }
 
 struct Redis(Child, u16);

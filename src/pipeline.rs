@@ -73,7 +73,7 @@ impl Identity {
     pub fn auth_kind(&self) -> &'static str {
         match self {
             Identity::Anonymous => "anonymous",
-            Identity::User(s) => s.record.kind.as_str(),
+            Identity::User(s) => s.kind.as_str(),
             Identity::Internal(_) => "internal",
         }
     }
@@ -225,7 +225,7 @@ impl Pipeline {
         };
         // 8. IP authorization
         let outcome = match outcome {
-            Ok(Identity::User(s)) if policy.ip_authorization && s.record.kind == Kind::Session => {
+            Ok(Identity::User(s)) if policy.ip_authorization && s.kind == Kind::Session => {
                 let ua = facts
                     .headers
                     .get(http::header::USER_AGENT)
@@ -244,9 +244,7 @@ impl Pipeline {
                 sudo_until = self.sudo_until(facts, &s);
                 // SECURITY: sensitive routes need a fresh re-authentication proof.
                 if policy.sudo && sudo_until.is_none() {
-                    Err(Denial::SudoModeRequired {
-                        has_mfa: s.record.has_mfa,
-                    })
+                    Err(Denial::SudoModeRequired { has_mfa: s.has_mfa })
                 } else {
                     Ok(Identity::User(s))
                 }
@@ -257,7 +255,7 @@ impl Pipeline {
         let outcome = match outcome {
             Ok(identity) => {
                 if let Identity::User(s) = &identity {
-                    keys.user = Some(&s.record.user_id);
+                    keys.user = Some(s.user_id());
                     keys.session = Some(&s.sid.0);
                 }
                 stage::per_user(&self.limits, policy, &keys, &mut passed)
@@ -290,13 +288,8 @@ impl Pipeline {
     fn sudo_until(&self, facts: &RequestFacts<'_>, s: &Session) -> Option<i64> {
         let sudo = self.sudo.as_ref()?;
         let token = sudo.presented(facts.headers).ok()??;
-        sudo.verify(
-            token,
-            &s.record.user_id,
-            Some(&s.sid),
-            self.clock.now_secs(),
-        )
-        .ok()
+        sudo.verify(token, s.user_id(), Some(&s.sid), self.clock.now_secs())
+            .ok()
     }
 
     fn internal(&self, facts: &RequestFacts<'_>, client_ip: IpAddr) -> Result<Identity, Denial> {
@@ -334,12 +327,12 @@ impl Pipeline {
         }
         // SECURITY: a valid credential of a kind the route does not accept is refused, so an
         // OAuth2 token cannot reach session-only routes (and so on).
-        if !policy.kinds.contains(session.record.kind) {
+        if !policy.kinds.contains(session.kind) {
             return Err(Denial::AccessDenied);
         }
         // SECURITY: OAuth2 tokens carry only what the user granted; each required scope must be
         // present. Session and bot tokens are not scope-limited.
-        if session.record.kind == Kind::Oauth2
+        if session.kind == Kind::Oauth2
             && let Some(missing) = policy.scopes.iter().find(|s| !session.has_scope(s))
         {
             return Err(Denial::MissingOauthScope {
@@ -369,7 +362,7 @@ impl Pipeline {
                     .ok_or(unauth(Unauthenticated::UnknownSession))?;
                 // SECURITY: a token is only good as the kind it was issued as; an OAuth2 sid
                 // presented as `flx_…` (or the reverse) is refused.
-                if session.record.kind != kind {
+                if session.kind != kind {
                     return Err(unauth(Unauthenticated::KindMismatch));
                 }
                 Ok((session, false))
@@ -384,7 +377,7 @@ impl Pipeline {
                 let mut count = 0;
                 for token in candidates.as_slice() {
                     if let Some(s) = self.resolve(&Sid::of(token), allow_stale).await?
-                        && s.record.kind == Kind::Session
+                        && s.kind == Kind::Session
                     {
                         count += 1;
                         valid = Some(s);

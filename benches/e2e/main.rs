@@ -2,9 +2,8 @@
 //! forward-auth, in one run, rounds interleaved (A B C … A B C …) so drift cancels out.
 //!
 //! `cargo bench --bench e2e` runs the full comparison and writes bench-results/e2e.md.
-//! Options after `--`: `--rounds N` (3), `--secs S` (8), `--conns C` (64), `--soak SECS`
-//! (a separate RSS-over-time run of row c), `--no-optimize` is not needed: the bench profile
-//! is the release profile. Under `cargo test` (no `--bench`), it runs a short smoke of a few
+//! Options after `--`: `--rounds N` (3), `--secs S` (8), `--conns C` (64), `--rows abc` (only
+//! those rows), `--soak SECS` (a separate RSS-over-time run of row c). Under `cargo test` (no `--bench`), it runs a short smoke of a few
 //! rows to prove the harness works, and asserts nothing about speed.
 //!
 //! Rows:
@@ -33,6 +32,8 @@ struct Opts {
     secs: f64,
     conns: usize,
     soak: Option<u64>,
+    /// Only these rows (e.g. "abc").
+    only: Option<String>,
 }
 
 fn opts() -> Opts {
@@ -56,6 +57,7 @@ fn opts() -> Opts {
             .and_then(|v| v.parse().ok())
             .unwrap_or(if full { 64 } else { 8 }),
         soak: get("--soak").and_then(|v| v.parse().ok()),
+        only: get("--rows"),
     }
 }
 
@@ -212,6 +214,9 @@ fn main() {
     }
 
     let dur = Duration::from_secs_f64(o.secs);
+    if let Some(only) = &o.only {
+        rows.retain(|r| only.contains(r.key));
+    }
     if !o.full {
         // The smoke (under `cargo test`): two rows, one second each, to prove the harness runs.
         rows.retain(|r| r.key == "a" || r.key == "c");

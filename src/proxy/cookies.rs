@@ -60,9 +60,9 @@ fn capture_sudo(proxy: &FluxgateProxy, resp: &mut ResponseHeader, ctx: &RequestC
     let now = proxy.pipeline.clock.now_secs();
     // The upstream's proof must be valid for this user (and, if it names one, this session);
     // fluxgate then issues its own, bound to the session, for the full lifetime from now.
-    match sudo.verify(&token, &s.record.user_id, Some(&s.sid), now) {
+    match sudo.verify(&token, s.user_id(), Some(&s.sid), now) {
         Ok(_) => {
-            let (bound, _) = sudo.grant(&s.record.user_id, &s.sid, now);
+            let (bound, _) = sudo.grant(s.user_id(), &s.sid, now);
             let cookie = proxy.cookies.set_cookie(
                 &sudo.settings.cookie_name,
                 &bound,

@@ -104,7 +104,7 @@ pub async fn on_response(proxy: &FluxgateProxy, resp: &mut ResponseHeader, ctx: 
                     return;
                 }
             };
-            match revoke_listed(cache, &session.record.user_id, &session.sid, &sids).await {
+            match revoke_listed(cache, session.user_id(), &session.sid, &sids).await {
                 Ok(r) => {
                     tracing::info!(revoked = r.count, "logout: revoked listed sessions");
                     r.includes_caller

@@ -201,12 +201,14 @@ impl ProxyHttp for FluxgateProxy {
                 asn: admitted.geo.asn,
                 ..Default::default()
             };
+            let sid_header;
             match &admitted.identity {
                 Identity::Anonymous => {}
                 Identity::User(s) => {
-                    inj.user_id = Some(&s.user_header);
-                    inj.session_id = Some(&s.sid_header);
-                    inj.scopes = s.scopes_header.as_ref();
+                    sid_header = s.sid_header();
+                    inj.user_id = Some(s.user_header());
+                    inj.session_id = Some(&sid_header);
+                    inj.scopes = s.scopes_header();
                 }
                 Identity::Internal(i) => {
                     inj.service = Some(&self.pipeline.secrets.secrets[*i].name_header);
@@ -220,7 +222,7 @@ impl ProxyHttp for FluxgateProxy {
                 // A fresh proof in the upstream's own format, so an upstream with a shorter
                 // window than fluxgate's agrees that this request is in sudo mode.
                 let now = self.pipeline.clock.now_secs();
-                let token = sudo.mint(&s.record.user_id, &s.sid, now, until);
+                let token = sudo.mint(s.user_id(), &s.sid, now, until);
                 if let Ok(v) = http::HeaderValue::from_str(&token) {
                     h.0.insert_header(crate::policy::sudo::SUDO_HEADER, v).ok();
                 }

@@ -2,10 +2,10 @@
 //!
 //! - Positive entries live a fixed time from insertion (never extended by reads) and never past
 //!   the record's `expires_at`; unknown sids are cached negatively for a short time.
-//! - Concurrent misses for one sid make one store read (moka's `try_get_with` coalesces them);
-//!   store errors are never cached.
+//! - Concurrent misses for one sid make one store read (a shared in-flight load, whose result,
+//!   success or error, every waiter receives); store errors are never cached.
 //! - Freshness is judged against the injectable clock, so tests drive it with a manual clock;
-//!   moka's own expiry only reclaims memory.
+//!   the map itself is bounded by entry count and evicts by S3-FIFO.
 //! - Revocation uses generation counters so a slow read that overlaps a revocation can never
 //!   put the revoked session back: every entry remembers the generation at which its load
 //!   started, and a revocation stamps the sid's (and user's) stripe with a newer generation.
@@ -18,15 +18,17 @@
 //!   store fails; never an entry that was revoked. They wait in a second map (`last_good`), so
 //!   the main cache can drop a stale entry and reload it as usual.
 
-use super::record::Session;
+use super::record::{CacheMeta, Session};
 use super::store::{SessionStore, StoreError};
 use crate::clock::{Millis, SharedClock};
 use crate::credential::Sid;
 use crate::metrics::Metrics;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 const STRIPES: usize = 4096;
 
@@ -44,28 +46,42 @@ pub struct CacheSettings {
 /// Trust entries without limit (invalidations are reliable or there is one instance).
 const VOUCH_FOREVER: Millis = Millis::MAX;
 
+/// "No such session", remembered for `negative_ttl`.
 #[derive(Debug)]
-struct Entry {
-    session: Option<Arc<Session>>,
-    /// Clock time until which the entry may answer.
-    fresh_until: Millis,
-    /// Clock time when the store read finished.
-    loaded_at: Millis,
-    /// Generation when the load that produced it started.
-    generation: u64,
-    /// Stripe of the session's user (positive entries).
-    user_stripe: usize,
-    /// How long moka keeps it in memory.
-    keep: Duration,
+struct Absent {
+    sid: Sid,
+    meta: CacheMeta,
 }
 
-struct KeepUntil;
+/// What the cache holds for a sid.
+#[derive(Debug, Clone)]
+enum Slot {
+    Found(Arc<Session>),
+    Absent(Arc<Absent>),
+}
 
-impl moka::Expiry<Sid, Arc<Entry>> for KeepUntil {
-    fn expire_after_create(&self, _: &Sid, v: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(v.keep)
+impl Slot {
+    fn sid(&self) -> &Sid {
+        match self {
+            Slot::Found(s) => &s.sid,
+            Slot::Absent(a) => &a.sid,
+        }
+    }
+    fn meta(&self) -> &CacheMeta {
+        match self {
+            Slot::Found(s) => &s.meta,
+            Slot::Absent(a) => &a.meta,
+        }
+    }
+    fn session(&self) -> Option<Arc<Session>> {
+        match self {
+            Slot::Found(s) => Some(s.clone()),
+            Slot::Absent(_) => None,
+        }
     }
 }
+
+type Flight = Shared<BoxFuture<'static, Result<Slot, StoreError>>>;
 
 /// A user's authorized locations as read from the store.
 #[derive(Debug)]
@@ -76,14 +92,20 @@ pub struct Locations {
 }
 
 /// Sessions by sid, in front of a [`SessionStore`].
+///
+/// The map is quick_cache (S3-FIFO, bounded by entry count) keyed by the first 8 bytes of the
+/// sid (a SHA-256 output) with the full sid checked on every hit. Chosen over moka, whose
+/// per-entry bookkeeping alone measured about 380 bytes here: with it a million cached sessions
+/// could not fit the 300 MB budget.
 pub struct SessionCache {
-    cache: moka::future::Cache<Sid, Arc<Entry>>,
-    /// Each user's authorized locations (IP authorization), cached like sessions and evicted
-    /// with the user's sessions.
-    locations: moka::future::Cache<String, Arc<Locations>>,
+    cache: quick_cache::sync::Cache<u64, Slot>,
+    /// Loads in progress, so concurrent misses for one sid share one store read (and its error).
+    inflight: Mutex<HashMap<Sid, Flight>>,
+    /// Each user's authorized locations (IP authorization), evicted with the user's sessions.
+    locations: quick_cache::sync::Cache<String, Arc<Locations>>,
     /// Last known good positive entries, kept for the stale grace period (serve-stale only).
-    /// Separate from `cache` so a stale entry can wait there while `cache` reloads.
-    last_good: Option<moka::future::Cache<Sid, Arc<Entry>>>,
+    /// Separate from `cache` so a stale entry can wait here while `cache` reloads.
+    last_good: Option<quick_cache::sync::Cache<u64, Arc<Session>>>,
     store: Arc<dyn SessionStore>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
@@ -105,6 +127,10 @@ const MISS: &str = "miss";
 const STALE: &str = "stale";
 const STALE_SERVED: &str = "stale_served";
 
+fn key(sid: &Sid) -> u64 {
+    u64::from_le_bytes(sid.0[..8].try_into().expect("a sid has 32 bytes"))
+}
+
 impl SessionCache {
     pub fn new(
         store: Arc<dyn SessionStore>,
@@ -113,21 +139,14 @@ impl SessionCache {
         settings: CacheSettings,
     ) -> Self {
         let stripes = || (0..STRIPES).map(|_| AtomicU64::new(0)).collect();
+        let capacity = settings.capacity.max(1) as usize;
         SessionCache {
-            cache: moka::future::Cache::builder()
-                .max_capacity(settings.capacity)
-                .expire_after(KeepUntil)
-                .build(),
-            locations: moka::future::Cache::builder()
-                .max_capacity(settings.capacity)
-                .time_to_live(Duration::from_millis(settings.ttl_ms.max(1) as u64))
-                .build(),
-            last_good: settings.stale_grace_ms.map(|g| {
-                moka::future::Cache::builder()
-                    .max_capacity(settings.capacity)
-                    .time_to_live(Duration::from_millis(g.max(1) as u64))
-                    .build()
-            }),
+            cache: quick_cache::sync::Cache::new(capacity),
+            inflight: Mutex::new(HashMap::new()),
+            locations: quick_cache::sync::Cache::new(capacity.min(1 << 20)),
+            last_good: settings
+                .stale_grace_ms
+                .map(|_| quick_cache::sync::Cache::new(capacity)),
             store,
             clock,
             metrics,
@@ -146,54 +165,79 @@ impl SessionCache {
     }
 
     /// The live session for `sid`, from the cache or the store.
-    pub async fn resolve(&self, sid: &Sid) -> Result<Option<Arc<Session>>, StoreError> {
+    pub async fn resolve(self: &Arc<Self>, sid: &Sid) -> Result<Option<Arc<Session>>, StoreError> {
         // A stale entry can only be re-inserted by a load that overlapped a revocation; retrying
         // a couple of times converges, and the last resort is an uncached read.
         for _ in 0..3 {
             let now = self.clock.now_ms();
-            if let Some(e) = self.cache.get(sid).await {
-                if self.is_fresh(sid, &e, now) {
-                    let label = if e.session.is_some() {
+            if let Some(slot) = self.cache.get(&key(sid)).filter(|s| s.sid() == sid) {
+                if self.is_fresh(sid, &slot, now) {
+                    let label = if matches!(slot, Slot::Found(_)) {
                         HIT
                     } else {
                         NEGATIVE_HIT
                     };
                     self.metrics.cache.inc(label, "");
-                    return Ok(e.session.clone());
+                    return Ok(slot.session());
                 }
                 self.metrics.cache.inc(STALE, "");
-                self.cache.invalidate(sid).await;
             }
             self.metrics.cache.inc(MISS, "");
-            let e = self
-                .cache
-                .try_get_with(*sid, self.load(*sid))
-                .await
-                .map_err(|e| (*e).clone())?;
-            if self.is_fresh(sid, &e, self.clock.now_ms()) {
-                return Ok(e.session.clone());
+            let slot = self.load_shared(*sid).await?;
+            if self.is_fresh(sid, &slot, self.clock.now_ms()) {
+                return Ok(slot.session());
             }
         }
-        Ok(self.load(*sid).await?.session.clone())
+        Ok(self.load(*sid).await?.session())
     }
 
-    fn is_fresh(&self, sid: &Sid, e: &Entry, now: Millis) -> bool {
-        now < e.fresh_until
+    /// Joins the load of `sid` in progress, or starts one (which inserts into the cache).
+    async fn load_shared(self: &Arc<Self>, sid: Sid) -> Result<Slot, StoreError> {
+        let flight = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            inflight
+                .entry(sid)
+                .or_insert_with(|| {
+                    let this = self.clone();
+                    async move {
+                        let r = this.load(sid).await;
+                        if let Ok(slot) = &r {
+                            this.cache.insert(key(&sid), slot.clone());
+                        }
+                        this.inflight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&sid);
+                        r
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        flight.await
+    }
+
+    fn is_fresh(&self, sid: &Sid, slot: &Slot, now: Millis) -> bool {
+        let m = slot.meta();
+        now < m.fresh_until
             && now
-                < e.loaded_at
+                < m.loaded_at
                     .saturating_add(self.vouch_ms.load(Ordering::Acquire))
-            && self.not_revoked(sid, e)
+            && self.not_revoked(sid, slot)
     }
 
     /// No revocation, user-wide eviction or clear happened since the entry's read started.
-    fn not_revoked(&self, sid: &Sid, e: &Entry) -> bool {
-        self.sid_stripes[sid_stripe(sid)].load(Ordering::Acquire) <= e.generation
-            && (e.session.is_none()
-                || self.user_stripes[e.user_stripe].load(Ordering::Acquire) <= e.generation)
-            && self.cleared_at.load(Ordering::Acquire) <= e.generation
+    fn not_revoked(&self, sid: &Sid, slot: &Slot) -> bool {
+        let m = slot.meta();
+        self.sid_stripes[sid_stripe(sid)].load(Ordering::Acquire) <= m.generation
+            && (matches!(slot, Slot::Absent(_))
+                || self.user_stripes[m.user_stripe as usize].load(Ordering::Acquire)
+                    <= m.generation)
+            && self.cleared_at.load(Ordering::Acquire) <= m.generation
     }
 
-    async fn load(&self, sid: Sid) -> Result<Arc<Entry>, StoreError> {
+    async fn load(&self, sid: Sid) -> Result<Slot, StoreError> {
         // The generation is read before the store so that any revocation finishing after this
         // point stamps a newer generation than the entry carries.
         let generation = self.generation.load(Ordering::Acquire);
@@ -207,39 +251,40 @@ impl SessionCache {
         };
         let now = self.clock.now_ms();
         let session = record.and_then(|r| match Session::new(sid, r) {
-            Ok(s) => Some(Arc::new(s)),
+            Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!(sid = %sid, error = %e, "stored session is unusable; treating it as absent");
                 None
             }
         });
-        let fresh_until = match &session {
-            Some(s) => {
+        Ok(match session {
+            Some(mut s) => {
                 let ttl_end = now.saturating_add(self.settings.ttl_ms);
-                match s.record.expires_at {
-                    Some(exp) => ttl_end.min(exp.saturating_mul(1000)),
-                    None => ttl_end,
+                s.meta = CacheMeta {
+                    fresh_until: match s.expires_at {
+                        Some(exp) => ttl_end.min(exp.saturating_mul(1000)),
+                        None => ttl_end,
+                    },
+                    loaded_at: now,
+                    generation,
+                    user_stripe: self.user_stripe(s.user_id()) as u32,
+                };
+                let s = Arc::new(s);
+                if let Some(last_good) = &self.last_good {
+                    last_good.insert(key(&sid), s.clone());
                 }
+                Slot::Found(s)
             }
-            None => now.saturating_add(self.settings.negative_ttl_ms),
-        };
-        let user_stripe = session
-            .as_ref()
-            .map(|s| self.user_stripe(&s.record.user_id))
-            .unwrap_or(0);
-        let keep = Duration::from_millis(fresh_until.saturating_sub(now).max(1) as u64);
-        let entry = Arc::new(Entry {
-            session,
-            fresh_until,
-            loaded_at: now,
-            generation,
-            user_stripe,
-            keep,
-        });
-        if let (Some(last_good), Some(_)) = (&self.last_good, &entry.session) {
-            last_good.insert(sid, entry.clone()).await;
-        }
-        Ok(entry)
+            None => Slot::Absent(Arc::new(Absent {
+                sid,
+                meta: CacheMeta {
+                    fresh_until: now.saturating_add(self.settings.negative_ttl_ms),
+                    loaded_at: now,
+                    generation,
+                    user_stripe: 0,
+                },
+            })),
+        })
     }
 
     fn next_generation(&self) -> u64 {
@@ -255,50 +300,31 @@ impl SessionCache {
     /// A user's authorized locations, from the cache or the store.
     pub async fn locations(&self, user_id: &str) -> Result<Arc<Locations>, StoreError> {
         let stripe = self.user_stripe(user_id);
-        let fresh = |l: &Locations, now: Millis| {
-            now < l.fresh_until
-                && self.user_stripes[stripe].load(Ordering::Acquire) <= l.generation
-                && self.cleared_at.load(Ordering::Acquire) <= l.generation
-        };
-        for _ in 0..3 {
-            if let Some(l) = self.locations.get(user_id).await {
-                if fresh(&l, self.clock.now_ms()) {
-                    return Ok(l);
-                }
-                self.locations.invalidate(user_id).await;
-            }
-            let load = async {
-                let generation = self.generation.load(Ordering::Acquire);
-                self.metrics.count_store_read();
-                let set = self.store.locations(user_id).await?.into_iter().collect();
-                Ok::<_, StoreError>(Arc::new(Locations {
-                    set,
-                    fresh_until: self.clock.now_ms().saturating_add(self.settings.ttl_ms),
-                    generation,
-                }))
-            };
-            let l = self
-                .locations
-                .try_get_with(user_id.to_string(), load)
-                .await
-                .map_err(|e| (*e).clone())?;
-            if fresh(&l, self.clock.now_ms()) {
-                return Ok(l);
-            }
+        let now = self.clock.now_ms();
+        if let Some(l) = self.locations.get(user_id)
+            && now < l.fresh_until
+            && self.user_stripes[stripe].load(Ordering::Acquire) <= l.generation
+            && self.cleared_at.load(Ordering::Acquire) <= l.generation
+        {
+            return Ok(l);
         }
+        let generation = self.generation.load(Ordering::Acquire);
+        self.metrics.count_store_read();
         let set = self.store.locations(user_id).await?.into_iter().collect();
-        Ok(Arc::new(Locations {
+        let l = Arc::new(Locations {
             set,
-            fresh_until: 0,
-            generation: 0,
-        }))
+            fresh_until: self.clock.now_ms().saturating_add(self.settings.ttl_ms),
+            generation,
+        });
+        self.locations.insert(user_id.to_string(), l.clone());
+        Ok(l)
     }
 
     /// Authorizes a location for a user in the store and forgets what is cached about them.
     pub async fn add_location(&self, user_id: &str, location: &str) -> Result<(), StoreError> {
         self.store.add_location(user_id, location).await?;
         self.evict_user(user_id);
-        self.locations.invalidate(user_id).await;
+        self.locations.remove(user_id);
         Ok(())
     }
 
@@ -313,14 +339,17 @@ impl SessionCache {
     /// down. Never a revoked session, never when serve-stale is off.
     pub async fn stale(&self, sid: &Sid) -> Option<Arc<Session>> {
         let grace = self.settings.stale_grace_ms?;
-        let e = self.last_good.as_ref()?.get(sid).await?;
-        let session = e.session.clone()?;
+        let s = self.last_good.as_ref()?.get(&key(sid))?;
+        if s.sid != *sid {
+            return None;
+        }
         let now = self.clock.now_ms();
-        let fresh_enough = now < e.loaded_at.saturating_add(grace);
-        let not_expired = !session.record.is_expired(now.div_euclid(1000));
-        (fresh_enough && not_expired && self.not_revoked(sid, &e)).then(|| {
+        let fresh_enough = now < s.meta.loaded_at.saturating_add(grace);
+        let not_expired = !s.is_expired(now.div_euclid(1000));
+        let slot = Slot::Found(s.clone());
+        (fresh_enough && not_expired && self.not_revoked(sid, &slot)).then(|| {
             self.metrics.cache.inc(STALE_SERVED, "");
-            session
+            s
         })
     }
 
@@ -328,9 +357,9 @@ impl SessionCache {
     pub async fn evict(&self, sid: &Sid) {
         let g = self.next_generation();
         self.sid_stripes[sid_stripe(sid)].fetch_max(g, Ordering::AcqRel);
-        self.cache.invalidate(sid).await;
+        self.cache.remove(&key(sid));
         if let Some(last_good) = &self.last_good {
-            last_good.invalidate(sid).await;
+            last_good.remove(&key(sid));
         }
     }
 
@@ -344,9 +373,10 @@ impl SessionCache {
     pub fn clear(&self) {
         let g = self.next_generation();
         self.cleared_at.fetch_max(g, Ordering::AcqRel);
-        self.cache.invalidate_all();
+        self.cache.clear();
+        self.locations.clear();
         if let Some(last_good) = &self.last_good {
-            last_good.invalidate_all();
+            last_good.clear();
         }
     }
 
@@ -373,16 +403,15 @@ impl SessionCache {
         Ok(sids)
     }
 
-    /// Entries currently held (approximate; for tests and metrics).
-    pub async fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks().await;
-        self.cache.entry_count()
+    /// Entries currently held (tests and metrics).
+    pub fn entry_count(&self) -> u64 {
+        self.cache.len() as u64
     }
 }
 
 fn sid_stripe(sid: &Sid) -> usize {
     // Sids are SHA-256 outputs, already uniform.
-    u16::from_le_bytes([sid.0[0], sid.0[1]]) as usize % STRIPES
+    u16::from_le_bytes([sid.0[8], sid.0[9]]) as usize % STRIPES
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::clock::ManualClock;
 use crate::credential::Kind;
 use crate::session::record::SessionRecord;
 use crate::session::testing::MemStore;
+use std::time::Duration;
 
 const T0: Millis = 1_700_000_000_000;
 
@@ -212,7 +213,7 @@ async fn clear_forgets_everything() {
 #[tokio::test]
 async fn capacity_is_bounded() {
     let store = Arc::new(MemStore::default());
-    let cache = SessionCache::new(
+    let cache = Arc::new(SessionCache::new(
         store.clone(),
         ManualClock::new(T0),
         Arc::new(Metrics::default()),
@@ -222,11 +223,11 @@ async fn capacity_is_bounded() {
             capacity: 100,
             stale_grace_ms: None,
         },
-    );
+    ));
     for i in 0..1000 {
         cache.resolve(&Sid::of(&i.to_string())).await.unwrap();
     }
-    assert!(cache.entry_count().await <= 100);
+    assert!(cache.entry_count() <= 100);
 }
 
 fn setup_with(settings: CacheSettings) -> (Arc<MemStore>, Arc<ManualClock>, Arc<SessionCache>) {

@@ -104,44 +104,100 @@ pub fn is_scope(s: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
-/// A resolved session: the record plus header values computed once when it enters the cache,
-/// so a cache hit injects identity without formatting anything.
+/// A resolved session, as the cache keeps it: only what requests need, in one compact value
+/// (about 170 bytes plus the user id), with header values computed once.
 #[derive(Debug)]
 pub struct Session {
     pub sid: Sid,
-    pub record: SessionRecord,
-    pub sid_header: HeaderValue,
-    pub user_header: HeaderValue,
-    /// Space-separated scopes, when there are any.
-    pub scopes_header: Option<HeaderValue>,
+    /// The user id, ready to be a header value (and read back as text).
+    user: HeaderValue,
+    pub kind: Kind,
+    pub has_mfa: Option<bool>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Where the session was created from, if the record says.
+    pub client_ip: Option<std::net::IpAddr>,
+    scopes: Option<Box<Scopes>>,
+    /// Cache bookkeeping (see `cache.rs`).
+    pub(crate) meta: CacheMeta,
+}
+
+#[derive(Debug)]
+struct Scopes {
+    list: Box<[Box<str>]>,
+    header: HeaderValue,
+}
+
+/// When and how an entry entered the cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CacheMeta {
+    pub fresh_until: i64,
+    pub loaded_at: i64,
+    pub generation: u64,
+    pub user_stripe: u32,
 }
 
 impl Session {
     pub fn new(sid: Sid, record: SessionRecord) -> Result<Session, RecordError> {
         record.validate()?;
-        let sid_header =
-            HeaderValue::from_str(&sid.encode()).map_err(|_| RecordError::Field("sid"))?;
-        let user_header =
+        let user =
             HeaderValue::from_str(&record.user_id).map_err(|_| RecordError::Field("user_id"))?;
-        let scopes_header = if record.scopes.is_empty() {
+        let scopes = if record.scopes.is_empty() {
             None
         } else {
-            Some(
-                HeaderValue::from_str(&record.scopes.join(" "))
-                    .map_err(|_| RecordError::Field("scopes"))?,
-            )
+            let header = HeaderValue::from_str(&record.scopes.join(" "))
+                .map_err(|_| RecordError::Field("scopes"))?;
+            Some(Box::new(Scopes {
+                list: record
+                    .scopes
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect(),
+                header,
+            }))
         };
         Ok(Session {
             sid,
-            record,
-            sid_header,
-            user_header,
-            scopes_header,
+            user,
+            kind: record.kind,
+            has_mfa: record.has_mfa,
+            expires_at: record.expires_at,
+            client_ip: record.client_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            scopes,
+            meta: CacheMeta::default(),
         })
     }
 
+    pub fn user_id(&self) -> &str {
+        // Built from a validated user id (ASCII letters, digits, '_', '-').
+        self.user.to_str().unwrap_or("")
+    }
+
+    pub fn user_header(&self) -> &HeaderValue {
+        &self.user
+    }
+
+    /// `X-Fluxgate-Session-Id`: the sid in its 43-character form (computed, not stored, to keep
+    /// the cache small).
+    pub fn sid_header(&self) -> HeaderValue {
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(self.sid.encode()))
+            .expect("base64url is a valid header value")
+    }
+
+    /// Space-separated scopes, when there are any.
+    pub fn scopes_header(&self) -> Option<&HeaderValue> {
+        self.scopes.as_ref().map(|s| &s.header)
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.record.scopes.iter().any(|s| s == scope)
+        self.scopes
+            .as_ref()
+            .is_some_and(|s| s.list.iter().any(|x| &**x == scope))
+    }
+
+    /// Whether the session is past its expiry at `now_secs`.
+    pub fn is_expired(&self, now_secs: i64) -> bool {
+        self.expires_at.is_some_and(|e| e <= now_secs)
     }
 }
 
@@ -213,12 +269,26 @@ mod tests {
     }
 
     #[test]
-    fn session_precomputes_its_headers() {
+    fn session_keeps_its_headers_ready() {
         let mut r = rec();
         r.scopes = vec!["identify".into(), "email".into()];
+        r.client_ip = Some("192.0.2.1".into());
         let s = Session::new(Sid::of("t"), r).unwrap();
-        assert_eq!(s.user_header, "123456789012345678");
-        assert_eq!(s.scopes_header.unwrap(), "identify email");
-        assert_eq!(s.sid_header.to_str().unwrap(), Sid::of("t").encode());
+        assert_eq!(s.user_header(), "123456789012345678");
+        assert_eq!(s.user_id(), "123456789012345678");
+        assert_eq!(s.scopes_header().unwrap(), "identify email");
+        assert!(s.has_scope("email") && !s.has_scope("guilds"));
+        assert_eq!(s.sid_header().to_str().unwrap(), Sid::of("t").encode());
+        assert_eq!(s.client_ip, Some("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_cached_session_stays_small() {
+        // A million of these (plus the user id and the cache's own slot) must fit in 300 MB.
+        assert!(
+            std::mem::size_of::<Session>() <= 168,
+            "{}",
+            std::mem::size_of::<Session>()
+        );
     }
 }

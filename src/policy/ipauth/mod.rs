@@ -161,12 +161,8 @@ impl IpAuth {
         }
         let here = self.location(ip, geo);
         // The location a session was created from is authorized by its creation.
-        if s.record
-            .client_ip
-            .as_deref()
-            .and_then(|c| self.location_of_str(c))
-            .as_deref()
-            == Some(here.as_str())
+        if s.client_ip
+            .is_some_and(|c| self.location(c, &self.geo.lookup(c)) == here)
         {
             return Ok(());
         }
@@ -178,7 +174,7 @@ impl IpAuth {
         };
         let known = self
             .sessions
-            .locations(&s.record.user_id)
+            .locations(s.user_id())
             .await
             .map_err(unavailable)?;
         if known.set.contains(&here) {
@@ -191,7 +187,7 @@ impl IpAuth {
         let fresh = Ticket {
             v: 1,
             ticket: random(16),
-            user_id: s.record.user_id.clone(),
+            user_id: s.user_id().to_string(),
             location: here.clone(),
             ip: ip.to_string(),
             country: geo.country_str().map(str::to_string),

@@ -20,7 +20,6 @@ use redis::AsyncCommands;
 use sha2::Digest;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Sessions in Redis.
 #[derive(Clone)]
@@ -29,8 +28,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     clock: SharedClock,
     /// Sids whose unreadable record was already logged (bounded), so a bad record is logged
-    /// once rather than on every request.
-    warned: moka::sync::Cache<Sid, ()>,
+    /// once an hour rather than on every request. Value: when it was last logged.
+    warned: Arc<quick_cache::sync::Cache<Sid, i64>>,
 }
 
 impl RedisStore {
@@ -40,10 +39,7 @@ impl RedisStore {
             prefix: conns.settings().key_prefix.clone().into(),
             conns,
             clock,
-            warned: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(3600))
-                .build(),
+            warned: Arc::new(quick_cache::sync::Cache::new(10_000)),
         }
     }
 
@@ -90,8 +86,9 @@ impl RedisStore {
             Ok(r) if r.is_expired(self.clock.now_secs()) => None,
             Ok(r) => Some(r),
             Err(e) => {
-                if !self.warned.contains_key(sid) {
-                    self.warned.insert(*sid, ());
+                let now = self.clock.now_secs();
+                if self.warned.get(sid).is_none_or(|at| now - at >= 3600) {
+                    self.warned.insert(*sid, now);
                     tracing::warn!(sid = %sid, error = %e, "unreadable session record in Redis; treating it as absent");
                 }
                 None

@@ -50,7 +50,9 @@ pub async fn run(
                 cache.clear();
                 cache.set_vouch(None);
                 metrics.invalidation_subscribed.store(1, Ordering::Relaxed);
-                metrics.invalidation_subscriptions.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .invalidation_subscriptions
+                    .fetch_add(1, Ordering::Relaxed);
                 backoff = Duration::from_millis(50);
                 tracing::info!(channel = %channel, "subscribed to session invalidations");
                 let (mut sink, mut stream) = ps.split();
