@@ -6,7 +6,7 @@ use crate::credential::Malformed;
 use crate::net::path::PathError;
 use crate::policy::ratelimit::Scope;
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 
 /// Why a request without a usable credential was refused with 401.
@@ -75,17 +75,19 @@ pub struct BucketHeaders {
 
 impl BucketHeaders {
     /// The headers, for a 429 or (when configured) a successful response.
-    pub fn headers(&self) -> [(&'static str, HeaderValue); 5] {
+    pub fn headers(&self) -> [(HeaderName, HeaderValue); 5] {
+        // Static names: no parsing per response.
+        let n = HeaderName::from_static;
         [
-            ("x-ratelimit-limit", HeaderValue::from(self.limit)),
+            (n("x-ratelimit-limit"), HeaderValue::from(self.limit)),
             (
-                "x-ratelimit-remaining",
+                n("x-ratelimit-remaining"),
                 HeaderValue::from(self.remaining.max(0)),
             ),
-            ("x-ratelimit-reset", secs(self.reset_at_ms)),
-            ("x-ratelimit-reset-after", secs(self.reset_after_ms)),
+            (n("x-ratelimit-reset"), secs(self.reset_at_ms)),
+            (n("x-ratelimit-reset-after"), secs(self.reset_after_ms)),
             (
-                "x-ratelimit-bucket",
+                n("x-ratelimit-bucket"),
                 HeaderValue::from_str(&self.name_hash).expect("hex is a valid header value"),
             ),
         ]
@@ -152,7 +154,7 @@ pub enum BadRequest {
 #[derive(Debug, Clone)]
 pub struct DenialResponse {
     pub status: StatusCode,
-    pub headers: Vec<(&'static str, HeaderValue)>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
 }
 
@@ -251,14 +253,20 @@ impl Denial {
         let mut body = Map::new();
         body.insert("code".into(), Value::from(self.code()));
         body.insert("message".into(), Value::from(self.message()));
-        let mut headers: Vec<(&'static str, HeaderValue)> = vec![
-            ("content-type", HeaderValue::from_static("application/json")),
-            ("cache-control", HeaderValue::from_static("no-store")),
+        let mut headers: Vec<(HeaderName, HeaderValue)> = vec![
+            (
+                HeaderName::from_static("content-type"),
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                HeaderName::from_static("cache-control"),
+                HeaderValue::from_static("no-store"),
+            ),
         ];
         match self {
             Denial::Unauthorized(_) => {
                 headers.push((
-                    "www-authenticate",
+                    HeaderName::from_static("www-authenticate"),
                     HeaderValue::from_static(WWW_AUTHENTICATE),
                 ));
             }
@@ -279,23 +287,35 @@ impl Denial {
                 }
             }
             Denial::StoreUnavailable { retry_after_secs } => {
-                headers.push(("retry-after", HeaderValue::from(*retry_after_secs)));
+                headers.push((
+                    HeaderName::from_static("retry-after"),
+                    HeaderValue::from(*retry_after_secs),
+                ));
             }
             Denial::LimiterUnavailable => {
-                headers.push(("retry-after", HeaderValue::from_static("1")));
+                headers.push((
+                    HeaderName::from_static("retry-after"),
+                    HeaderValue::from_static("1"),
+                ));
             }
             Denial::RateLimited(r) => {
                 let ms = r.retry_after_ms.max(0);
                 body.insert("global".into(), json!(r.global));
                 body.insert("retry_after".into(), json!(ms as f64 / 1000.0));
                 // Whole seconds, at least 1 (RFC 9110), rounded up so a client never retries early.
-                headers.push(("retry-after", HeaderValue::from(((ms + 999) / 1000).max(1))));
                 headers.push((
-                    "x-ratelimit-scope",
+                    HeaderName::from_static("retry-after"),
+                    HeaderValue::from(((ms + 999) / 1000).max(1)),
+                ));
+                headers.push((
+                    HeaderName::from_static("x-ratelimit-scope"),
                     HeaderValue::from_static(r.scope.as_str()),
                 ));
                 if r.global {
-                    headers.push(("x-ratelimit-global", HeaderValue::from_static("true")));
+                    headers.push((
+                        HeaderName::from_static("x-ratelimit-global"),
+                        HeaderValue::from_static("true"),
+                    ));
                 }
                 if let Some(b) = &r.bucket {
                     headers.extend(b.headers());

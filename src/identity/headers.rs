@@ -156,17 +156,22 @@ pub fn inject(h: &mut impl HeaderEdit, names: &HeaderNames, id: &Injection<'_>) 
         h.insert(names.sudo_until.clone(), HeaderValue::from(until));
     }
     if let Some(ip) = id.client_ip {
-        let v = HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header");
+        // The formatted address becomes the value's buffer (no second copy).
+        let v = HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
+            .expect("an IP address is a valid header");
         h.insert(names.client_ip.clone(), v.clone());
         // Fluxer's API trusts the left-most X-Forwarded-For entry, so it must be ours alone.
         h.insert(http::header::HeaderName::from_static("x-forwarded-for"), v);
     }
 }
 
+/// `X-Request-Id`, as a constant so no request parses the name.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// The request id to forward: the client's if it is sane (1–128 characters of
 /// `[A-Za-z0-9._:-]`), otherwise a fresh random one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    let mut it = headers.get_all("x-request-id").iter();
+    let mut it = headers.get_all(&REQUEST_ID).iter();
     if let (Some(v), None) = (it.next(), it.next()) {
         let b = v.as_bytes();
         if (1..=128).contains(&b.len())

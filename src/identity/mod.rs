@@ -5,4 +5,6 @@ mod cookies;
 mod headers;
 
 pub use cookies::{CookiePolicy, SameSite, strip_cookies};
-pub use headers::{HeaderEdit, HeaderNames, Injection, inject, request_id, strip_untrusted};
+pub use headers::{
+    HeaderEdit, HeaderNames, Injection, REQUEST_ID, inject, request_id, strip_untrusted,
+};

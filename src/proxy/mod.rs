@@ -228,7 +228,7 @@ impl ProxyHttp for FluxgateProxy {
                 }
             }
             if let Some(id) = &ctx.request_id {
-                h.0.insert_header("x-request-id", id.clone()).ok();
+                h.0.insert_header(identity::REQUEST_ID, id.clone()).ok();
             }
             if ctx.body_preread {
                 // fluxgate already read the body (and said 100 Continue when asked).
@@ -270,7 +270,7 @@ impl ProxyHttp for FluxgateProxy {
             }
         }
         if let Some(id) = &ctx.request_id {
-            resp.insert_header("x-request-id", id.clone())?;
+            resp.insert_header(identity::REQUEST_ID, id.clone())?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! rather than through `respond_error`, which would close a keep-alive connection for every 401.
 
 use crate::denial::Denial;
+use crate::identity;
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
@@ -21,7 +22,7 @@ pub async fn write_denial(
     }
     h.insert_header("content-length", r.body.len())?;
     if let Some(id) = request_id {
-        h.insert_header("x-request-id", id.clone())?;
+        h.insert_header(identity::REQUEST_ID, id.clone())?;
     }
     // An unread request body would have to be drained before the connection could carry the
     // next request; refusing to read what we already refused is cheaper and safer.
@@ -68,7 +69,7 @@ pub async fn write_json(
         h.insert_header("content-length", body.len())?;
     }
     if let Some(id) = request_id {
-        h.insert_header("x-request-id", id.clone())?;
+        h.insert_header(identity::REQUEST_ID, id.clone())?;
     }
     let end = body.is_empty();
     session.write_response_header(Box::new(h), end).await?;
