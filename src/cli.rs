@@ -2,7 +2,7 @@
 
 use crate::admin::client::AdminClient;
 use crate::app;
-use crate::config::{self, LogFormat, LoggingSettings};
+use crate::config;
 use clap::{Args, Parser, Subcommand};
 use http::Method;
 use serde_json::json;
@@ -105,34 +105,6 @@ pub enum SessionAction {
     },
 }
 
-/// Sets up structured logs on stderr.
-pub fn init_logging(l: &LoggingSettings) {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(&l.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match l.format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .try_init(),
-        LogFormat::Logfmt => registry
-            .with(
-                tracing_logfmt::builder()
-                    .layer()
-                    .with_writer(std::io::stderr),
-            )
-            .try_init(),
-        LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init(),
-    };
-    let _ = result;
-}
-
 /// Runs a parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
@@ -152,7 +124,7 @@ fn run(path: &std::path::Path) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    init_logging(&cfg.logging);
+    let _log = crate::logging::init(&cfg.logging);
     let built = match app::build(cfg) {
         Ok(b) => b,
         Err(e) => {

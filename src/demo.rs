@@ -47,7 +47,7 @@ pub fn run(port: u16) -> i32 {
             return cli::EXIT_CONFIG;
         }
     };
-    cli::init_logging(&cfg.logging);
+    let _log = crate::logging::init(&cfg.logging);
     let built = match app::build(cfg) {
         Ok(b) => b,
         Err(e) => {

@@ -10,6 +10,7 @@ pub mod credential;
 pub mod demo;
 pub mod denial;
 pub mod identity;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;

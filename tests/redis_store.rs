@@ -248,6 +248,11 @@ fn corrupt_unknown_version_and_oversized_records_are_401_and_logged_once() {
         }
     }
     assert_eq!(up.count(), 0);
+    // Logs are written in order by a background thread: once the last case is there, every
+    // line before it is too.
+    let last = fluxgate::credential::Sid::of(cases[3].0).encode();
+    fg.wait_log(&last);
+    std::thread::sleep(Duration::from_millis(100));
     let log = fg.stderr();
     for (tok, _) in &cases {
         let sid = fluxgate::credential::Sid::of(tok).encode();

@@ -12,7 +12,8 @@
 //! (c) fluxgate, a cached cookie session + a rate-limit bucket + identity headers (embedded);
 //! (d) as (c) on the Redis store (cache hits);
 //! (e) cache misses: every request a different valid session, in Redis;
-//! (f) nginx auth_request → a second nginx answering 200 (best case of forward auth).
+//! (f) nginx auth_request → a second nginx answering 200 (best case of forward auth);
+//! (g) as (c) with the access log on (JSON, to a file).
 
 mod procs;
 mod report;
@@ -136,6 +137,29 @@ fn main() {
         },
     ];
 
+    // (g): as (c) with the access log on (the default in production), written to a file.
+    let mut _keep_logged = None;
+    if o.full {
+        let logged = fluxgate_with_log(
+            &bin,
+            PROXY_CPU,
+            "g",
+            &format!("{upstream_cfg}{LIMIT}"),
+            true,
+        );
+        let cookie = format!("Cookie: fluxer_session={}", logged.session("300"));
+        rows.push(Row {
+            key: "g",
+            title: "as (c), access log on (JSON to a file)",
+            load: wrk::Load {
+                url: format!("http://{}/x", logged.proxy),
+                headers: vec![cookie],
+                script: None,
+            },
+        });
+        _keep_logged = Some(logged);
+    }
+
     // (d), (e): Redis.
     let mut _keep_redis = Vec::new();
     let script_dir = tempfile::tempdir().unwrap();
@@ -185,7 +209,8 @@ fn main() {
                 script: Some(lua),
             },
         });
-        _keep_redis.push((r, on_redis, misses));
+        // Dropped in order: the proxies stop before their Redis.
+        _keep_redis.push((on_redis, misses, r));
     } else if o.full {
         notes.push("rows d and e skipped: redis-server is not installed".into());
     }

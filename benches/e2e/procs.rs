@@ -136,6 +136,18 @@ pub struct Fluxgate {
 pub const ADMIN_SECRET: &str = "bench-admin-secret-0123456789";
 
 pub fn fluxgate(bin: &Path, cpu: usize, name: &str, extra: &str) -> Fluxgate {
+    fluxgate_with_log(bin, cpu, name, extra, false)
+}
+
+/// As [`fluxgate`]; with `access_log`, the access log is on (JSON) and stderr goes to a file
+/// in the instance's directory.
+pub fn fluxgate_with_log(
+    bin: &Path,
+    cpu: usize,
+    name: &str,
+    extra: &str,
+    access_log: bool,
+) -> Fluxgate {
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         r#"
@@ -155,7 +167,7 @@ secret = {{ value = "{ADMIN_SECRET}" }}
 
 [logging]
 level = "warn"
-access_log = false
+access_log = {access_log}
 {extra}
 "#,
         d = dir.path().display()
@@ -166,7 +178,11 @@ access_log = false
         .args(["run", "--config"])
         .arg(&path)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(if access_log {
+            Stdio::from(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .unwrap();
     let mut line = String::new();

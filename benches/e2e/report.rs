@@ -106,7 +106,7 @@ pub fn table(
     };
     let _ = writeln!(
         t,
-        "Targets: (c)/(b) = {} (≥ 0.90); p99(c) − p99(b) = {} ms (≤ 0.3); (c)/(f) = {} (≥ 1.2); (d)/(c) = {} (≥ 0.95).",
+        "Targets: (c)/(b) = {} (≥ 0.90); p99(c) − p99(b) = {} ms (≤ 0.3); (c)/(f) = {} (≥ 1.2); (d)/(c) = {} (≥ 0.95). Access log: (g)/(c) = {}.",
         ratio("c", "b"),
         match (p99("c"), p99("b")) {
             (Some(c), Some(b)) => format!("{:.3}", c - b),
@@ -114,6 +114,7 @@ pub fn table(
         },
         ratio("c", "f"),
         ratio("d", "c"),
+        ratio("g", "c"),
     );
     for n in notes {
         let _ = writeln!(t, "\nNote: {n}.");

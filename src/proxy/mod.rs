@@ -352,17 +352,19 @@ impl ProxyHttp for FluxgateProxy {
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            tracing::info!(
-                target: "fluxgate::access",
+            crate::logging::access(&crate::logging::AccessLine {
                 request_id,
-                method = %session.req_header().method,
+                method: session.req_header().method.as_str(),
                 route,
-                decision = outcome,
+                decision: outcome,
                 reason,
                 status,
-                latency_us = ctx.started.elapsed().as_micros() as u64,
-                client_ip = %ctx.verdict.as_ref().map_or(peer_ip(session), |v| v.client_ip),
-            );
+                latency_us: ctx.started.elapsed().as_micros() as u64,
+                client_ip: ctx
+                    .verdict
+                    .as_ref()
+                    .map_or(peer_ip(session), |v| v.client_ip),
+            });
         }
     }
 }

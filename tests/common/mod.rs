@@ -299,6 +299,22 @@ impl Fluxgate {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    /// The log once it contains `needle` (logs are written by a background thread), or a panic
+    /// with the log after 5 s.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) {
+                return log;
+            }
+            if Instant::now() > deadline {
+                panic!("the log never said {needle:?}:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Stops with SIGINT and waits for the process to exit.
     pub fn stop(mut self) -> Arc<tempfile::TempDir> {
         self.signal("INT");
