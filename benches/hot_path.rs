@@ -118,6 +118,11 @@ fn setup() -> Setup {
     );
     Setup {
         pipeline: Pipeline {
+            hygiene: fluxgate::net::hygiene::HygieneRules {
+                max_header_bytes: 32 * 1024,
+                max_headers: 100,
+                protected: vec![],
+            },
             routes: cfg.routes,
             client_ip: cfg.client_ip,
             sessions: sessions.clone(),
@@ -288,6 +293,8 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let facts = RequestFacts {
                 method: &get,
+                version: http::Version::HTTP_11,
+                length_with_chunked: false,
                 target: b"/v1/channels/123456789/messages?limit=50",
                 headers: black_box(&headers),
                 peer,

@@ -6,12 +6,15 @@ use crate::clock::{self, SharedClock};
 use crate::config::{Config, StoreSettings};
 use crate::metrics::Metrics;
 use crate::net::geoip::GeoIp;
+use crate::net::hygiene::HygieneRules;
+use crate::net::tls::CertResolver;
 use crate::pipeline::Pipeline;
 use crate::policy::ipauth::IpAuth;
 use crate::policy::ipauth::notify::{self, Notifier};
 use crate::policy::ratelimit::redis::RedisLimiter;
 use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
 use crate::policy::sudo::Sudo;
+use crate::proxy::edge::Edge;
 use crate::proxy::{FluxgateProxy, UpstreamPool};
 use crate::redis_client::Connections;
 use crate::session::embedded::EmbeddedStore;
@@ -35,12 +38,15 @@ pub enum StartupError {
     },
     #[error("{0}")]
     Store(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Where the running instance listens (port 0 resolved).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Bound {
     pub proxy: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
     pub admin: SocketAddr,
 }
 
@@ -148,6 +154,12 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         .iter()
         .map(|a| resolve_port(*a))
         .collect::<Result<Vec<_>, _>>()?;
+    let tls_addrs = cfg
+        .server
+        .tls
+        .iter()
+        .map(|t| resolve_port(t.listen))
+        .collect::<Result<Vec<_>, _>>()?;
 
     if let Backend::Redis(_, cap, _) = &backend {
         // Until the invalidation subscription is up, missed revocations are possible.
@@ -186,7 +198,14 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         clock.clone(),
         metrics.clone(),
     ));
+    let hygiene = HygieneRules {
+        max_header_bytes: cfg.server.limits.max_header_bytes,
+        max_headers: cfg.server.limits.max_headers,
+        protected: cfg.identity.all().into_iter().cloned().collect(),
+    };
+    let exempt = cfg.client_ip.trusted().clone();
     let pipeline = Arc::new(Pipeline {
+        hygiene,
         routes: cfg.routes,
         client_ip: cfg.client_ip,
         sessions: sessions.clone(),
@@ -211,6 +230,13 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         read_timeout: cfg.upstream.read_timeout,
         write_timeout: cfg.upstream.write_timeout,
         idle_timeout: cfg.upstream.idle_timeout,
+        websocket_idle_timeout: cfg.upstream.websocket_idle_timeout,
+        tls: cfg.upstream.tls.as_ref().map(|t| {
+            (
+                t.server_name.clone(),
+                t.ca.as_deref().map(crate::proxy::upstream_ca),
+            )
+        }),
     };
     let proxy = FluxgateProxy::new(
         pipeline,
@@ -219,6 +245,7 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         cfg.cookies.clone(),
         upstream,
         cfg.logging.access_log,
+        cfg.server.limits,
     );
 
     let conf = ServerConf {
@@ -235,13 +262,38 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
 
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        proxy,
-        "fluxgate proxy",
+    let limits = cfg.server.limits;
+    let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.keepalive_request_limit = match limits.max_requests_per_connection {
+        0 => None,
+        // pingora counts reuses: N requests are the first plus N - 1 reuses.
+        n => Some(n - 1),
+    };
+    http.server_options = Some(options);
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes as u32);
+    http.h2_options = Some(h2);
+    let mut service = pingora::services::listening::Service::new(
+        "fluxgate proxy".to_string(),
+        Edge::new(http, limits, exempt, metrics.clone()),
     );
     for a in &proxy_addrs {
         service.add_tcp(&a.to_string());
+    }
+    let mut resolvers = Vec::new();
+    for (t, addr) in cfg.server.tls.iter().zip(&tls_addrs) {
+        let resolver =
+            Arc::new(CertResolver::new(t.certificates.clone()).map_err(StartupError::Tls)?);
+        let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
+            .map_err(|e| StartupError::Tls(e.to_string()))?;
+        settings.set_cert_resolver(resolver.clone());
+        if t.http2 {
+            settings.enable_h2();
+        }
+        service.add_tls_with_settings(&addr.to_string(), None, settings);
+        resolvers.push(resolver);
     }
     server.add_service(service);
 
@@ -265,6 +317,7 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         server,
         bound: Bound {
             proxy: proxy_addrs,
+            tls: tls_addrs,
             admin: admin_addr,
         },
     })

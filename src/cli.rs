@@ -141,7 +141,7 @@ fn run(path: &std::path::Path) -> i32 {
 pub fn announce(b: &app::Bound) {
     println!(
         "{}",
-        json!({"event": "listening", "proxy": b.proxy, "admin": b.admin})
+        json!({"event": "listening", "proxy": b.proxy, "tls": b.tls, "admin": b.admin})
     );
 }
 

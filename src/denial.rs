@@ -3,6 +3,7 @@
 //! logs and metrics. Internal error text never reaches a client.
 
 use crate::credential::Malformed;
+use crate::net::hygiene::HygieneError;
 use crate::net::path::PathError;
 use crate::policy::ratelimit::Scope;
 use bytes::Bytes;
@@ -146,6 +147,8 @@ pub enum BadRequest {
     Path(PathError),
     /// A request the HTTP layer could not parse.
     Unparseable,
+    /// Framing, header or upgrade forms that could be read two ways (see `net::hygiene`).
+    Hygiene(HygieneError),
     /// A request to an endpoint fluxgate answers itself that it cannot accept.
     Invalid(&'static str),
 }
@@ -205,6 +208,7 @@ impl Denial {
         match self {
             Denial::BadRequest(BadRequest::Path(p)) => p.reason(),
             Denial::BadRequest(BadRequest::Unparseable) => "unparseable_request",
+            Denial::BadRequest(BadRequest::Hygiene(h)) => h.reason(),
             Denial::BadRequest(BadRequest::Invalid(_)) => "invalid_request",
             Denial::Unauthorized(u) => u.reason(),
             Denial::AccessDenied => "kind_not_accepted",
@@ -228,6 +232,7 @@ impl Denial {
         match self {
             Denial::BadRequest(BadRequest::Path(p)) => p.message(),
             Denial::BadRequest(BadRequest::Unparseable) => "Malformed request.",
+            Denial::BadRequest(BadRequest::Hygiene(h)) => h.message(),
             Denial::BadRequest(BadRequest::Invalid(why)) => why,
             Denial::Unauthorized(_) => "Unauthorized",
             Denial::AccessDenied => "This credential type cannot access this resource.",

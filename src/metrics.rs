@@ -147,6 +147,10 @@ pub struct Metrics {
     pub ip_auth: LabeledCounter,
     /// fluxgate_ip_authorization_notifications_total{result}
     pub notify: LabeledCounter,
+    /// fluxgate_connections_closed_total{reason}: connections fluxgate refused or cut.
+    pub connections_refused: LabeledCounter,
+    /// fluxgate_config_reloads_total{result}: SIGHUP reloads (config and certificates).
+    pub reloads: LabeledCounter,
 }
 
 impl Metrics {
@@ -203,6 +207,20 @@ impl Metrics {
             "IP authorization notifications by result.",
             ("result", ""),
             &self.notify,
+        );
+        family(
+            &mut s,
+            "fluxgate_connections_closed_total",
+            "Client connections refused or closed by the edge limits, by reason.",
+            ("reason", ""),
+            &self.connections_refused,
+        );
+        family(
+            &mut s,
+            "fluxgate_config_reloads_total",
+            "Configuration and certificate reloads by result.",
+            ("result", ""),
+            &self.reloads,
         );
         for (name, help, v) in [
             (

@@ -7,8 +7,9 @@
 //!
 //! 1. client IP — the peer, or the forwarding header walked past trusted proxies only (§5);
 //!    everything that keys on an address uses this one value.
-//! 2. path + route — the target is checked for ambiguous spellings before routing (§2), so the
-//!    path that picked the policy is the path the upstream acts on.
+//! 2. hygiene + path + route — framing and header forms that two servers could read
+//!    differently, and the target's ambiguous spellings, are refused before routing (§2), so
+//!    the path that picked the policy is the path the upstream acts on.
 //! 3. network rules — global, then the route's: allow and deny lists of CIDRs, countries and
 //!    ASNs, decided on the resolved client IP before anything else is spent on the request.
 //! 4. pre-auth limits — buckets keyed by IP, a path parameter or a body field, then the
@@ -18,7 +19,7 @@
 //!    skipped in favour of the next source.
 //! 6. session — cache, then store; a store failure refuses the request (fail closed).
 //! 7. access — the route's accepted kinds and OAuth2 scopes; the origin of cookie-authenticated
-//!    state changes.
+//!    state changes and WebSocket handshakes.
 //! 8. IP authorization — a session used from a location its user never approved is held
 //!    until the user approves it.
 //! 9. sudo — a valid proof of recent re-authentication, bound to this user (and session),
@@ -33,6 +34,7 @@ use crate::denial::BucketHeaders;
 use crate::denial::{BadRequest, Denial, Unauthenticated};
 use crate::net::client_ip::ClientIpResolver;
 use crate::net::geoip::{GeoInfo, GeoIp};
+use crate::net::hygiene::{Head, HygieneRules, Upgrade};
 use crate::net::path::check_target;
 use crate::policy::csrf::{OriginPolicy, is_unsafe};
 use crate::policy::internal::SecretRefusal;
@@ -43,13 +45,14 @@ use crate::policy::ratelimit::{Limiter, Reservation, stage};
 use crate::policy::sudo::Sudo;
 use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, Role, RouteTable};
 use crate::session::{Session, SessionCache, StoreError};
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Version};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 /// What the pipeline needs to know about a request.
 pub struct RequestFacts<'a> {
     pub method: &'a Method,
+    pub version: Version,
     /// The raw request target (`/path?query`), as received.
     pub target: &'a [u8],
     pub headers: &'a HeaderMap,
@@ -58,6 +61,20 @@ pub struct RequestFacts<'a> {
     /// The request body, when the route needs it (a body-keyed limit) and it was small enough
     /// to read before deciding.
     pub body: Option<&'a [u8]>,
+    /// The raw head had a `Content-Length` next to `Transfer-Encoding` (the HTTP layer drops
+    /// the length before the pipeline sees the headers).
+    pub length_with_chunked: bool,
+}
+
+impl RequestFacts<'_> {
+    fn head(&self) -> Head<'_> {
+        Head {
+            method: self.method,
+            version: self.version,
+            headers: self.headers,
+            length_with_chunked: self.length_with_chunked,
+        }
+    }
 }
 
 /// Who the upstream is told the caller is.
@@ -92,6 +109,8 @@ pub struct Admitted {
     pub sudo_until: Option<i64>,
     /// Country and ASN of the client, for the GeoIP headers (when enabled).
     pub geo: GeoInfo,
+    /// A WebSocket handshake (its tunnel gets the WebSocket idle timeouts).
+    pub websocket: bool,
 }
 
 /// Which route decided.
@@ -115,6 +134,8 @@ pub struct Verdict {
 
 /// Everything `evaluate` consults, built once from a validated config.
 pub struct Pipeline {
+    /// Framing, header-size and upgrade rules.
+    pub hygiene: HygieneRules,
     pub routes: RouteTable,
     pub client_ip: ClientIpResolver,
     pub sessions: Arc<SessionCache>,
@@ -146,13 +167,15 @@ impl Pipeline {
     /// Whether the route this request goes to reads the body before deciding (a body-keyed
     /// limit). Cheap; the proxy asks only when the request has a body.
     pub fn body_needed(&self, facts: &RequestFacts<'_>) -> bool {
-        check_target(facts.target).is_ok_and(|p| {
-            self.routes
-                .find(facts.method, p.path, p.has_escapes)
-                .route
-                .policy
-                .needs_body
-        })
+        // A request refused for its head is refused before its body is read.
+        self.hygiene.check(&facts.head()).is_ok()
+            && check_target(facts.target).is_ok_and(|p| {
+                self.routes
+                    .find(facts.method, p.path, p.has_escapes)
+                    .route
+                    .policy
+                    .needs_body
+            })
     }
 
     /// Decides one request.
@@ -165,7 +188,16 @@ impl Pipeline {
             outcome: Err(d),
             reservation: None,
         };
-        // 2. path + route
+        // 2. hygiene + path + route
+        let upgrade = match self.hygiene.check(&facts.head()) {
+            Ok(u) => u,
+            Err(e) => {
+                return refuse(
+                    RouteId::Unrouted,
+                    Denial::BadRequest(BadRequest::Hygiene(e)),
+                );
+            }
+        };
         let checked = match check_target(facts.target) {
             Ok(p) => p,
             Err(e) => return refuse(RouteId::Unrouted, Denial::BadRequest(BadRequest::Path(e))),
@@ -215,8 +247,8 @@ impl Pipeline {
         // 5–7. credential, session, access
         let outcome = match policy.auth {
             AuthMode::Internal => self.internal(facts, client_ip),
-            AuthMode::Required => self.user(facts, policy).await,
-            AuthMode::None => match self.user(facts, policy).await {
+            AuthMode::Required => self.user(facts, policy, upgrade).await,
+            AuthMode::None => match self.user(facts, policy, upgrade).await {
                 // A store failure is still a failure: fail closed rather than guess.
                 Err(d @ Denial::StoreUnavailable { .. }) => Err(d),
                 Err(_) => Ok(Identity::Anonymous),
@@ -279,6 +311,7 @@ impl Pipeline {
                 } else {
                     GeoInfo::default()
                 },
+                websocket: upgrade == Upgrade::WebSocket,
             }),
             reservation: passed.reservation,
         }
@@ -311,16 +344,22 @@ impl Pipeline {
         }
     }
 
-    async fn user(&self, facts: &RequestFacts<'_>, policy: &Policy) -> Result<Identity, Denial> {
+    async fn user(
+        &self,
+        facts: &RequestFacts<'_>,
+        policy: &Policy,
+        upgrade: Upgrade,
+    ) -> Result<Identity, Denial> {
         // Sensitive routes never answer from stale data.
         let allow_stale = self.serve_stale && !policy.sudo;
         let (session, from_cookie) = self.authenticate(facts, allow_stale).await?;
         // SECURITY: a cookie rides along with any request the browser makes, so a state change
         // it authenticates must come from an allowed origin (CSRF). Header credentials are not
-        // ambient and are exempt.
+        // ambient and are exempt. A WebSocket handshake is a GET, but the socket it opens
+        // acts as the user (cross-site WebSocket hijacking), so it is checked too.
         if from_cookie
             && policy.csrf
-            && is_unsafe(facts.method)
+            && (is_unsafe(facts.method) || upgrade == Upgrade::WebSocket)
             && !self.origins.permits(facts.headers)
         {
             return Err(Denial::InvalidApiOrigin);

@@ -99,6 +99,11 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
     );
     let sessions = Arc::new(cache);
     let p = Pipeline {
+        hygiene: crate::net::hygiene::HygieneRules {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            protected: vec![],
+        },
         routes,
         client_ip: ClientIpResolver::new(
             CidrSet::default(),
@@ -151,6 +156,8 @@ async fn run_from(
     }
     p.evaluate(&RequestFacts {
         method: &Method::GET,
+        version: http::Version::HTTP_11,
+        length_with_chunked: false,
         target: target.as_bytes(),
         headers: &h,
         peer: peer.parse().unwrap(),

@@ -54,7 +54,10 @@ fn json_access_log_has_one_line_per_request_with_every_field_and_no_credentials(
     let rid = "log-test-request-1";
     fg.send(
         &Req::get("/users/@me")
-            .header("cookie", &format!("fluxer_session={tok}; other=keep-me-secret"))
+            .header(
+                "cookie",
+                &format!("fluxer_session={tok}; other=keep-me-secret"),
+            )
             .header("x-request-id", rid),
     );
     fg.send(&Req::get("/users/@me").header("authorization", &format!("Bearer {tok}")));

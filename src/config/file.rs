@@ -2,6 +2,7 @@
 //! `Default` impls below. `validate` turns this into the typed [`super::Config`].
 
 use super::duration::Dur;
+pub use super::edge::{CertFile, ServerFile, TlsListenerFile, UpstreamFile};
 use super::secret::SecretSource;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -31,52 +32,6 @@ pub struct FileConfig {
     pub identity: IdentityFile,
     pub admin: AdminFile,
     pub logging: LoggingFile,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct ServerFile {
-    pub listen: Vec<String>,
-    pub threads: usize,
-    pub work_stealing: bool,
-    pub grace_period: Dur,
-    pub shutdown_timeout: Dur,
-    pub upgrade_socket: PathBuf,
-}
-
-impl Default for ServerFile {
-    fn default() -> Self {
-        ServerFile {
-            listen: vec!["127.0.0.1:8080".into()],
-            threads: 0,
-            work_stealing: false,
-            grace_period: Dur::from_secs(30),
-            shutdown_timeout: Dur::from_secs(5),
-            upgrade_socket: PathBuf::from("/tmp/fluxgate-upgrade.sock"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct UpstreamFile {
-    pub addresses: Vec<String>,
-    pub connect_timeout: Dur,
-    pub read_timeout: Dur,
-    pub write_timeout: Dur,
-    pub idle_timeout: Dur,
-}
-
-impl Default for UpstreamFile {
-    fn default() -> Self {
-        UpstreamFile {
-            addresses: vec!["127.0.0.1:3000".into()],
-            connect_timeout: Dur::from_secs(2),
-            read_timeout: Dur::from_secs(30),
-            write_timeout: Dur::from_secs(30),
-            idle_timeout: Dur::from_secs(60),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

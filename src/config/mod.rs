@@ -3,6 +3,7 @@
 //! column where it is written; the process refuses to start on any of them.
 
 pub mod duration;
+pub mod edge;
 pub mod file;
 mod limits;
 pub mod locate;
@@ -14,6 +15,7 @@ mod sudo;
 mod validate;
 
 pub use duration::Dur;
+pub use edge::{CertPaths, EdgeLimits, ServerSettings, TlsListener, UpstreamSettings, UpstreamTls};
 pub use file::FileConfig;
 pub use locate::KeyPath;
 
@@ -58,26 +60,6 @@ pub struct Config {
     pub logging: LoggingSettings,
     /// The file as read with defaults filled in (for `check-config`).
     pub file: FileConfig,
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    pub listen: Vec<SocketAddr>,
-    /// Worker threads (resolved: never 0).
-    pub threads: usize,
-    pub work_stealing: bool,
-    pub grace_period: Duration,
-    pub shutdown_timeout: Duration,
-    pub upgrade_socket: PathBuf,
-}
-
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    pub addresses: Vec<SocketAddr>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

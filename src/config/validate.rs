@@ -4,10 +4,7 @@
 use super::file::FileConfig;
 use super::locate::KeyPath;
 use super::secret::Secret;
-use super::{
-    AdminSettings, Config, ConfigError, LogFormat, LoggingSettings, ServerSettings,
-    UpstreamSettings,
-};
+use super::{AdminSettings, Config, ConfigError, LogFormat, LoggingSettings};
 use crate::credential::Kind;
 use crate::identity::HeaderNames;
 use crate::net::cidr::CidrSet;
@@ -15,7 +12,7 @@ use crate::net::client_ip::ClientIpResolver;
 use crate::policy::routes::KindSet;
 use crate::policy::{InternalSecret, InternalSecrets};
 use http::{HeaderName, HeaderValue};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 #[derive(Default)]
 pub(super) struct Errors(pub(super) Vec<ConfigError>);
@@ -37,8 +34,8 @@ pub(super) fn p(s: &str) -> KeyPath {
 /// Validates a parsed file. Returns every problem found.
 pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let mut e = Errors::default();
-    let server = server(&file, &mut e);
-    let upstream = upstream(&file, &mut e);
+    let server = super::edge::server(&file.server, &mut e);
+    let upstream = super::edge::upstream(&file.upstream, &mut e);
     let client_ip = client_ip(&file, &mut e);
     let accept = kinds(&file.credentials.accept, p("credentials.accept"), &mut e);
     let sessions = super::stores::sessions(&file, &mut e);
@@ -111,7 +108,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     })
 }
 
-fn socket(s: &str, path: KeyPath, e: &mut Errors) -> Option<SocketAddr> {
+pub(super) fn socket(s: &str, path: KeyPath, e: &mut Errors) -> Option<SocketAddr> {
     match s.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -127,71 +124,6 @@ fn socket(s: &str, path: KeyPath, e: &mut Errors) -> Option<SocketAddr> {
 pub(super) fn positive(d: super::Dur, path: KeyPath, e: &mut Errors) {
     if d.is_zero() {
         e.at(path, "must be greater than zero");
-    }
-}
-
-fn server(f: &FileConfig, e: &mut Errors) -> ServerSettings {
-    let s = &f.server;
-    if s.listen.is_empty() {
-        e.at(p("server.listen"), "needs at least one address");
-    }
-    let listen = s
-        .listen
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| socket(a, p("server.listen").index(i), e))
-        .collect();
-    if s.threads > 256 {
-        e.at(
-            p("server.threads"),
-            "must be at most 256 (0 means one per CPU core)",
-        );
-    }
-    positive(s.shutdown_timeout, p("server.shutdown_timeout"), e);
-    ServerSettings {
-        listen,
-        threads: if s.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            s.threads
-        },
-        work_stealing: s.work_stealing,
-        grace_period: s.grace_period.0,
-        shutdown_timeout: s.shutdown_timeout.0,
-        upgrade_socket: s.upgrade_socket.clone(),
-    }
-}
-
-fn upstream(f: &FileConfig, e: &mut Errors) -> UpstreamSettings {
-    let u = &f.upstream;
-    if u.addresses.is_empty() {
-        e.at(p("upstream.addresses"), "needs at least one address");
-    }
-    let mut addresses = Vec::new();
-    for (i, a) in u.addresses.iter().enumerate() {
-        // Names are resolved once, here: a per-request lookup would cost more than the proxying.
-        match a.to_socket_addrs().map(|mut it| it.next()) {
-            Ok(Some(sa)) => addresses.push(sa),
-            _ => e.at(
-                p("upstream.addresses").index(i),
-                format!("{a:?} is not a reachable host:port (use e.g. \"127.0.0.1:3000\")"),
-            ),
-        }
-    }
-    for (name, d) in [
-        ("connect_timeout", u.connect_timeout),
-        ("read_timeout", u.read_timeout),
-        ("write_timeout", u.write_timeout),
-        ("idle_timeout", u.idle_timeout),
-    ] {
-        positive(d, p("upstream").key(name), e);
-    }
-    UpstreamSettings {
-        addresses,
-        connect_timeout: u.connect_timeout.0,
-        read_timeout: u.read_timeout.0,
-        write_timeout: u.write_timeout.0,
-        idle_timeout: u.idle_timeout.0,
     }
 }
 

@@ -23,6 +23,11 @@ impl ClientIpResolver {
         ClientIpResolver { trusted, header }
     }
 
+    /// The proxies whose forwarding header is believed.
+    pub fn trusted(&self) -> &CidrSet {
+        &self.trusted
+    }
+
     /// Resolves the client address of a request that arrived from `peer`.
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut current = peer.to_canonical();

@@ -4,4 +4,6 @@
 pub mod cidr;
 pub mod client_ip;
 pub mod geoip;
+pub mod hygiene;
 pub mod path;
+pub mod tls;

@@ -7,7 +7,6 @@
 //! back to the client IP.
 
 use super::{FluxgateProxy, RequestCtx};
-use crate::pipeline::RequestFacts;
 use bytes::Bytes;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -39,14 +38,10 @@ pub async fn preread(
     if small_body_len(session).is_none() {
         return Ok(None);
     }
+    let needed = proxy
+        .pipeline
+        .body_needed(&super::facts(session, peer, None));
     let req = session.req_header();
-    let needed = proxy.pipeline.body_needed(&RequestFacts {
-        method: &req.method,
-        target: req.raw_path(),
-        headers: &req.headers,
-        peer,
-        body: None,
-    });
     if !needed {
         return Ok(None);
     }

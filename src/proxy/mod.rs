@@ -4,6 +4,7 @@
 
 mod body;
 mod cookies;
+pub mod edge;
 mod edit;
 mod ipauth;
 mod logout;
@@ -34,6 +35,34 @@ pub struct UpstreamPool {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
+    /// How long a WebSocket tunnel may stay silent in either direction.
+    pub websocket_idle_timeout: Duration,
+    /// TLS to the upstream: the SNI (and name checked), and the CA certificates to trust.
+    pub tls: Option<(String, Option<Arc<pingora::protocols::tls::CaType>>)>,
+}
+
+impl UpstreamPool {
+    /// The peer for address `i`; a WebSocket tunnel gets the WebSocket idle timeout.
+    fn peer(&self, i: usize, websocket: bool) -> HttpPeer {
+        let (tls, sni) = match &self.tls {
+            Some((name, _)) => (true, name.clone()),
+            None => (false, String::new()),
+        };
+        let mut peer = HttpPeer::new(self.addresses[i], tls, sni);
+        let o = &mut peer.options;
+        o.connection_timeout = Some(self.connect_timeout);
+        o.read_timeout = Some(if websocket {
+            self.websocket_idle_timeout
+        } else {
+            self.read_timeout
+        });
+        o.write_timeout = Some(self.write_timeout);
+        o.idle_timeout = Some(self.idle_timeout);
+        if let Some((_, Some(ca))) = &self.tls {
+            o.ca = Some(ca.clone());
+        }
+        peer
+    }
 }
 
 /// The pingora `ProxyHttp` implementation.
@@ -45,6 +74,8 @@ pub struct FluxgateProxy {
     pub cookies: CookiePolicy,
     pub upstream: UpstreamPool,
     pub access_log: bool,
+    /// Per-connection timeouts applied to every request.
+    pub edge: crate::config::EdgeLimits,
     next: AtomicUsize,
 }
 
@@ -56,6 +87,7 @@ impl FluxgateProxy {
         cookies: CookiePolicy,
         upstream: UpstreamPool,
         access_log: bool,
+        edge: crate::config::EdgeLimits,
     ) -> Self {
         FluxgateProxy {
             pipeline,
@@ -64,6 +96,7 @@ impl FluxgateProxy {
             cookies,
             upstream,
             access_log,
+            edge,
             next: AtomicUsize::new(0),
         }
     }
@@ -92,6 +125,56 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
 }
 
+/// Whether the raw head carried a `Content-Length` although `Transfer-Encoding` is present
+/// (pingora drops the length before the hooks see the headers).
+fn length_with_chunked(session: &Session) -> bool {
+    if !session
+        .req_header()
+        .headers
+        .contains_key(http::header::TRANSFER_ENCODING)
+    {
+        return false;
+    }
+    let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream() else {
+        return false;
+    };
+    h1.get_headers_raw_bytes()
+        .split(|&b| b == b'\n')
+        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
+}
+
+/// What the pipeline needs from the request head.
+fn facts<'a>(session: &'a Session, peer: IpAddr, body: Option<&'a [u8]>) -> RequestFacts<'a> {
+    let req = session.req_header();
+    RequestFacts {
+        method: &req.method,
+        version: req.version,
+        target: req.raw_path(),
+        headers: &req.headers,
+        peer,
+        body,
+        length_with_chunked: length_with_chunked(session),
+    }
+}
+
+/// CA certificates (DER, checked when the config was loaded) in pingora's form.
+pub fn upstream_ca(ders: &[Vec<u8>]) -> Arc<pingora::protocols::tls::CaType> {
+    let certs: Vec<pingora::utils::tls::WrappedX509> = ders
+        .iter()
+        .map(|der| {
+            pingora::utils::tls::WrappedX509::new(der.clone(), pingora::utils::tls::parse_x509)
+        })
+        .collect();
+    Arc::from(certs)
+}
+
+impl RequestCtx {
+    /// Admitted as a WebSocket handshake.
+    fn websocket(&self) -> bool {
+        matches!(&self.verdict, Some(Verdict { outcome: Ok(a), .. }) if a.websocket)
+    }
+}
+
 fn peer_ip(session: &Session) -> IpAddr {
     session
         .client_addr()
@@ -116,18 +199,29 @@ impl ProxyHttp for FluxgateProxy {
         }
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(state) = edge::Guarded::state_of(session.stream()) {
+            state.head_complete();
+        }
+        // Idle time before the next request; pingora would otherwise wait forever on
+        // HTTP/1.1. Only where keep-alive is still on (not after `Connection: close`, nor
+        // while shutting down).
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.edge.keepalive_timeout.as_secs().max(1)));
+        }
+        session.set_read_timeout(Some(self.edge.body_timeout));
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let peer = peer_ip(session);
         ctx.request_id = Some(identity::request_id(&session.req_header().headers));
         let body = body::preread(self, session, ctx, peer).await?;
-        let req = session.req_header();
-        let facts = RequestFacts {
-            method: &req.method,
-            target: req.raw_path(),
-            headers: &req.headers,
-            peer,
-            body: body.as_deref(),
-        };
+        let facts = facts(session, peer, body.as_deref());
         let verdict = guarded(self.pipeline.evaluate(&facts), peer, &self.metrics).await;
         let denied = verdict.outcome.as_ref().err().cloned();
         ctx.verdict = Some(verdict);
@@ -143,6 +237,10 @@ impl ProxyHttp for FluxgateProxy {
                 {
                     return Ok(true);
                 }
+                if ctx.websocket() {
+                    // A WebSocket may stay quiet for long stretches between frames.
+                    session.set_read_timeout(Some(self.upstream.websocket_idle_timeout));
+                }
                 logout::start(session, ctx);
                 Ok(false)
             }
@@ -153,15 +251,10 @@ impl ProxyHttp for FluxgateProxy {
         }
     }
 
-    async fn upstream_peer(&self, _: &mut Session, _: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let u = &self.upstream;
         let i = self.next.fetch_add(1, Ordering::Relaxed) % u.addresses.len();
-        let mut peer = HttpPeer::new(u.addresses[i], false, String::new());
-        peer.options.connection_timeout = Some(u.connect_timeout);
-        peer.options.read_timeout = Some(u.read_timeout);
-        peer.options.write_timeout = Some(u.write_timeout);
-        peer.options.idle_timeout = Some(u.idle_timeout);
-        Ok(Box::new(peer))
+        Ok(Box::new(u.peer(i, ctx.websocket())))
     }
 
     async fn upstream_request_filter(
@@ -327,6 +420,9 @@ impl ProxyHttp for FluxgateProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(state) = edge::Guarded::state_of(session.stream()) {
+            state.request_done();
+        }
         body::settle_lockout(self, ctx).await;
         let status = session
             .response_written()
@@ -425,6 +521,7 @@ mod tests {
                         limit_headers: None,
                         sudo_until: None,
                         geo: Default::default(),
+                        websocket: false,
                     }),
                     reservation: None,
                 }

@@ -26,7 +26,9 @@ pub async fn write_denial(
     }
     // An unread request body would have to be drained before the connection could carry the
     // next request; refusing to read what we already refused is cheaper and safer.
-    if request_has_body(session) {
+    // SECURITY: after a malformed request, nothing more on the connection can be trusted to
+    // be framed the way it looks (smuggling); close it.
+    if request_has_body(session) || matches!(denial, Denial::BadRequest(_)) {
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;

@@ -1,0 +1,335 @@
+//! `[server]` (listeners, TLS, connection limits and timeouts) and `[upstream]`: the file
+//! structs with their defaults, and their validation.
+
+use super::KeyPath;
+use super::duration::Dur;
+use super::validate::{Errors, p, positive, socket};
+use serde::{Deserialize, Serialize};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ServerFile {
+    pub listen: Vec<String>,
+    /// `[[server.tls]]`: TLS listeners, each with its certificates.
+    pub tls: Vec<TlsListenerFile>,
+    pub threads: usize,
+    pub work_stealing: bool,
+    pub grace_period: Dur,
+    pub shutdown_timeout: Dur,
+    pub upgrade_socket: PathBuf,
+    pub head_timeout: Dur,
+    pub keepalive_timeout: Dur,
+    pub body_timeout: Dur,
+    pub max_requests_per_connection: u32,
+    pub max_connections_per_ip: u32,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        ServerFile {
+            listen: vec!["127.0.0.1:8080".into()],
+            tls: Vec::new(),
+            threads: 0,
+            work_stealing: false,
+            grace_period: Dur::from_secs(30),
+            shutdown_timeout: Dur::from_secs(5),
+            upgrade_socket: PathBuf::from("/tmp/fluxgate-upgrade.sock"),
+            head_timeout: Dur::from_secs(10),
+            keepalive_timeout: Dur::from_secs(60),
+            body_timeout: Dur::from_secs(30),
+            max_requests_per_connection: 10_000,
+            max_connections_per_ip: 256,
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            h2_max_concurrent_streams: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TlsListenerFile {
+    pub listen: String,
+    /// The first is served when the client's SNI matches none (or it sends none).
+    pub certificates: Vec<CertFile>,
+    pub http2: bool,
+}
+
+impl Default for TlsListenerFile {
+    fn default() -> Self {
+        TlsListenerFile {
+            listen: String::new(),
+            certificates: Vec::new(),
+            http2: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CertFile {
+    /// PEM: the certificate, then its chain.
+    pub cert: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UpstreamFile {
+    pub addresses: Vec<String>,
+    pub connect_timeout: Dur,
+    pub read_timeout: Dur,
+    pub write_timeout: Dur,
+    pub idle_timeout: Dur,
+    pub websocket_idle_timeout: Dur,
+    pub tls: bool,
+    pub tls_server_name: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for UpstreamFile {
+    fn default() -> Self {
+        UpstreamFile {
+            addresses: vec!["127.0.0.1:3000".into()],
+            connect_timeout: Dur::from_secs(2),
+            read_timeout: Dur::from_secs(30),
+            write_timeout: Dur::from_secs(30),
+            idle_timeout: Dur::from_secs(60),
+            websocket_idle_timeout: Dur::from_secs(600),
+            tls: false,
+            tls_server_name: String::new(),
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    pub tls: Vec<TlsListener>,
+    /// Worker threads (resolved: never 0).
+    pub threads: usize,
+    pub work_stealing: bool,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub upgrade_socket: PathBuf,
+    pub limits: EdgeLimits,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub listen: SocketAddr,
+    pub certificates: Vec<CertPaths>,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What one client connection may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// From the first byte of a request (or the connection's start) to the end of its head.
+    pub head_timeout: Duration,
+    /// Idle time allowed between requests on a kept-alive connection.
+    pub keepalive_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// 0: unlimited.
+    pub max_requests_per_connection: u32,
+    /// 0: unlimited. Trusted proxies are exempt.
+    pub max_connections_per_ip: u32,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub h2_max_concurrent_streams: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub addresses: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub websocket_idle_timeout: Duration,
+    pub tls: Option<UpstreamTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// SNI and the name the certificate must carry.
+    pub server_name: String,
+    /// CA certificates (DER) to trust instead of the system's.
+    pub ca: Option<Vec<Vec<u8>>>,
+}
+
+pub(super) fn server(s: &ServerFile, e: &mut Errors) -> ServerSettings {
+    if s.listen.is_empty() && s.tls.is_empty() {
+        e.at(
+            p("server.listen"),
+            "needs at least one address (or a [[server.tls]] listener)",
+        );
+    }
+    let listen = s
+        .listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| socket(a, p("server.listen").index(i), e))
+        .collect();
+    let tls = s
+        .tls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| tls_listener(t, p("server.tls").index(i), e))
+        .collect();
+    if s.threads > 256 {
+        e.at(
+            p("server.threads"),
+            "must be at most 256 (0 means one per CPU core)",
+        );
+    }
+    positive(s.shutdown_timeout, p("server.shutdown_timeout"), e);
+    for (key, d) in [
+        ("head_timeout", s.head_timeout),
+        ("keepalive_timeout", s.keepalive_timeout),
+        ("body_timeout", s.body_timeout),
+    ] {
+        positive(d, p("server").key(key), e);
+    }
+    if !(1024..=1024 * 1024).contains(&s.max_header_bytes) {
+        e.at(
+            p("server.max_header_bytes"),
+            "must be between 1024 and 1048576 (pingora reads at most 1 MiB of headers)",
+        );
+    }
+    if !(8..=250).contains(&s.max_headers) {
+        e.at(p("server.max_headers"), "must be between 8 and 250");
+    }
+    if !(1..=1000).contains(&s.h2_max_concurrent_streams) {
+        e.at(
+            p("server.h2_max_concurrent_streams"),
+            "must be between 1 and 1000",
+        );
+    }
+    ServerSettings {
+        listen,
+        tls,
+        threads: if s.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            s.threads
+        },
+        work_stealing: s.work_stealing,
+        grace_period: s.grace_period.0,
+        shutdown_timeout: s.shutdown_timeout.0,
+        upgrade_socket: s.upgrade_socket.clone(),
+        limits: EdgeLimits {
+            head_timeout: s.head_timeout.0,
+            keepalive_timeout: s.keepalive_timeout.0,
+            body_timeout: s.body_timeout.0,
+            max_requests_per_connection: s.max_requests_per_connection,
+            max_connections_per_ip: s.max_connections_per_ip,
+            max_header_bytes: s.max_header_bytes,
+            max_headers: s.max_headers,
+            h2_max_concurrent_streams: s.h2_max_concurrent_streams,
+        },
+    }
+}
+
+fn tls_listener(t: &TlsListenerFile, path: KeyPath, e: &mut Errors) -> Option<TlsListener> {
+    let listen = socket(&t.listen, path.key("listen"), e);
+    if t.certificates.is_empty() {
+        e.at(
+            path.key("certificates"),
+            "needs at least one { cert, key } pair",
+        );
+    }
+    let mut certificates = Vec::new();
+    for (i, c) in t.certificates.iter().enumerate() {
+        // Loaded here so a bad file is a config error with its key path, not a startup failure.
+        match crate::net::tls::load_pair(&c.cert, &c.key) {
+            Ok(_) => certificates.push(CertPaths {
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+            }),
+            Err(msg) => e.at(path.key("certificates").index(i), msg),
+        }
+    }
+    Some(TlsListener {
+        listen: listen?,
+        certificates,
+        http2: t.http2,
+    })
+}
+
+pub(super) fn upstream(u: &UpstreamFile, e: &mut Errors) -> UpstreamSettings {
+    if u.addresses.is_empty() {
+        e.at(p("upstream.addresses"), "needs at least one address");
+    }
+    let mut addresses = Vec::new();
+    for (i, a) in u.addresses.iter().enumerate() {
+        // Names are resolved once, here: a per-request lookup would cost more than the proxying.
+        match a.to_socket_addrs().map(|mut it| it.next()) {
+            Ok(Some(sa)) => addresses.push(sa),
+            _ => e.at(
+                p("upstream.addresses").index(i),
+                format!("{a:?} is not a reachable host:port (use e.g. \"127.0.0.1:3000\")"),
+            ),
+        }
+    }
+    for (name, d) in [
+        ("connect_timeout", u.connect_timeout),
+        ("read_timeout", u.read_timeout),
+        ("write_timeout", u.write_timeout),
+        ("idle_timeout", u.idle_timeout),
+        ("websocket_idle_timeout", u.websocket_idle_timeout),
+    ] {
+        positive(d, p("upstream").key(name), e);
+    }
+    let tls = if u.tls {
+        // SECURITY: without a name, rustls in pingora would skip certificate verification
+        // entirely; a name is required so the upstream's certificate is always checked.
+        if u.tls_server_name.is_empty() {
+            e.at(
+                p("upstream.tls_server_name"),
+                "is required with tls = true: it is the SNI and the name the upstream's certificate must carry",
+            );
+        }
+        let ca = u.ca_file.as_ref().and_then(|path| {
+            crate::net::tls::load_ca(path)
+                .map_err(|msg| e.at(p("upstream.ca_file"), msg))
+                .ok()
+        });
+        Some(UpstreamTls {
+            server_name: u.tls_server_name.clone(),
+            ca,
+        })
+    } else {
+        if u.ca_file.is_some() || !u.tls_server_name.is_empty() {
+            e.at(
+                p("upstream.tls"),
+                "tls_server_name and ca_file only apply with tls = true",
+            );
+        }
+        None
+    };
+    UpstreamSettings {
+        addresses,
+        connect_timeout: u.connect_timeout.0,
+        read_timeout: u.read_timeout.0,
+        write_timeout: u.write_timeout.0,
+        idle_timeout: u.idle_timeout.0,
+        websocket_idle_timeout: u.websocket_idle_timeout.0,
+        tls,
+    }
+}
