@@ -15,16 +15,19 @@ use crate::policy::ratelimit::redis::RedisLimiter;
 use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
 use crate::policy::sudo::Sudo;
 use crate::proxy::edge::Edge;
-use crate::proxy::{FluxgateProxy, UpstreamPool};
+use crate::proxy::{FluxgateProxy, Live, UpstreamPool};
 use crate::redis_client::Connections;
+use crate::reload::Reloader;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::redis::{RedisStore, subscriber};
 use crate::session::{SessionCache, SessionStore};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,8 +116,108 @@ impl Backend {
     }
 }
 
+/// How `run` was asked to start.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The config file, re-read on `SIGHUP` (none: reload is off, as in `fluxgate demo`).
+    pub source: Option<PathBuf>,
+    /// Take the listening sockets over from a running instance (Pingora's graceful upgrade).
+    pub upgrade: bool,
+}
+
+/// What outlives a config reload: caches, counters, pending approvals, connections.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub sessions: Arc<SessionCache>,
+    pub geo: Arc<GeoIp>,
+    pub ip_auth: Arc<IpAuth>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub redis: Option<Arc<Connections>>,
+}
+
+/// The rate limiter for `limits`, on Redis when configured and available.
+pub(crate) fn limiter(limits: crate::config::limits::LimitsConfig, shared: &Shared) -> Limiter {
+    Limiter::new(
+        limits.buckets,
+        limits.lockouts,
+        limits.global,
+        match (&shared.redis, limits.on_redis) {
+            (Some(conns), true) => LimitBackend::Redis(RedisLimiter::new(conns.clone())),
+            _ => LimitBackend::Local,
+        },
+        limits.settings,
+        shared.clock.clone(),
+    )
+}
+
+/// Sudo mode, when `[sudo]` has a secret.
+pub(crate) fn sudo(
+    settings: Option<crate::policy::sudo::SudoSettings>,
+) -> Result<Option<Arc<Sudo>>, StartupError> {
+    match settings {
+        Some(s) => Ok(Some(Arc::new(Sudo::new(s).map_err(StartupError::Store)?))),
+        None => Ok(None),
+    }
+}
+
+/// The reloadable part of the proxy, from a validated config.
+pub(crate) fn live(
+    cfg: Config,
+    shared: &Shared,
+    limits: Arc<Limiter>,
+    sudo: Option<Arc<Sudo>>,
+) -> Live {
+    let hygiene = HygieneRules {
+        max_header_bytes: cfg.server.limits.max_header_bytes,
+        max_headers: cfg.server.limits.max_headers,
+        protected: cfg.identity.all().into_iter().cloned().collect(),
+    };
+    let upstream = UpstreamPool {
+        addresses: cfg.upstream.addresses.clone(),
+        connect_timeout: cfg.upstream.connect_timeout,
+        read_timeout: cfg.upstream.read_timeout,
+        write_timeout: cfg.upstream.write_timeout,
+        idle_timeout: cfg.upstream.idle_timeout,
+        websocket_idle_timeout: cfg.upstream.websocket_idle_timeout,
+        tls: cfg.upstream.tls.as_ref().map(|t| {
+            (
+                t.server_name.clone(),
+                t.ca.as_deref().map(crate::proxy::upstream_ca),
+            )
+        }),
+    };
+    let pipeline = Arc::new(Pipeline {
+        hygiene,
+        routes: cfg.routes,
+        client_ip: cfg.client_ip,
+        sessions: shared.sessions.clone(),
+        secrets: cfg.secrets,
+        accept: cfg.accept,
+        cookie_name: cfg.sessions.cookie_name.clone(),
+        store_retry_after_secs: cfg.sessions.store_retry_after_secs,
+        serve_stale: cfg.sessions.serve_stale,
+        limits,
+        sudo,
+        origins: cfg.origins,
+        clock: shared.clock.clone(),
+        geo: shared.geo.clone(),
+        geo_headers: cfg.geoip.headers,
+        network: cfg.network,
+        network_rules: cfg.network_rules,
+        ip_auth: shared.ip_auth.clone(),
+    });
+    Live {
+        pipeline,
+        names: cfg.identity,
+        cookies: cfg.cookies,
+        upstream,
+        access_log: cfg.logging.access_log,
+    }
+}
+
 /// Builds the server from a config. Nothing runs until [`run`].
-pub fn build(cfg: Config) -> Result<Built, StartupError> {
+pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
     let clock = clock::system();
     let metrics = Arc::new(Metrics::default());
     // One set of Redis connections, shared by everything that uses Redis.
@@ -131,23 +234,20 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         metrics.clone(),
         cfg.sessions.cache,
     ));
-    let admin_listener =
-        TcpListener::bind(cfg.admin.listen).map_err(|source| StartupError::Bind {
+    // During a graceful upgrade the old instance still holds the admin port; it is bound once
+    // the old instance lets go (see `Housekeeping::start`).
+    let admin_listener = if opts.upgrade {
+        None
+    } else {
+        Some(bind_admin(cfg.admin.listen)?)
+    };
+    let admin_addr = match &admin_listener {
+        Some(l) => l.local_addr().map_err(|source| StartupError::Bind {
             addr: cfg.admin.listen,
             source,
-        })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartupError::Bind {
-            addr: cfg.admin.listen,
-            source,
-        })?;
-    admin_listener
-        .set_nonblocking(true)
-        .map_err(|source| StartupError::Bind {
-            addr: admin_addr,
-            source,
-        })?;
+        })?,
+        None => cfg.admin.listen,
+    };
     let proxy_addrs = cfg
         .server
         .listen
@@ -165,21 +265,6 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         // Until the invalidation subscription is up, missed revocations are possible.
         sessions.set_vouch(Some(cap.as_millis() as i64));
     }
-    let limiter = Limiter::new(
-        cfg.limits.buckets,
-        cfg.limits.lockouts,
-        cfg.limits.global,
-        match (&redis, cfg.limits.on_redis) {
-            (Some(conns), true) => LimitBackend::Redis(RedisLimiter::new(conns.clone())),
-            _ => LimitBackend::Local,
-        },
-        cfg.limits.settings,
-        clock.clone(),
-    );
-    let sudo = match cfg.sudo {
-        Some(s) => Some(Arc::new(Sudo::new(s).map_err(StartupError::Store)?)),
-        None => None,
-    };
     let geo = Arc::new(
         GeoIp::open(cfg.geoip.country_db.as_deref(), cfg.geoip.asn_db.as_deref())
             .map_err(StartupError::Store)?,
@@ -198,92 +283,70 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
         clock.clone(),
         metrics.clone(),
     ));
-    let hygiene = HygieneRules {
-        max_header_bytes: cfg.server.limits.max_header_bytes,
-        max_headers: cfg.server.limits.max_headers,
-        protected: cfg.identity.all().into_iter().cloned().collect(),
-    };
-    let exempt = cfg.client_ip.trusted().clone();
-    let pipeline = Arc::new(Pipeline {
-        hygiene,
-        routes: cfg.routes,
-        client_ip: cfg.client_ip,
+    let shared = Shared {
         sessions: sessions.clone(),
-        secrets: cfg.secrets,
-        accept: cfg.accept,
-        cookie_name: cfg.sessions.cookie_name.clone(),
-        store_retry_after_secs: cfg.sessions.store_retry_after_secs,
-        serve_stale: cfg.sessions.serve_stale,
-        limits: Arc::new(limiter),
-        sudo: sudo.clone(),
-        origins: cfg.origins,
-        clock: clock.clone(),
         geo: geo.clone(),
-        geo_headers: cfg.geoip.headers,
-        network: cfg.network,
-        network_rules: cfg.network_rules,
         ip_auth: ip_auth.clone(),
-    });
-    let upstream = UpstreamPool {
-        addresses: cfg.upstream.addresses.clone(),
-        connect_timeout: cfg.upstream.connect_timeout,
-        read_timeout: cfg.upstream.read_timeout,
-        write_timeout: cfg.upstream.write_timeout,
-        idle_timeout: cfg.upstream.idle_timeout,
-        websocket_idle_timeout: cfg.upstream.websocket_idle_timeout,
-        tls: cfg.upstream.tls.as_ref().map(|t| {
-            (
-                t.server_name.clone(),
-                t.ca.as_deref().map(crate::proxy::upstream_ca),
-            )
-        }),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        redis: redis.clone(),
     };
-    let proxy = FluxgateProxy::new(
-        pipeline,
-        metrics.clone(),
-        cfg.identity.clone(),
-        cfg.cookies.clone(),
-        upstream,
-        cfg.logging.access_log,
-        cfg.server.limits,
-    );
+    let limits = Arc::new(limiter(std::mem::take(&mut cfg.limits), &shared));
+    let sudo = sudo(cfg.sudo.take())?;
+    let server_cfg = cfg.server.clone();
+    let admin_cfg = cfg.admin.clone();
+    let file = cfg.file.clone();
+    let geo_reload_check = cfg.geoip.reload_check;
+    let max_retries = cfg.upstream.addresses.len().max(1);
+    let exempt = cfg.client_ip.trusted().clone();
+    let live = Arc::new(ArcSwap::from_pointee(self::live(
+        cfg,
+        &shared,
+        limits.clone(),
+        sudo.clone(),
+    )));
+    let proxy = FluxgateProxy::new(live.clone(), metrics.clone(), server_cfg.limits);
 
     let conf = ServerConf {
-        threads: cfg.server.threads,
-        work_stealing: cfg.server.work_stealing,
-        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.as_secs().max(1)),
-        upgrade_sock: cfg.server.upgrade_socket.display().to_string(),
-        pid_file: format!("{}.pid", cfg.server.upgrade_socket.display()),
+        threads: server_cfg.threads,
+        work_stealing: server_cfg.work_stealing,
+        grace_period_seconds: Some(server_cfg.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(server_cfg.shutdown_timeout.as_secs().max(1)),
+        upgrade_sock: server_cfg.upgrade_socket.display().to_string(),
+        pid_file: format!("{}.pid", server_cfg.upgrade_socket.display()),
         // One attempt per upstream address: a refused connection moves on to the next one.
-        max_retries: cfg.upstream.addresses.len().max(1),
+        max_retries,
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let limits = cfg.server.limits;
+    let limits_edge = server_cfg.limits;
     let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
     let mut options = pingora::apps::HttpServerOptions::default();
-    options.keepalive_request_limit = match limits.max_requests_per_connection {
+    options.keepalive_request_limit = match limits_edge.max_requests_per_connection {
         0 => None,
         // pingora counts reuses: N requests are the first plus N - 1 reuses.
         n => Some(n - 1),
     };
     http.server_options = Some(options);
     let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
-    h2.max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(limits.max_header_bytes as u32);
+    h2.max_concurrent_streams(limits_edge.h2_max_concurrent_streams)
+        .max_header_list_size(limits_edge.max_header_bytes as u32);
     http.h2_options = Some(h2);
     let mut service = pingora::services::listening::Service::new(
         "fluxgate proxy".to_string(),
-        Edge::new(http, limits, exempt, metrics.clone()),
+        Edge::new(http, limits_edge, exempt, metrics.clone()),
     );
     for a in &proxy_addrs {
         service.add_tcp(&a.to_string());
     }
     let mut resolvers = Vec::new();
-    for (t, addr) in cfg.server.tls.iter().zip(&tls_addrs) {
+    for (t, addr) in server_cfg.tls.iter().zip(&tls_addrs) {
         let resolver =
             Arc::new(CertResolver::new(t.certificates.clone()).map_err(StartupError::Tls)?);
         let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
@@ -297,20 +360,32 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
     }
     server.add_service(service);
 
+    let admin_sudo = Arc::new(arc_swap::ArcSwapOption::new(sudo));
+    let reloader = Arc::new(Reloader::new(
+        opts.source.clone(),
+        live,
+        shared,
+        admin_sudo.clone(),
+        file,
+        limits,
+        resolvers,
+    ));
     let house = Housekeeping {
-        admin_listener: Mutex::new(Some(admin_listener)),
+        admin_listener: Mutex::new(admin_listener),
+        admin_addr,
         admin: Arc::new(AdminState {
             sessions,
             metrics,
-            secret: cfg.admin.secret.clone(),
-            sudo,
+            secret: admin_cfg.secret.clone(),
+            sudo: admin_sudo,
             ip_auth,
             clock,
         }),
         backend,
         geo,
-        geo_reload_check: cfg.geoip.reload_check,
+        geo_reload_check,
         notify_worker: Mutex::new(notify_worker),
+        reloader,
     };
     server.add_service(background_service("fluxgate housekeeping", house));
     Ok(Built {
@@ -323,6 +398,14 @@ pub fn build(cfg: Config) -> Result<Built, StartupError> {
     })
 }
 
+/// Binds the admin listener (non-blocking, for tokio).
+fn bind_admin(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    let l = TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    Ok(l)
+}
+
 /// Runs until a shutdown signal (SIGTERM: graceful; SIGINT: fast; SIGQUIT: hand over).
 pub fn run(built: Built) {
     built.server.run(RunArgs::default());
@@ -330,12 +413,15 @@ pub fn run(built: Built) {
 
 /// The admin listener and the store sweeper, on their own small runtime.
 struct Housekeeping {
+    /// Bound at startup, or (during a graceful upgrade) once the old instance lets go.
     admin_listener: Mutex<Option<TcpListener>>,
+    admin_addr: SocketAddr,
     admin: Arc<AdminState>,
     backend: Backend,
     geo: Arc<GeoIp>,
     geo_reload_check: Duration,
     notify_worker: Mutex<Option<notify::Worker>>,
+    reloader: Arc<Reloader>,
 }
 
 #[async_trait]
@@ -346,14 +432,22 @@ impl BackgroundService for Housekeeping {
             .lock()
             .map(|mut l| l.take())
             .unwrap_or(None);
-        if let Some(l) = listener {
-            match tokio::net::TcpListener::from_std(l) {
+        match listener {
+            Some(l) => match tokio::net::TcpListener::from_std(l) {
                 Ok(l) => {
                     tokio::spawn(admin::serve(l, self.admin.clone(), shutdown.clone()));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot serve the admin listener"),
+            },
+            None => {
+                tokio::spawn(admin_after_upgrade(
+                    self.admin_addr,
+                    self.admin.clone(),
+                    shutdown.clone(),
+                ));
             }
         }
+        tokio::spawn(self.reloader.clone().run(shutdown.clone()));
         match self.backend.clone() {
             Backend::Embedded(store, every) => sweep(store, every, shutdown.clone()),
             Backend::Redis(store, cap, connect_timeout) => {
@@ -379,6 +473,34 @@ impl BackgroundService for Housekeeping {
         }
         let mut shutdown = shutdown;
         let _ = shutdown.changed().await;
+    }
+}
+
+/// Binds the admin port once the instance being upgraded has released it, then serves it.
+async fn admin_after_upgrade(
+    addr: SocketAddr,
+    state: Arc<AdminState>,
+    mut shutdown: ShutdownWatch,
+) {
+    let mut told = false;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(%addr, "admin listener bound after the upgrade");
+                admin::serve(l, state, shutdown).await;
+                return;
+            }
+            Err(e) => {
+                if !told {
+                    tracing::info!(%addr, error = %e, "waiting for the old instance to release the admin port");
+                    told = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -32,6 +32,10 @@ pub enum Command {
         /// Path to the TOML config.
         #[arg(long, short)]
         config: PathBuf,
+        /// Take the listening sockets over from the running instance that shares this
+        /// config's `server.upgrade_socket`, then send that instance SIGQUIT (graceful upgrade).
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file: print it normalized (secrets redacted), or every problem.
     CheckConfig {
@@ -108,14 +112,14 @@ pub enum SessionAction {
 /// Runs a parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, upgrade } => run(&config, upgrade),
         Command::CheckConfig { path } => check_config(&path),
         Command::Demo { port } => crate::demo::run(port),
         Command::Sessions(args) => sessions(args),
     }
 }
 
-fn run(path: &std::path::Path) -> i32 {
+fn run(path: &std::path::Path, upgrade: bool) -> i32 {
     let cfg = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -125,7 +129,11 @@ fn run(path: &std::path::Path) -> i32 {
         }
     };
     let _log = crate::logging::init(&cfg.logging);
-    let built = match app::build(cfg) {
+    let opts = app::RunOptions {
+        source: Some(path.to_path_buf()),
+        upgrade,
+    };
+    let built = match app::build(cfg, &opts) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("fluxgate: cannot start: {e}");

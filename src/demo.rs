@@ -48,7 +48,7 @@ pub fn run(port: u16) -> i32 {
         }
     };
     let _log = crate::logging::init(&cfg.logging);
-    let built = match app::build(cfg) {
+    let built = match app::build(cfg, &app::RunOptions::default()) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("fluxgate demo: cannot start: {e}");

@@ -194,7 +194,7 @@ async fn revoke_user(user: &str, st: &AdminState) -> AdminResponse {
 /// Grants sudo mode to a session whose re-authentication a backend verified itself: returns a
 /// token bound to the session and sets nothing else.
 async fn grant_sudo(sid: &str, st: &AdminState) -> AdminResponse {
-    let Some(sudo) = &st.sudo else {
+    let Some(sudo) = st.sudo.load_full() else {
         return bad("sudo mode is not configured: set [sudo] secret");
     };
     let Some(sid) = Sid::decode(sid) else {

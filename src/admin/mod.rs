@@ -29,7 +29,7 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub secret: Option<Secret>,
     /// To grant sudo mode (when configured).
-    pub sudo: Option<Arc<crate::policy::sudo::Sudo>>,
+    pub sudo: Arc<arc_swap::ArcSwapOption<crate::policy::sudo::Sudo>>,
     /// To authorize sessions' creating locations and manage locations.
     pub ip_auth: Arc<crate::policy::ipauth::IpAuth>,
     pub clock: SharedClock,

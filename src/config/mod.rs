@@ -5,7 +5,7 @@
 pub mod duration;
 pub mod edge;
 pub mod file;
-mod limits;
+pub mod limits;
 pub mod locate;
 pub mod network;
 mod routes;

@@ -101,9 +101,11 @@ pub fn strip_untrusted(h: &mut impl HeaderEdit, names: &HeaderNames) {
                     .any(|c| same_name(n, c.as_str().as_bytes()));
             // SECURITY: a Connection-nominated header would be dropped by the next hop; if it
             // named an identity header, that hop would forward the request without it.
-            let hop = nominated
-                .iter()
-                .any(|t| same_name(n, t) && name != http::header::CONNECTION);
+            // `Upgrade` is the one nomination kept: Pingora has already reduced any upgrade to
+            // exactly `Connection: Upgrade` + `Upgrade: websocket`, and the handshake needs both.
+            let hop = nominated.iter().any(|t| {
+                same_name(n, t) && name != http::header::CONNECTION && name != http::header::UPGRADE
+            });
             if (spoofed || hop) && !doomed.contains(name) {
                 doomed.push(name.clone());
             }

@@ -6,7 +6,7 @@
 //! of at most 16 KiB are read; anything else is forwarded as it streams, and its limits fall
 //! back to the client IP.
 
-use super::{FluxgateProxy, RequestCtx};
+use super::RequestCtx;
 use bytes::Bytes;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -30,7 +30,6 @@ fn small_body_len(session: &Session) -> Option<usize> {
 
 /// Reads the body when the route needs it and it is small; `None` otherwise.
 pub async fn preread(
-    proxy: &FluxgateProxy,
     session: &mut Session,
     ctx: &mut RequestCtx,
     peer: IpAddr,
@@ -38,7 +37,8 @@ pub async fn preread(
     if small_body_len(session).is_none() {
         return Ok(None);
     }
-    let needed = proxy
+    let needed = ctx
+        .live
         .pipeline
         .body_needed(&super::facts(session, peer, None));
     let req = session.req_header();
@@ -69,11 +69,11 @@ pub async fn preread(
 
 /// Settles the request's lockout attempt: a failure if the upstream answered with one of the
 /// lockout's statuses, given back otherwise (including when fluxgate itself refused).
-pub async fn settle_lockout(proxy: &FluxgateProxy, ctx: &mut RequestCtx) {
+pub async fn settle_lockout(ctx: &mut RequestCtx) {
     let Some(r) = ctx.verdict.as_mut().and_then(|v| v.reservation.take()) else {
         return;
     };
-    let limits = &proxy.pipeline.limits;
+    let limits = &ctx.live.pipeline.limits;
     let failed = match (ctx.upstream_status, limits.lockouts.get(r.lockout as usize)) {
         (Some(status), Some(l)) => l.statuses.contains(&status),
         _ => false,

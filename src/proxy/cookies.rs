@@ -2,18 +2,18 @@
 //! configured attributes, and a sudo proof the upstream issued (`X-Fluxer-Sudo-Mode-JWT`) is
 //! re-issued as the `fluxer_sudo_mode` cookie, bound to the session.
 
-use super::{FluxgateProxy, RequestCtx};
+use super::{Live, RequestCtx};
 use crate::pipeline::{Identity, Verdict};
 use crate::policy::sudo::SUDO_HEADER;
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
 
-pub fn on_response(proxy: &FluxgateProxy, resp: &mut ResponseHeader, ctx: &RequestCtx) {
-    harden(proxy, resp);
-    capture_sudo(proxy, resp, ctx);
+pub fn on_response(resp: &mut ResponseHeader, ctx: &RequestCtx) {
+    harden(&ctx.live, resp);
+    capture_sudo(&ctx.live, resp, ctx);
 }
 
-fn harden(proxy: &FluxgateProxy, resp: &mut ResponseHeader) {
+fn harden(proxy: &Live, resp: &mut ResponseHeader) {
     let set: Vec<HeaderValue> = resp
         .headers
         .get_all(http::header::SET_COOKIE)
@@ -39,7 +39,7 @@ fn harden(proxy: &FluxgateProxy, resp: &mut ResponseHeader) {
     }
 }
 
-fn capture_sudo(proxy: &FluxgateProxy, resp: &mut ResponseHeader, ctx: &RequestCtx) {
+fn capture_sudo(proxy: &Live, resp: &mut ResponseHeader, ctx: &RequestCtx) {
     let Some(sudo) = &proxy.pipeline.sudo else {
         return;
     };

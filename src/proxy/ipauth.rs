@@ -2,7 +2,7 @@
 //! `POST /auth/authorize-ip`, `GET /auth/ip-authorization/poll` and
 //! `POST /auth/ip-authorization/resend` (each also under the version prefixes).
 
-use super::FluxgateProxy;
+use super::Live;
 use super::respond::{write_denial, write_json};
 use crate::denial::{BadRequest, Denial, RateLimited};
 use crate::policy::Role;
@@ -51,7 +51,7 @@ fn bad(message: &'static str) -> Denial {
 
 /// Answers an IP-authorization endpoint. Returns whether `role` was one.
 pub async fn answer(
-    proxy: &FluxgateProxy,
+    proxy: &Live,
     session: &mut Session,
     role: Role,
     request_id: Option<&HeaderValue>,

@@ -14,6 +14,7 @@ use crate::denial::Denial;
 use crate::identity::{self, CookiePolicy, HeaderNames, Injection};
 use crate::metrics::Metrics;
 use crate::pipeline::{Identity, Pipeline, RequestFacts, RouteId, Verdict, admitted_reason};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use edit::Upstream;
 use futures_util::FutureExt;
@@ -65,42 +66,18 @@ impl UpstreamPool {
     }
 }
 
-/// The pingora `ProxyHttp` implementation.
-pub struct FluxgateProxy {
+/// What a config reload replaces. Each request takes one snapshot when it starts and keeps it
+/// to the end, so a reload never mixes two configs within a request.
+pub struct Live {
     pub pipeline: Arc<Pipeline>,
-    pub metrics: Arc<Metrics>,
     pub names: HeaderNames,
     /// fluxgate's own cookies: removed from what the upstream sees, attributes for Set-Cookie.
     pub cookies: CookiePolicy,
     pub upstream: UpstreamPool,
     pub access_log: bool,
-    /// Per-connection timeouts applied to every request.
-    pub edge: crate::config::EdgeLimits,
-    next: AtomicUsize,
 }
 
-impl FluxgateProxy {
-    pub fn new(
-        pipeline: Arc<Pipeline>,
-        metrics: Arc<Metrics>,
-        names: HeaderNames,
-        cookies: CookiePolicy,
-        upstream: UpstreamPool,
-        access_log: bool,
-        edge: crate::config::EdgeLimits,
-    ) -> Self {
-        FluxgateProxy {
-            pipeline,
-            metrics,
-            names,
-            cookies,
-            upstream,
-            access_log,
-            edge,
-            next: AtomicUsize::new(0),
-        }
-    }
-
+impl Live {
     fn route_name(&self, r: RouteId) -> &str {
         match r {
             RouteId::Unrouted => "-",
@@ -110,8 +87,35 @@ impl FluxgateProxy {
     }
 }
 
+/// The pingora `ProxyHttp` implementation.
+pub struct FluxgateProxy {
+    /// The reloadable part; `SIGHUP` swaps it.
+    pub live: Arc<ArcSwap<Live>>,
+    pub metrics: Arc<Metrics>,
+    /// Per-connection timeouts applied to every request (restart to change).
+    pub edge: crate::config::EdgeLimits,
+    next: AtomicUsize,
+}
+
+impl FluxgateProxy {
+    pub fn new(
+        live: Arc<ArcSwap<Live>>,
+        metrics: Arc<Metrics>,
+        edge: crate::config::EdgeLimits,
+    ) -> Self {
+        FluxgateProxy {
+            live,
+            metrics,
+            edge,
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
 /// Per-request state.
 pub struct RequestCtx {
+    /// The config snapshot this request runs under.
+    live: Arc<Live>,
     started: Instant,
     verdict: Option<Verdict>,
     request_id: Option<HeaderValue>,
@@ -189,6 +193,7 @@ impl ProxyHttp for FluxgateProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            live: self.live.load_full(),
             started: Instant::now(),
             verdict: None,
             request_id: None,
@@ -220,9 +225,10 @@ impl ProxyHttp for FluxgateProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let peer = peer_ip(session);
         ctx.request_id = Some(identity::request_id(&session.req_header().headers));
-        let body = body::preread(self, session, ctx, peer).await?;
+        let body = body::preread(session, ctx, peer).await?;
         let facts = facts(session, peer, body.as_deref());
-        let verdict = guarded(self.pipeline.evaluate(&facts), peer, &self.metrics).await;
+        let live = ctx.live.clone();
+        let verdict = guarded(live.pipeline.evaluate(&facts), peer, &self.metrics).await;
         let denied = verdict.outcome.as_ref().err().cloned();
         ctx.verdict = Some(verdict);
         match denied {
@@ -233,13 +239,13 @@ impl ProxyHttp for FluxgateProxy {
                     .and_then(|v| v.outcome.as_ref().ok())
                     .and_then(|a| a.role);
                 if let Some(role) = role
-                    && ipauth::answer(self, session, role, ctx.request_id.as_ref()).await?
+                    && ipauth::answer(&live, session, role, ctx.request_id.as_ref()).await?
                 {
                     return Ok(true);
                 }
                 if ctx.websocket() {
                     // A WebSocket may stay quiet for long stretches between frames.
-                    session.set_read_timeout(Some(self.upstream.websocket_idle_timeout));
+                    session.set_read_timeout(Some(live.upstream.websocket_idle_timeout));
                 }
                 logout::start(session, ctx);
                 Ok(false)
@@ -252,7 +258,7 @@ impl ProxyHttp for FluxgateProxy {
     }
 
     async fn upstream_peer(&self, _: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let u = &self.upstream;
+        let u = &ctx.live.upstream;
         let i = self.next.fetch_add(1, Ordering::Relaxed) % u.addresses.len();
         Ok(Box::new(u.peer(i, ctx.websocket())))
     }
@@ -276,13 +282,14 @@ impl ProxyHttp for FluxgateProxy {
                 "request reached the upstream without admission",
             );
         };
+        let live = &*ctx.live;
         let edited = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut h = Upstream(upstream);
-            identity::strip_untrusted(&mut h, &self.names);
+            identity::strip_untrusted(&mut h, &live.names);
             if !admitted.pass_cookies {
                 let own = [
-                    self.cookies.session_name.as_str(),
-                    self.cookies.sudo_name.as_str(),
+                    live.cookies.session_name.as_str(),
+                    live.cookies.sudo_name.as_str(),
                 ];
                 identity::strip_cookies(&mut h, &own);
             }
@@ -304,17 +311,17 @@ impl ProxyHttp for FluxgateProxy {
                     inj.scopes = s.scopes_header();
                 }
                 Identity::Internal(i) => {
-                    inj.service = Some(&self.pipeline.secrets.secrets[*i].name_header);
+                    inj.service = Some(&live.pipeline.secrets.secrets[*i].name_header);
                 }
             }
-            identity::inject(&mut h, &self.names, &inj);
+            identity::inject(&mut h, &live.names, &inj);
             if let (Some(sudo), Some(until), Identity::User(s)) =
-                (&self.pipeline.sudo, admitted.sudo_until, &admitted.identity)
+                (&live.pipeline.sudo, admitted.sudo_until, &admitted.identity)
                 && sudo.settings.forward_upstream_token
             {
                 // A fresh proof in the upstream's own format, so an upstream with a shorter
                 // window than fluxgate's agrees that this request is in sudo mode.
-                let now = self.pipeline.clock.now_secs();
+                let now = live.pipeline.clock.now_secs();
                 let token = sudo.mint(s.user_id(), &s.sid, now, until);
                 if let Ok(v) = http::HeaderValue::from_str(&token) {
                     h.0.insert_header(crate::policy::sudo::SUDO_HEADER, v).ok();
@@ -353,7 +360,7 @@ impl ProxyHttp for FluxgateProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
-        cookies::on_response(self, resp, ctx);
+        cookies::on_response(resp, ctx);
         logout::on_response(self, resp, ctx).await;
         if let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict
             && let Some(h) = &a.limit_headers
@@ -423,7 +430,7 @@ impl ProxyHttp for FluxgateProxy {
         if let Some(state) = edge::Guarded::state_of(session.stream()) {
             state.request_done();
         }
-        body::settle_lockout(self, ctx).await;
+        body::settle_lockout(ctx).await;
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -438,11 +445,11 @@ impl ProxyHttp for FluxgateProxy {
         };
         self.metrics.decisions.inc(outcome, reason);
         self.metrics.responses.inc(status_class(status), "");
-        if self.access_log {
+        if ctx.live.access_log {
             let route = ctx
                 .verdict
                 .as_ref()
-                .map_or("-", |v| self.route_name(v.route));
+                .map_or("-", |v| ctx.live.route_name(v.route));
             let request_id = ctx
                 .request_id
                 .as_ref()

@@ -117,6 +117,7 @@ pub struct Limiter {
 }
 
 /// Limiter settings beyond the definitions.
+#[derive(Default)]
 pub struct LimiterSettings {
     pub max_local_keys: usize,
     pub headers_on_success: bool,

@@ -1,0 +1,217 @@
+//! Reloading without a restart: `SIGHUP` re-reads the config file with full validation and swaps
+//! the reloadable part of the proxy ([`Live`]: routes, credentials, secrets, limits, sudo,
+//! origins, network rules, identity names, cookies, upstream, access log) in one atomic store;
+//! requests already running finish under the config they started with. An invalid file keeps
+//! the config in use and logs every problem. TLS certificates are re-read on `SIGHUP` and when a
+//! file changes on disk.
+//!
+//! Sections whose objects are built once (listeners and edge limits, the store and its cache,
+//! Redis, GeoIP databases' paths, IP authorization, the admin listener, log format and level)
+//! take effect only after a restart (or a graceful upgrade); a reload that changes them says so.
+
+use crate::app::{Shared, StartupError};
+use crate::config::{self, file::FileConfig};
+use crate::net::tls::CertResolver;
+use crate::policy::ratelimit::Limiter;
+use crate::policy::sudo::Sudo;
+use crate::proxy::Live;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use pingora::server::ShutdownWatch;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often certificate files are checked for changes.
+const CERT_CHECK: Duration = Duration::from_secs(5);
+
+/// What the last successful load left in place.
+struct Current {
+    file: FileConfig,
+    limiter: Arc<Limiter>,
+}
+
+/// Reloads config and certificates.
+pub struct Reloader {
+    source: Option<PathBuf>,
+    live: Arc<ArcSwap<Live>>,
+    shared: Shared,
+    admin_sudo: Arc<ArcSwapOption<Sudo>>,
+    current: Mutex<Current>,
+    resolvers: Vec<Arc<CertResolver>>,
+}
+
+/// A reload that was applied, and the changed sections that wait for a restart.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        source: Option<PathBuf>,
+        live: Arc<ArcSwap<Live>>,
+        shared: Shared,
+        admin_sudo: Arc<ArcSwapOption<Sudo>>,
+        file: FileConfig,
+        limiter: Arc<Limiter>,
+        resolvers: Vec<Arc<CertResolver>>,
+    ) -> Reloader {
+        Reloader {
+            source,
+            live,
+            shared,
+            admin_sudo,
+            current: Mutex::new(Current { file, limiter }),
+            resolvers,
+        }
+    }
+
+    /// Re-reads and validates the config file; on success swaps the live config.
+    pub fn reload_config(&self) -> Result<Applied, String> {
+        let Some(path) = &self.source else {
+            return Err("no config file to reload (started without one)".into());
+        };
+        let mut cfg = config::load(path).map_err(|e| e.to_string())?;
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let needs_restart = restart_only_changes(&current.file, &cfg.file);
+        // Counters survive a reload unless the limits themselves changed (routes refer to
+        // buckets by position, so new definitions need a new limiter).
+        let limits = std::mem::take(&mut cfg.limits);
+        let limiter = if same(&current.file.rate_limits, &cfg.file.rate_limits) {
+            current.limiter.clone()
+        } else {
+            tracing::warn!("rate limits changed: local counters and lockouts start afresh");
+            Arc::new(crate::app::limiter(limits, &self.shared))
+        };
+        let sudo = crate::app::sudo(cfg.sudo.take()).map_err(|e: StartupError| e.to_string())?;
+        let file = cfg.file.clone();
+        let live = crate::app::live(cfg, &self.shared, limiter.clone(), sudo.clone());
+        self.live.store(Arc::new(live));
+        self.admin_sudo.store(sudo);
+        *current = Current { file, limiter };
+        Ok(Applied { needs_restart })
+    }
+
+    /// Re-reads every listener's certificates (each listener all or nothing).
+    fn reload_certs(&self, forced: bool) -> Option<Result<(), String>> {
+        let mut any = false;
+        let mut result = Ok(());
+        for r in &self.resolvers {
+            if forced || r.changed_on_disk() {
+                any = true;
+                if let Err(e) = r.reload() {
+                    result = Err(e);
+                }
+            }
+        }
+        any.then_some(result)
+    }
+
+    fn on_hangup(&self) {
+        match self.reload_config() {
+            Ok(a) => {
+                self.shared.metrics.reloads.inc("success", "config");
+                if a.needs_restart.is_empty() {
+                    tracing::info!("configuration reloaded");
+                } else {
+                    tracing::warn!(
+                        sections = %a.needs_restart.join(","),
+                        "configuration reloaded; changes to these sections take effect after a restart"
+                    );
+                }
+            }
+            Err(e) if self.source.is_none() => tracing::info!(reason = %e, "SIGHUP ignored"),
+            Err(e) => {
+                self.shared.metrics.reloads.inc("failure", "config");
+                tracing::error!(problems = %e, "configuration reload refused; keeping the configuration in use");
+            }
+        }
+        self.certs(true);
+    }
+
+    fn certs(&self, forced: bool) {
+        match self.reload_certs(forced) {
+            None => {}
+            Some(Ok(())) => {
+                self.shared.metrics.reloads.inc("success", "certificates");
+                tracing::info!(forced, "TLS certificates reloaded");
+            }
+            Some(Err(e)) => {
+                self.shared.metrics.reloads.inc("failure", "certificates");
+                tracing::error!(error = %e, "TLS certificate reload failed; keeping the certificates in use");
+            }
+        }
+    }
+
+    /// Reloads on `SIGHUP`, and certificates when their files change, until shutdown.
+    pub async fn run(self: Arc<Self>, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload is off");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(CERT_CHECK);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                Some(()) = hup.recv() => {
+                    let me = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || me.on_hangup()).await;
+                }
+                _ = tick.tick(), if !self.resolvers.is_empty() => {
+                    let me = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || me.certs(false)).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    toml::to_string(a).ok() == toml::to_string(b).ok()
+}
+
+/// The sections built once at startup that differ between `old` and `new`.
+fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |name: &'static str, changed: bool| {
+        if changed {
+            out.push(name);
+        }
+    };
+    check("server", !same(&old.server, &new.server));
+    check("sessions", !same(&old.sessions, &new.sessions));
+    check("redis", !same(&old.redis, &new.redis));
+    check("geoip", !same(&old.geoip, &new.geoip));
+    check(
+        "ip_authorization",
+        !same(&old.ip_authorization, &new.ip_authorization),
+    );
+    check("admin", !same(&old.admin, &new.admin));
+    check(
+        "logging",
+        old.logging.format != new.logging.format || old.logging.level != new.logging.level,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_only_sections_are_named_when_changed() {
+        let old = FileConfig::default();
+        let mut new = FileConfig::default();
+        assert!(restart_only_changes(&old, &new).is_empty());
+        new.logging.access_log = !old.logging.access_log;
+        new.routing = Default::default();
+        assert!(restart_only_changes(&old, &new).is_empty());
+        new.server.threads += 1;
+        new.logging.level = "debug".into();
+        assert_eq!(restart_only_changes(&old, &new), vec!["server", "logging"]);
+    }
+}
