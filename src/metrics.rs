@@ -218,8 +218,8 @@ impl Metrics {
         family(
             &mut s,
             "fluxgate_config_reloads_total",
-            "Configuration and certificate reloads by result.",
-            ("result", ""),
+            "Configuration and certificate reloads by result and what was reloaded.",
+            ("result", "what"),
             &self.reloads,
         );
         for (name, help, v) in [

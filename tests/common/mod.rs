@@ -199,6 +199,8 @@ pub fn bin() -> PathBuf {
 pub struct Fluxgate {
     pub child: Child,
     pub proxy: SocketAddr,
+    /// The TLS listeners, in config order.
+    pub tls: Vec<SocketAddr>,
     pub admin: SocketAddr,
     pub dir: Arc<tempfile::TempDir>,
     pub config_path: PathBuf,
@@ -268,9 +270,14 @@ impl Fluxgate {
         });
         let proxy: SocketAddr = v["proxy"][0].as_str().unwrap().parse().unwrap();
         let admin: SocketAddr = v["admin"].as_str().unwrap().parse().unwrap();
+        let tls = v["tls"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str()?.parse().ok()).collect())
+            .unwrap_or_default();
         let f = Fluxgate {
             child,
             proxy,
+            tls,
             admin,
             dir,
             config_path,

@@ -1,0 +1,469 @@
+//! TLS (SNI, versions, reload), HTTP/2 over ALPN, WebSockets and TLS to the upstream, through
+//! the real binary.
+
+mod common;
+
+use common::*;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A self-signed certificate for `names`, written as `<file>.pem` and `<file>.key`.
+fn cert(dir: &Path, file: &str, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
+    let c =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let (cp, kp) = (
+        dir.join(format!("{file}.pem")),
+        dir.join(format!("{file}.key")),
+    );
+    std::fs::write(&cp, c.cert.pem()).unwrap();
+    std::fs::write(&kp, c.signing_key.serialize_pem()).unwrap();
+    (cp, kp, c.cert.der().to_vec())
+}
+
+/// A client trusting exactly `roots`, limited to `versions`, offering `alpn`.
+fn client(
+    roots: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(CertificateDer::from(r.to_vec())).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut c = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    c.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Arc::new(c)
+}
+
+/// A TLS connection to `addr` as `sni`: the peer's leaf certificate, the negotiated protocol
+/// version and ALPN, and the stream.
+fn tls_connect(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    sni: &str,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+    let conn = rustls::ClientConnection::new(cfg, ServerName::try_from(sni.to_string()).unwrap())
+        .map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).map_err(|e| e.to_string())?;
+    }
+    Ok(s)
+}
+
+fn leaf(s: &rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> Vec<u8> {
+    s.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn tls_config(dir: &Path, up: SocketAddr, tls: &str, extra: &str) -> String {
+    base_config(dir, up, extra).replace("[upstream]", &format!("{tls}\n[upstream]"))
+}
+
+fn https_get(
+    s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    path: &str,
+    headers: &str,
+) -> Resp {
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{headers}\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+struct TlsSetup {
+    up: Upstream,
+    fg: Fluxgate,
+    tls: SocketAddr,
+    a: Vec<u8>,
+    b: Vec<u8>,
+    a_paths: (PathBuf, PathBuf),
+}
+
+fn tls_setup() -> TlsSetup {
+    let up = Upstream::start();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (ac, ak, a) = cert(dir.path(), "a", &["a.test"]);
+    let (bc, bk, b) = cert(dir.path(), "b", &["b.test", "*.b.test"]);
+    let tls = format!(
+        "[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}, {{ cert = \"{}\", key = \"{}\" }}]\n",
+        ac.display(),
+        ak.display(),
+        bc.display(),
+        bk.display()
+    );
+    let cfg = tls_config(dir.path(), up.addr, &tls, "");
+    let fg = Fluxgate::start_with(dir, &cfg);
+    let tls = tls_addr(&fg);
+    TlsSetup {
+        up,
+        fg,
+        tls,
+        a,
+        b,
+        a_paths: (ac, ak),
+    }
+}
+
+/// The TLS listener's address, from the admin API's view of the announce line.
+fn tls_addr(fg: &Fluxgate) -> SocketAddr {
+    fg.tls[0]
+}
+
+#[test]
+fn each_certificate_is_served_for_its_sni_name() {
+    let t = tls_setup();
+    let both: [&[u8]; 2] = [&t.a, &t.b];
+    let cfg = client(&both, rustls::ALL_VERSIONS, &[]);
+    let s = tls_connect(t.tls, cfg.clone(), "a.test").unwrap();
+    assert_eq!(leaf(&s), t.a);
+    let mut s = tls_connect(t.tls, cfg.clone(), "api.b.test").unwrap();
+    assert_eq!(leaf(&s), t.b);
+    let r = https_get(&mut s, "/users/@me", "");
+    r.denial(401, "UNAUTHORIZED");
+    // A name no certificate covers gets the first (default) one, which the client rejects.
+    let only_b: [&[u8]; 1] = [&t.b];
+    assert!(tls_connect(t.tls, client(&only_b, rustls::ALL_VERSIONS, &[]), "c.test").is_err());
+    assert_eq!(t.up.count(), 0);
+}
+
+#[test]
+fn tls_1_2_and_1_3_are_both_served() {
+    let t = tls_setup();
+    let a: [&[u8]; 1] = [&t.a];
+    for (v, want) in [
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+    ] {
+        let mut s = tls_connect(t.tls, client(&a, &[v], &[]), "a.test").unwrap();
+        assert_eq!(s.conn.protocol_version(), Some(want));
+        let (tok, _) =
+            t.fg.create_session(json!({"user_id": "42", "kind": "session"}));
+        let r = https_get(&mut s, "/users/@me", &format!("Authorization: {tok}\r\n"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(t.up.last().get("x-fluxgate-user-id").as_deref(), Some("42"));
+    }
+}
+
+#[test]
+fn a_plain_http_request_on_the_tls_port_is_refused() {
+    let t = tls_setup();
+    let x = send_raw(t.tls, b"GET /users/@me HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_ne!(x.status, 200);
+    assert_eq!(t.up.count(), 0);
+}
+
+#[test]
+fn certificates_are_reloaded_on_sighup_without_a_restart() {
+    let t = tls_setup();
+    let dir = tempfile::tempdir().unwrap();
+    let (nc, nk, new) = cert(dir.path(), "new", &["a.test"]);
+    std::fs::copy(&nc, &t.a_paths.0).unwrap();
+    std::fs::copy(&nk, &t.a_paths.1).unwrap();
+    t.fg.signal("HUP");
+    let roots: [&[u8]; 2] = [&t.a, &new];
+    let cfg = client(&roots, rustls::ALL_VERSIONS, &[]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = tls_connect(t.tls, cfg.clone(), "a.test").unwrap();
+        if leaf(&s) == new {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        t.fg.metric("fluxgate_config_reloads_total{result=\"success\",what=\"certificates\"}")
+            >= 1.0
+    );
+    // A broken pair on disk is refused and the working certificate stays.
+    std::fs::write(&t.a_paths.1, "not a key").unwrap();
+    t.fg.signal("HUP");
+    t.fg.wait_log("TLS certificate reload failed");
+    let s = tls_connect(t.tls, cfg, "a.test").unwrap();
+    assert_eq!(leaf(&s), new);
+}
+
+#[test]
+fn http2_is_negotiated_by_alpn_and_authenticated_like_http1() {
+    let t = tls_setup();
+    let (tok, _) =
+        t.fg.create_session(json!({"user_id": "77", "kind": "session"}));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a: [&[u8]; 1] = [&t.a];
+    let cfg = client(&a, rustls::ALL_VERSIONS, &[b"h2", b"http/1.1"]);
+    let addr = t.tls;
+    let (alpn, statuses) = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(ServerName::try_from("a.test").unwrap(), tcp)
+            .await
+            .unwrap();
+        let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let mut out = Vec::new();
+        for auth in [Some(tok.as_str()), None] {
+            let mut req = hyper::Request::get("https://a.test/users/@me")
+                .header("x-fluxgate-user-id", "spoofed");
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let resp = send
+                .send_request(
+                    req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            out.push((resp.version(), resp.status().as_u16()));
+        }
+        (alpn, out)
+    });
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(statuses[0], (http::Version::HTTP_2, 200));
+    assert_eq!(statuses[1], (http::Version::HTTP_2, 401));
+    let seen = t.up.last();
+    assert_eq!(seen.get("x-fluxgate-user-id").as_deref(), Some("77"));
+    assert_eq!(t.up.count(), 1);
+}
+
+/// A WebSocket echo upstream that records each handshake's headers.
+struct EchoUpstream {
+    addr: SocketAddr,
+    handshakes: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+}
+
+fn echo_upstream() -> EchoUpstream {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let handshakes: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
+    let h = handshakes.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let cb = |req: &tungstenite::handshake::server::Request,
+                          resp: tungstenite::handshake::server::Response| {
+                    h.lock().unwrap().push(
+                        req.headers()
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                            .collect(),
+                    );
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tungstenite::accept_hdr(s, cb) else {
+                    return;
+                };
+                while let Ok(m) = ws.read() {
+                    if m.is_text() || m.is_binary() {
+                        if ws.send(m).is_err() {
+                            return;
+                        }
+                    } else if m.is_close() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    EchoUpstream { addr, handshakes }
+}
+
+fn ws_connect(
+    proxy: SocketAddr,
+    headers: &[(&str, &str)],
+) -> Result<tungstenite::WebSocket<TcpStream>, tungstenite::Error> {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{proxy}/gateway")
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tungstenite::client(req, s)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => panic!("interrupted handshake"),
+        })
+}
+
+fn ws_setup() -> (EchoUpstream, Fluxgate) {
+    let up = echo_upstream();
+    let fg = Fluxgate::start(
+        up.addr,
+        "[csrf]\nallowed_origins = [\"https://app.test\"]\n\n[[route]]\npath = \"/gateway\"\nkinds = [\"session\"]\n",
+    );
+    (up, fg)
+}
+
+fn denied_status(e: tungstenite::Error) -> u16 {
+    match e {
+        tungstenite::Error::Http(r) => r.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_websocket_with_a_session_is_proxied_both_ways_with_identity() {
+    let (up, fg) = ws_setup();
+    let (tok, _) = fg.create_session(json!({"user_id": "9001", "kind": "session"}));
+    let cookie = format!("fluxer_session={tok}");
+    let mut ws = ws_connect(
+        fg.proxy,
+        &[
+            ("cookie", &cookie),
+            ("origin", "https://app.test"),
+            ("x-fluxgate-user-id", "1"),
+        ],
+    )
+    .unwrap();
+    for m in ["hello", "second frame"] {
+        ws.send(tungstenite::Message::text(m)).unwrap();
+        assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), m);
+    }
+    ws.close(None).unwrap();
+    let hs = up.handshakes.lock().unwrap()[0].clone();
+    let get = |n: &str| {
+        hs.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get("x-fluxgate-user-id"), vec!["9001".to_string()]);
+    assert!(get("cookie").iter().all(|c| !c.contains(&tok)), "{hs:?}");
+    assert_eq!(get("upgrade"), vec!["websocket".to_string()]);
+}
+
+#[test]
+fn a_websocket_without_a_session_is_refused_before_the_upstream() {
+    let (up, fg) = ws_setup();
+    assert_eq!(denied_status(ws_connect(fg.proxy, &[]).unwrap_err()), 401);
+    assert!(up.handshakes.lock().unwrap().is_empty());
+}
+
+#[test]
+fn cross_site_websocket_hijacking_with_a_cookie_is_refused() {
+    let (up, fg) = ws_setup();
+    let (tok, _) = fg.create_session(json!({"user_id": "9001", "kind": "session"}));
+    let cookie = format!("fluxer_session={tok}");
+    for origin in ["https://evil.example", "null"] {
+        let e = ws_connect(fg.proxy, &[("cookie", &cookie), ("origin", origin)]).unwrap_err();
+        assert_eq!(denied_status(e), 403, "{origin}");
+    }
+    let e = ws_connect(fg.proxy, &[("cookie", &cookie)]).unwrap_err();
+    assert_eq!(denied_status(e), 403, "no origin");
+    assert!(up.handshakes.lock().unwrap().is_empty());
+    // A token in Authorization is not ambient; no origin needed.
+    let auth = tok.to_string();
+    let mut ws = ws_connect(fg.proxy, &[("authorization", &auth)]).unwrap();
+    ws.send(tungstenite::Message::text("ok")).unwrap();
+    assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "ok");
+}
+
+/// A hyper HTTPS upstream answering 200 with its certificate for `name`.
+fn tls_upstream(dir: &Path, name: &str) -> (SocketAddr, PathBuf, tokio::runtime::Runtime) {
+    let (cp, kp, _) = cert(dir, "upstream", &[name]);
+    use rustls::pki_types::pem::PemObject;
+    let certs = vec![CertificateDer::from_pem_file(&cp).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&kp).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(sc));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let l = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"over tls")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, cp, rt)
+}
+
+#[test]
+fn tls_to_the_upstream_checks_its_name_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, ca, _rt) = tls_upstream(dir.path(), "upstream.test");
+    let routes = "[[route]]\npath = \"/public\"\nauth = \"none\"\n";
+    let start = |name: &str| {
+        let d = Arc::new(tempfile::tempdir().unwrap());
+        let cfg = base_config(d.path(), addr, routes).replace(
+            "read_timeout = \"1s\"\n",
+            &format!(
+                "read_timeout = \"1s\"\ntls = true\ntls_server_name = \"{name}\"\nca_file = \"{}\"\n",
+                ca.display()
+            ),
+        );
+        Fluxgate::start_with(d, &cfg)
+    };
+    let fg = start("upstream.test");
+    let r = fg.send(&Req::get("/public"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "over tls");
+    // The certificate does not name what fluxgate expects: never sent in the clear, 502.
+    let fg = start("other.test");
+    fg.send(&Req::get("/public")).denial(502, "BAD_GATEWAY");
+}
