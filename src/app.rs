@@ -80,19 +80,19 @@ enum Backend {
 }
 
 impl Backend {
+    /// `wait`: how long to retry a store file another process still holds (during a graceful
+    /// upgrade, the old instance holds it until it has drained).
     fn open(
         cfg: &Config,
         redis: Option<&Arc<Connections>>,
         clock: &SharedClock,
+        wait: Duration,
     ) -> Result<Backend, StartupError> {
         Ok(match &cfg.sessions.store {
             StoreSettings::Embedded {
                 path,
                 sweep_interval,
-            } => Backend::Embedded(
-                EmbeddedStore::open(path, clock.clone()).map_err(StartupError::Store)?,
-                *sweep_interval,
-            ),
+            } => Backend::Embedded(open_embedded(path, clock, wait)?, *sweep_interval),
             StoreSettings::Redis {
                 ttl_while_disconnected,
             } => {
@@ -216,8 +216,57 @@ pub(crate) fn live(
     }
 }
 
+/// Opens the embedded store, retrying for up to `wait` while another process holds the file.
+fn open_embedded(
+    path: &std::path::Path,
+    clock: &SharedClock,
+    wait: Duration,
+) -> Result<EmbeddedStore, StartupError> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut told = false;
+    loop {
+        match EmbeddedStore::open(path, clock.clone()) {
+            Ok(s) => return Ok(s),
+            Err(e) if std::time::Instant::now() < deadline => {
+                if !told {
+                    tracing::info!(error = %e, "waiting for the previous instance to release the session store");
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(StartupError::Store(e)),
+        }
+    }
+}
+
 /// Builds the server from a config. Nothing runs until [`run`].
 pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        work_stealing: cfg.server.work_stealing,
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.as_secs().max(1)),
+        upgrade_sock: cfg.server.upgrade_socket.display().to_string(),
+        pid_file: format!("{}.pid", cfg.server.upgrade_socket.display()),
+        // One attempt per upstream address: a refused connection moves on to the next one.
+        max_retries: cfg.upstream.addresses.len().max(1),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    // First, so that during a graceful upgrade the listening sockets are taken over (pingora
+    // waits for them here) before anything else.
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    // The old instance keeps the store file until it has drained: grace period plus shutdown
+    // timeout, and some slack.
+    let store_wait = if opts.upgrade {
+        cfg.server.grace_period + cfg.server.shutdown_timeout + Duration::from_secs(5)
+    } else {
+        Duration::ZERO
+    };
     let clock = clock::system();
     let metrics = Arc::new(Metrics::default());
     // One set of Redis connections, shared by everything that uses Redis.
@@ -227,7 +276,7 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
         )),
         None => None,
     };
-    let backend = Backend::open(&cfg, redis.as_ref(), &clock)?;
+    let backend = Backend::open(&cfg, redis.as_ref(), &clock, store_wait)?;
     let sessions = Arc::new(SessionCache::new(
         backend.store(),
         clock.clone(),
@@ -297,7 +346,6 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
     let admin_cfg = cfg.admin.clone();
     let file = cfg.file.clone();
     let geo_reload_check = cfg.geoip.reload_check;
-    let max_retries = cfg.upstream.addresses.len().max(1);
     let exempt = cfg.client_ip.trusted().clone();
     let live = Arc::new(ArcSwap::from_pointee(self::live(
         cfg,
@@ -306,24 +354,6 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
         sudo.clone(),
     )));
     let proxy = FluxgateProxy::new(live.clone(), metrics.clone(), server_cfg.limits);
-
-    let conf = ServerConf {
-        threads: server_cfg.threads,
-        work_stealing: server_cfg.work_stealing,
-        grace_period_seconds: Some(server_cfg.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(server_cfg.shutdown_timeout.as_secs().max(1)),
-        upgrade_sock: server_cfg.upgrade_socket.display().to_string(),
-        pid_file: format!("{}.pid", server_cfg.upgrade_socket.display()),
-        // One attempt per upstream address: a refused connection moves on to the next one.
-        max_retries,
-        ..ServerConf::default()
-    };
-    let opt = Opt {
-        upgrade: opts.upgrade,
-        ..Opt::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
 
     let limits_edge = server_cfg.limits;
     let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);

@@ -203,10 +203,15 @@ pub fn parse(src: &str, source_name: &str) -> Result<Config, ConfigErrors> {
             return Err(out);
         }
     };
-    if !unknown.is_empty() {
-        return Err(resolve(unknown));
+    // Validate even when keys are unknown, so every problem is reported in one go.
+    match validate::validate(file) {
+        Ok(cfg) if unknown.is_empty() => Ok(cfg),
+        Ok(_) => Err(resolve(unknown)),
+        Err(mut errs) => {
+            unknown.append(&mut errs);
+            Err(resolve(unknown))
+        }
     }
-    validate::validate(file).map_err(resolve)
 }
 
 fn syntax(located: &Located<'_>, err: &toml::de::Error, source_name: &str) -> ConfigErrors {

@@ -248,12 +248,18 @@ impl Fluxgate {
 
     /// Starts fluxgate with a complete config text in `dir`.
     pub fn start_with(dir: Arc<tempfile::TempDir>, cfg: &str) -> Fluxgate {
+        Self::start_args(dir, cfg, &[])
+    }
+
+    /// Starts `fluxgate run --config <dir>/fluxgate.toml <args…>` with `cfg` written there.
+    pub fn start_args(dir: Arc<tempfile::TempDir>, cfg: &str, args: &[&str]) -> Fluxgate {
         let config_path = dir.path().join("fluxgate.toml");
         std::fs::write(&config_path, cfg).unwrap();
         let stderr_log = dir.path().join(format!("stderr-{}.log", free_port()));
         let mut child = Command::new(bin())
             .args(["run", "--config"])
             .arg(&config_path)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&stderr_log).unwrap()))
             .spawn()

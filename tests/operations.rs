@@ -1,0 +1,200 @@
+//! Operations through the real binary: config reload on SIGHUP (valid and invalid), graceful
+//! shutdown draining in-flight requests, and Pingora's graceful upgrade.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PUBLIC: &str = "[[route]]\npath = \"/public\"\nauth = \"none\"\n";
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_one_is_invalid() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, PUBLIC);
+    let cfg = std::fs::read_to_string(&fg.config_path).unwrap();
+    fg.send(&Req::get("/thing")).denial(401, "UNAUTHORIZED");
+    let (tok, _) = fg.create_session(serde_json::json!({"user_id": "5", "kind": "session"}));
+
+    // A new public route and a renamed identity header, applied without a restart.
+    let next = format!("{cfg}\n[[route]]\npath = \"/thing\"\nauth = \"none\"\n").replace(
+        "[logging]",
+        "[identity]\nuser_id_header = \"X-Auth-User\"\n\n[logging]",
+    );
+    std::fs::write(&fg.config_path, &next).unwrap();
+    fg.signal("HUP");
+    wait_until("the reload", || {
+        fg.metric("fluxgate_config_reloads_total{result=\"success\",what=\"config\"}") == 1.0
+    });
+    assert_eq!(fg.send(&Req::get("/thing")).status, 200);
+    let r = fg.send(&Req::get("/users/@me").header("authorization", &tok));
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().get("x-auth-user").as_deref(), Some("5"));
+    // Sessions, caches and the store survived the reload.
+    assert!(fg.stderr().contains("configuration reloaded"));
+
+    // An invalid file: refused with every problem named, and the config in use stays.
+    let broken = next
+        .replace("auth = \"none\"\n", "auth = \"sometimes\"\n")
+        .replace("[logging]", "[logging]\nnot_a_key = 1");
+    std::fs::write(&fg.config_path, &broken).unwrap();
+    fg.signal("HUP");
+    let log = fg.wait_log("configuration reload refused");
+    assert!(log.contains("auth"), "{log}");
+    assert!(log.contains("not_a_key"), "{log}");
+    assert_eq!(
+        fg.metric("fluxgate_config_reloads_total{result=\"failure\",what=\"config\"}"),
+        1.0
+    );
+    assert_eq!(fg.send(&Req::get("/thing")).status, 200);
+    assert_eq!(fg.send(&Req::get("/public")).status, 200);
+    fg.send(&Req::get("/other")).denial(401, "UNAUTHORIZED");
+
+    // A change to a restart-only section is applied elsewhere and named in the log.
+    std::fs::write(
+        &fg.config_path,
+        next.replace("threads = 1\n", "threads = 2\n"),
+    )
+    .unwrap();
+    fg.signal("HUP");
+    fg.wait_log("take effect after a restart");
+    assert!(
+        fg.stderr().contains(r#""sections":"server""#),
+        "{}",
+        fg.stderr()
+    );
+    assert_eq!(fg.send(&Req::get("/thing")).status, 200);
+}
+
+#[test]
+fn rotating_an_internal_secret_by_reload_takes_effect_at_once() {
+    let up = Upstream::start();
+    let secrets = |names: &[(&str, &str)]| -> String {
+        names
+            .iter()
+            .map(|(n, v)| {
+                format!("[[internal_secrets]]\nname = \"{n}\"\nsecret = {{ value = \"{v}\" }}\n")
+            })
+            .collect::<String>()
+            + "[[route]]\npath = \"/_rpc/*\"\nauth = \"internal\"\n"
+    };
+    let fg = Fluxgate::start(up.addr, &secrets(&[("old", "old-internal-secret-0123")]));
+    let call = |s: &str| {
+        fg.send(&Req::get("/_rpc/x").header("authorization", &format!("Bearer {s}")))
+            .status
+    };
+    assert_eq!(call("old-internal-secret-0123"), 200);
+    assert_eq!(call("new-internal-secret-0123"), 401);
+    let base = std::fs::read_to_string(&fg.config_path).unwrap();
+    let cut = base.find("[[internal_secrets]]").unwrap();
+    std::fs::write(
+        &fg.config_path,
+        format!(
+            "{}{}",
+            &base[..cut],
+            secrets(&[("new", "new-internal-secret-0123")])
+        ),
+    )
+    .unwrap();
+    fg.signal("HUP");
+    wait_until("the reload", || {
+        fg.metric("fluxgate_config_reloads_total{result=\"success\",what=\"config\"}") == 1.0
+    });
+    assert_eq!(call("new-internal-secret-0123"), 200);
+    assert_eq!(call("old-internal-secret-0123"), 401);
+}
+
+/// A config with fixed ports (graceful upgrade hands over listeners by address) and a read
+/// timeout long enough for the upstream's 3 s `/slow` answers.
+fn fixed_port_config(dir: &std::path::Path, up: std::net::SocketAddr) -> String {
+    base_config(dir, up, PUBLIC)
+        .replace(
+            "listen = [\"127.0.0.1:0\"]",
+            &format!("listen = [\"127.0.0.1:{}\"]", free_port()),
+        )
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{}\"", free_port()),
+        )
+        .replace("read_timeout = \"1s\"", "read_timeout = \"10s\"")
+        .replace("shutdown_timeout = \"1s\"", "shutdown_timeout = \"5s\"")
+}
+
+/// Starts `/slow` (3 s upstream) on a thread; the answer's status arrives on the channel.
+fn slow_request(addr: std::net::SocketAddr) -> std::sync::mpsc::Receiver<u16> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = send_raw(
+            addr,
+            b"GET /public/slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        let _ = tx.send(r.status);
+    });
+    rx
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_before_exiting() {
+    let up = Upstream::start();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let cfg = fixed_port_config(dir.path(), up.addr)
+        .replace("path = \"/public\"", "path = \"/public/*\"");
+    let mut fg = Fluxgate::start_with(dir, &cfg);
+    let rx = slow_request(fg.proxy);
+    wait_until("the slow request to reach the upstream", || up.count() == 1);
+    fg.signal("TERM");
+    // The request in flight is answered in full…
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 200);
+    // …and then the process exits on its own.
+    wait_until("exit", || matches!(fg.child.try_wait(), Ok(Some(_))));
+}
+
+#[test]
+fn a_graceful_upgrade_hands_the_listener_to_the_new_binary_without_dropping_a_request() {
+    let up = Upstream::start();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let cfg = fixed_port_config(dir.path(), up.addr)
+        .replace("path = \"/public\"", "path = \"/public/*\"");
+    let mut old = Fluxgate::start_with(dir.clone(), &cfg);
+    let (tok, _) = old.create_session(serde_json::json!({"user_id": "11", "kind": "session"}));
+    let in_flight = slow_request(old.proxy);
+    wait_until("the slow request to reach the upstream", || up.count() == 1);
+
+    // The new process waits for the sockets; the old one hands them over on SIGQUIT.
+    let old_pid = old.child.id();
+    let quit = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        std::process::Command::new("kill")
+            .args(["-QUIT", &old_pid.to_string()])
+            .status()
+            .unwrap();
+    });
+    let new = Fluxgate::start_args(dir, &cfg, &["--upgrade"]);
+    quit.join().unwrap();
+    assert_eq!(new.proxy, old.proxy);
+
+    // The request the old process had in flight completes.
+    assert_eq!(
+        in_flight.recv_timeout(Duration::from_secs(10)).unwrap(),
+        200
+    );
+    wait_until("the old process to exit", || {
+        matches!(old.child.try_wait(), Ok(Some(_)))
+    });
+    // The new one serves the same port, with the sessions the old one created.
+    let r = new.send(&Req::get("/users/@me").header("authorization", &tok));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), new.stderr());
+    assert_eq!(up.last().get("x-fluxgate-user-id").as_deref(), Some("11"));
+    // The admin port, which the old process held, is served by the new one.
+    assert_eq!(get(new.admin, "/livez").unwrap().status, 200);
+    new.wait_log("admin listener bound after the upgrade");
+}
