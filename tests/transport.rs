@@ -254,22 +254,26 @@ fn http2_is_negotiated_by_alpn_and_authenticated_like_http1() {
     assert_eq!(t.up.count(), 1);
 }
 
+/// Each handshake's headers, as received.
+type Handshakes = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
 /// A WebSocket echo upstream that records each handshake's headers.
 struct EchoUpstream {
     addr: SocketAddr,
-    handshakes: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    handshakes: Handshakes,
 }
 
 fn echo_upstream() -> EchoUpstream {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let handshakes: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
+    let handshakes: Handshakes = Arc::default();
     let h = handshakes.clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(s) = s else { continue };
             let h = h.clone();
             std::thread::spawn(move || {
+                #[allow(clippy::result_large_err)] // tungstenite's callback signature
                 let cb = |req: &tungstenite::handshake::server::Request,
                           resp: tungstenite::handshake::server::Response| {
                     h.lock().unwrap().push(
@@ -466,4 +470,76 @@ fn tls_to_the_upstream_checks_its_name_against_the_configured_ca() {
     // The certificate does not name what fluxgate expects: never sent in the clear, 502.
     let fg = start("other.test");
     fg.send(&Req::get("/public")).denial(502, "BAD_GATEWAY");
+}
+
+#[test]
+fn http2_stream_floods_are_capped_by_the_advertised_stream_limit() {
+    // Rapid-reset and stream floods depend on a server accepting unbounded concurrent streams;
+    // fluxgate advertises `h2_max_concurrent_streams` and enforces it.
+    let up = Upstream::start();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (ac, ak, a) = cert(dir.path(), "a", &["a.test"]);
+    let tls = format!(
+        "[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+        ac.display(),
+        ak.display(),
+    );
+    let cfg = tls_config(
+        dir.path(),
+        up.addr,
+        &tls,
+        "[[route]]\npath = \"/public\"\nauth = \"none\"\n",
+    )
+    .replace(
+        "threads = 1\n",
+        "threads = 1\nh2_max_concurrent_streams = 7\nmax_header_bytes = 8192\n",
+    );
+    let fg = Fluxgate::start_with(dir, &cfg);
+    let addr = tls_addr(&fg);
+    let roots: [&[u8]; 1] = [&a];
+    let cfg = client(&roots, rustls::ALL_VERSIONS, &[b"h2"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (advertised, big_header) = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(ServerName::try_from("a.test").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (send, mut conn) = h2::client::handshake(tls).await.unwrap();
+        // Let the server's SETTINGS arrive.
+        let mut send = send.ready().await.unwrap();
+        let req = http::Request::get("https://a.test/public")
+            .body(())
+            .unwrap();
+        let (resp, _) = send.send_request(req, true).unwrap();
+        let drive = async {
+            let _ = (&mut conn).await;
+        };
+        let advertised;
+        tokio::select! {
+            r = resp => { r.unwrap(); advertised = conn.max_concurrent_send_streams(); }
+            _ = drive => panic!("the connection ended"),
+        }
+        // A header section over the limit is refused, never forwarded.
+        let big = http::Request::get("https://a.test/public")
+            .header("x-big", "b".repeat(16 * 1024))
+            .body(())
+            .unwrap();
+        let mut send = send.ready().await.unwrap();
+        let (resp, _) = send.send_request(big, true).unwrap();
+        let outcome = tokio::select! {
+            r = resp => r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+            _ = async { let _ = (&mut conn).await; } => Err("connection closed".into()),
+        };
+        (advertised, outcome)
+    });
+    assert_eq!(advertised, 7);
+    assert!(
+        !matches!(big_header, Ok(200)),
+        "an oversized header section was accepted: {big_header:?}"
+    );
+    assert_eq!(up.count(), 1);
 }

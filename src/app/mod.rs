@@ -1,7 +1,9 @@
 //! Builds the runtime objects from a validated [`Config`] and runs them: the pingora proxy
 //! service, and one housekeeping service that serves the admin listener and sweeps the store.
 
-use crate::admin::{self, AdminState};
+mod housekeeping;
+
+use crate::admin::AdminState;
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, StoreSettings};
 use crate::metrics::Metrics;
@@ -10,7 +12,7 @@ use crate::net::hygiene::HygieneRules;
 use crate::net::tls::CertResolver;
 use crate::pipeline::Pipeline;
 use crate::policy::ipauth::IpAuth;
-use crate::policy::ipauth::notify::{self, Notifier};
+use crate::policy::ipauth::notify::Notifier;
 use crate::policy::ratelimit::redis::RedisLimiter;
 use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
 use crate::policy::sudo::Sudo;
@@ -19,13 +21,13 @@ use crate::proxy::{FluxgateProxy, Live, UpstreamPool};
 use crate::redis_client::Connections;
 use crate::reload::Reloader;
 use crate::session::embedded::EmbeddedStore;
-use crate::session::redis::{RedisStore, subscriber};
+use crate::session::redis::RedisStore;
 use crate::session::{SessionCache, SessionStore};
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
+use housekeeping::Housekeeping;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{RunArgs, Server, ShutdownWatch};
-use pingora::services::background::{BackgroundService, background_service};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -364,9 +366,17 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
         n => Some(n - 1),
     };
     http.server_options = Some(options);
+    // SECURITY: conservative HTTP/2 limits against stream floods (rapid reset), CONTINUATION
+    // floods and oversized frames; the h2 crate enforces them.
     let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
     h2.max_concurrent_streams(limits_edge.h2_max_concurrent_streams)
-        .max_header_list_size(limits_edge.max_header_bytes as u32);
+        .max_header_list_size(limits_edge.max_header_bytes as u32)
+        .max_frame_size(16_384)
+        .initial_window_size(256 * 1024)
+        .max_send_buffer_size(256 * 1024)
+        .max_concurrent_reset_streams(10)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(256));
     http.h2_options = Some(h2);
     let mut service = pingora::services::listening::Service::new(
         "fluxgate proxy".to_string(),
@@ -439,141 +449,4 @@ fn bind_admin(addr: SocketAddr) -> Result<TcpListener, StartupError> {
 /// Runs until a shutdown signal (SIGTERM: graceful; SIGINT: fast; SIGQUIT: hand over).
 pub fn run(built: Built) {
     built.server.run(RunArgs::default());
-}
-
-/// The admin listener and the store sweeper, on their own small runtime.
-struct Housekeeping {
-    /// Bound at startup, or (during a graceful upgrade) once the old instance lets go.
-    admin_listener: Mutex<Option<TcpListener>>,
-    admin_addr: SocketAddr,
-    admin: Arc<AdminState>,
-    backend: Backend,
-    geo: Arc<GeoIp>,
-    geo_reload_check: Duration,
-    notify_worker: Mutex<Option<notify::Worker>>,
-    reloader: Arc<Reloader>,
-}
-
-#[async_trait]
-impl BackgroundService for Housekeeping {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        let listener = self
-            .admin_listener
-            .lock()
-            .map(|mut l| l.take())
-            .unwrap_or(None);
-        match listener {
-            Some(l) => match tokio::net::TcpListener::from_std(l) {
-                Ok(l) => {
-                    tokio::spawn(admin::serve(l, self.admin.clone(), shutdown.clone()));
-                }
-                Err(e) => tracing::error!(error = %e, "cannot serve the admin listener"),
-            },
-            None => {
-                tokio::spawn(admin_after_upgrade(
-                    self.admin_addr,
-                    self.admin.clone(),
-                    shutdown.clone(),
-                ));
-            }
-        }
-        tokio::spawn(self.reloader.clone().run(shutdown.clone()));
-        match self.backend.clone() {
-            Backend::Embedded(store, every) => sweep(store, every, shutdown.clone()),
-            Backend::Redis(store, cap, connect_timeout) => {
-                tokio::spawn(subscriber::run(
-                    store,
-                    self.admin.sessions.clone(),
-                    self.admin.metrics.clone(),
-                    cap,
-                    connect_timeout,
-                    shutdown.clone(),
-                ));
-            }
-        }
-        if let Some(w) = self.notify_worker.lock().ok().and_then(|mut w| w.take()) {
-            tokio::spawn(w.run(shutdown.clone()));
-        }
-        if self.geo.enabled() {
-            tokio::spawn(reload_geoip(
-                self.geo.clone(),
-                self.geo_reload_check,
-                shutdown.clone(),
-            ));
-        }
-        let mut shutdown = shutdown;
-        let _ = shutdown.changed().await;
-    }
-}
-
-/// Binds the admin port once the instance being upgraded has released it, then serves it.
-async fn admin_after_upgrade(
-    addr: SocketAddr,
-    state: Arc<AdminState>,
-    mut shutdown: ShutdownWatch,
-) {
-    let mut told = false;
-    loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => {
-                tracing::info!(%addr, "admin listener bound after the upgrade");
-                admin::serve(l, state, shutdown).await;
-                return;
-            }
-            Err(e) => {
-                if !told {
-                    tracing::info!(%addr, error = %e, "waiting for the old instance to release the admin port");
-                    told = true;
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Reloads the GeoIP databases on SIGHUP and when a file changes on disk. A failed reload keeps
-/// the databases in use and says why.
-async fn reload_geoip(geo: Arc<GeoIp>, every: Duration, mut shutdown: ShutdownWatch) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
-    loop {
-        let forced = tokio::select! {
-            _ = tick.tick() => false,
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
-            _ = shutdown.changed() => return,
-        };
-        if !forced && !geo.changed_on_disk() {
-            continue;
-        }
-        match geo.reload() {
-            Ok(()) => tracing::info!(forced, "GeoIP databases reloaded"),
-            Err(e) => {
-                tracing::error!(error = %e, "GeoIP reload failed; keeping the databases in use")
-            }
-        }
-    }
-}
-
-/// Deletes expired records from the embedded store every `every`.
-fn sweep(store: EmbeddedStore, every: Duration, shutdown: ShutdownWatch) {
-    let mut shutdown = shutdown;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            match store.sweep_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "swept expired sessions"),
-                Err(e) => tracing::warn!(error = %e, "sweeping expired sessions failed"),
-            }
-        }
-    });
 }
