@@ -38,6 +38,8 @@ pub struct Reloader {
     admin_sudo: Arc<ArcSwapOption<Sudo>>,
     current: Mutex<Current>,
     resolvers: Vec<Arc<CertResolver>>,
+    /// The edge limits in force since start.
+    edge: crate::config::EdgeLimits,
 }
 
 /// A reload that was applied, and the changed sections that wait for a restart.
@@ -55,6 +57,7 @@ impl Reloader {
         file: FileConfig,
         limiter: Arc<Limiter>,
         resolvers: Vec<Arc<CertResolver>>,
+        edge: crate::config::EdgeLimits,
     ) -> Reloader {
         Reloader {
             source,
@@ -63,6 +66,7 @@ impl Reloader {
             admin_sudo,
             current: Mutex::new(Current { file, limiter }),
             resolvers,
+            edge,
         }
     }
 
@@ -85,6 +89,9 @@ impl Reloader {
         };
         let sudo = crate::app::sudo(cfg.sudo.take()).map_err(|e: StartupError| e.to_string())?;
         let file = cfg.file.clone();
+        // The edge limits belong to the listeners, built once: keep the header limits the
+        // HTTP/2 settings were built with.
+        cfg.server.limits = self.edge;
         let live = crate::app::live(cfg, &self.shared, limiter.clone(), sudo.clone());
         self.live.store(Arc::new(live));
         self.admin_sudo.store(sudo);
@@ -183,9 +190,26 @@ fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str>
         }
     };
     check("server", !same(&old.server, &new.server));
-    check("sessions", !same(&old.sessions, &new.sessions));
+    // The keys of these sections that the pipeline reads apply on reload; the rest (the
+    // store, its cache, the databases) are built once.
+    let sessions = |s: &crate::config::file::SessionsFile| {
+        let mut s = s.clone();
+        s.cookie_name.clear();
+        s.on_store_error.clear();
+        s.store_retry_after = Default::default();
+        s
+    };
+    check(
+        "sessions",
+        !same(&sessions(&old.sessions), &sessions(&new.sessions)),
+    );
     check("redis", !same(&old.redis, &new.redis));
-    check("geoip", !same(&old.geoip, &new.geoip));
+    let geoip = |g: &crate::config::file::GeoipFile| {
+        let mut g = g.clone();
+        g.headers = false;
+        g
+    };
+    check("geoip", !same(&geoip(&old.geoip), &geoip(&new.geoip)));
     check(
         "ip_authorization",
         !same(&old.ip_authorization, &new.ip_authorization),
@@ -209,7 +233,12 @@ mod tests {
         assert!(restart_only_changes(&old, &new).is_empty());
         new.logging.access_log = !old.logging.access_log;
         new.routing = Default::default();
+        new.sessions.cookie_name = "other".into();
+        new.geoip.headers = !old.geoip.headers;
         assert!(restart_only_changes(&old, &new).is_empty());
+        new.sessions.cache_ttl = crate::config::Dur::from_secs(1);
+        assert_eq!(restart_only_changes(&old, &new), vec!["sessions"]);
+        new.sessions = old.sessions.clone();
         new.server.threads += 1;
         new.logging.level = "debug".into();
         assert_eq!(restart_only_changes(&old, &new), vec!["server", "logging"]);

@@ -197,6 +197,36 @@ fn a_session_written_by_a_backend_with_raw_redis_commands_is_accepted_and_deleti
 }
 
 #[test]
+fn a_backend_session_that_expires_by_key_ttl_alone_is_not_served_from_the_cache() {
+    // The record says nothing about expiry; the key's TTL is the only bound. The cache (30 s
+    // TTL by default) must not outlive it.
+    require_redis!();
+    let redis = RedisServer::start();
+    let up = Upstream::start();
+    let fg = start(&up, &redis, "");
+    let token = "flx_backendWrittenToken0000000000000000b";
+    let sid = fluxgate::credential::Sid::of(token).encode();
+    let record = r#"{"v":1,"user_id":"901","kind":"session","created_at":1767225600,"expires_at":null,"scopes":[]}"#;
+    redis.cli(&[
+        "SET",
+        &format!("fluxgate:session:{sid}"),
+        record,
+        "PX",
+        "2500",
+    ]);
+    let req = Req::get("/x").header("authorization", token);
+    assert_eq!(fg.send(&req).status, 200);
+    std::thread::sleep(Duration::from_millis(2600));
+    assert_eq!(
+        redis
+            .cli(&["EXISTS", &format!("fluxgate:session:{sid}")])
+            .trim(),
+        "0"
+    );
+    fg.send(&req).denial(401, "UNAUTHORIZED");
+}
+
+#[test]
 fn expired_and_evicted_keys_give_401_not_503() {
     require_redis!();
     let redis = RedisServer::start();

@@ -409,6 +409,7 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
         file,
         limits,
         resolvers,
+        server_cfg.limits,
     ));
     let house = Housekeeping {
         admin_listener: Mutex::new(admin_listener),

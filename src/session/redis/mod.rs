@@ -113,8 +113,22 @@ impl SessionStore for RedisStore {
 
     async fn get(&self, sid: &Sid) -> Result<Option<SessionRecord>, StoreError> {
         let key = self.session_key(sid);
-        let bytes: Option<Vec<u8>> = self.run(|mut c| async move { c.get(key).await }).await?;
-        Ok(bytes.and_then(|b| self.decode(sid, &b)))
+        // The key's own TTL too, in the same round trip: a backend may expire a session with
+        // the key's TTL alone (or sooner than `expires_at`), and the cache must not serve it
+        // past that.
+        let (bytes, pttl): (Option<Vec<u8>>, i64) = self
+            .run(
+                |mut c| async move { redis::pipe().get(&key).pttl(&key).query_async(&mut c).await },
+            )
+            .await?;
+        let Some(mut record) = bytes.and_then(|b| self.decode(sid, &b)) else {
+            return Ok(None);
+        };
+        if pttl >= 0 {
+            let key_expiry = self.clock.now_secs() + pttl / 1000;
+            record.expires_at = Some(record.expires_at.map_or(key_expiry, |e| e.min(key_expiry)));
+        }
+        Ok(Some(record))
     }
 
     async fn create(&self, sid: &Sid, record: &SessionRecord) -> Result<(), StoreError> {
