@@ -271,6 +271,22 @@ fn benches(c: &mut Criterion) {
         )
     });
 
+    // Only when `identity.assertion_secret` is set.
+    let asserter = fluxgate::identity::assertion::Asserter::new(
+        &fluxgate::config::secret::Secret::new("assertion-secret-0123456789abcdef".into()),
+        60,
+    );
+    c.bench_function("identity/sign_assertion", |b| {
+        let inj = Injection {
+            auth_kind: "session",
+            user_id: Some(&user),
+            session_id: Some(&sidv),
+            client_ip: Some(peer),
+            ..Default::default()
+        };
+        b.iter(|| asserter.sign(black_box(&inj), "GET", "/users/@me", Some("rid"), 1_900_000_000))
+    });
+
     let sudo = fluxgate::policy::sudo::Sudo::new(fluxgate::policy::sudo::SudoSettings {
         secret: b"sudo-shared-secret-0123456789".to_vec(),
         lifetime_secs: 900,

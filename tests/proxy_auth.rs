@@ -544,3 +544,56 @@ fn sane_request_ids_are_kept_and_insane_ones_replaced_on_both_sides() {
     let r = fg.send(&Req::get("/users/@me").header("x-request-id", "denied-1"));
     assert_eq!(r.header("x-request-id"), Some("denied-1"));
 }
+
+#[test]
+fn a_forged_assertion_is_replaced_by_one_signed_for_this_request() {
+    let up = Upstream::start();
+    let secret = "assertion-secret-0123456789abcdef";
+    let fg = Fluxgate::start(
+        up.addr,
+        &format!(
+            "{ROUTES}\n[identity]\nassertion_secret = {{ value = \"{secret}\" }}\nassertion_ttl = \"30s\"\n"
+        ),
+    );
+    let (tok, sid) = session(&fg);
+    let r = fg.send(
+        &Req::new("PATCH", "/users/@me?x=1")
+            .header("authorization", &tok)
+            .header("x-request-id", "rid-assert-1")
+            .header("X-Fluxgate-Assertion", "forged.by.client"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    let all = seen.all("x-fluxgate-assertion");
+    assert_eq!(all.len(), 1, "{all:?}");
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.set_issuer(&["fluxgate"]);
+    v.set_required_spec_claims(&["exp", "iat", "iss"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        &all[0],
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()).unwrap(),
+        &v,
+    )
+    .expect("the assertion verifies with the configured secret")
+    .claims;
+    assert_eq!(claims["sub"], "1234567890");
+    assert_eq!(claims["sid"], sid.as_str());
+    assert_eq!(claims["kind"], "session");
+    assert_eq!(claims["method"], "PATCH");
+    assert_eq!(claims["path"], "/users/@me?x=1");
+    assert_eq!(claims["request_id"], "rid-assert-1");
+    assert_eq!(claims["client_ip"], "127.0.0.1");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        30
+    );
+    // Without a secret configured, a client's assertion is stripped and none is added.
+    let (up2, fg2) = setup();
+    let (tok2, _) = session(&fg2);
+    fg2.send(
+        &Req::get("/users/@me")
+            .header("authorization", &tok2)
+            .header("X-Fluxgate-Assertion", "forged.by.client"),
+    );
+    assert!(up2.last().all("x-fluxgate-assertion").is_empty());
+}

@@ -215,6 +215,7 @@ pub(crate) fn live(
         cookies: cfg.cookies,
         upstream,
         access_log: cfg.logging.access_log,
+        assertion: cfg.assertion,
     }
 }
 

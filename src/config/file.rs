@@ -455,6 +455,10 @@ pub struct IdentityFile {
     pub country_header: String,
     pub asn_header: String,
     pub assertion_header: String,
+    /// Signs `assertion_header` (HS256) when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assertion_secret: Option<SecretSource>,
+    pub assertion_ttl: Dur,
 }
 
 impl Default for IdentityFile {
@@ -470,6 +474,8 @@ impl Default for IdentityFile {
             country_header: "X-Fluxgate-Country".into(),
             asn_header: "X-Fluxgate-Asn".into(),
             assertion_header: "X-Fluxgate-Assertion".into(),
+            assertion_secret: None,
+            assertion_ttl: Dur::from_secs(60),
         }
     }
 }

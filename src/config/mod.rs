@@ -56,6 +56,8 @@ pub struct Config {
     /// `[rate_limits]`.
     pub limits: limits::LimitsConfig,
     pub identity: HeaderNames,
+    /// Signs `X-Fluxgate-Assertion` when configured.
+    pub assertion: Option<std::sync::Arc<crate::identity::assertion::Asserter>>,
     pub admin: AdminSettings,
     pub logging: LoggingSettings,
     /// The file as read with defaults filled in (for `check-config`).

@@ -67,6 +67,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         &mut e,
     );
     let identity = identity(&file, &mut e);
+    let assertion = assertion(&file, &mut e);
     let admin = admin(&file, &mut e);
     let logging = logging(&file, &mut e);
     if file.sudo.cookie_name.is_empty() || !is_cookie_name(&file.sudo.cookie_name) {
@@ -102,6 +103,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         secrets,
         routes: routes.expect("routes are present when there are no errors"),
         identity: identity.expect("identity is present when there are no errors"),
+        assertion,
         admin: admin.expect("admin is present when there are no errors"),
         logging,
         file,
@@ -280,6 +282,31 @@ fn identity(f: &FileConfig, e: &mut Errors) -> Option<HeaderNames> {
         asn: next(),
         assertion: next(),
     })
+}
+
+/// The signer of `X-Fluxgate-Assertion`, when `identity.assertion_secret` is set.
+fn assertion(
+    f: &FileConfig,
+    e: &mut Errors,
+) -> Option<std::sync::Arc<crate::identity::assertion::Asserter>> {
+    let i = &f.identity;
+    let ttl = i.assertion_ttl.0;
+    if ttl < std::time::Duration::from_secs(1) || ttl > std::time::Duration::from_secs(300) {
+        e.at(
+            p("identity.assertion_ttl"),
+            "must be between 1s and 5m: an assertion is meant to be used at once",
+        );
+    }
+    // HS256 wants a key as long as its output: 32 bytes.
+    match i.assertion_secret.as_ref()?.resolve_with_min(32) {
+        Ok(s) => Some(std::sync::Arc::new(
+            crate::identity::assertion::Asserter::new(&s, ttl.as_secs() as i64),
+        )),
+        Err(msg) => {
+            e.at(p("identity.assertion_secret"), msg);
+            None
+        }
+    }
 }
 
 fn admin(f: &FileConfig, e: &mut Errors) -> Option<AdminSettings> {

@@ -1,6 +1,7 @@
 //! Identity headers (contract §4): one list of names, stripping whatever a client sent that
 //! could pass for them, and injecting the trustworthy values for an admitted request.
 
+pub mod assertion;
 mod cookies;
 mod headers;
 

@@ -75,6 +75,8 @@ pub struct Live {
     pub cookies: CookiePolicy,
     pub upstream: UpstreamPool,
     pub access_log: bool,
+    /// Signs `X-Fluxgate-Assertion` when configured.
+    pub assertion: Option<Arc<identity::assertion::Asserter>>,
 }
 
 impl Live {
@@ -315,6 +317,20 @@ impl ProxyHttp for FluxgateProxy {
                 }
             }
             identity::inject(&mut h, &live.names, &inj);
+            if let Some(asserter) = &live.assertion {
+                let target = h.0.uri.path_and_query().map_or("/", |p| p.as_str());
+                let rid = ctx.request_id.as_ref().and_then(|v| v.to_str().ok());
+                let token = asserter.sign(
+                    &inj,
+                    h.0.method.as_str(),
+                    target,
+                    rid,
+                    live.pipeline.clock.now_secs(),
+                );
+                if let Ok(v) = HeaderValue::from_str(&token) {
+                    h.0.insert_header(live.names.assertion.clone(), v).ok();
+                }
+            }
             if let (Some(sudo), Some(until), Identity::User(s)) =
                 (&live.pipeline.sudo, admitted.sudo_until, &admitted.identity)
                 && sudo.settings.forward_upstream_token
