@@ -284,7 +284,15 @@ fn benches(c: &mut Criterion) {
             client_ip: Some(peer),
             ..Default::default()
         };
-        b.iter(|| asserter.sign(black_box(&inj), "GET", "/users/@me", Some("rid"), 1_900_000_000))
+        b.iter(|| {
+            asserter.sign(
+                black_box(&inj),
+                "GET",
+                "/users/@me",
+                Some("rid"),
+                1_900_000_000,
+            )
+        })
     });
 
     let sudo = fluxgate::policy::sudo::Sudo::new(fluxgate::policy::sudo::SudoSettings {
