@@ -42,6 +42,20 @@ pub struct Reloader {
     edge: crate::config::EdgeLimits,
 }
 
+/// What a reloader starts from.
+pub(crate) struct ReloaderParts {
+    pub source: Option<PathBuf>,
+    pub live: Arc<ArcSwap<Live>>,
+    pub shared: Shared,
+    pub admin_sudo: Arc<ArcSwapOption<Sudo>>,
+    /// The file the running config came from.
+    pub file: FileConfig,
+    pub limiter: Arc<Limiter>,
+    /// The TLS listeners' certificate resolvers.
+    pub resolvers: Vec<Arc<CertResolver>>,
+    pub edge: crate::config::EdgeLimits,
+}
+
 /// A reload that was applied, and the changed sections that wait for a restart.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Applied {
@@ -49,24 +63,18 @@ pub struct Applied {
 }
 
 impl Reloader {
-    pub(crate) fn new(
-        source: Option<PathBuf>,
-        live: Arc<ArcSwap<Live>>,
-        shared: Shared,
-        admin_sudo: Arc<ArcSwapOption<Sudo>>,
-        file: FileConfig,
-        limiter: Arc<Limiter>,
-        resolvers: Vec<Arc<CertResolver>>,
-        edge: crate::config::EdgeLimits,
-    ) -> Reloader {
+    pub(crate) fn new(parts: ReloaderParts) -> Reloader {
         Reloader {
-            source,
-            live,
-            shared,
-            admin_sudo,
-            current: Mutex::new(Current { file, limiter }),
-            resolvers,
-            edge,
+            source: parts.source,
+            live: parts.live,
+            shared: parts.shared,
+            admin_sudo: parts.admin_sudo,
+            current: Mutex::new(Current {
+                file: parts.file,
+                limiter: parts.limiter,
+            }),
+            resolvers: parts.resolvers,
+            edge: parts.edge,
         }
     }
 

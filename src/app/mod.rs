@@ -19,7 +19,7 @@ use crate::policy::sudo::Sudo;
 use crate::proxy::edge::Edge;
 use crate::proxy::{FluxgateProxy, Live, UpstreamPool};
 use crate::redis_client::Connections;
-use crate::reload::Reloader;
+use crate::reload::{Reloader, ReloaderParts};
 use crate::session::embedded::EmbeddedStore;
 use crate::session::redis::RedisStore;
 use crate::session::{SessionCache, SessionStore};
@@ -402,16 +402,16 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
     server.add_service(service);
 
     let admin_sudo = Arc::new(arc_swap::ArcSwapOption::new(sudo));
-    let reloader = Arc::new(Reloader::new(
-        opts.source.clone(),
+    let reloader = Arc::new(Reloader::new(ReloaderParts {
+        source: opts.source.clone(),
         live,
         shared,
-        admin_sudo.clone(),
+        admin_sudo: admin_sudo.clone(),
         file,
-        limits,
+        limiter: limits,
         resolvers,
-        server_cfg.limits,
-    ));
+        edge: server_cfg.limits,
+    }));
     let house = Housekeeping {
         admin_listener: Mutex::new(admin_listener),
         admin_addr,

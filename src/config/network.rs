@@ -216,6 +216,12 @@ pub(super) fn ip_authorization(f: &FileConfig, e: &mut Errors) -> IpAuthConfig {
             ticket_ttl_secs: a.ticket_ttl.0.as_secs().max(1) as i64,
             resend_after_secs: a.resend_after.0.as_secs() as i64,
             trusted,
+            store_retry_after_secs: f
+                .sessions
+                .store_retry_after
+                .0
+                .as_secs()
+                .clamp(1, u32::MAX as u64) as u32,
         },
         webhook,
         stream: a.redis_stream.clone(),

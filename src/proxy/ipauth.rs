@@ -66,7 +66,7 @@ pub async fn answer(
                     .approve(&t.token)
                     .await
                     .map(|()| None)
-                    .map_err(refusal),
+                    .map_err(|r| refusal(r, ip_auth.settings.store_retry_after_secs)),
             },
         },
         Role::IpAuthPoll => match query_param(session.req_header().raw_path(), "ticket") {
@@ -75,7 +75,7 @@ pub async fn answer(
                 .poll(t)
                 .await
                 .map(|done| Some(serde_json::json!({ "completed": done })))
-                .map_err(refusal),
+                .map_err(|r| refusal(r, ip_auth.settings.store_retry_after_secs)),
         },
         Role::IpAuthResend => match read_body(session).await? {
             None => Err(bad("body too large")),
@@ -85,7 +85,7 @@ pub async fn answer(
                     .resend(&t.ticket)
                     .await
                     .map(|()| None)
-                    .map_err(refusal),
+                    .map_err(|r| refusal(r, ip_auth.settings.store_retry_after_secs)),
             },
         },
         Role::Logout | Role::LogoutAll => return Ok(false),
@@ -106,7 +106,7 @@ pub async fn answer(
     Ok(true)
 }
 
-fn refusal(r: Refused) -> Denial {
+fn refusal(r: Refused, retry_after_secs: u32) -> Denial {
     match r {
         Refused::Invalid(why) => bad(why),
         Refused::TooEarly(secs) => Denial::RateLimited(RateLimited {
@@ -118,9 +118,7 @@ fn refusal(r: Refused) -> Denial {
         }),
         Refused::Store(e) => {
             tracing::warn!(error = %e, "IP authorization: store failed");
-            Denial::StoreUnavailable {
-                retry_after_secs: 1,
-            }
+            Denial::StoreUnavailable { retry_after_secs }
         }
     }
 }

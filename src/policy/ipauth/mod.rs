@@ -39,6 +39,8 @@ pub struct IpAuthSettings {
     pub resend_after_secs: i64,
     /// Requests from these networks are exempt.
     pub trusted: CidrSet,
+    /// `Retry-After` when the store fails (`sessions.store_retry_after`).
+    pub store_retry_after_secs: u32,
 }
 
 /// Why an approval failed.
@@ -108,6 +110,7 @@ impl IpAuth {
                 ticket_ttl_secs: 900,
                 resend_after_secs: 30,
                 trusted: CidrSet::default(),
+                store_retry_after_secs: 2,
             },
             sessions,
             Arc::new(GeoIp::none()),
@@ -169,7 +172,7 @@ impl IpAuth {
         let unavailable = |e: StoreError| {
             tracing::warn!(error = %e, "IP authorization: store failed; refusing");
             Denial::StoreUnavailable {
-                retry_after_secs: 1,
+                retry_after_secs: self.settings.store_retry_after_secs,
             }
         };
         let known = self
