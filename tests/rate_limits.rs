@@ -324,6 +324,37 @@ fn redis_limits(url: &str, extra: &str) -> String {
 }
 
 #[test]
+fn fifty_concurrent_wrong_attempts_across_two_instances_on_redis_let_at_most_n_through() {
+    // The same brute force, spread over two instances that share the lockout in Redis.
+    require_redis!();
+    let redis = RedisServer::start();
+    let up = Upstream::start();
+    let a = Fluxgate::start(up.addr, &redis_limits(&redis.url(), ""));
+    let b = Fluxgate::start(up.addr, &redis_limits(&redis.url(), ""));
+    let addrs = [a.proxy, b.proxy];
+    let threads: Vec<_> = (0..50)
+        .map(|i| {
+            let addr = addrs[i % 2];
+            std::thread::spawn(move || {
+                post_json("/auth/guess", &json!({"email": "Victim@Example.com "}))
+                    .header("x-upstream-status", "401")
+                    .send(addr)
+                    .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let reached = up.count();
+    assert!(reached <= 3, "{reached} attempts reached the upstream");
+    assert!(
+        reached >= 1,
+        "no attempt reached the upstream: {statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), reached);
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 50 - reached);
+}
+
+#[test]
 fn two_instances_sharing_a_redis_limiter_enforce_the_combined_count() {
     require_redis!();
     let redis = RedisServer::start();

@@ -320,6 +320,59 @@ fn sixty_four_concurrent_requests_with_one_unknown_token_make_exactly_one_get() 
 }
 
 #[test]
+fn after_redis_recovers_concurrent_misses_for_one_session_still_make_one_read() {
+    // No stampede on recovery: 64 clients retrying with one session make one store read.
+    require_redis!();
+    let mut redis = RedisServer::start();
+    let up = Upstream::start();
+    let fg = start(&up, &redis, "");
+    redis.kill9();
+    fg.send(&Req::get("/x").header("authorization", UNKNOWN_TOKEN))
+        .denial(503, "SERVICE_UNAVAILABLE");
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            get(fg.admin, "/readyz")
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+        })
+        .is_some()
+    );
+    // Once the invalidation subscription is back (its return clears the cache, by design).
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            subscribed(&fg) && fg.metric("fluxgate_invalidation_subscriptions_total") == 2.0
+        })
+        .is_some()
+    );
+    let token = "flx_backendWrittenToken0000000000000000c";
+    let sid = fluxgate::credential::Sid::of(token).encode();
+    let record = r#"{"v":1,"user_id":"902","kind":"session","created_at":1767225600,"expires_at":null,"scopes":[]}"#;
+    redis.cli(&["SET", &format!("fluxgate:session:{sid}"), record]);
+    let before = redis.calls("get");
+    let addr = fg.proxy;
+    let threads: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || {
+                Req::get("/x")
+                    .header("authorization", token)
+                    .send(addr)
+                    .status
+            })
+        })
+        .collect();
+    // Admitted, or over the global per-user limit (50/s), which is checked after the session
+    // was resolved: either way the session was read.
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| [200, 429].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200));
+    assert_eq!(redis.calls("get") - before, 1);
+}
+
+#[test]
 fn acl_user_password_and_db_index_are_used() {
     require_redis!();
     let redis = RedisServer::start();
