@@ -77,7 +77,7 @@ fn a_sensitive_route_without_proof_is_403_with_has_mfa() {
 fn capture_sets_a_bound_cookie_and_the_next_sensitive_request_passes() {
     let up = Upstream::start();
     let fg = Fluxgate::start(up.addr, &config(""));
-    let (tok, _) = fg.create_session(json!({"user_id": "42"}));
+    let (tok, sid) = fg.create_session(json!({"user_id": "42"}));
     let session_cookie = format!("fluxer_session={tok}");
     let origin = "https://web.fluxer.app";
     let r = fg.send(
@@ -106,6 +106,23 @@ fn capture_sets_a_bound_cookie_and_the_next_sensitive_request_passes() {
         .unwrap()
         .trim_start_matches("fluxer_sudo_mode=")
         .to_string();
+    // The cookie's token is fluxgate's own: bound to this session, for the full lifetime.
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.validate_exp = false;
+    v.set_required_spec_claims(&["exp"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        &value,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+        &v,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["sid"], sid.as_str());
+    assert_eq!(claims["sub"], "42");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
     // The next sensitive request, from the browser: both cookies, allowed origin.
     let r = fg.send(
         &Req::new("POST", "/guilds/7/delete")
@@ -358,4 +375,39 @@ fn sessions_sudo_cli_grants_a_proof() {
             .header("x-fluxer-sudo-mode-jwt", v["token"].as_str().unwrap()),
     );
     assert_eq!(r.status, 200);
+}
+
+#[test]
+fn rp_id_and_additional_origins_are_allowed_and_look_alikes_are_not() {
+    let up = Upstream::start();
+    let cfg = config("").replace(
+        "allowed_origins = [\"https://web.fluxer.app\"]",
+        "allowed_origins = [\"https://web.fluxer.app\"]\nrp_id = \"fluxer.app\"\nadditional_allowed_origins = [\"http://localhost:3000\"]",
+    );
+    let fg = Fluxgate::start(up.addr, &cfg);
+    let (tok, _) = fg.create_session(json!({"user_id": "42"}));
+    let cookie = format!("fluxer_session={tok}");
+    let post = |origin: &str| {
+        fg.send(
+            &Req::new("POST", "/channels/1/messages")
+                .header("cookie", &cookie)
+                .header("origin", origin),
+        )
+    };
+    for ok in [
+        "https://fluxer.app",
+        "http://localhost:3000",
+        "https://web.fluxer.app",
+    ] {
+        assert_eq!(post(ok).status, 200, "{ok}");
+    }
+    for bad in [
+        "http://fluxer.app",
+        "https://evil-fluxer.app",
+        "https://fluxer.app.evil.example",
+        "https://fluxer.app:8443",
+        "http://localhost:3001",
+    ] {
+        post(bad).denial(403, "INVALID_API_ORIGIN");
+    }
 }
