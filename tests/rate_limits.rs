@@ -294,6 +294,62 @@ fn a_lockout_bans_after_n_failures_without_asking_the_upstream() {
     assert_eq!(guess("other@example.com", "401").status, 401);
 }
 
+/// Three failures spread over 2.2 s of a 3 s window: a sliding window bans at the third,
+/// where a leaky bucket draining one per second never would.
+fn spread_failures_within_find_time_ban(fg: &Fluxgate, up: &Upstream) {
+    let guess = |status: &str| {
+        fg.send(
+            &post_json("/auth/slow-guess", &json!({"email": "spread@example.com"}))
+                .header("x-upstream-status", status),
+        )
+    };
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        assert_eq!(guess("401").status, 401, "failure {i}");
+    }
+    let before = up.count();
+    let body = guess("200").denial(429, "RATE_LIMITED");
+    assert!(body["retry_after"].as_f64().unwrap() > 4.0, "{body}");
+    assert_eq!(up.count(), before);
+}
+
+const SPREAD: &str = r#"
+[[rate_limits.lockout]]
+name = "spread"
+key = "body:email"
+statuses = [401]
+max_failures = 3
+find_time = "3s"
+ban_time = "5s"
+
+[[route]]
+methods = ["POST"]
+path = "/auth/slow-guess"
+auth = "none"
+lockout = "spread"
+"#;
+
+#[test]
+fn failures_spread_within_find_time_ban_locally() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &format!("{LIMITS}{SPREAD}"));
+    spread_failures_within_find_time_ban(&fg, &up);
+}
+
+#[test]
+fn failures_spread_within_find_time_ban_on_redis() {
+    require_redis!();
+    let redis = RedisServer::start();
+    let up = Upstream::start();
+    let fg = Fluxgate::start(
+        up.addr,
+        &format!("{}{SPREAD}", redis_limits(&redis.url(), "")),
+    );
+    spread_failures_within_find_time_ban(&fg, &up);
+}
+
 #[test]
 fn fifty_concurrent_wrong_attempts_let_at_most_n_reach_the_upstream() {
     let up = Upstream::start();

@@ -147,6 +147,13 @@ pub(super) fn limits(f: &FileConfig, e: &mut Errors) -> LimitsConfig {
             );
         }
         positive(l.ban_time, path.key("ban_time"), e);
+        let most = crate::policy::ratelimit::window::MAX_FAILURES as i64;
+        if l.max_failures > most {
+            e.at(
+                path.key("max_failures"),
+                format!("must be between 1 and {most} (each failure in the window is remembered)"),
+            );
+        }
         lockouts.push(LockoutDef {
             name: l.name.clone(),
             id: i as u32,

@@ -29,27 +29,41 @@ pub struct Entry {
     pub limit: u32,
 }
 
-impl Entry {
+/// A state the table can hold: small, copied in and out, and able to say when it no longer
+/// matters (so a full shard can be swept).
+pub trait Stored: Copy {
+    fn idle(&self, now: Millis) -> bool;
+}
+
+impl Stored for Entry {
     fn idle(&self, now: Millis) -> bool {
         self.tat <= now * self.limit as i64 && self.ban_until <= now
     }
 }
 
-struct Shard {
-    map: HashMap<u64, Entry>,
+impl Stored for super::window::FailureLog {
+    fn idle(&self, now: Millis) -> bool {
+        super::window::FailureLog::idle(self, now)
+    }
+}
+
+struct Shard<E> {
+    map: HashMap<u64, E>,
     next_sweep: Millis,
 }
 
-/// The bounded table.
-pub struct LocalTable {
-    shards: Box<[Mutex<Shard>]>,
+/// The bounded table (bucket states by default; lockouts keep a [`FailureLog`] per key).
+///
+/// [`FailureLog`]: super::window::FailureLog
+pub struct LocalTable<E: Stored = Entry> {
+    shards: Box<[Mutex<Shard<E>>]>,
     per_shard: usize,
     hasher: std::hash::RandomState,
     /// Shared state per bucket (or lockout) for keys that found no room.
-    overflow: Mutex<HashMap<u32, Entry>>,
+    overflow: Mutex<HashMap<u32, E>>,
 }
 
-impl LocalTable {
+impl<E: Stored> LocalTable<E> {
     pub fn new(max_keys: usize) -> Self {
         let per_shard = (max_keys / SHARDS).max(1);
         LocalTable {
@@ -85,7 +99,7 @@ impl LocalTable {
         key: u64,
         bucket: u32,
         now: Millis,
-        f: impl FnOnce(&mut Option<Entry>) -> R,
+        f: impl FnOnce(&mut Option<E>) -> R,
     ) -> R {
         let shard = &self.shards[(key >> 58) as usize % SHARDS];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -142,7 +156,7 @@ impl LocalTable {
     /// Upper bound of the memory the table can hold, in bytes.
     pub fn max_bytes(&self) -> usize {
         // hashbrown keeps up to 8/7 slots per entry, each key + value + one control byte.
-        let slot = std::mem::size_of::<(u64, Entry)>() + 1;
+        let slot = std::mem::size_of::<(u64, E)>() + 1;
         SHARDS * (self.per_shard * 8 / 7 + 16).next_power_of_two() * slot
     }
 }
@@ -216,10 +230,16 @@ mod tests {
 
     #[test]
     fn a_million_keys_fit_in_the_memory_bound() {
-        let t = LocalTable::new(1_000_000);
+        let t: LocalTable = LocalTable::new(1_000_000);
         assert!(
             t.max_bytes() <= 200 * 1024 * 1024,
             "{} bytes",
+            t.max_bytes()
+        );
+        let t: LocalTable<super::super::window::FailureLog> = LocalTable::new(1_000_000);
+        assert!(
+            t.max_bytes() <= 200 * 1024 * 1024,
+            "lockouts: {} bytes",
             t.max_bytes()
         );
     }

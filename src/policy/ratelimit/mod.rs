@@ -5,16 +5,17 @@
 //!   IP, a path parameter or a body field) run before the session is resolved, the global
 //!   per-user bucket and user-keyed buckets after it.
 //! - Lockouts: count the upstream's failure answers (e.g. 400/401/403) per key; after
-//!   `max_failures` within `find_time`, answer 429 for `ban_time` without contacting the
-//!   upstream. Each attempt reserves a failure before it is forwarded and gets it back if the
-//!   upstream did not fail it, so 50 concurrent wrong attempts let at most `max_failures`
-//!   through.
+//!   `max_failures` within `find_time` (a sliding window, see `window`), answer 429 for
+//!   `ban_time` without contacting the upstream. Each attempt reserves a place before it is
+//!   forwarded and gives it back if the upstream did not fail it, so 50 concurrent wrong
+//!   attempts let at most `max_failures` through.
 
 pub mod gcra;
 pub mod keys;
 pub mod local;
 pub mod redis;
 pub mod stage;
+pub mod window;
 
 use crate::clock::{Millis, SharedClock};
 use gcra::{Outcome, Rate};
@@ -22,6 +23,7 @@ use keys::{KeySpec, KeyValue};
 use local::{Entry, LocalTable};
 use redis::{RedisLimiter, Reserved};
 use sha2::{Digest, Sha256};
+use window::FailureLog;
 
 /// The `X-RateLimit-Scope` a bucket reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +112,8 @@ pub struct Limiter {
     pub headers_on_success: bool,
     backend: Backend,
     local: LocalTable,
+    /// Lockouts' failure logs, bounded like `local`.
+    lockout_logs: LocalTable<FailureLog>,
     /// On a Redis error: use the local table (true) or refuse (false).
     buckets_fall_back_local: bool,
     lockouts_fall_back_local: bool,
@@ -141,6 +145,7 @@ impl Limiter {
             headers_on_success: settings.headers_on_success,
             backend,
             local: LocalTable::new(settings.max_local_keys),
+            lockout_logs: LocalTable::new(settings.max_local_keys),
             buckets_fall_back_local: settings.buckets_fall_back_local,
             lockouts_fall_back_local: settings.lockouts_fall_back_local,
             clock,
@@ -213,27 +218,17 @@ impl Limiter {
 
     fn local_reserve(&self, l: &LockoutDef, key: &KeyValue, now: Millis) -> Reserved {
         let k = self.local_lockout_key(l, key);
-        self.local.with(k, l.id | 1 << 31, now, |slot| {
-            let e = slot.unwrap_or(Entry {
-                tat: 0,
-                ban_until: 0,
-                limit: l.rate.limit as u32,
-            });
-            if e.ban_until > now {
-                return Reserved::Denied {
-                    retry_after_ms: e.ban_until - now,
-                    banned: true,
-                };
-            }
-            let (o, new) = l.rate.check(slot.map(|e| e.tat), now);
-            match new {
-                Some(tat) => {
-                    *slot = Some(Entry { tat, ..e });
-                    Reserved::Allowed
-                }
-                None => Reserved::Denied {
-                    retry_after_ms: o.retry_after_ms,
-                    banned: false,
+        let max = l.rate.limit as usize;
+        self.lockout_logs.with(k, l.id, now, |slot| {
+            let log = slot.get_or_insert_with(|| FailureLog::new(l.rate.window_ms));
+            match log.reserve(now, max) {
+                window::Reserve::Allowed => Reserved::Allowed,
+                window::Reserve::Denied {
+                    retry_after_ms,
+                    banned,
+                } => Reserved::Denied {
+                    retry_after_ms,
+                    banned,
                 },
             }
         })
@@ -241,12 +236,9 @@ impl Limiter {
 
     fn local_finish(&self, l: &LockoutDef, key: &KeyValue, failed: bool, now: Millis) {
         let k = self.local_lockout_key(l, key);
-        self.local.with(k, l.id | 1 << 31, now, |slot| {
-            let Some(e) = slot.as_mut() else { return };
-            if !failed {
-                e.tat = l.rate.refund(e.tat);
-            } else if l.rate.exhausted(e.tat, now) {
-                e.ban_until = now + l.ban_ms;
+        self.lockout_logs.with(k, l.id, now, |slot| {
+            if let Some(log) = slot.as_mut() {
+                log.finish(now, l.rate.limit as usize, l.ban_ms, failed);
             }
         })
     }

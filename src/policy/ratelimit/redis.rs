@@ -1,5 +1,5 @@
 //! The shared limiter on Redis: one atomic script per check, one round trip, the same GCRA
-//! arithmetic as `gcra.rs`. Time comes from Redis (`TIME`), so instances whose clocks disagree
+//! arithmetic as `gcra.rs` for buckets and the same failure log as `window.rs` for lockouts. Time comes from Redis (`TIME`), so instances whose clocks disagree
 //! still agree on every decision. State keys are `<prefix>rl:<bucket>:<hash>` and
 //! `<prefix>lo:<lockout>:<hash>`, where the hash is of the key value (no e-mail or IP is
 //! stored in clear), each expiring when its state stops mattering.
@@ -34,43 +34,82 @@ redis.call('SET', KEYS[1], string.format('%d', new), 'PX', reset)
 return {1, math.floor((now_s + limit * window - new) / window), 0, reset, now}
 "#;
 
+// Lockouts keep the failure log of `window.rs` in one hash: `b` = banned until, `l` = the log,
+// oldest first, as `p<ms>` (an attempt in flight) or `f<ms>` (a failure). The same rules as
+// `FailureLog`, one atomic script per step.
+const LOG_LIB: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
+end
+local function load(now, window)
+  local log = {}
+  for kind, at in string.gmatch(redis.call('HGET', KEYS[1], 'l') or '', '(%a)(%d+)') do
+    at = tonumber(at)
+    if at > now - window then table.insert(log, {kind, at}) end
+  end
+  return log
+end
+local function push(log, kind, now)
+  local at = now
+  if #log > 0 and log[#log][2] > at then at = log[#log][2] end
+  table.insert(log, {kind, at})
+end
+local function store(log, now, window)
+  if #log == 0 then
+    redis.call('HDEL', KEYS[1], 'l')
+  else
+    local parts = {}
+    for i, e in ipairs(log) do parts[i] = e[1] .. string.format('%d', e[2]) end
+    redis.call('HSET', KEYS[1], 'l', table.concat(parts, ','))
+  end
+  local ttl = window + 1000
+  local ban = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
+  if ban - now + 1000 > ttl then ttl = ban - now + 1000 end
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+"#;
+
 const RESERVE: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
-local limit = tonumber(ARGV[1])
+local now = now_ms()
+local max = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local ban = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
 if ban > now then return {0, ban - now, 1} end
-local now_s = now * limit
-local tau = (limit - 1) * window
-local tat = tonumber(redis.call('HGET', KEYS[1], 't') or now_s)
-if tat < now_s then tat = now_s end
-if tat - now_s > tau then return {0, math.ceil((tat - tau - now_s) / limit), 0} end
-local new = tat + window
-redis.call('HSET', KEYS[1], 't', string.format('%d', new))
-redis.call('PEXPIRE', KEYS[1], math.max(math.ceil((new - now_s) / limit), ban - now) + 1000)
+local log = load(now, window)
+if #log >= max then
+  local wait = log[1][2] + window - now
+  if wait < 1 then wait = 1 end
+  return {0, wait, 0}
+end
+push(log, 'p', now)
+store(log, now, window)
 return {1, 0, 0}
 "#;
 
 const FINISH: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
-local limit = tonumber(ARGV[1])
+local now = now_ms()
+local max = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local now_s = now * limit
-local tau = (limit - 1) * window
-local tat = tonumber(redis.call('HGET', KEYS[1], 't') or now_s)
-if ARGV[4] == '0' then
-  redis.call('HSET', KEYS[1], 't', string.format('%d', tat - window))
-  return 0
+local log = load(now, window)
+for i, e in ipairs(log) do
+  if e[1] == 'p' then table.remove(log, i) break end
 end
-if tat - now_s > tau then
-  local ban = now + tonumber(ARGV[5])
-  redis.call('HSET', KEYS[1], 'b', string.format('%d', ban))
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]) + 1000)
-  return 1
+local banned = 0
+if ARGV[4] == '1' then
+  push(log, 'f', now)
+  local fails = 0
+  for _, e in ipairs(log) do
+    if e[1] == 'f' then fails = fails + 1 end
+  end
+  if fails >= max then
+    redis.call('HSET', KEYS[1], 'b', string.format('%d', now + tonumber(ARGV[5])))
+    log = {}
+    banned = 1
+  end
 end
-return 0
+store(log, now, window)
+return banned
 "#;
 
 /// What a lockout reservation answered.
@@ -105,8 +144,8 @@ impl RedisLimiter {
             prefix: conns.settings().key_prefix.clone(),
             conns,
             bucket: Script::new(BUCKET),
-            reserve: Script::new(RESERVE),
-            finish: Script::new(FINISH),
+            reserve: Script::new(&format!("{LOG_LIB}{RESERVE}")),
+            finish: Script::new(&format!("{LOG_LIB}{FINISH}")),
         }
     }
 

@@ -1,0 +1,256 @@
+//! The lockout's failure log: exactly "`max_failures` failures within `find_time`" (a sliding
+//! window over the last failures, like Authelia's regulation), with attempts in flight counted
+//! so that concurrent guesses cannot overshoot.
+//!
+//! Written here rather than taken from a crate: what is needed is a fixed-size, `Copy` state
+//! (so the bounded local table can hold it, and the same rules run in the Redis script), with
+//! reservations; the sliding-window crates keep unbounded per-key vectors.
+
+use crate::clock::Millis;
+
+/// The most failures a lockout may count (`max_failures`): the log holds this many entries.
+pub const MAX_FAILURES: usize = 10;
+
+/// One key's recent attempts: failures and reservations (attempts not yet answered), oldest
+/// first, as millisecond offsets from `base`; and the ban, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLog {
+    base: Millis,
+    ban_until: Millis,
+    /// `find_time`, to tell when the state no longer matters.
+    window_ms: Millis,
+    at: [u32; MAX_FAILURES],
+    /// Bit i: entry i is a failure (else a reservation).
+    failed: u16,
+    len: u8,
+}
+
+/// What a reservation got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    Allowed,
+    /// Refused for `retry_after_ms`; `banned` when serving a ban (not just full).
+    Denied {
+        retry_after_ms: i64,
+        banned: bool,
+    },
+}
+
+impl FailureLog {
+    pub fn new(window_ms: Millis) -> FailureLog {
+        FailureLog {
+            base: 0,
+            ban_until: 0,
+            window_ms,
+            at: [0; MAX_FAILURES],
+            failed: 0,
+            len: 0,
+        }
+    }
+
+    fn time(&self, i: usize) -> Millis {
+        self.base + self.at[i] as Millis
+    }
+
+    fn remove(&mut self, i: usize) {
+        let n = self.len as usize;
+        self.at.copy_within(i + 1..n, i);
+        let low = self.failed & ((1u16 << i) - 1);
+        let high = (self.failed >> (i + 1)) << i;
+        self.failed = low | high;
+        self.len -= 1;
+    }
+
+    /// Drops entries older than the window. A reservation that old was never answered (an
+    /// instance stopped mid-request) and no longer holds a place.
+    fn prune(&mut self, now: Millis) {
+        while self.len > 0 && self.time(0) <= now - self.window_ms {
+            self.remove(0);
+        }
+    }
+
+    fn push(&mut self, now: Millis, failure: bool) {
+        let n = self.len as usize;
+        if n == MAX_FAILURES {
+            // Full: the oldest entry makes room (only reachable through clock jumps).
+            self.remove(0);
+        }
+        let n = self.len as usize;
+        // Times only move forward in the log, even if the clock steps back.
+        let now = if n > 0 {
+            now.max(self.time(n - 1))
+        } else {
+            now
+        };
+        if n == 0 || now - self.base > u32::MAX as Millis / 2 {
+            let shift = if n == 0 { now } else { self.time(0) };
+            for i in 0..n {
+                self.at[i] = (self.time(i) - shift) as u32;
+            }
+            self.base = shift;
+        }
+        self.at[n] = (now - self.base) as u32;
+        if failure {
+            self.failed |= 1 << n;
+        } else {
+            self.failed &= !(1 << n);
+        }
+        self.len += 1;
+    }
+
+    fn failures(&self) -> usize {
+        (self.failed & ((1u16 << self.len) - 1)).count_ones() as usize
+    }
+
+    /// Takes a place for an attempt about to be forwarded.
+    pub fn reserve(&mut self, now: Millis, max: usize) -> Reserve {
+        if self.ban_until > now {
+            return Reserve::Denied {
+                retry_after_ms: self.ban_until - now,
+                banned: true,
+            };
+        }
+        self.prune(now);
+        if self.len as usize >= max.min(MAX_FAILURES) {
+            // Failures and attempts in flight fill the window: the oldest frees a place.
+            return Reserve::Denied {
+                retry_after_ms: (self.time(0) + self.window_ms - now).max(1),
+                banned: false,
+            };
+        }
+        self.push(now, false);
+        Reserve::Allowed
+    }
+
+    /// Settles a reserved attempt: a failure is logged (and bans the key once `max` failures
+    /// fall within the window); anything else gives the place back. Returns whether it banned.
+    pub fn finish(&mut self, now: Millis, max: usize, ban_ms: Millis, failed: bool) -> bool {
+        self.prune(now);
+        if let Some(i) = (0..self.len as usize).find(|&i| self.failed & (1 << i) == 0) {
+            self.remove(i);
+        }
+        if !failed {
+            return false;
+        }
+        self.push(now, true);
+        if self.failures() >= max.min(MAX_FAILURES) {
+            self.ban_until = now + ban_ms;
+            // The ban replaces the count: after it, the key starts afresh.
+            self.len = 0;
+            self.failed = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Nothing left worth keeping (for sweeping the local table).
+    pub fn idle(&self, now: Millis) -> bool {
+        self.ban_until <= now
+            && (self.len == 0 || self.time(self.len as usize - 1) <= now - self.window_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Millis = 1_800_000_000_000;
+    const MIN: Millis = 60_000;
+
+    fn attempt(log: &mut FailureLog, now: Millis, failed: bool) -> Option<bool> {
+        match log.reserve(now, 5) {
+            Reserve::Allowed => Some(log.finish(now, 5, 15 * MIN, failed)),
+            Reserve::Denied { .. } => None,
+        }
+    }
+
+    #[test]
+    fn five_failures_spread_within_the_window_ban_even_at_the_average_rate() {
+        // One failure every 3 minutes is 5 per 15 minutes: the fifth lands 12 minutes after
+        // the first, inside the window, and bans. (A leaky bucket would never ban this.)
+        let mut log = FailureLog::new(15 * MIN);
+        for i in 0..4 {
+            assert_eq!(attempt(&mut log, T0 + i * 3 * MIN, true), Some(false));
+        }
+        assert_eq!(attempt(&mut log, T0 + 12 * MIN, true), Some(true));
+        let Reserve::Denied {
+            retry_after_ms,
+            banned,
+        } = log.reserve(T0 + 13 * MIN, 5)
+        else {
+            panic!("banned")
+        };
+        assert!(banned);
+        assert_eq!(retry_after_ms, 14 * MIN);
+        // After the ban the key starts afresh.
+        assert_eq!(attempt(&mut log, T0 + 27 * MIN, true), Some(false));
+    }
+
+    #[test]
+    fn failures_that_slide_out_of_the_window_stop_counting() {
+        let mut log = FailureLog::new(15 * MIN);
+        for i in 0..4 {
+            assert_eq!(attempt(&mut log, T0 + i * MIN, true), Some(false));
+        }
+        // 15 minutes after the first, it no longer counts: this is the 4th within the window
+        // (1, 2, 3, 15), not the 5th.
+        assert_eq!(attempt(&mut log, T0 + 15 * MIN, true), Some(false));
+        // ...and the next is the 5th within the window (1, 2, 3, 15, 15.5).
+        assert_eq!(attempt(&mut log, T0 + 15 * MIN + MIN / 2, true), Some(true));
+    }
+
+    #[test]
+    fn successes_give_their_place_back_and_never_count() {
+        let mut log = FailureLog::new(15 * MIN);
+        for i in 0..100 {
+            assert_eq!(attempt(&mut log, T0 + i, false), Some(false));
+        }
+        for i in 0..4 {
+            assert_eq!(attempt(&mut log, T0 + 100 + i, true), Some(false));
+        }
+        assert_eq!(attempt(&mut log, T0 + 200, false), Some(false));
+        assert_eq!(attempt(&mut log, T0 + 201, true), Some(true));
+    }
+
+    #[test]
+    fn concurrent_reservations_cannot_exceed_the_remaining_failures() {
+        let mut log = FailureLog::new(15 * MIN);
+        assert_eq!(attempt(&mut log, T0, true), Some(false));
+        assert_eq!(attempt(&mut log, T0, true), Some(false));
+        let allowed = (0..50)
+            .filter(|_| log.reserve(T0 + 1, 5) == Reserve::Allowed)
+            .count();
+        assert_eq!(allowed, 3);
+        // All three fail: the last one bans.
+        assert!(!log.finish(T0 + 2, 5, 15 * MIN, true));
+        assert!(!log.finish(T0 + 2, 5, 15 * MIN, true));
+        assert!(log.finish(T0 + 2, 5, 15 * MIN, true));
+    }
+
+    #[test]
+    fn a_reservation_never_answered_expires_with_the_window() {
+        let mut log = FailureLog::new(MIN);
+        for _ in 0..5 {
+            assert_eq!(log.reserve(T0, 5), Reserve::Allowed);
+        }
+        assert!(matches!(
+            log.reserve(T0 + 1, 5),
+            Reserve::Denied { banned: false, .. }
+        ));
+        assert_eq!(log.reserve(T0 + MIN, 5), Reserve::Allowed);
+        assert!(!log.idle(T0 + MIN));
+        assert!(log.idle(T0 + 2 * MIN));
+    }
+
+    #[test]
+    fn offsets_survive_a_week_of_steady_failures() {
+        let mut log = FailureLog::new(10 * MIN);
+        let mut now = T0;
+        for _ in 0..20_000 {
+            // One failure every 9 minutes: at most 2 in any 10 minutes, never 5.
+            assert_eq!(attempt(&mut log, now, true), Some(false));
+            now += 9 * MIN;
+        }
+        assert!(now - T0 > 100 * 24 * 60 * MIN);
+    }
+}
