@@ -50,6 +50,30 @@ fn demo_starts_prints_working_commands_and_stops_cleanly_on_ctrl_c() {
     }
     let (proxy, token, store) = (proxy.unwrap(), token.unwrap(), store.unwrap());
     assert!(store.exists());
+    // The printed commands are the ones a newcomer pastes: run them as printed.
+    let commands: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("curl "))
+        .collect();
+    assert_eq!(commands.len(), 4, "{text}");
+    assert!(
+        commands.iter().all(|c| c.contains(&proxy.to_string())),
+        "{text}"
+    );
+    let run = |c: &str| {
+        let out = Command::new("sh").args(["-c", c]).output().unwrap();
+        assert!(out.status.success(), "{c}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(run(commands[0]).contains("\"anonymous\""));
+    assert!(run(commands[1]).contains("1000000000000000001"));
+    let spoofed = run(commands[2]);
+    assert!(
+        spoofed.contains("1000000000000000001") && !spoofed.contains("\"1\""),
+        "{spoofed}"
+    );
+    assert!(run(commands[3]).contains("401"));
     // 1. anonymous on a public route
     let r = Req::get("/public").send(proxy);
     assert_eq!(r.status, 200);
