@@ -102,7 +102,7 @@ fn benches(c: &mut Criterion) {
     )
     .unwrap();
     let redis_cache = cache(Arc::new(store));
-    c.bench_function("miss/redis_unknown_sid_one_get", |b| {
+    c.bench_function("miss/redis_unknown_sid_get_pttl", |b| {
         b.to_async(&rt)
             .iter(|| async { redis_cache.resolve(&fresh()).await.unwrap() })
     });
