@@ -543,3 +543,42 @@ fn http2_stream_floods_are_capped_by_the_advertised_stream_limit() {
     );
     assert_eq!(up.count(), 1);
 }
+
+#[test]
+fn a_quiet_websocket_outlives_read_timeout_and_is_closed_after_its_idle_timeout() {
+    let up = echo_upstream();
+    let routes = "[[route]]\npath = \"/gateway\"\nkinds = [\"session\"]\n";
+    let start = |idle: Option<&str>| {
+        let d = Arc::new(tempfile::tempdir().unwrap());
+        let mut cfg = base_config(d.path(), up.addr, routes);
+        if let Some(idle) = idle {
+            cfg = cfg.replace(
+                "read_timeout = \"1s\"\n",
+                &format!("read_timeout = \"1s\"\nwebsocket_idle_timeout = \"{idle}\"\n"),
+            );
+        }
+        Fluxgate::start_with(d, &cfg)
+    };
+    // upstream.read_timeout is 1 s, but a tunnel is not a request waiting for its answer.
+    let fg = start(None);
+    let (tok, _) = fg.create_session(json!({"user_id": "9002", "kind": "session"}));
+    let mut ws = ws_connect(fg.proxy, &[("authorization", &tok)]).unwrap();
+    std::thread::sleep(Duration::from_millis(1600));
+    ws.send(tungstenite::Message::text("still here")).unwrap();
+    assert_eq!(
+        ws.read().unwrap().into_text().unwrap().as_str(),
+        "still here"
+    );
+
+    // With a 1 s idle timeout, a tunnel silent for longer is closed.
+    let fg = start(Some("1s"));
+    let (tok, _) = fg.create_session(json!({"user_id": "9002", "kind": "session"}));
+    let mut ws = ws_connect(fg.proxy, &[("authorization", &tok)]).unwrap();
+    ws.send(tungstenite::Message::text("hi")).unwrap();
+    assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "hi");
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = ws
+        .send(tungstenite::Message::text("too late"))
+        .and_then(|_| ws.read());
+    assert!(after.is_err(), "the idle tunnel stayed open: {after:?}");
+}
