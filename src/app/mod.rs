@@ -2,6 +2,7 @@
 //! service, and one housekeeping service that serves the admin listener and sweeps the store.
 
 mod housekeeping;
+mod listeners;
 
 use crate::admin::AdminState;
 use crate::clock::{self, SharedClock};
@@ -9,14 +10,12 @@ use crate::config::{Config, StoreSettings};
 use crate::metrics::Metrics;
 use crate::net::geoip::GeoIp;
 use crate::net::hygiene::HygieneRules;
-use crate::net::tls::CertResolver;
 use crate::pipeline::Pipeline;
 use crate::policy::ipauth::IpAuth;
 use crate::policy::ipauth::notify::Notifier;
 use crate::policy::ratelimit::redis::RedisLimiter;
 use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
 use crate::policy::sudo::Sudo;
-use crate::proxy::edge::Edge;
 use crate::proxy::{FluxgateProxy, Live, UpstreamPool};
 use crate::redis_client::Connections;
 use crate::reload::{Reloader, ReloaderParts};
@@ -358,47 +357,15 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
     )));
     let proxy = FluxgateProxy::new(live.clone(), metrics.clone(), server_cfg.limits);
 
-    let limits_edge = server_cfg.limits;
-    let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
-    let mut options = pingora::apps::HttpServerOptions::default();
-    options.keepalive_request_limit = match limits_edge.max_requests_per_connection {
-        0 => None,
-        // pingora counts reuses: N requests are the first plus N - 1 reuses.
-        n => Some(n - 1),
-    };
-    http.server_options = Some(options);
-    // SECURITY: conservative HTTP/2 limits against stream floods (rapid reset), CONTINUATION
-    // floods and oversized frames; the h2 crate enforces them.
-    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
-    h2.max_concurrent_streams(limits_edge.h2_max_concurrent_streams)
-        .max_header_list_size(limits_edge.max_header_bytes as u32)
-        .max_frame_size(16_384)
-        .initial_window_size(256 * 1024)
-        .max_send_buffer_size(256 * 1024)
-        .max_concurrent_reset_streams(10)
-        .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(Some(256));
-    http.h2_options = Some(h2);
-    let mut service = pingora::services::listening::Service::new(
-        "fluxgate proxy".to_string(),
-        Edge::new(http, limits_edge, exempt, metrics.clone()),
-    );
-    for a in &proxy_addrs {
-        service.add_tcp(&a.to_string());
-    }
-    let mut resolvers = Vec::new();
-    for (t, addr) in server_cfg.tls.iter().zip(&tls_addrs) {
-        let resolver =
-            Arc::new(CertResolver::new(t.certificates.clone()).map_err(StartupError::Tls)?);
-        let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
-            .map_err(|e| StartupError::Tls(e.to_string()))?;
-        settings.set_cert_resolver(resolver.clone());
-        if t.http2 {
-            settings.enable_h2();
-        }
-        service.add_tls_with_settings(&addr.to_string(), None, settings);
-        resolvers.push(resolver);
-    }
+    let (service, resolvers) = listeners::proxy_service(
+        &server,
+        proxy,
+        &server_cfg,
+        exempt,
+        metrics.clone(),
+        &proxy_addrs,
+        &tls_addrs,
+    )?;
     server.add_service(service);
 
     let admin_sudo = Arc::new(arc_swap::ArcSwapOption::new(sudo));

@@ -9,6 +9,7 @@ mod edit;
 mod ipauth;
 mod logout;
 mod respond;
+mod upstream;
 
 use crate::denial::Denial;
 use crate::identity::{self, CookiePolicy, HeaderNames, Injection};
@@ -22,49 +23,12 @@ use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-/// Upstream connection settings.
-#[derive(Debug, Clone)]
-pub struct UpstreamPool {
-    pub addresses: Vec<SocketAddr>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
-    /// How long a WebSocket tunnel may stay silent in either direction.
-    pub websocket_idle_timeout: Duration,
-    /// TLS to the upstream: the SNI (and name checked), and the CA certificates to trust.
-    pub tls: Option<(String, Option<Arc<pingora::protocols::tls::CaType>>)>,
-}
-
-impl UpstreamPool {
-    /// The peer for address `i`; a WebSocket tunnel gets the WebSocket idle timeout.
-    fn peer(&self, i: usize, websocket: bool) -> HttpPeer {
-        let (tls, sni) = match &self.tls {
-            Some((name, _)) => (true, name.clone()),
-            None => (false, String::new()),
-        };
-        let mut peer = HttpPeer::new(self.addresses[i], tls, sni);
-        let o = &mut peer.options;
-        o.connection_timeout = Some(self.connect_timeout);
-        o.read_timeout = Some(if websocket {
-            self.websocket_idle_timeout
-        } else {
-            self.read_timeout
-        });
-        o.write_timeout = Some(self.write_timeout);
-        o.idle_timeout = Some(self.idle_timeout);
-        if let Some((_, Some(ca))) = &self.tls {
-            o.ca = Some(ca.clone());
-        }
-        peer
-    }
-}
+use std::time::Instant;
+pub use upstream::{UpstreamPool, upstream_ca};
 
 /// What a config reload replaces. Each request takes one snapshot when it starts and keeps it
 /// to the end, so a reload never mixes two configs within a request.
@@ -161,17 +125,6 @@ fn facts<'a>(session: &'a Session, peer: IpAddr, body: Option<&'a [u8]>) -> Requ
         body,
         length_with_chunked: length_with_chunked(session),
     }
-}
-
-/// CA certificates (DER, checked when the config was loaded) in pingora's form.
-pub fn upstream_ca(ders: &[Vec<u8>]) -> Arc<pingora::protocols::tls::CaType> {
-    let certs: Vec<pingora::utils::tls::WrappedX509> = ders
-        .iter()
-        .map(|der| {
-            pingora::utils::tls::WrappedX509::new(der.clone(), pingora::utils::tls::parse_x509)
-        })
-        .collect();
-    Arc::from(certs)
 }
 
 impl RequestCtx {

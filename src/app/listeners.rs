@@ -1,0 +1,70 @@
+//! The proxy's listening service: pingora's HTTP app with fluxgate's HTTP/1 and HTTP/2
+//! settings, behind the connection edge, on the plain and TLS listeners.
+
+use super::StartupError;
+use crate::config::ServerSettings;
+use crate::metrics::Metrics;
+use crate::net::cidr::CidrSet;
+use crate::net::tls::CertResolver;
+use crate::proxy::FluxgateProxy;
+use crate::proxy::edge::Edge;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+type ProxyApp = Edge<pingora::proxy::HttpProxy<FluxgateProxy>>;
+
+/// The service, and the TLS listeners' certificate resolvers (for reloads).
+pub(super) fn proxy_service(
+    server: &Server,
+    proxy: FluxgateProxy,
+    cfg: &ServerSettings,
+    exempt: CidrSet,
+    metrics: Arc<Metrics>,
+    plain: &[SocketAddr],
+    tls: &[SocketAddr],
+) -> Result<(Service<ProxyApp>, Vec<Arc<CertResolver>>), StartupError> {
+    let limits = cfg.limits;
+    let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.keepalive_request_limit = match limits.max_requests_per_connection {
+        0 => None,
+        // pingora counts reuses: N requests are the first plus N - 1 reuses.
+        n => Some(n - 1),
+    };
+    http.server_options = Some(options);
+    // SECURITY: conservative HTTP/2 limits against stream floods (rapid reset), CONTINUATION
+    // floods and oversized frames; the h2 crate enforces them.
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_frame_size(16_384)
+        .initial_window_size(256 * 1024)
+        .max_send_buffer_size(256 * 1024)
+        .max_concurrent_reset_streams(10)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(256));
+    http.h2_options = Some(h2);
+    let mut service = Service::new(
+        "fluxgate proxy".to_string(),
+        Edge::new(http, limits, exempt, metrics),
+    );
+    for a in plain {
+        service.add_tcp(&a.to_string());
+    }
+    let mut resolvers = Vec::new();
+    for (t, addr) in cfg.tls.iter().zip(tls) {
+        let resolver =
+            Arc::new(CertResolver::new(t.certificates.clone()).map_err(StartupError::Tls)?);
+        let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
+            .map_err(|e| StartupError::Tls(e.to_string()))?;
+        settings.set_cert_resolver(resolver.clone());
+        if t.http2 {
+            settings.enable_h2();
+        }
+        service.add_tls_with_settings(&addr.to_string(), None, settings);
+        resolvers.push(resolver);
+    }
+    Ok((service, resolvers))
+}
