@@ -6,6 +6,7 @@ mod body;
 mod cookies;
 pub mod edge;
 mod edit;
+mod guard;
 mod ipauth;
 mod logout;
 mod respond;
@@ -18,7 +19,7 @@ use crate::pipeline::{Identity, Pipeline, RequestFacts, RouteId, Verdict, admitt
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use edit::Upstream;
-use futures_util::FutureExt;
+use guard::guarded;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -441,29 +442,6 @@ impl ProxyHttp for FluxgateProxy {
     }
 }
 
-/// Runs the pipeline, turning a panic into a 500 denial.
-// SECURITY: a panic while deciding must refuse the request, never let it through or drop the
-// connection without an answer.
-async fn guarded(
-    evaluate: impl std::future::Future<Output = Verdict>,
-    peer: IpAddr,
-    metrics: &Metrics,
-) -> Verdict {
-    match AssertUnwindSafe(evaluate).catch_unwind().await {
-        Ok(v) => v,
-        Err(_) => {
-            metrics.panics.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("panic while evaluating a request; refused with 500");
-            Verdict {
-                client_ip: peer,
-                route: RouteId::Unrouted,
-                outcome: Err(Denial::Internal),
-                reservation: None,
-            }
-        }
-    }
-}
-
 fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
@@ -472,42 +450,5 @@ fn status_class(status: u16) -> &'static str {
         400..=499 => "4xx",
         500..=599 => "5xx",
         _ => "none",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_panic_in_the_pipeline_becomes_a_500_denial_not_a_forward() {
-        let metrics = Metrics::default();
-        let peer: IpAddr = "192.0.2.1".parse().unwrap();
-        let v = guarded(
-            async {
-                panic!("bug in a stage");
-                #[allow(unreachable_code)]
-                Verdict {
-                    client_ip: peer,
-                    route: RouteId::Default,
-                    outcome: Ok(crate::pipeline::Admitted {
-                        identity: Identity::Anonymous,
-                        pass_cookies: false,
-                        role: None,
-                        limit_headers: None,
-                        sudo_until: None,
-                        geo: Default::default(),
-                        websocket: false,
-                    }),
-                    reservation: None,
-                }
-            },
-            peer,
-            &metrics,
-        )
-        .await;
-        assert_eq!(v.outcome.unwrap_err(), Denial::Internal);
-        assert_eq!(metrics.panics.load(Ordering::Relaxed), 1);
-        assert_eq!(Denial::Internal.to_response().status, 500);
     }
 }

@@ -1,0 +1,70 @@
+//! The panic guard around the pipeline.
+
+use crate::denial::Denial;
+use crate::metrics::Metrics;
+use crate::pipeline::{RouteId, Verdict};
+use futures_util::FutureExt;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+
+/// Runs the pipeline, turning a panic into a 500 denial.
+// SECURITY: a panic while deciding must refuse the request, never let it through or drop the
+// connection without an answer.
+pub(super) async fn guarded(
+    evaluate: impl std::future::Future<Output = Verdict>,
+    peer: IpAddr,
+    metrics: &Metrics,
+) -> Verdict {
+    match AssertUnwindSafe(evaluate).catch_unwind().await {
+        Ok(v) => v,
+        Err(_) => {
+            metrics.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("panic while evaluating a request; refused with 500");
+            Verdict {
+                client_ip: peer,
+                route: RouteId::Unrouted,
+                outcome: Err(Denial::Internal),
+                reservation: None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Identity;
+
+    #[tokio::test]
+    async fn a_panic_in_the_pipeline_becomes_a_500_denial_not_a_forward() {
+        let metrics = Metrics::default();
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        let v = guarded(
+            async {
+                panic!("bug in a stage");
+                #[allow(unreachable_code)]
+                Verdict {
+                    client_ip: peer,
+                    route: RouteId::Default,
+                    outcome: Ok(crate::pipeline::Admitted {
+                        identity: Identity::Anonymous,
+                        pass_cookies: false,
+                        role: None,
+                        limit_headers: None,
+                        sudo_until: None,
+                        geo: Default::default(),
+                        websocket: false,
+                    }),
+                    reservation: None,
+                }
+            },
+            peer,
+            &metrics,
+        )
+        .await;
+        assert_eq!(v.outcome.unwrap_err(), Denial::Internal);
+        assert_eq!(metrics.panics.load(Ordering::Relaxed), 1);
+        assert_eq!(Denial::Internal.to_response().status, 500);
+    }
+}
