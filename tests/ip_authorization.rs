@@ -292,10 +292,34 @@ fn the_webhook_is_retried_with_backoff() {
     let (tok, _) = fg.create_session(json!({"user_id": "42", "client_ip": GB}));
     get(&fg, &tok, SE).denial(403, "IP_AUTHORIZATION_REQUIRED");
     verify(&hook.wait_for(1));
-    assert_eq!(
-        fg.metric("fluxgate_ip_authorization_notifications_total{result=\"webhook_sent\"}"),
-        1.0
-    );
+    // The metric is counted once the receiver has answered: poll for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while fg.metric("fluxgate_ip_authorization_notifications_total{result=\"webhook_sent\"}") < 1.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "webhook_sent never counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(hook.deliveries().len(), 1);
+}
+
+#[test]
+fn a_webhook_that_keeps_failing_for_one_user_does_not_hold_up_the_others() {
+    // User 666's notification fails and retries with backoff for about 50 s (10 retries);
+    // user 777's, queued right after it, is delivered at once.
+    let up = Upstream::start();
+    let hook = Receiver::start_refusing("666");
+    let (fg, _) = start(&up, &hook, "webhook_retries = 10", false).unwrap();
+    let (stuck, _) = fg.create_session(json!({"user_id": "666", "client_ip": GB}));
+    let (other, _) = fg.create_session(json!({"user_id": "777", "client_ip": GB}));
+    get(&fg, &stuck, SE).denial(403, "IP_AUTHORIZATION_REQUIRED");
+    get(&fg, &other, SE).denial(403, "IP_AUTHORIZATION_REQUIRED");
+    let d = hook.wait_for(1);
+    verify(&d);
+    assert_eq!(d.json()["user_id"], "777");
+    assert_eq!(hook.deliveries().len(), 1);
 }
 
 #[test]

@@ -33,6 +33,15 @@ pub struct Receiver {
 impl Receiver {
     /// Fails the first `fail_first` deliveries with 500.
     pub fn start(fail_first: usize) -> Receiver {
+        Self::start_with(fail_first, None)
+    }
+
+    /// Fails every delivery for `user_id` with 500 (and the others not).
+    pub fn start_refusing(user_id: &str) -> Receiver {
+        Self::start_with(0, Some(format!("\"user_id\":\"{user_id}\"")))
+    }
+
+    fn start_with(fail_first: usize, refuse: Option<String>) -> Receiver {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -50,10 +59,11 @@ impl Receiver {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (seen, failures) = (s2.clone(), failures.clone());
+                let (seen, failures, refuse) = (s2.clone(), failures.clone(), refuse.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (seen, failures) = (seen.clone(), failures.clone());
+                        let (seen, failures, refuse) =
+                            (seen.clone(), failures.clone(), refuse.clone());
                         async move {
                             let h = |n: &str| {
                                 req.headers()
@@ -70,11 +80,15 @@ impl Receiver {
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            let fail = failures
-                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                                    n.checked_sub(1)
-                                })
-                                .is_ok();
+                            let refused = refuse
+                                .as_deref()
+                                .is_some_and(|r| String::from_utf8_lossy(&body).contains(r));
+                            let fail = refused
+                                || failures
+                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                        n.checked_sub(1)
+                                    })
+                                    .is_ok();
                             let status = if fail {
                                 500
                             } else {

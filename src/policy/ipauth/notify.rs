@@ -1,6 +1,7 @@
 //! Telling the backend about a pending IP authorization, so it can e-mail the user: an
 //! HMAC-SHA256-signed webhook and/or an entry on a Redis stream. Never on the request path:
-//! notifications go through a bounded queue to a background worker that retries with backoff.
+//! notifications go through a bounded queue to a background worker that delivers each on its
+//! own (up to 32 at once), retrying with backoff.
 
 use crate::metrics::Metrics;
 use crate::redis_client::Connections;
@@ -14,7 +15,7 @@ use serde::Serialize;
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 /// What the backend needs to e-mail the user.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct Notifier {
 }
 
 const QUEUE: usize = 4096;
+/// Deliveries in progress at once.
+const CONCURRENT: usize = 32;
 
 impl Notifier {
     /// A notifier and its worker; `None` worker when nothing is configured.
@@ -117,23 +120,36 @@ impl Worker {
                 h
             });
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+        let targets = Arc::new((client, self.webhook.take(), self.stream.take()));
+        // Each notification is delivered on its own, so one that keeps failing (and retrying
+        // with backoff) does not hold up the others; at most CONCURRENT at a time.
+        let slots = Arc::new(Semaphore::new(CONCURRENT));
         loop {
             let n = tokio::select! {
                 n = self.rx.recv() => match n { Some(n) => n, None => return },
                 _ = shutdown.changed() => return,
             };
-            if let Some(w) = &self.webhook {
-                let ok = deliver(&client, w, &n).await;
-                self.metrics
-                    .notify
-                    .inc(if ok { "webhook_sent" } else { "webhook_failed" }, "");
-            }
-            if let Some((conns, key)) = &self.stream {
-                let ok = xadd(conns, key, &n).await;
-                self.metrics
-                    .notify
-                    .inc(if ok { "stream_sent" } else { "stream_failed" }, "");
-            }
+            let slot = tokio::select! {
+                s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => return },
+                _ = shutdown.changed() => return,
+            };
+            let (targets, metrics) = (targets.clone(), self.metrics.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                let (client, webhook, stream) = &*targets;
+                if let Some(w) = webhook {
+                    let ok = deliver(client, w, &n).await;
+                    metrics
+                        .notify
+                        .inc(if ok { "webhook_sent" } else { "webhook_failed" }, "");
+                }
+                if let Some((conns, key)) = stream {
+                    let ok = xadd(conns, key, &n).await;
+                    metrics
+                        .notify
+                        .inc(if ok { "stream_sent" } else { "stream_failed" }, "");
+                }
+            });
         }
     }
 }
