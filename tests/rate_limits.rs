@@ -139,10 +139,9 @@ fn email_case_variants_share_a_bucket_and_bodies_reach_the_upstream_intact() {
 }
 
 #[test]
-fn missing_malformed_or_oversized_bodies_are_limited_by_ip_never_unlimited() {
+fn missing_or_malformed_bodies_are_limited_by_ip_and_oversized_ones_are_refused() {
     let up = Upstream::start();
     let fg = Fluxgate::start(up.addr, LIMITS);
-    let big = json!({"email": "x@example.com", "pad": "p".repeat(20 * 1024)}).to_string();
     // Each falls back to the client IP: together they share one bucket of 2.
     for body in [&b"{}"[..], b"not json"] {
         let r = fg.send(&Req::new("POST", "/auth/email").body(body));
@@ -150,18 +149,52 @@ fn missing_malformed_or_oversized_bodies_are_limited_by_ip_never_unlimited() {
         assert_eq!(up.last().body, body, "forwarded untouched");
     }
     assert_429(
-        &fg.send(&Req::new("POST", "/auth/email").body(big.as_bytes())),
+        &fg.send(&Req::new("POST", "/auth/email").body(b"[]")),
         "user",
         "by-email",
     );
-    // An oversized body is not buffered, and still reaches the upstream intact.
+    // A body too large to read ahead cannot pick its own key: refused, never forwarded.
+    let big = json!({"email": "x@example.com", "pad": "p".repeat(20 * 1024)}).to_string();
     let fg2 = Fluxgate::start(up.addr, LIMITS);
-    assert_eq!(
-        fg2.send(&Req::new("POST", "/auth/email").body(big.as_bytes()))
-            .status,
-        200
-    );
-    assert_eq!(up.last().body, big.as_bytes());
+    up.clear();
+    let r = fg2.send(&Req::new("POST", "/auth/email").body(big.as_bytes()));
+    r.denial(400, "BAD_REQUEST");
+    assert_eq!(up.count(), 0);
+}
+
+fn chunked(path: &str, body: &str, status: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Type: application/json\r\nx-upstream-status: {status}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_chunked_body_cannot_dodge_a_lockout_keyed_by_its_email() {
+    // Sent chunked, the body has no Content-Length; it is still read and keyed by the e-mail,
+    // so the victim's lockout counts it (it does not fall back to a per-IP count).
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, LIMITS);
+    let body = r#"{"email":"victim@example.com","password":"guess"}"#;
+    for i in 0..3 {
+        let r = send_raw(fg.proxy, &chunked("/auth/guess", body, "401"));
+        assert_eq!(r.status, 401, "attempt {i}: {}", r.text());
+    }
+    assert_eq!(up.last().body, body.as_bytes(), "forwarded intact");
+    let before = up.count();
+    // Banned for the e-mail, however the body is framed.
+    send_raw(fg.proxy, &chunked("/auth/guess", body, "200")).denial(429, "RATE_LIMITED");
+    fg.send(&post_json(
+        "/auth/guess",
+        &json!({"email": "victim@example.com"}),
+    ))
+    .denial(429, "RATE_LIMITED");
+    assert_eq!(up.count(), before);
+    // A chunked body over 16 KiB is refused rather than keyed by IP.
+    let big = json!({"email": "other@example.com", "pad": "p".repeat(20 * 1024)}).to_string();
+    send_raw(fg.proxy, &chunked("/auth/guess", &big, "401")).denial(400, "BAD_REQUEST");
+    assert_eq!(up.count(), before);
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //! field, and settling lockout attempts once the upstream's answer is known.
 //!
 //! The body is read into pingora's retry buffer, which pingora then sends upstream as the body,
-//! so the upstream receives exactly what the client sent. Only bodies with a `Content-Length`
-//! of at most 16 KiB are read; anything else is forwarded as it streams, and its limits fall
-//! back to the client IP.
+//! so the upstream receives exactly what the client sent. Bodies of at most 16 KiB are read,
+//! whatever their framing (length, chunked, HTTP/2 frames); larger ones are refused on such
+//! routes. Routes without body-keyed limits never read ahead.
 
 use super::RequestCtx;
+use crate::denial::{BadRequest, Denial};
 use bytes::Bytes;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -15,35 +16,46 @@ use std::net::IpAddr;
 /// Largest body read before deciding.
 pub const MAX_PREREAD: usize = 16 * 1024;
 
-fn small_body_len(session: &Session) -> Option<usize> {
-    let h = &session.req_header().headers;
-    if h.contains_key(http::header::TRANSFER_ENCODING) {
-        return None;
-    }
-    h.get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=MAX_PREREAD).contains(n))
+/// What reading ahead gave.
+pub enum Preread {
+    /// Nothing read: no body, or the route does not need it.
+    Skipped,
+    /// The whole body.
+    Body(Option<Bytes>),
+    /// The route needs the body but it is too large to read ahead: refused.
+    Refused(Denial),
 }
 
-/// Reads the body when the route needs it and it is small; `None` otherwise.
-pub async fn preread(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    peer: IpAddr,
-) -> Result<Option<Bytes>> {
-    if small_body_len(session).is_none() {
-        return Ok(None);
+// SECURITY: on a route keyed by a body field, a body that cannot be read ahead would fall back
+// to the client IP as its key; a client could then choose that (chunked, oversized) to escape a
+// per-account lockout. So chunked and unknown-length bodies are read too, and larger ones are
+// refused.
+fn too_large() -> Denial {
+    Denial::BadRequest(BadRequest::Invalid(
+        "the body of this request must be at most 16 KiB",
+    ))
+}
+
+/// Reads the body when the route needs it (at most 16 KiB, whatever its framing).
+pub async fn preread(session: &mut Session, ctx: &mut RequestCtx, peer: IpAddr) -> Result<Preread> {
+    if session.is_body_empty() {
+        return Ok(Preread::Skipped);
     }
     let needed = ctx
         .live
         .pipeline
         .body_needed(&super::facts(session, peer, None));
-    let req = session.req_header();
     if !needed {
-        return Ok(None);
+        return Ok(Preread::Skipped);
+    }
+    let req = session.req_header();
+    let declared = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_PREREAD) {
+        return Ok(Preread::Refused(too_large()));
     }
     let expects_continue = req
         .headers
@@ -57,14 +69,11 @@ pub async fn preread(
     while let Some(chunk) = session.read_request_body().await? {
         read += chunk.len();
         if read > MAX_PREREAD {
-            return Error::e_explain(
-                InvalidHTTPHeader,
-                "request body longer than its Content-Length",
-            );
+            return Ok(Preread::Refused(too_large()));
         }
     }
     ctx.body_preread = true;
-    Ok(session.get_retry_buffer())
+    Ok(Preread::Body(session.get_retry_buffer()))
 }
 
 /// Settles the request's lockout attempt: a failure if the upstream answered with one of the

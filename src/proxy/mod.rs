@@ -181,7 +181,15 @@ impl ProxyHttp for FluxgateProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let peer = peer_ip(session);
         ctx.request_id = Some(identity::request_id(&session.req_header().headers));
-        let body = body::preread(session, ctx, peer).await?;
+        let body = match body::preread(session, ctx, peer).await? {
+            body::Preread::Skipped => None,
+            body::Preread::Body(b) => b,
+            body::Preread::Refused(d) => {
+                respond::write_denial(session, &d, ctx.request_id.as_ref()).await?;
+                ctx.failure = Some(d);
+                return Ok(true);
+            }
+        };
         let facts = facts(session, peer, body.as_deref());
         let live = ctx.live.clone();
         let verdict = guarded(live.pipeline.evaluate(&facts), peer, &self.metrics).await;
