@@ -582,3 +582,72 @@ fn a_quiet_websocket_outlives_read_timeout_and_is_closed_after_its_idle_timeout(
         .and_then(|_| ws.read());
     assert!(after.is_err(), "the idle tunnel stayed open: {after:?}");
 }
+
+fn h2_listener(keys: &str) -> (Upstream, Fluxgate, SocketAddr, Vec<u8>) {
+    let up = Upstream::start();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (ac, ak, a) = cert(dir.path(), "a", &["a.test"]);
+    let tls = format!(
+        "[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+        ac.display(),
+        ak.display(),
+    );
+    let cfg = tls_config(dir.path(), up.addr, &tls, "")
+        .replace("threads = 1\n", &format!("threads = 1\n{keys}\n"));
+    let fg = Fluxgate::start_with(dir, &cfg);
+    let addr = tls_addr(&fg);
+    (up, fg, addr, a)
+}
+
+#[test]
+fn an_http2_connection_that_never_sends_its_preface_is_cut_off_at_the_head_deadline() {
+    let (_up, fg, addr, a) = h2_listener("head_timeout = \"1s\"");
+    let roots: [&[u8]; 1] = [&a];
+    let mut s = tls_connect(
+        addr,
+        client(&roots, rustls::ALL_VERSIONS, &[b"h2"]),
+        "a.test",
+    )
+    .unwrap();
+    assert_eq!(s.conn.alpn_protocol(), Some(&b"h2"[..]));
+    // Say nothing after the handshake.
+    let mut buf = [0u8; 64];
+    let cut = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => {
+                break !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    };
+    assert!(cut, "a silent HTTP/2 connection stayed open");
+    assert!(fg.metric("fluxgate_connections_closed_total{reason=\"head_timeout\"}") >= 1.0);
+}
+
+#[test]
+fn an_idle_http2_connection_without_streams_is_closed_after_the_keepalive_timeout() {
+    let (_up, _fg, addr, a) = h2_listener("keepalive_timeout = \"1s\"");
+    let roots: [&[u8]; 1] = [&a];
+    let cfg = client(&roots, rustls::ALL_VERSIONS, &[b"h2"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ended = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(ServerName::try_from("a.test").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (_send, conn) = h2::client::handshake(tls).await.unwrap();
+        // The connection future ends when the server closes (GOAWAY or EOF).
+        tokio::time::timeout(Duration::from_secs(6), conn)
+            .await
+            .is_ok()
+    });
+    assert!(ended, "an idle HTTP/2 connection stayed open");
+}

@@ -33,6 +33,9 @@ pub(super) fn proxy_service(
         // pingora counts reuses: N requests are the first plus N - 1 reuses.
         n => Some(n - 1),
     };
+    // An HTTP/2 connection without streams is closed after the keep-alive timeout, as an idle
+    // HTTP/1 connection is.
+    options.h2_idle_timeout = Some(limits.keepalive_timeout);
     http.server_options = Some(options);
     // SECURITY: conservative HTTP/2 limits against stream floods (rapid reset), CONTINUATION
     // floods and oversized frames; the h2 crate enforces them.

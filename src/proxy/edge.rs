@@ -5,7 +5,8 @@
 //! seconds (slowloris) would hold a connection forever. Each plain or TLS HTTP/1 connection is
 //! wrapped in [`Guarded`], which notes when the first byte of a request head arrives; the
 //! request hooks mark the head complete; a watchdog per connection closes it when a head takes
-//! longer than `server.head_timeout`. HTTP/2 connections are left to h2's own limits.
+//! longer than `server.head_timeout`. HTTP/2 connections get the same deadline for their
+//! connection preface, then h2's own limits and the HTTP/2 idle timeout.
 
 use crate::config::EdgeLimits;
 use crate::metrics::Metrics;
@@ -96,11 +97,17 @@ impl ConnState {
     }
 }
 
+/// The HTTP/2 client connection preface (`PRI * HTTP/2.0…`), in bytes.
+const H2_PREFACE: usize = 24;
+
 /// A client connection that reports request-head progress to its [`ConnState`].
 #[derive(Debug)]
 pub struct Guarded {
     inner: Stream,
     state: Arc<ConnState>,
+    /// HTTP/2: preface bytes still to come. Once the preface is in, h2's own limits and the
+    /// idle timeout take over, and the head deadline no longer applies.
+    h2_preface_left: usize,
 }
 
 impl Guarded {
@@ -120,8 +127,16 @@ impl AsyncRead for Guarded {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.state.bytes_arrived();
+        let n = buf.filled().len() - before;
+        if matches!(r, Poll::Ready(Ok(()))) && n > 0 {
+            if self.h2_preface_left > 0 {
+                self.h2_preface_left = self.h2_preface_left.saturating_sub(n);
+                if self.h2_preface_left == 0 {
+                    self.state.head_complete();
+                }
+            } else {
+                self.state.bytes_arrived();
+            }
         }
         r
     }
@@ -329,13 +344,15 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
             }
             _ => None,
         };
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.inner.process_new(stream, shutdown).await;
-        }
+        // HTTP/2 connections are guarded until their preface is in (a client that completes
+        // TLS and then sends nothing); after it, the h2 idle timeout closes connections without
+        // streams.
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let state = Arc::new(ConnState::new());
         let guarded: Stream = Box::new(Guarded {
             inner: stream,
             state: state.clone(),
+            h2_preface_left: if h2 { H2_PREFACE } else { 0 },
         });
         tokio::select! {
             r = self.inner.process_new(guarded, shutdown) => r,
