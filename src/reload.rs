@@ -37,6 +37,9 @@ pub struct Reloader {
     shared: Shared,
     admin_sudo: Arc<ArcSwapOption<Sudo>>,
     current: Mutex<Current>,
+    /// The file the process started with: restart-only sections are compared against it, so
+    /// every reload keeps saying what still waits for a restart.
+    started: FileConfig,
     resolvers: Vec<Arc<CertResolver>>,
     /// The edge limits in force since start.
     edge: crate::config::EdgeLimits,
@@ -69,6 +72,7 @@ impl Reloader {
             live: parts.live,
             shared: parts.shared,
             admin_sudo: parts.admin_sudo,
+            started: parts.file.clone(),
             current: Mutex::new(Current {
                 file: parts.file,
                 limiter: parts.limiter,
@@ -85,7 +89,7 @@ impl Reloader {
         };
         let mut cfg = config::load(path).map_err(|e| e.to_string())?;
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let needs_restart = restart_only_changes(&current.file, &cfg.file);
+        let needs_restart = restart_only_changes(&self.started, &cfg.file);
         // Counters survive a reload unless the limits themselves changed (routes refer to
         // buckets by position, so new definitions need a new limiter).
         let limits = std::mem::take(&mut cfg.limits);
@@ -212,6 +216,12 @@ fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str>
         !same(&sessions(&old.sessions), &sessions(&new.sessions)),
     );
     check("redis", !same(&old.redis, &new.redis));
+    // Client-IP resolution reloads, but the listeners' exemption of trusted proxies from the
+    // per-address connection cap was fixed when they were built.
+    check(
+        "client_ip.trusted_proxies",
+        old.client_ip.trusted_proxies != new.client_ip.trusted_proxies,
+    );
     let geoip = |g: &crate::config::file::GeoipFile| {
         let mut g = g.clone();
         g.headers = false;
@@ -250,5 +260,10 @@ mod tests {
         new.server.threads += 1;
         new.logging.level = "debug".into();
         assert_eq!(restart_only_changes(&old, &new), vec!["server", "logging"]);
+        new.client_ip.trusted_proxies = vec!["10.0.0.0/8".into()];
+        assert_eq!(
+            restart_only_changes(&old, &new),
+            vec!["server", "client_ip.trusted_proxies", "logging"]
+        );
     }
 }

@@ -73,6 +73,20 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_one_is_inval
         fg.stderr()
     );
     assert_eq!(fg.send(&Req::get("/thing")).status, 200);
+    // A later reload still says so: the change has not taken effect yet.
+    std::fs::write(
+        &fg.config_path,
+        format!(
+            "{}\n[[route]]\npath = \"/more\"\nauth = \"none\"\n",
+            next.replace("threads = 1\n", "threads = 2\n")
+        ),
+    )
+    .unwrap();
+    fg.signal("HUP");
+    wait_until("the second restart notice", || {
+        fg.stderr().matches("take effect after a restart").count() == 2
+    });
+    assert_eq!(fg.send(&Req::get("/more")).status, 200);
 }
 
 #[test]

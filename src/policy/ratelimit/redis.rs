@@ -36,19 +36,27 @@ return {1, math.floor((now_s + limit * window - new) / window), 0, reset, now}
 
 // Lockouts keep the failure log of `window.rs` in one hash: `b` = banned until, `l` = the log,
 // oldest first, as `p<ms>` (an attempt in flight) or `f<ms>` (a failure). The same rules as
-// `FailureLog`, one atomic script per step.
+// `FailureLog` (PENDING_TTL is `window::PENDING_TTL_MS`), one atomic script per step.
 const LOG_LIB: &str = r#"
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
 end
+local PENDING_TTL = 3600000
 local function load(now, window)
   local log = {}
+  local pending_ttl = math.max(window, PENDING_TTL)
   for kind, at in string.gmatch(redis.call('HGET', KEYS[1], 'l') or '', '(%a)(%d+)') do
     at = tonumber(at)
-    if at > now - window then table.insert(log, {kind, at}) end
+    local ttl = window
+    if kind == 'p' then ttl = pending_ttl end
+    if at > now - ttl then table.insert(log, {kind, at}) end
   end
   return log
+end
+local function expiry(e, window)
+  if e[1] == 'p' then return e[2] + math.max(window, PENDING_TTL) end
+  return e[2] + window
 end
 local function push(log, kind, now)
   local at = now
@@ -63,7 +71,7 @@ local function store(log, now, window)
     for i, e in ipairs(log) do parts[i] = e[1] .. string.format('%d', e[2]) end
     redis.call('HSET', KEYS[1], 'l', table.concat(parts, ','))
   end
-  local ttl = window + 1000
+  local ttl = math.max(window, PENDING_TTL) + 1000
   local ban = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
   if ban - now + 1000 > ttl then ttl = ban - now + 1000 end
   redis.call('PEXPIRE', KEYS[1], ttl)
@@ -78,7 +86,12 @@ local ban = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
 if ban > now then return {0, ban - now, 1} end
 local log = load(now, window)
 if #log >= max then
-  local wait = log[1][2] + window - now
+  local next = expiry(log[1], window)
+  for _, e in ipairs(log) do
+    local x = expiry(e, window)
+    if x < next then next = x end
+  end
+  local wait = next - now
   if wait < 1 then wait = 1 end
   return {0, wait, 0}
 end
@@ -237,5 +250,18 @@ impl RedisLimiter {
             })
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_holds_reservations_as_long_as_the_local_log() {
+        assert!(LOG_LIB.contains(&format!(
+            "local PENDING_TTL = {}\n",
+            super::super::window::PENDING_TTL_MS
+        )));
     }
 }

@@ -11,6 +11,11 @@ use crate::clock::Millis;
 /// The most failures a lockout may count (`max_failures`): the log holds this many entries.
 pub const MAX_FAILURES: usize = 10;
 
+/// How long an attempt in flight keeps its place if it is never answered (an instance stopped
+/// mid-request), at least. Longer than `find_time` on purpose: a request kept alive past
+/// `find_time` (a trickled body) must not free its place and let more guesses through.
+pub const PENDING_TTL_MS: Millis = 3_600_000;
+
 /// One key's recent attempts: failures and reservations (attempts not yet answered), oldest
 /// first, as millisecond offsets from `base`; and the ban, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +66,30 @@ impl FailureLog {
         self.len -= 1;
     }
 
-    /// Drops entries older than the window. A reservation that old was never answered (an
-    /// instance stopped mid-request) and no longer holds a place.
+    fn is_failure(&self, i: usize) -> bool {
+        self.failed & (1 << i) != 0
+    }
+
+    /// When entry `i` stops counting: a failure after the window, a reservation after
+    /// [`PENDING_TTL_MS`] (or the window, if longer).
+    fn expiry(&self, i: usize) -> Millis {
+        let ttl = if self.is_failure(i) {
+            self.window_ms
+        } else {
+            self.window_ms.max(PENDING_TTL_MS)
+        };
+        self.time(i) + ttl
+    }
+
+    /// Drops entries that no longer count.
     fn prune(&mut self, now: Millis) {
-        while self.len > 0 && self.time(0) <= now - self.window_ms {
-            self.remove(0);
+        let mut i = 0;
+        while i < self.len as usize {
+            if self.expiry(i) <= now {
+                self.remove(i);
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -113,8 +137,12 @@ impl FailureLog {
         self.prune(now);
         if self.len as usize >= max.min(MAX_FAILURES) {
             // Failures and attempts in flight fill the window: the oldest frees a place.
+            let next = (0..self.len as usize)
+                .map(|i| self.expiry(i))
+                .min()
+                .unwrap_or(now);
             return Reserve::Denied {
-                retry_after_ms: (self.time(0) + self.window_ms - now).max(1),
+                retry_after_ms: (next - now).max(1),
                 banned: false,
             };
         }
@@ -126,7 +154,7 @@ impl FailureLog {
     /// fall within the window); anything else gives the place back. Returns whether it banned.
     pub fn finish(&mut self, now: Millis, max: usize, ban_ms: Millis, failed: bool) -> bool {
         self.prune(now);
-        if let Some(i) = (0..self.len as usize).find(|&i| self.failed & (1 << i) == 0) {
+        if let Some(i) = (0..self.len as usize).find(|&i| !self.is_failure(i)) {
             self.remove(i);
         }
         if !failed {
@@ -145,8 +173,7 @@ impl FailureLog {
 
     /// Nothing left worth keeping (for sweeping the local table).
     pub fn idle(&self, now: Millis) -> bool {
-        self.ban_until <= now
-            && (self.len == 0 || self.time(self.len as usize - 1) <= now - self.window_ms)
+        self.ban_until <= now && (0..self.len as usize).all(|i| self.expiry(i) <= now)
     }
 }
 
@@ -228,18 +255,42 @@ mod tests {
     }
 
     #[test]
-    fn a_reservation_never_answered_expires_with_the_window() {
+    fn an_attempt_kept_in_flight_past_find_time_keeps_its_place() {
+        // Five attempts held open (bodies trickled) past the 1-minute window must not free
+        // their places for five more.
+        let mut log = FailureLog::new(MIN);
+        for _ in 0..5 {
+            assert_eq!(log.reserve(T0, 5), Reserve::Allowed);
+        }
+        let Reserve::Denied {
+            retry_after_ms,
+            banned,
+        } = log.reserve(T0 + 2 * MIN, 5)
+        else {
+            panic!("the places are still held")
+        };
+        assert!(!banned);
+        assert_eq!(retry_after_ms, PENDING_TTL_MS - 2 * MIN);
+        // Answered late, as failures: the fifth bans.
+        for i in 0..4 {
+            assert!(!log.finish(T0 + 3 * MIN, 5, 15 * MIN, true), "failure {i}");
+        }
+        assert!(log.finish(T0 + 3 * MIN, 5, 15 * MIN, true));
+    }
+
+    #[test]
+    fn a_reservation_never_answered_expires_after_an_hour() {
         let mut log = FailureLog::new(MIN);
         for _ in 0..5 {
             assert_eq!(log.reserve(T0, 5), Reserve::Allowed);
         }
         assert!(matches!(
-            log.reserve(T0 + 1, 5),
+            log.reserve(T0 + 30 * MIN, 5),
             Reserve::Denied { banned: false, .. }
         ));
-        assert_eq!(log.reserve(T0 + MIN, 5), Reserve::Allowed);
-        assert!(!log.idle(T0 + MIN));
-        assert!(log.idle(T0 + 2 * MIN));
+        assert!(!log.idle(T0 + 30 * MIN));
+        assert_eq!(log.reserve(T0 + PENDING_TTL_MS, 5), Reserve::Allowed);
+        assert!(log.idle(T0 + 2 * PENDING_TTL_MS));
     }
 
     #[test]
