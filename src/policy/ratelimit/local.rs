@@ -101,6 +101,17 @@ impl<E: Stored> LocalTable<E> {
         now: Millis,
         f: impl FnOnce(&mut Option<E>) -> R,
     ) -> R {
+        self.with_placed(key, bucket, now, f).0
+    }
+
+    /// As [`with`](Self::with), and whether the state was the bucket's shared overflow state.
+    pub fn with_placed<R>(
+        &self,
+        key: u64,
+        bucket: u32,
+        now: Millis,
+        f: impl FnOnce(&mut Option<E>) -> R,
+    ) -> (R, bool) {
         let shard = &self.shards[(key >> 58) as usize % SHARDS];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = s.map.get(&key).copied() {
@@ -114,7 +125,7 @@ impl<E: Stored> LocalTable<E> {
                     s.map.remove(&key);
                 }
             }
-            return r;
+            return (r, false);
         }
         if s.map.len() >= self.per_shard && now >= s.next_sweep {
             s.map.retain(|_, e| !e.idle(now));
@@ -128,9 +139,14 @@ impl<E: Stored> LocalTable<E> {
             if let Some(n) = slot {
                 s.map.insert(key, n);
             }
-            return r;
+            return (r, false);
         }
         drop(s);
+        (self.with_overflow(bucket, f), true)
+    }
+
+    /// Runs `f` on the bucket's shared overflow state (where keys that found no room live).
+    pub fn with_overflow<R>(&self, bucket: u32, f: impl FnOnce(&mut Option<E>) -> R) -> R {
         let mut o = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
         let mut slot = o.get(&bucket).copied();
         let r = f(&mut slot);
@@ -139,6 +155,16 @@ impl<E: Stored> LocalTable<E> {
             None => o.remove(&bucket),
         };
         r
+    }
+
+    /// The bucket's overflow state (tests).
+    #[cfg(test)]
+    pub fn overflow_state(&self, bucket: u32) -> Option<E> {
+        self.overflow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&bucket)
+            .copied()
     }
 
     /// Entries held (tests and metrics).

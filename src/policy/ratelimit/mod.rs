@@ -85,6 +85,8 @@ pub struct Reservation {
     pub lockout: u32,
     pub key: KeyValue,
     on_redis: bool,
+    /// Taken in the local table's shared overflow state (the table was full): settled there.
+    in_overflow: bool,
 }
 
 /// A lockout's answer.
@@ -216,10 +218,11 @@ impl Limiter {
         self.local.key(l.id | 1 << 31, &[&[key.tag], &key.bytes])
     }
 
-    fn local_reserve(&self, l: &LockoutDef, key: &KeyValue, now: Millis) -> Reserved {
+    /// A reservation on the local table, and whether it went to the overflow state.
+    fn local_reserve(&self, l: &LockoutDef, key: &KeyValue, now: Millis) -> (Reserved, bool) {
         let k = self.local_lockout_key(l, key);
         let max = l.rate.limit as usize;
-        self.lockout_logs.with(k, l.id, now, |slot| {
+        self.lockout_logs.with_placed(k, l.id, now, |slot| {
             let log = slot.get_or_insert_with(|| FailureLog::new(l.rate.window_ms));
             match log.reserve(now, max) {
                 window::Reserve::Allowed => Reserved::Allowed,
@@ -234,22 +237,29 @@ impl Limiter {
         })
     }
 
-    fn local_finish(&self, l: &LockoutDef, key: &KeyValue, failed: bool, now: Millis) {
-        let k = self.local_lockout_key(l, key);
-        self.lockout_logs.with(k, l.id, now, |slot| {
+    fn local_finish(&self, l: &LockoutDef, r: &Reservation, failed: bool, now: Millis) {
+        let settle = |slot: &mut Option<FailureLog>| {
             if let Some(log) = slot.as_mut() {
                 log.finish(now, l.rate.limit as usize, l.ban_ms, failed);
             }
-        })
+        };
+        // Settled where it was taken: a key that found no room reserved in the overflow state,
+        // even if room has appeared since.
+        if r.in_overflow {
+            self.lockout_logs.with_overflow(l.id, settle)
+        } else {
+            let k = self.local_lockout_key(l, &r.key);
+            self.lockout_logs.with(k, l.id, now, settle)
+        }
     }
 
     /// Reserves one attempt on lockout `l` for `key`.
     pub async fn attempt(&self, l: &LockoutDef, key: &KeyValue) -> Result<Attempt, Unavailable> {
         let now = self.clock.now_ms();
-        let (reserved, on_redis) = match &self.backend {
+        let ((reserved, in_overflow), on_redis) = match &self.backend {
             Backend::Local => (self.local_reserve(l, key, now), false),
             Backend::Redis(r) => match r.reserve(&l.name, l.rate, key).await {
-                Ok(v) => (v, true),
+                Ok(v) => ((v, false), true),
                 Err(e) if self.lockouts_fall_back_local => {
                     tracing::warn!(error = %e, lockout = %l.name, "lockout: Redis failed; using the local counter");
                     (self.local_reserve(l, key, now), false)
@@ -265,6 +275,7 @@ impl Limiter {
                 lockout: l.id,
                 key: key.clone(),
                 on_redis,
+                in_overflow,
             }),
             Reserved::Denied { retry_after_ms, .. } => Attempt::Denied {
                 retry_after_ms,
@@ -289,7 +300,7 @@ impl Limiter {
                     tracing::warn!(error = %e, lockout = %l.name, "lockout: could not record the attempt in Redis");
                 }
             }
-            _ => self.local_finish(l, &r.key, failed, now),
+            _ => self.local_finish(l, r, failed, now),
         }
     }
 }
@@ -360,6 +371,52 @@ mod tests {
             l.attempt(&def, &key("a")).await.unwrap(),
             Attempt::Allowed(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_reservation_taken_in_the_overflow_state_is_settled_there() {
+        // A full table (64 keys, one per shard) sends new keys to the shared overflow state.
+        // If room appears before such an attempt is answered, its failure must still be
+        // recorded, and its place given back, where the attempt was counted.
+        let clock = ManualClock::new(1_800_000_000_000);
+        let def = lockout();
+        let l = Limiter::new(
+            Vec::new(),
+            vec![def.clone()],
+            None,
+            Backend::Local,
+            LimiterSettings {
+                max_local_keys: 64,
+                ..Default::default()
+            },
+            clock.clone(),
+        );
+        let mut own = Vec::new();
+        let mut in_overflow = None;
+        for i in 0..10_000 {
+            if let Attempt::Allowed(r) = l.attempt(&def, &key(&format!("k{i}"))).await.unwrap() {
+                if r.in_overflow {
+                    in_overflow = Some(r);
+                    break;
+                }
+                own.push(r);
+            }
+        }
+        let x = in_overflow.expect("the table fills up");
+        for r in &own {
+            l.settle(r, false).await;
+        }
+        clock.advance_ms(1_000);
+        l.settle(&x, true).await;
+        let o = l
+            .lockout_logs
+            .overflow_state(def.id)
+            .expect("overflow state");
+        assert_eq!(
+            o.counts(),
+            (0, 1),
+            "(in flight, failures) in the overflow state"
+        );
     }
 
     #[tokio::test]

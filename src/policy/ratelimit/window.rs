@@ -171,6 +171,13 @@ impl FailureLog {
         false
     }
 
+    /// Attempts in flight and failures held (tests).
+    #[cfg(test)]
+    pub fn counts(&self) -> (usize, usize) {
+        let failures = self.failures();
+        (self.len as usize - failures, failures)
+    }
+
     /// Nothing left worth keeping (for sweeping the local table).
     pub fn idle(&self, now: Millis) -> bool {
         self.ban_until <= now && (0..self.len as usize).all(|i| self.expiry(i) <= now)
