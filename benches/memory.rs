@@ -28,6 +28,26 @@ fn mb(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
+/// A local limiter with room for a million keys.
+fn local_limiter(
+    buckets: Vec<BucketDef>,
+    lockouts: Vec<fluxgate::policy::ratelimit::LockoutDef>,
+) -> Limiter {
+    Limiter::new(
+        buckets,
+        lockouts,
+        None,
+        Backend::Local,
+        LimiterSettings {
+            max_local_keys: 1_000_000,
+            headers_on_success: false,
+            buckets_fall_back_local: true,
+            lockouts_fall_back_local: false,
+        },
+        clock::system(),
+    )
+}
+
 fn limiter_keys(n: u32) -> f64 {
     let b = BucketDef {
         name: "flood".into(),
@@ -40,19 +60,7 @@ fn limiter_keys(n: u32) -> f64 {
         scope: Scope::User,
         name_hash: name_hash("flood"),
     };
-    let l = Limiter::new(
-        vec![b.clone()],
-        vec![],
-        None,
-        Backend::Local,
-        LimiterSettings {
-            max_local_keys: 1_000_000,
-            headers_on_success: false,
-            buckets_fall_back_local: true,
-            lockouts_fall_back_local: false,
-        },
-        clock::system(),
-    );
+    let l = local_limiter(vec![b.clone()], vec![]);
     let before = rss_bytes();
     for i in 0..n {
         let k = KeyValue {
@@ -85,19 +93,7 @@ fn lockout_keys(n: u32) -> f64 {
         ban_ms: 900_000,
         name_hash: name_hash("login"),
     };
-    let l = Limiter::new(
-        vec![],
-        vec![def.clone()],
-        None,
-        Backend::Local,
-        LimiterSettings {
-            max_local_keys: 1_000_000,
-            headers_on_success: false,
-            buckets_fall_back_local: true,
-            lockouts_fall_back_local: false,
-        },
-        clock::system(),
-    );
+    let l = local_limiter(vec![], vec![def.clone()]);
     let before = rss_bytes();
     for i in 0..n {
         let k = KeyValue {

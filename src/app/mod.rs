@@ -174,20 +174,7 @@ pub(crate) fn live(
         max_headers: cfg.server.limits.max_headers,
         protected: cfg.identity.all().into_iter().cloned().collect(),
     };
-    let upstream = UpstreamPool {
-        addresses: cfg.upstream.addresses.clone(),
-        connect_timeout: cfg.upstream.connect_timeout,
-        read_timeout: cfg.upstream.read_timeout,
-        write_timeout: cfg.upstream.write_timeout,
-        idle_timeout: cfg.upstream.idle_timeout,
-        websocket_idle_timeout: cfg.upstream.websocket_idle_timeout,
-        tls: cfg.upstream.tls.as_ref().map(|t| {
-            (
-                t.server_name.clone(),
-                t.ca.as_deref().map(crate::proxy::upstream_ca),
-            )
-        }),
-    };
+    let upstream = UpstreamPool::new(cfg.upstream);
     let pipeline = Arc::new(Pipeline {
         hygiene,
         routes: cfg.routes,

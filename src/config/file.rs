@@ -3,6 +3,7 @@
 
 use super::duration::Dur;
 pub use super::edge::{CertFile, ServerFile, TlsListenerFile, UpstreamFile};
+pub use super::limits::{BucketFile, LockoutFile, RateLimitsFile};
 use super::secret::SecretSource;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -127,84 +128,6 @@ impl Default for RedisFile {
             command_timeout: Dur::from_millis(250),
             connect_timeout: Dur::from_secs(1),
             tls_ca_file: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct RateLimitsFile {
-    pub backend: String,
-    pub on_error: String,
-    pub lockout_on_error: String,
-    pub max_local_keys: usize,
-    pub headers_on_success: bool,
-    pub global_limit: i64,
-    pub global_window: Dur,
-    #[serde(rename = "bucket")]
-    pub buckets: Vec<BucketFile>,
-    #[serde(rename = "lockout")]
-    pub lockouts: Vec<LockoutFile>,
-}
-
-impl Default for RateLimitsFile {
-    fn default() -> Self {
-        RateLimitsFile {
-            backend: "local".into(),
-            on_error: "local".into(),
-            lockout_on_error: "deny".into(),
-            max_local_keys: 1_000_000,
-            headers_on_success: false,
-            global_limit: 50,
-            global_window: Dur::from_secs(1),
-            buckets: Vec::new(),
-            lockouts: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct BucketFile {
-    pub name: String,
-    pub limit: i64,
-    pub window: Dur,
-    pub key: String,
-    pub scope: String,
-}
-
-impl Default for BucketFile {
-    fn default() -> Self {
-        BucketFile {
-            name: String::new(),
-            limit: 0,
-            window: Dur::from_secs(0),
-            key: "ip".into(),
-            scope: "user".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct LockoutFile {
-    pub name: String,
-    pub key: String,
-    pub statuses: Vec<u16>,
-    pub max_failures: i64,
-    pub find_time: Dur,
-    pub ban_time: Dur,
-}
-
-impl Default for LockoutFile {
-    fn default() -> Self {
-        LockoutFile {
-            name: String::new(),
-            key: "ip".into(),
-            statuses: vec![400, 401, 403],
-            max_failures: 5,
-            find_time: Dur::from_secs(900),
-            ban_time: Dur::from_secs(900),
         }
     }
 }

@@ -1,10 +1,91 @@
-//! Validation of `[rate_limits]`: buckets, lockouts, the global per-user bucket and the backend.
+//! `[rate_limits]`: its file form, and its validation (buckets, lockouts, the global per-user
+//! bucket and the backend).
 
+use super::Dur;
 use super::file::FileConfig;
 use super::validate::{Errors, p, positive};
 use crate::policy::ratelimit::gcra::Rate;
 use crate::policy::ratelimit::keys::KeySpec;
 use crate::policy::ratelimit::{BucketDef, LimiterSettings, LockoutDef, Scope, name_hash};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RateLimitsFile {
+    pub backend: String,
+    pub on_error: String,
+    pub lockout_on_error: String,
+    pub max_local_keys: usize,
+    pub headers_on_success: bool,
+    pub global_limit: i64,
+    pub global_window: Dur,
+    #[serde(rename = "bucket")]
+    pub buckets: Vec<BucketFile>,
+    #[serde(rename = "lockout")]
+    pub lockouts: Vec<LockoutFile>,
+}
+
+impl Default for RateLimitsFile {
+    fn default() -> Self {
+        RateLimitsFile {
+            backend: "local".into(),
+            on_error: "local".into(),
+            lockout_on_error: "deny".into(),
+            max_local_keys: 1_000_000,
+            headers_on_success: false,
+            global_limit: 50,
+            global_window: Dur::from_secs(1),
+            buckets: Vec::new(),
+            lockouts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BucketFile {
+    pub name: String,
+    pub limit: i64,
+    pub window: Dur,
+    pub key: String,
+    pub scope: String,
+}
+
+impl Default for BucketFile {
+    fn default() -> Self {
+        BucketFile {
+            name: String::new(),
+            limit: 0,
+            window: Dur::from_secs(0),
+            key: "ip".into(),
+            scope: "user".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LockoutFile {
+    pub name: String,
+    pub key: String,
+    pub statuses: Vec<u16>,
+    pub max_failures: i64,
+    pub find_time: Dur,
+    pub ban_time: Dur,
+}
+
+impl Default for LockoutFile {
+    fn default() -> Self {
+        LockoutFile {
+            name: String::new(),
+            key: "ip".into(),
+            statuses: vec![400, 401, 403],
+            max_failures: 5,
+            find_time: Dur::from_secs(900),
+            ban_time: Dur::from_secs(900),
+        }
+    }
+}
 
 /// Largest `limit` per window (keeps the Redis script's arithmetic exact; see ratelimit/redis).
 const MAX_LIMIT: i64 = 10_000;

@@ -29,7 +29,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
-pub use upstream::{UpstreamPool, upstream_ca};
+pub use upstream::UpstreamPool;
 
 /// What a config reload replaces. Each request takes one snapshot when it starts and keeps it
 /// to the end, so a reload never mixes two configs within a request.
@@ -209,7 +209,7 @@ impl ProxyHttp for FluxgateProxy {
                 }
                 if ctx.websocket() {
                     // A WebSocket may stay quiet for long stretches between frames.
-                    session.set_read_timeout(Some(live.upstream.websocket_idle_timeout));
+                    session.set_read_timeout(Some(live.upstream.settings.websocket_idle_timeout));
                 }
                 logout::start(session, ctx);
                 Ok(false)
@@ -223,7 +223,7 @@ impl ProxyHttp for FluxgateProxy {
 
     async fn upstream_peer(&self, _: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let u = &ctx.live.upstream;
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % u.addresses.len();
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % u.settings.addresses.len();
         Ok(Box::new(u.peer(i, ctx.websocket())))
     }
 

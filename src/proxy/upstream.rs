@@ -1,50 +1,51 @@
 //! The upstream side: which address, with which timeouts, over TLS or not.
 
+use crate::config::UpstreamSettings;
 use pingora::prelude::HttpPeer;
-use std::net::SocketAddr;
+use pingora::protocols::tls::CaType;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Upstream connection settings.
+/// The validated `[upstream]` settings, with the CA certificates in pingora's form.
 #[derive(Debug, Clone)]
 pub struct UpstreamPool {
-    pub addresses: Vec<SocketAddr>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
-    /// How long a WebSocket tunnel may stay silent in either direction.
-    pub websocket_idle_timeout: Duration,
-    /// TLS to the upstream: the SNI (and name checked), and the CA certificates to trust.
-    pub tls: Option<(String, Option<Arc<pingora::protocols::tls::CaType>>)>,
+    pub settings: UpstreamSettings,
+    ca: Option<Arc<CaType>>,
 }
 
 impl UpstreamPool {
+    pub fn new(settings: UpstreamSettings) -> UpstreamPool {
+        let ca = settings
+            .tls
+            .as_ref()
+            .and_then(|t| t.ca.as_deref())
+            .map(upstream_ca);
+        UpstreamPool { settings, ca }
+    }
+
     /// The peer for address `i`; a WebSocket tunnel gets the WebSocket idle timeout.
     pub(super) fn peer(&self, i: usize, websocket: bool) -> HttpPeer {
-        let (tls, sni) = match &self.tls {
-            Some((name, _)) => (true, name.clone()),
+        let s = &self.settings;
+        let (tls, sni) = match &s.tls {
+            Some(t) => (true, t.server_name.clone()),
             None => (false, String::new()),
         };
-        let mut peer = HttpPeer::new(self.addresses[i], tls, sni);
+        let mut peer = HttpPeer::new(s.addresses[i], tls, sni);
         let o = &mut peer.options;
-        o.connection_timeout = Some(self.connect_timeout);
+        o.connection_timeout = Some(s.connect_timeout);
         o.read_timeout = Some(if websocket {
-            self.websocket_idle_timeout
+            s.websocket_idle_timeout
         } else {
-            self.read_timeout
+            s.read_timeout
         });
-        o.write_timeout = Some(self.write_timeout);
-        o.idle_timeout = Some(self.idle_timeout);
-        if let Some((_, Some(ca))) = &self.tls {
-            o.ca = Some(ca.clone());
-        }
+        o.write_timeout = Some(s.write_timeout);
+        o.idle_timeout = Some(s.idle_timeout);
+        o.ca = self.ca.clone();
         peer
     }
 }
 
 /// CA certificates (DER, checked when the config was loaded) in pingora's form.
-pub fn upstream_ca(ders: &[Vec<u8>]) -> Arc<pingora::protocols::tls::CaType> {
+fn upstream_ca(ders: &[Vec<u8>]) -> Arc<CaType> {
     let certs: Vec<pingora::utils::tls::WrappedX509> = ders
         .iter()
         .map(|der| {
