@@ -6,7 +6,7 @@ use fluxgate::clock;
 use fluxgate::credential::{self, Kind, Sid};
 use fluxgate::identity::{self, Injection};
 use fluxgate::metrics::Metrics;
-use fluxgate::pipeline::{Pipeline, RequestFacts};
+use fluxgate::pipeline::{Pipeline, RequestFacts, Runtime};
 use fluxgate::session::embedded::EmbeddedStore;
 use fluxgate::session::{SessionCache, SessionRecord, SessionStore};
 use futures_util::FutureExt;
@@ -116,34 +116,15 @@ fn setup() -> Setup {
             .unwrap()
             .is_some()
     );
+    let mut pipeline = Pipeline::for_test(cfg.routes, Runtime::for_test(sessions, clock::system()));
+    pipeline.rules.client_ip = cfg.client_ip;
+    pipeline.rules.secrets = cfg.secrets;
+    pipeline.rules.accept = cfg.accept;
+    pipeline.rules.cookie_name = cfg.sessions.cookie_name;
+    pipeline.rules.names = cfg.identity;
+    pipeline.rules.cookies = cfg.cookies;
     Setup {
-        pipeline: Pipeline {
-            hygiene: fluxgate::net::hygiene::HygieneRules {
-                max_header_bytes: 32 * 1024,
-                max_headers: 100,
-                protected: vec![],
-            },
-            routes: cfg.routes,
-            client_ip: cfg.client_ip,
-            sessions: sessions.clone(),
-            secrets: cfg.secrets,
-            accept: cfg.accept,
-            cookie_name: cfg.sessions.cookie_name,
-            store_retry_after_secs: 1,
-            serve_stale: false,
-            limits: Arc::new(fluxgate::policy::ratelimit::Limiter::none(clock::system())),
-            sudo: None,
-            origins: fluxgate::policy::csrf::OriginPolicy::default(),
-            clock: clock::system(),
-            geo: Arc::new(fluxgate::net::geoip::GeoIp::none()),
-            geo_headers: false,
-            network: Default::default(),
-            network_rules: vec![],
-            ip_auth: Arc::new(fluxgate::policy::ipauth::IpAuth::with_defaults(
-                sessions,
-                clock::system(),
-            )),
-        },
+        pipeline,
         _dir: dir,
     }
 }
@@ -170,6 +151,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("session/cache_hit", |b| {
         b.iter(|| {
             s.pipeline
+                .rt
                 .sessions
                 .resolve(black_box(&sid))
                 .now_or_never()
@@ -187,6 +169,7 @@ fn benches(c: &mut Criterion) {
             };
             let sid = Sid::of(c.as_slice()[0]);
             s.pipeline
+                .rt
                 .sessions
                 .resolve(&sid)
                 .now_or_never()
@@ -198,7 +181,7 @@ fn benches(c: &mut Criterion) {
     let get = Method::GET;
     c.bench_function("routes/match_12_routes", |b| {
         b.iter(|| {
-            black_box(s.pipeline.routes.find(
+            black_box(s.pipeline.rules.routes.find(
                 &get,
                 black_box("/v1/channels/123456789/messages"),
                 false,
@@ -211,6 +194,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("client_ip/trusted_chain", |b| {
         b.iter(|| {
             s.pipeline
+                .rules
                 .client_ip
                 .resolve(black_box(peer), black_box(&headers))
         })
@@ -237,6 +221,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let ip = s
                 .pipeline
+                .rules
                 .client_ip
                 .resolve(black_box(peer), black_box(&se));
             let g = geo.lookup(ip);
@@ -245,25 +230,37 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let names = fluxgate::config::parse("", "bench").unwrap().identity;
     let user = HeaderValue::from_static("123456789012345678");
     let sidv = HeaderValue::from_str(&sid.encode()).unwrap();
-    c.bench_function("identity/strip_cookies_and_inject", |b| {
+    let rid = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+    let facts = |headers| RequestFacts {
+        method: &Method::GET,
+        version: http::Version::HTTP_11,
+        length_with_chunked: false,
+        body_read: false,
+        target: b"/v1/channels/123456789/messages?limit=50",
+        headers,
+        peer,
+        body: None,
+        request_id: &rid,
+    };
+    let admitted = s
+        .pipeline
+        .evaluate(&facts(&headers))
+        .now_or_never()
+        .unwrap()
+        .outcome
+        .expect("the bench session is admitted");
+    let rules = &s.pipeline.rules;
+    c.bench_function("identity/apply_plan", |b| {
         b.iter_batched(
             || headers.clone(),
             |mut m| {
-                identity::strip_untrusted(&mut m, &names);
-                identity::strip_cookies(&mut m, &["fluxer_session", "fluxer_sudo_mode"]);
-                identity::inject(
+                identity::apply(
                     &mut m,
-                    &names,
-                    &Injection {
-                        auth_kind: "session",
-                        user_id: Some(&user),
-                        session_id: Some(&sidv),
-                        client_ip: Some(peer),
-                        ..Default::default()
-                    },
+                    &rules.names,
+                    &rules.cookies,
+                    black_box(&admitted.plan),
                 );
                 m
             },
@@ -315,16 +312,11 @@ fn benches(c: &mut Criterion) {
 
     c.bench_function("pipeline/cached_cookie_session", |b| {
         b.iter(|| {
-            let facts = RequestFacts {
-                method: &get,
-                version: http::Version::HTTP_11,
-                length_with_chunked: false,
-                target: b"/v1/channels/123456789/messages?limit=50",
-                headers: black_box(&headers),
-                peer,
-                body: None,
-            };
-            let v = s.pipeline.evaluate(&facts).now_or_never().unwrap();
+            let v = s
+                .pipeline
+                .evaluate(&facts(black_box(&headers)))
+                .now_or_never()
+                .unwrap();
             assert!(v.outcome.is_ok());
             v
         })

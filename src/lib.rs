@@ -17,5 +17,4 @@ pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod redis_client;
-pub mod reload;
 pub mod session;

@@ -28,117 +28,39 @@
 //!     know who the caller is.
 //! 11. identity — what the upstream will be told, computed once.
 
-use crate::clock::SharedClock;
+mod outcome;
+mod runtime;
+
+pub use outcome::{Admitted, Identity, RequestFacts, RouteId, Verdict, admitted_reason};
+pub use runtime::Runtime;
+
 use crate::credential::{self, Extracted, Kind, Sid};
-use crate::denial::BucketHeaders;
 use crate::denial::{BadRequest, Denial, Unauthenticated};
+use crate::identity::assertion::Asserter;
+use crate::identity::{self, CookiePolicy, HeaderNames, IdentityHeader, Injection, UpstreamPlan};
 use crate::net::client_ip::ClientIpResolver;
-use crate::net::geoip::{GeoInfo, GeoIp};
-use crate::net::hygiene::{Head, HygieneRules, Upgrade};
+use crate::net::geoip::GeoInfo;
+use crate::net::hygiene::{HygieneRules, Upgrade};
 use crate::net::path::check_target;
 use crate::policy::csrf::{OriginPolicy, is_unsafe};
 use crate::policy::internal::SecretRefusal;
-use crate::policy::ipauth::IpAuth;
 use crate::policy::network::NetworkRules;
-use crate::policy::ratelimit::keys::KeyFacts;
-use crate::policy::ratelimit::{Limiter, Reservation, stage};
+use crate::policy::ratelimit::Limiter;
+use crate::policy::ratelimit::keys::{KeyFacts, PathParams};
+use crate::policy::ratelimit::stage::{self, Passed};
 use crate::policy::sudo::Sudo;
-use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, Role, RouteTable};
-use crate::session::{Session, SessionCache, StoreError};
-use http::{HeaderMap, Method, Version};
+use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, RouteTable};
+use crate::session::{Session, StoreError};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// What the pipeline needs to know about a request.
-pub struct RequestFacts<'a> {
-    pub method: &'a Method,
-    pub version: Version,
-    /// The raw request target (`/path?query`), as received.
-    pub target: &'a [u8],
-    pub headers: &'a HeaderMap,
-    /// The TCP peer.
-    pub peer: IpAddr,
-    /// The request body, when the route needs it (a body-keyed limit) and it was small enough
-    /// to read before deciding.
-    pub body: Option<&'a [u8]>,
-    /// The raw head had a `Content-Length` next to `Transfer-Encoding` (the HTTP layer drops
-    /// the length before the pipeline sees the headers).
-    pub length_with_chunked: bool,
-}
-
-impl RequestFacts<'_> {
-    fn head(&self) -> Head<'_> {
-        Head {
-            method: self.method,
-            version: self.version,
-            headers: self.headers,
-            length_with_chunked: self.length_with_chunked,
-        }
-    }
-}
-
-/// Who the upstream is told the caller is.
-#[derive(Debug, Clone)]
-pub enum Identity {
-    Anonymous,
-    User(Arc<Session>),
-    /// Index into the configured internal secrets.
-    Internal(usize),
-}
-
-impl Identity {
-    pub fn auth_kind(&self) -> &'static str {
-        match self {
-            Identity::Anonymous => "anonymous",
-            Identity::User(s) => s.kind.as_str(),
-            Identity::Internal(_) => "internal",
-        }
-    }
-}
-
-/// A request that may go upstream.
-#[derive(Debug, Clone)]
-pub struct Admitted {
-    pub identity: Identity,
-    pub pass_cookies: bool,
-    /// Set on logout routes: what to revoke once the upstream accepts.
-    pub role: Option<Role>,
-    /// `X-RateLimit-*` for the successful response (when configured).
-    pub limit_headers: Option<BucketHeaders>,
-    /// Until when (Unix seconds) a valid sudo proof that came with the request holds.
-    pub sudo_until: Option<i64>,
-    /// Country and ASN of the client, for the GeoIP headers (when enabled).
-    pub geo: GeoInfo,
-    /// A WebSocket handshake (its tunnel gets the WebSocket idle timeouts).
-    pub websocket: bool,
-}
-
-/// Which route decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteId {
-    /// Refused before routing (malformed target).
-    Unrouted,
-    Default,
-    Index(usize),
-}
-
-/// The pipeline's answer for one request.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    pub client_ip: IpAddr,
-    pub route: RouteId,
-    pub outcome: Result<Admitted, Denial>,
-    /// A lockout attempt to settle once the outcome is known (also after a denial).
-    pub reservation: Option<Reservation>,
-}
-
-/// Everything `evaluate` consults, built once from a validated config.
-pub struct Pipeline {
+/// The reloadable rules `evaluate` applies: plain data built from the config, swapped whole
+/// on `SIGHUP`.
+pub struct Rules {
     /// Framing, header-size and upgrade rules.
     pub hygiene: HygieneRules,
     pub routes: RouteTable,
     pub client_ip: ClientIpResolver,
-    pub sessions: Arc<SessionCache>,
     pub secrets: InternalSecrets,
     /// Kinds accepted at all (`[credentials] accept`).
     pub accept: KindSet,
@@ -147,30 +69,55 @@ pub struct Pipeline {
     pub store_retry_after_secs: u32,
     /// Answer from recently seen sessions when the store fails (opt-in).
     pub serve_stale: bool,
+    /// Buckets and lockouts (kept across reloads unless `[rate_limits]` changed).
     pub limits: Arc<Limiter>,
     /// Sudo mode, when `[sudo]` has a secret.
     pub sudo: Option<Arc<Sudo>>,
     /// Origins allowed to make cookie-authenticated state changes.
     pub origins: OriginPolicy,
-    pub clock: SharedClock,
-    pub geo: Arc<GeoIp>,
     /// Inject `X-Fluxgate-Country` and `X-Fluxgate-Asn`.
     pub geo_headers: bool,
     /// `[network]`, for every request.
     pub network: NetworkRules,
     /// `[[network_rule]]` sets that routes refer to.
     pub network_rules: Vec<NetworkRules>,
-    pub ip_auth: Arc<IpAuth>,
+    /// The identity header names.
+    pub names: HeaderNames,
+    /// fluxgate's own cookies: removed from what the upstream sees, attributes for Set-Cookie.
+    pub cookies: CookiePolicy,
+    /// Signs `X-Fluxgate-Assertion` when configured.
+    pub assertion: Option<Arc<Asserter>>,
+}
+
+/// The decision for one request: the reloadable rules and the process-lifetime runtime.
+pub struct Pipeline {
+    pub rules: Rules,
+    pub rt: Runtime,
+}
+
+/// What stages 1–4 established, for the stages that follow.
+struct Prelude<'a> {
+    client_ip: IpAddr,
+    policy: &'a Policy,
+    upgrade: Upgrade,
+    geo: GeoInfo,
+    keys: KeyFacts<'a>,
+    passed: Passed,
 }
 
 impl Pipeline {
+    pub fn new(rules: Rules, rt: Runtime) -> Pipeline {
+        Pipeline { rules, rt }
+    }
+
     /// Whether the route this request goes to reads the body before deciding (a body-keyed
     /// limit). Cheap; the proxy asks only when the request has a body.
     pub fn body_needed(&self, facts: &RequestFacts<'_>) -> bool {
         // A request refused for its head is refused before its body is read.
-        self.hygiene.check(&facts.head()).is_ok()
+        self.rules.hygiene.check(&facts.head()).is_ok()
             && check_target(facts.target).is_ok_and(|p| {
-                self.routes
+                self.rules
+                    .routes
                     .find(facts.method, p.path, p.has_escapes)
                     .route
                     .policy
@@ -178,150 +125,268 @@ impl Pipeline {
             })
     }
 
-    /// Decides one request.
-    pub async fn evaluate(&self, facts: &RequestFacts<'_>) -> Verdict {
-        // 1. client IP
-        let client_ip = self.client_ip.resolve(facts.peer, facts.headers);
-        let refuse = |route, d| Verdict {
-            client_ip,
-            route,
-            outcome: Err(d),
-            reservation: None,
-        };
-        // 2. hygiene + path + route
-        let upgrade = match self.hygiene.check(&facts.head()) {
+    /// Decides one request: the prelude (stages 1–4) refuses what needs no session, then
+    /// [`Pipeline::decide`] (stages 5–11) admits with a plan or refuses.
+    pub async fn evaluate(&self, f: &RequestFacts<'_>) -> Verdict {
+        // 1. client IP: everything that keys on an address uses this one value.
+        let client_ip = self.rules.client_ip.resolve(f.peer, f.headers);
+        // 2. hygiene + path + route: before routing, so the path that picks the policy is
+        //    the path the upstream acts on.
+        let upgrade = match self.rules.hygiene.check(&f.head()) {
             Ok(u) => u,
             Err(e) => {
-                return refuse(
-                    RouteId::Unrouted,
-                    Denial::BadRequest(BadRequest::Hygiene(e)),
-                );
+                let d = Denial::BadRequest(BadRequest::Hygiene(e));
+                return Verdict::refused(client_ip, RouteId::Unrouted, d);
             }
         };
-        let checked = match check_target(facts.target) {
+        let checked = match check_target(f.target) {
             Ok(p) => p,
-            Err(e) => return refuse(RouteId::Unrouted, Denial::BadRequest(BadRequest::Path(e))),
+            Err(e) => {
+                let d = Denial::BadRequest(BadRequest::Path(e));
+                return Verdict::refused(client_ip, RouteId::Unrouted, d);
+            }
         };
         let matched = self
+            .rules
             .routes
-            .find(facts.method, checked.path, checked.has_escapes);
+            .find(f.method, checked.path, checked.has_escapes);
         let route = matched.index.map_or(RouteId::Default, RouteId::Index);
         let policy = &matched.route.policy;
-        // 3. network rules
-        let geo = if self.geo.enabled() {
-            self.geo.lookup(client_ip)
-        } else {
-            GeoInfo::default()
-        };
-        let route_rules = policy
-            .network
-            .and_then(|i| self.network_rules.get(i as usize));
-        if !self.network.permits(client_ip, &geo)
-            || route_rules.is_some_and(|r| !r.permits(client_ip, &geo))
-        {
-            return refuse(route, Denial::Forbidden);
-        }
-        let body = facts
+        let body = f
             .body
             .filter(|_| policy.needs_body)
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
-        let param = |name: &str| {
-            matched
-                .route
-                .pattern
-                .as_ref()
-                .and_then(|p| p.param(&matched.match_path, name))
-        };
-        let mut keys = KeyFacts {
+        let mut pre = Prelude {
             client_ip,
-            user: None,
-            session: None,
-            param: &param,
-            body: body.as_ref(),
+            policy,
+            upgrade,
+            geo: self.geo(client_ip),
+            keys: KeyFacts {
+                client_ip,
+                user: None,
+                session: None,
+                param: PathParams {
+                    pattern: matched.route.pattern.as_ref(),
+                    path: &matched.match_path,
+                },
+                body: body.as_ref(),
+            },
+            passed: Passed::default(),
         };
-        // 4. pre-auth limits and lockout
-        let mut passed = match stage::pre_auth(&self.limits, policy, &keys).await {
-            Ok(p) => p,
-            Err(d) => return refuse(route, d),
-        };
-        // 5–7. credential, session, access
-        let outcome = match policy.auth {
-            AuthMode::Internal => self.internal(facts, client_ip),
-            AuthMode::Required => self.user(facts, policy, upgrade).await,
-            AuthMode::None => match self.user(facts, policy, upgrade).await {
+        // 3–4. network rules, pre-auth limits.
+        if let Err(d) = self.prelude(&mut pre).await {
+            return Verdict::refused(client_ip, route, d);
+        }
+        let outcome = self.decide(f, &mut pre).await;
+        Verdict {
+            client_ip,
+            route,
+            outcome,
+            reservation: pre.passed.reservation,
+        }
+    }
+
+    fn geo(&self, client_ip: IpAddr) -> GeoInfo {
+        if self.rt.geo.enabled() {
+            self.rt.geo.lookup(client_ip)
+        } else {
+            GeoInfo::default()
+        }
+    }
+
+    /// Stages 3–4: what can be refused before any lookup is spent on the request.
+    async fn prelude(&self, pre: &mut Prelude<'_>) -> Result<(), Denial> {
+        // 3. network rules: global, then the route's, on the resolved client IP.
+        let route_rules = pre
+            .policy
+            .network
+            .and_then(|i| self.rules.network_rules.get(i as usize));
+        if !self.rules.network.permits(pre.client_ip, &pre.geo)
+            || route_rules.is_some_and(|r| !r.permits(pre.client_ip, &pre.geo))
+        {
+            return Err(Denial::Forbidden);
+        }
+        // 4. pre-auth limits and lockout: they shield the store and the upstream from floods
+        //    and guessing before any lookup is made.
+        pre.passed = stage::pre_auth(&self.rules.limits, pre.policy, &pre.keys).await?;
+        Ok(())
+    }
+
+    /// Stages 5–11, for a request that passed the prelude.
+    async fn decide(
+        &self,
+        f: &RequestFacts<'_>,
+        pre: &mut Prelude<'_>,
+    ) -> Result<Admitted, Denial> {
+        // 5–7. credential, session, access.
+        let identity = self.identify(f, pre).await?;
+        if let Identity::User(s) = &identity {
+            // 8. IP authorization: a session used from a location its user never approved.
+            self.ip_authorization(f, pre, s).await?;
+        }
+        // 9. sudo: a proof of recent re-authentication, bound to this user and session.
+        let sudo_until = self.sudo(f, pre.policy, &identity)?;
+        // 10. per-user limits: they need to know who the caller is.
+        self.per_user_limits(pre, &identity).await?;
+        // 11. identity: what the upstream will be told, computed once.
+        Ok(self.admitted(f, pre, identity, sudo_until))
+    }
+
+    /// Stages 5–7 by the route's auth mode.
+    async fn identify(&self, f: &RequestFacts<'_>, pre: &Prelude<'_>) -> Result<Identity, Denial> {
+        match pre.policy.auth {
+            AuthMode::Internal => self.internal(f, pre.client_ip),
+            AuthMode::Required => self.user(f, pre.policy, pre.upgrade).await,
+            AuthMode::None => match self.user(f, pre.policy, pre.upgrade).await {
                 // A store failure is still a failure: fail closed rather than guess.
                 Err(d @ Denial::StoreUnavailable { .. }) => Err(d),
                 Err(_) => Ok(Identity::Anonymous),
                 ok => ok,
             },
+        }
+    }
+
+    /// Stage 8, on routes that enforce it, for session credentials (OAuth2 and bot tokens are
+    /// exempt, contract §7).
+    async fn ip_authorization(
+        &self,
+        f: &RequestFacts<'_>,
+        pre: &Prelude<'_>,
+        s: &Session,
+    ) -> Result<(), Denial> {
+        if !pre.policy.ip_authorization || s.kind != Kind::Session {
+            return Ok(());
+        }
+        let ua = f
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        self.rt.ip_auth.check(s, pre.client_ip, &pre.geo, ua).await
+    }
+
+    /// Stage 9: the expiry of a valid sudo proof, when one came with a user's request.
+    fn sudo(
+        &self,
+        f: &RequestFacts<'_>,
+        policy: &Policy,
+        identity: &Identity,
+    ) -> Result<Option<i64>, Denial> {
+        let Identity::User(s) = identity else {
+            return Ok(None);
         };
-        // 8. IP authorization
-        let outcome = match outcome {
-            Ok(Identity::User(s)) if policy.ip_authorization && s.kind == Kind::Session => {
-                let ua = facts
-                    .headers
-                    .get(http::header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok());
-                self.ip_auth
-                    .check(&s, client_ip, &geo, ua)
-                    .await
-                    .map(|()| Identity::User(s))
+        let until = self.sudo_until(f, s);
+        // SECURITY: sensitive routes need a fresh re-authentication proof.
+        if policy.sudo && until.is_none() {
+            return Err(Denial::SudoModeRequired { has_mfa: s.has_mfa });
+        }
+        Ok(until)
+    }
+
+    /// Stage 10: the global per-user bucket, then user-keyed buckets.
+    async fn per_user_limits(
+        &self,
+        pre: &mut Prelude<'_>,
+        identity: &Identity,
+    ) -> Result<(), Denial> {
+        let keys = match identity {
+            Identity::User(s) => KeyFacts {
+                user: Some(s.user_id()),
+                session: Some(&s.sid.0),
+                ..pre.keys
+            },
+            _ => pre.keys,
+        };
+        stage::per_user(&self.rules.limits, pre.policy, &keys, &mut pre.passed).await
+    }
+
+    /// Stage 11: the admitted request and its upstream plan.
+    fn admitted(
+        &self,
+        f: &RequestFacts<'_>,
+        pre: &mut Prelude<'_>,
+        identity: Identity,
+        sudo_until: Option<i64>,
+    ) -> Admitted {
+        let plan = self.plan(f, pre, &identity, sudo_until);
+        Admitted {
+            identity,
+            role: pre.policy.role,
+            limit_headers: pre.passed.headers.take(),
+            websocket: pre.upgrade == Upgrade::WebSocket,
+            plan,
+        }
+    }
+
+    /// The headers the upstream is told: identity, the assertion over it, an upstream-format
+    /// sudo token, the request id; and what to strip.
+    fn plan(
+        &self,
+        f: &RequestFacts<'_>,
+        pre: &Prelude<'_>,
+        identity: &Identity,
+        sudo_until: Option<i64>,
+    ) -> UpstreamPlan {
+        let rules = &self.rules;
+        let geo = if rules.geo_headers {
+            pre.geo
+        } else {
+            GeoInfo::default()
+        };
+        let mut inj = Injection {
+            auth_kind: identity.auth_kind(),
+            client_ip: Some(pre.client_ip),
+            sudo_until,
+            country: geo.country_str(),
+            asn: geo.asn,
+            ..Default::default()
+        };
+        let sid_header;
+        match identity {
+            Identity::Anonymous => {}
+            Identity::User(s) => {
+                sid_header = s.sid_header();
+                inj.user_id = Some(s.user_header());
+                inj.session_id = Some(&sid_header);
+                inj.scopes = s.scopes_header();
             }
-            other => other,
-        };
-        // 9. sudo
-        let mut sudo_until = None;
-        let outcome = match outcome {
-            Ok(Identity::User(s)) => {
-                sudo_until = self.sudo_until(facts, &s);
-                // SECURITY: sensitive routes need a fresh re-authentication proof.
-                if policy.sudo && sudo_until.is_none() {
-                    Err(Denial::SudoModeRequired { has_mfa: s.has_mfa })
-                } else {
-                    Ok(Identity::User(s))
-                }
+            Identity::Internal(i) => {
+                inj.service = Some(&rules.secrets.secrets[*i].name_header);
             }
-            other => other,
-        };
-        // 10. per-user limits
-        let outcome = match outcome {
-            Ok(identity) => {
-                if let Identity::User(s) = &identity {
-                    keys.user = Some(s.user_id());
-                    keys.session = Some(&s.sid.0);
-                }
-                stage::per_user(&self.limits, policy, &keys, &mut passed)
-                    .await
-                    .map(|()| identity)
+        }
+        let mut set = Vec::with_capacity(10);
+        identity::identity_headers(&rules.names, &inj, &mut set);
+        let now = self.rt.clock.now_secs();
+        if let Some(asserter) = &rules.assertion {
+            let target = std::str::from_utf8(f.target).unwrap_or("/");
+            let rid = f.request_id.to_str().ok();
+            let token = asserter.sign(&inj, f.method.as_str(), target, rid, now);
+            if let Ok(v) = http::HeaderValue::from_str(&token) {
+                set.push((rules.names[IdentityHeader::Assertion].clone(), v));
             }
-            Err(d) => Err(d),
-        };
-        // 11. identity
-        Verdict {
-            client_ip,
-            route,
-            outcome: outcome.map(|identity| Admitted {
-                identity,
-                pass_cookies: policy.pass_cookies,
-                role: policy.role,
-                limit_headers: passed.headers,
-                sudo_until,
-                geo: if self.geo_headers {
-                    geo
-                } else {
-                    GeoInfo::default()
-                },
-                websocket: upgrade == Upgrade::WebSocket,
-            }),
-            reservation: passed.reservation,
+        }
+        if let (Some(sudo), Some(until), Identity::User(s)) = (&rules.sudo, sudo_until, identity)
+            && sudo.settings.forward_upstream_token
+        {
+            // A fresh proof in the upstream's own format, so an upstream with a shorter
+            // window than fluxgate's agrees that this request is in sudo mode.
+            let token = sudo.mint(s.user_id(), &s.sid, now, until);
+            if let Ok(v) = http::HeaderValue::from_str(&token) {
+                set.push((crate::policy::sudo::SUDO_HEADER, v));
+            }
+        }
+        set.push((identity::REQUEST_ID, f.request_id.clone()));
+        UpstreamPlan {
+            set,
+            strip_own_cookies: !pre.policy.pass_cookies,
+            drop_expect: f.body_read,
         }
     }
 
     /// The expiry of a valid sudo proof presented with the request, if any.
-    fn sudo_until(&self, facts: &RequestFacts<'_>, s: &Session) -> Option<i64> {
-        let sudo = self.sudo.as_ref()?;
-        let token = sudo.presented(facts.headers).ok()??;
-        sudo.verify(token, s.user_id(), Some(&s.sid), self.clock.now_secs())
+    fn sudo_until(&self, f: &RequestFacts<'_>, s: &Session) -> Option<i64> {
+        let sudo = self.rules.sudo.as_ref()?;
+        let token = sudo.presented(f.headers).ok()??;
+        sudo.verify(token, s.user_id(), Some(&s.sid), self.rt.clock.now_secs())
             .ok()
     }
 
@@ -330,9 +395,10 @@ impl Pipeline {
         match credential::extract_internal(facts.headers) {
             Err(m) => unauth(Unauthenticated::Malformed(m)),
             Ok(None) => unauth(Unauthenticated::SecretMissing),
-            Ok(Some(presented)) => match self.secrets.check(presented, client_ip) {
+            Ok(Some(presented)) => match self.rules.secrets.check(presented, client_ip) {
                 Ok(s) => Ok(Identity::Internal(
-                    self.secrets
+                    self.rules
+                        .secrets
                         .secrets
                         .iter()
                         .position(|x| std::ptr::eq(x, s))
@@ -344,6 +410,7 @@ impl Pipeline {
         }
     }
 
+    /// 5–7: the caller's session, checked against the route's kinds, scopes and origin.
     async fn user(
         &self,
         facts: &RequestFacts<'_>,
@@ -351,7 +418,7 @@ impl Pipeline {
         upgrade: Upgrade,
     ) -> Result<Identity, Denial> {
         // Sensitive routes never answer from stale data.
-        let allow_stale = self.serve_stale && !policy.sudo;
+        let allow_stale = self.rules.serve_stale && !policy.sudo;
         let (session, from_cookie) = self.authenticate(facts, allow_stale).await?;
         // SECURITY: a cookie rides along with any request the browser makes, so a state change
         // it authenticates must come from an allowed origin (CSRF). Header credentials are not
@@ -360,7 +427,7 @@ impl Pipeline {
         if from_cookie
             && policy.csrf
             && (is_unsafe(facts.method) || upgrade == Upgrade::WebSocket)
-            && !self.origins.permits(facts.headers)
+            && !self.rules.origins.permits(facts.headers)
         {
             return Err(Denial::InvalidApiOrigin);
         }
@@ -388,11 +455,11 @@ impl Pipeline {
         allow_stale: bool,
     ) -> Result<(Arc<Session>, bool), Denial> {
         let unauth = |u| Denial::Unauthorized(u);
-        match credential::extract(facts.headers, &self.cookie_name) {
+        match credential::extract(facts.headers, &self.rules.cookie_name) {
             Extracted::Absent => Err(unauth(Unauthenticated::Missing)),
             Extracted::Malformed(m) => Err(unauth(Unauthenticated::Malformed(m))),
             Extracted::Header { kind, token } => {
-                if !self.accept.contains(kind) {
+                if !self.rules.accept.contains(kind) {
                     return Err(unauth(Unauthenticated::KindDisabled));
                 }
                 let session = self
@@ -407,7 +474,7 @@ impl Pipeline {
                 Ok((session, false))
             }
             Extracted::Cookies(candidates) => {
-                if !self.accept.contains(Kind::Session) {
+                if !self.rules.accept.contains(Kind::Session) {
                     return Err(unauth(Unauthenticated::KindDisabled));
                 }
                 // SECURITY: with several session cookies (cookie tossing from a sibling
@@ -434,25 +501,62 @@ impl Pipeline {
     }
 
     async fn resolve(&self, sid: &Sid, allow_stale: bool) -> Result<Option<Arc<Session>>, Denial> {
-        let e: StoreError = match self.sessions.resolve(sid).await {
+        let e: StoreError = match self.rt.sessions.resolve(sid).await {
             Ok(s) => return Ok(s),
             Err(e) => e,
         };
         // Opt-in degraded mode: a session seen recently (and not revoked) may answer.
-        if allow_stale && let Some(s) = self.sessions.stale(sid).await {
+        if allow_stale && let Some(s) = self.rt.sessions.stale(sid).await {
             tracing::debug!(error = %e, "session store failed; serving a recently seen session");
             return Ok(Some(s));
         }
         tracing::warn!(error = %e, "session store failed; refusing the request");
         Err(Denial::StoreUnavailable {
-            retry_after_secs: self.store_retry_after_secs,
+            retry_after_secs: self.rules.store_retry_after_secs,
         })
     }
 }
 
-/// The metric/log reason of an admitted request.
-pub fn admitted_reason(a: &Admitted) -> &'static str {
-    a.identity.auth_kind()
+#[cfg(any(test, feature = "test-util"))]
+impl Pipeline {
+    /// A pipeline around `routes` with every other rule at its default (no limits, no sudo,
+    /// default identity names and cookies), for tests and benches; adjust `rules` as needed.
+    pub fn for_test(routes: RouteTable, rt: Runtime) -> Pipeline {
+        let rules = Rules {
+            hygiene: HygieneRules {
+                max_header_bytes: 32 * 1024,
+                max_headers: 100,
+                protected: vec![],
+            },
+            routes,
+            client_ip: ClientIpResolver::new(
+                Default::default(),
+                http::HeaderName::from_static("x-forwarded-for"),
+            ),
+            secrets: InternalSecrets { secrets: vec![] },
+            accept: KindSet::of(&[Kind::Session, Kind::Oauth2]),
+            cookie_name: "fluxer_session".into(),
+            store_retry_after_secs: 1,
+            serve_stale: false,
+            limits: Arc::new(Limiter::none(rt.clock.clone())),
+            sudo: None,
+            origins: OriginPolicy::default(),
+            geo_headers: false,
+            network: NetworkRules::default(),
+            network_rules: vec![],
+            names: HeaderNames::defaults(),
+            cookies: CookiePolicy {
+                secure: true,
+                domain: None,
+                session_name: "fluxer_session".into(),
+                session_same_site: crate::identity::SameSite::Lax,
+                sudo_name: "fluxer_sudo_mode".into(),
+                sudo_same_site: crate::identity::SameSite::Strict,
+            },
+            assertion: None,
+        };
+        Pipeline::new(rules, rt)
+    }
 }
 
 #[cfg(test)]

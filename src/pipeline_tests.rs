@@ -8,8 +8,8 @@ use crate::net::cidr::CidrSet;
 use crate::policy::{InternalSecret, Pattern, Route};
 use crate::session::record::SessionRecord;
 use crate::session::testing::MemStore;
-use crate::session::{CacheSettings, SessionStore};
-use http::{HeaderName, HeaderValue};
+use crate::session::{CacheSettings, SessionCache, SessionStore};
+use http::{HeaderMap, HeaderValue, Method};
 use std::sync::atomic::Ordering;
 
 const SESSION_TOK: &str = "flx_abcdefghijklmnopqrstuvwxyz0123456789";
@@ -98,44 +98,14 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
         vec!["/v1".into()],
     );
     let sessions = Arc::new(cache);
-    let p = Pipeline {
-        hygiene: crate::net::hygiene::HygieneRules {
-            max_header_bytes: 32 * 1024,
-            max_headers: 100,
-            protected: vec![],
-        },
-        routes,
-        client_ip: ClientIpResolver::new(
-            CidrSet::default(),
-            HeaderName::from_static("x-forwarded-for"),
-        ),
-        sessions: sessions.clone(),
-        secrets: InternalSecrets {
-            secrets: vec![InternalSecret {
-                name: "gateway".into(),
-                name_header: HeaderValue::from_static("gateway"),
-                secret: Secret::new(SECRET.into()),
-                networks: CidrSet::parse(&["10.0.0.0/8"]).unwrap(),
-            }],
-        },
-        accept: KindSet::of(&all),
-        cookie_name: "fluxer_session".into(),
-        store_retry_after_secs: 1,
-        serve_stale: false,
-        limits: Arc::new(crate::policy::ratelimit::Limiter::none(
-            crate::clock::system(),
-        )),
-        sudo: None,
-        origins: crate::policy::csrf::OriginPolicy::default(),
-        clock: crate::clock::system(),
-        geo: Arc::new(crate::net::geoip::GeoIp::none()),
-        geo_headers: false,
-        network: Default::default(),
-        network_rules: vec![],
-        ip_auth: Arc::new(crate::policy::ipauth::IpAuth::with_defaults(
-            sessions,
-            crate::clock::system(),
-        )),
+    let mut p = Pipeline::for_test(routes, Runtime::for_test(sessions, crate::clock::system()));
+    p.rules.secrets = InternalSecrets {
+        secrets: vec![InternalSecret {
+            name: "gateway".into(),
+            name_header: HeaderValue::from_static("gateway"),
+            secret: Secret::new(SECRET.into()),
+            networks: CidrSet::parse(&["10.0.0.0/8"]).unwrap(),
+        }],
     };
     (p, store)
 }
@@ -158,6 +128,8 @@ async fn run_from(
         method: &Method::GET,
         version: http::Version::HTTP_11,
         length_with_chunked: false,
+        body_read: false,
+        request_id: &HeaderValue::from_static("test-request"),
         target: target.as_bytes(),
         headers: &h,
         peer: peer.parse().unwrap(),
@@ -352,4 +324,81 @@ async fn internal_secret_right_wrong_missing_and_from_the_wrong_network() {
 async fn routes_match_under_the_version_prefix() {
     let (p, _) = pipeline().await;
     assert_eq!(kind(run(&p, "/v1/public", &[]).await), "anonymous");
+}
+
+fn admitted(v: Verdict) -> Admitted {
+    v.outcome.expect("expected admission")
+}
+
+#[tokio::test]
+async fn the_plan_sets_every_identity_header_for_some_caller() {
+    use crate::identity::IdentityHeader;
+    use crate::policy::sudo::{SUDO_HEADER, SudoSettings};
+    let (mut p, store) = pipeline().await;
+    let tok = "flx_scopedscopedscopedscopedscopedscoped";
+    store
+        .create(&Sid::of(tok), &rec(Kind::Session, &["identify"]))
+        .await
+        .unwrap();
+    let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geoip");
+    p.rt.geo = Arc::new(
+        crate::net::geoip::GeoIp::open(
+            Some(&db.join("GeoLite2-Country-Test.mmdb")),
+            Some(&db.join("GeoLite2-ASN-Test.mmdb")),
+        )
+        .unwrap(),
+    );
+    p.rules.geo_headers = true;
+    p.rules.assertion = Some(Arc::new(crate::identity::assertion::Asserter::new(
+        &Secret::new("assertion-secret-0123456789abcdef".into()),
+        60,
+    )));
+    let sudo = Arc::new(
+        Sudo::new(SudoSettings {
+            secret: b"sudo-shared-secret-0123456789".to_vec(),
+            lifetime_secs: 900,
+            leeway_secs: 1,
+            bind_to_session: true,
+            forward_upstream_token: true,
+            cookie_name: "fluxer_sudo_mode".into(),
+        })
+        .unwrap(),
+    );
+    let (proof, until) = sudo.grant("42", &Sid::of(tok), p.rt.clock.now_secs());
+    p.rules.sudo = Some(sudo);
+    let user = admitted(
+        run_from(
+            &p,
+            "/x",
+            &[("authorization", tok), ("x-fluxer-sudo-mode-jwt", &proof)],
+            "89.160.20.112",
+        )
+        .await,
+    )
+    .plan;
+    let internal = admitted(run(&p, "/_rpc", &[("x-fluxer-rpc-auth", SECRET)]).await).plan;
+    let names = &p.rules.names;
+    for &h in IdentityHeader::ALL {
+        assert!(
+            user.get(&names[h]).is_some() || internal.get(&names[h]).is_some(),
+            "{h:?} is never set"
+        );
+    }
+    assert_eq!(user.get(&names[IdentityHeader::UserId]).unwrap(), "42");
+    assert_eq!(
+        user.get(&names[IdentityHeader::SudoUntil]).unwrap(),
+        until.to_string().as_str()
+    );
+    assert_eq!(
+        internal.get(&names[IdentityHeader::Service]).unwrap(),
+        "gateway"
+    );
+    assert!(internal.get(&names[IdentityHeader::UserId]).is_none());
+    // The upstream-format sudo token and the request id ride along.
+    assert!(user.get(&SUDO_HEADER).is_some());
+    assert_eq!(
+        user.get(&crate::identity::REQUEST_ID).unwrap(),
+        "test-request"
+    );
+    assert!(user.strip_own_cookies && !user.drop_expect);
 }

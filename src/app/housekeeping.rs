@@ -2,10 +2,10 @@
 //! sweeper or the Redis invalidation subscriber, the notifier, GeoIP and config reloads.
 
 use super::Backend;
+use super::reload::Reloader;
 use crate::admin::{self, AdminState};
 use crate::net::geoip::GeoIp;
 use crate::policy::ipauth::notify;
-use crate::reload::Reloader;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::redis::subscriber;
 use async_trait::async_trait;

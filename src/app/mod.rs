@@ -3,6 +3,7 @@
 
 mod housekeeping;
 mod listeners;
+pub mod reload;
 
 use crate::admin::AdminState;
 use crate::clock::{self, SharedClock};
@@ -10,7 +11,7 @@ use crate::config::{Config, StoreSettings};
 use crate::metrics::Metrics;
 use crate::net::geoip::GeoIp;
 use crate::net::hygiene::HygieneRules;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Rules, Runtime};
 use crate::policy::ipauth::IpAuth;
 use crate::policy::ipauth::notify::Notifier;
 use crate::policy::ratelimit::redis::RedisLimiter;
@@ -18,7 +19,6 @@ use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
 use crate::policy::sudo::Sudo;
 use crate::proxy::{FluxgateProxy, Live, UpstreamPool};
 use crate::redis_client::Connections;
-use crate::reload::{Reloader, ReloaderParts};
 use crate::session::embedded::EmbeddedStore;
 use crate::session::redis::RedisStore;
 use crate::session::{SessionCache, SessionStore};
@@ -27,6 +27,7 @@ use housekeeping::Housekeeping;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
+use reload::{Reloader, ReloaderParts};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -126,29 +127,18 @@ pub struct RunOptions {
     pub upgrade: bool,
 }
 
-/// What outlives a config reload: caches, counters, pending approvals, connections.
-#[derive(Clone)]
-pub(crate) struct Shared {
-    pub sessions: Arc<SessionCache>,
-    pub geo: Arc<GeoIp>,
-    pub ip_auth: Arc<IpAuth>,
-    pub clock: SharedClock,
-    pub metrics: Arc<Metrics>,
-    pub redis: Option<Arc<Connections>>,
-}
-
 /// The rate limiter for `limits`, on Redis when configured and available.
-pub(crate) fn limiter(limits: crate::config::limits::LimitsConfig, shared: &Shared) -> Limiter {
+pub(crate) fn limiter(limits: crate::config::limits::LimitsConfig, rt: &Runtime) -> Limiter {
     Limiter::new(
         limits.buckets,
         limits.lockouts,
         limits.global,
-        match (&shared.redis, limits.on_redis) {
+        match (&rt.redis, limits.on_redis) {
             (Some(conns), true) => LimitBackend::Redis(RedisLimiter::new(conns.clone())),
             _ => LimitBackend::Local,
         },
         limits.settings,
-        shared.clock.clone(),
+        rt.clock.clone(),
     )
 }
 
@@ -165,21 +155,19 @@ pub(crate) fn sudo(
 /// The reloadable part of the proxy, from a validated config.
 pub(crate) fn live(
     cfg: Config,
-    shared: &Shared,
+    rt: &Runtime,
     limits: Arc<Limiter>,
     sudo: Option<Arc<Sudo>>,
 ) -> Live {
     let hygiene = HygieneRules {
         max_header_bytes: cfg.server.limits.max_header_bytes,
         max_headers: cfg.server.limits.max_headers,
-        protected: cfg.identity.all().into_iter().cloned().collect(),
+        protected: cfg.identity.all().to_vec(),
     };
-    let upstream = UpstreamPool::new(cfg.upstream);
-    let pipeline = Arc::new(Pipeline {
+    let rules = Rules {
         hygiene,
         routes: cfg.routes,
         client_ip: cfg.client_ip,
-        sessions: shared.sessions.clone(),
         secrets: cfg.secrets,
         accept: cfg.accept,
         cookie_name: cfg.sessions.cookie_name.clone(),
@@ -188,20 +176,17 @@ pub(crate) fn live(
         limits,
         sudo,
         origins: cfg.origins,
-        clock: shared.clock.clone(),
-        geo: shared.geo.clone(),
         geo_headers: cfg.geoip.headers,
         network: cfg.network,
         network_rules: cfg.network_rules,
-        ip_auth: shared.ip_auth.clone(),
-    });
-    Live {
-        pipeline,
         names: cfg.identity,
         cookies: cfg.cookies,
-        upstream,
-        access_log: cfg.logging.access_log,
         assertion: cfg.assertion,
+    };
+    Live {
+        pipeline: Arc::new(Pipeline::new(rules, rt.clone())),
+        upstream: UpstreamPool::new(cfg.upstream),
+        access_log: cfg.logging.access_log,
     }
 }
 
@@ -321,7 +306,7 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
         clock.clone(),
         metrics.clone(),
     ));
-    let shared = Shared {
+    let rt = Runtime {
         sessions: sessions.clone(),
         geo: geo.clone(),
         ip_auth: ip_auth.clone(),
@@ -329,7 +314,7 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
         metrics: metrics.clone(),
         redis: redis.clone(),
     };
-    let limits = Arc::new(limiter(std::mem::take(&mut cfg.limits), &shared));
+    let limits = Arc::new(limiter(std::mem::take(&mut cfg.limits), &rt));
     let sudo = sudo(cfg.sudo.take())?;
     let server_cfg = cfg.server.clone();
     let admin_cfg = cfg.admin.clone();
@@ -338,7 +323,7 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
     let exempt = cfg.client_ip.trusted().clone();
     let live = Arc::new(ArcSwap::from_pointee(self::live(
         cfg,
-        &shared,
+        &rt,
         limits.clone(),
         sudo.clone(),
     )));
@@ -359,7 +344,7 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
     let reloader = Arc::new(Reloader::new(ReloaderParts {
         source: opts.source.clone(),
         live,
-        shared,
+        rt,
         admin_sudo: admin_sudo.clone(),
         file,
         limiter: limits,

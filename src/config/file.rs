@@ -5,6 +5,7 @@ use super::duration::Dur;
 pub use super::edge::{CertFile, ServerFile, TlsListenerFile, UpstreamFile};
 pub use super::limits::{BucketFile, LockoutFile, RateLimitsFile};
 use super::secret::SecretSource;
+use crate::identity::IdentityHeader;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -384,19 +385,41 @@ pub struct IdentityFile {
     pub assertion_ttl: Dur,
 }
 
+impl IdentityFile {
+    /// The configured name of `h`. The one place that maps a variant of the identity-header
+    /// table to its field; `every_identity_key_maps_to_its_own_header` proves the mapping.
+    pub fn name(&self, h: IdentityHeader) -> &str {
+        use IdentityHeader as H;
+        match h {
+            H::AuthKind => &self.auth_kind_header,
+            H::UserId => &self.user_id_header,
+            H::SessionId => &self.session_id_header,
+            H::Scopes => &self.scopes_header,
+            H::Service => &self.service_header,
+            H::SudoUntil => &self.sudo_until_header,
+            H::ClientIp => &self.client_ip_header,
+            H::Country => &self.country_header,
+            H::Asn => &self.asn_header,
+            H::Assertion => &self.assertion_header,
+        }
+    }
+}
+
 impl Default for IdentityFile {
     fn default() -> Self {
+        use IdentityHeader as H;
+        let d = |h: IdentityHeader| h.default_name().to_string();
         IdentityFile {
-            auth_kind_header: "X-Fluxgate-Auth-Kind".into(),
-            user_id_header: "X-Fluxgate-User-Id".into(),
-            session_id_header: "X-Fluxgate-Session-Id".into(),
-            scopes_header: "X-Fluxgate-Scopes".into(),
-            service_header: "X-Fluxgate-Service".into(),
-            sudo_until_header: "X-Fluxgate-Sudo-Until".into(),
-            client_ip_header: "X-Fluxgate-Client-Ip".into(),
-            country_header: "X-Fluxgate-Country".into(),
-            asn_header: "X-Fluxgate-Asn".into(),
-            assertion_header: "X-Fluxgate-Assertion".into(),
+            auth_kind_header: d(H::AuthKind),
+            user_id_header: d(H::UserId),
+            session_id_header: d(H::SessionId),
+            scopes_header: d(H::Scopes),
+            service_header: d(H::Service),
+            sudo_until_header: d(H::SudoUntil),
+            client_ip_header: d(H::ClientIp),
+            country_header: d(H::Country),
+            asn_header: d(H::Asn),
+            assertion_header: d(H::Assertion),
             assertion_secret: None,
             assertion_ttl: Dur::from_secs(60),
         }

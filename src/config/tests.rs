@@ -179,3 +179,26 @@ fn route_names_default_to_methods_and_pattern() {
     .unwrap();
     assert_eq!(c.routes.routes()[0].name, "GET,POST /a/:id");
 }
+
+#[test]
+fn every_identity_key_maps_to_its_own_header() {
+    use crate::identity::IdentityHeader;
+    // Each key set to a distinct name must come back as that very header's name: a field
+    // wired to the wrong variant would send, say, the session id under the user-id name.
+    let mut src = String::from("[identity]\n");
+    for (i, h) in IdentityHeader::ALL.iter().enumerate() {
+        src += &format!("{} = \"X-Test-{i}\"\n", h.config_key());
+    }
+    let cfg = parse(&src, "identity.toml").expect("valid");
+    for (i, h) in IdentityHeader::ALL.iter().enumerate() {
+        assert_eq!(cfg.identity[*h].as_str(), format!("x-test-{i}"), "{h:?}");
+    }
+    let defaults = parse("", "empty.toml").expect("valid");
+    for &h in IdentityHeader::ALL {
+        assert_eq!(
+            defaults.identity[h].as_str(),
+            h.default_name().to_ascii_lowercase(),
+            "{h:?}"
+        );
+    }
+}

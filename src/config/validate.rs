@@ -6,7 +6,7 @@ use super::locate::KeyPath;
 use super::secret::Secret;
 use super::{AdminSettings, Config, ConfigError, LogFormat, LoggingSettings};
 use crate::credential::Kind;
-use crate::identity::HeaderNames;
+use crate::identity::{HeaderNames, IdentityHeader};
 use crate::net::cidr::CidrSet;
 use crate::net::client_ip::ClientIpResolver;
 use crate::policy::routes::KindSet;
@@ -221,67 +221,50 @@ fn secrets(f: &FileConfig, e: &mut Errors) -> InternalSecrets {
 }
 
 fn identity(f: &FileConfig, e: &mut Errors) -> Option<HeaderNames> {
-    let i = &f.identity;
-    let fields = [
-        ("auth_kind_header", &i.auth_kind_header),
-        ("user_id_header", &i.user_id_header),
-        ("session_id_header", &i.session_id_header),
-        ("scopes_header", &i.scopes_header),
-        ("service_header", &i.service_header),
-        ("sudo_until_header", &i.sudo_until_header),
-        ("client_ip_header", &i.client_ip_header),
-        ("country_header", &i.country_header),
-        ("asn_header", &i.asn_header),
-        ("assertion_header", &i.assertion_header),
-    ];
-    let mut names = Vec::new();
-    for (key, value) in fields {
-        let path = p("identity").key(key);
-        if let Some(h) = header_name(value, path.clone(), e) {
-            let folded = h.as_str().replace('_', "-");
-            if names
-                .iter()
-                .any(|n: &HeaderName| n.as_str().replace('_', "-") == folded)
-            {
-                e.at(
-                    path.clone(),
-                    format!("{value:?} is used for two identity headers"),
-                );
-            }
-            const RESERVED: [&str; 6] = [
-                "host",
-                "cookie",
-                "authorization",
-                "content-length",
-                "transfer-encoding",
-                "connection",
-            ];
-            if RESERVED.contains(&folded.as_str()) || folded == "x-forwarded-for" {
-                e.at(
-                    path,
-                    format!("{value:?} is a standard header and cannot carry identity"),
-                );
-            }
-            names.push(h);
+    let mut names: Vec<(IdentityHeader, HeaderName)> = Vec::new();
+    for &h in IdentityHeader::ALL {
+        let value = f.identity.name(h);
+        let path = p("identity").key(h.config_key());
+        let Some(name) = header_name(value, path.clone(), e) else {
+            continue;
+        };
+        let folded = name.as_str().replace('_', "-");
+        if names
+            .iter()
+            .any(|(_, n)| n.as_str().replace('_', "-") == folded)
+        {
+            e.at(
+                path.clone(),
+                format!("{value:?} is used for two identity headers"),
+            );
         }
+        const RESERVED: [&str; 6] = [
+            "host",
+            "cookie",
+            "authorization",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+        ];
+        if RESERVED.contains(&folded.as_str()) || folded == "x-forwarded-for" {
+            e.at(
+                path,
+                format!("{value:?} is a standard header and cannot carry identity"),
+            );
+        }
+        names.push((h, name));
     }
-    if names.len() != fields.len() {
+    if names.len() != IdentityHeader::ALL.len() {
         return None;
     }
-    let mut it = names.into_iter();
-    let mut next = || it.next().expect("ten names");
-    Some(HeaderNames {
-        auth_kind: next(),
-        user_id: next(),
-        session_id: next(),
-        scopes: next(),
-        service: next(),
-        sudo_until: next(),
-        client_ip: next(),
-        country: next(),
-        asn: next(),
-        assertion: next(),
-    })
+    // Looked up by variant, so the order of the list above cannot matter.
+    Some(HeaderNames::from_fn(|h| {
+        names
+            .iter()
+            .find(|(k, _)| *k == h)
+            .map(|(_, n)| n.clone())
+            .expect("every identity header has a validated name")
+    }))
 }
 
 /// The signer of `X-Fluxgate-Assertion`, when `identity.assertion_secret` is set.

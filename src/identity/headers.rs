@@ -1,43 +1,11 @@
 //! Stripping and injecting identity headers.
 
+use super::table::{HeaderNames, IdentityHeader as H};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
 /// The reserved prefix: every request header that could be read as `x-fluxgate-*` is removed.
 const PREFIX: &[u8] = b"x-fluxgate-";
-
-/// The configured identity header names (operators may rename them; `x-fluxgate-*` stays
-/// reserved either way).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderNames {
-    pub auth_kind: HeaderName,
-    pub user_id: HeaderName,
-    pub session_id: HeaderName,
-    pub scopes: HeaderName,
-    pub service: HeaderName,
-    pub sudo_until: HeaderName,
-    pub client_ip: HeaderName,
-    pub country: HeaderName,
-    pub asn: HeaderName,
-    pub assertion: HeaderName,
-}
-
-impl HeaderNames {
-    pub fn all(&self) -> [&HeaderName; 10] {
-        [
-            &self.auth_kind,
-            &self.user_id,
-            &self.session_id,
-            &self.scopes,
-            &self.service,
-            &self.sudo_until,
-            &self.client_ip,
-            &self.country,
-            &self.asn,
-            &self.assertion,
-        ]
-    }
-}
 
 /// The header operations fluxgate needs, so this room does not depend on pingora.
 pub trait HeaderEdit {
@@ -132,38 +100,45 @@ pub struct Injection<'a> {
     pub asn: Option<u32>,
 }
 
-/// Sets the identity headers and overwrites `X-Forwarded-For` with the client IP.
-pub fn inject(h: &mut impl HeaderEdit, names: &HeaderNames, id: &Injection<'_>) {
-    h.insert(
-        names.auth_kind.clone(),
+/// `X-Forwarded-For`, which fluxgate overwrites with the resolved client IP.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The identity headers for `id` (and `X-Forwarded-For`), appended to `out` as (name, value).
+pub fn identity_headers(
+    names: &HeaderNames,
+    id: &Injection<'_>,
+    out: &mut Vec<(HeaderName, HeaderValue)>,
+) {
+    out.push((
+        names[H::AuthKind].clone(),
         HeaderValue::from_static(id.auth_kind),
-    );
-    for (name, value) in [
-        (&names.user_id, id.user_id),
-        (&names.session_id, id.session_id),
-        (&names.scopes, id.scopes),
-        (&names.service, id.service),
+    ));
+    for (h, value) in [
+        (H::UserId, id.user_id),
+        (H::SessionId, id.session_id),
+        (H::Scopes, id.scopes),
+        (H::Service, id.service),
     ] {
         if let Some(v) = value {
-            h.insert(name.clone(), v.clone());
+            out.push((names[h].clone(), v.clone()));
         }
     }
     if let Some(c) = id.country.and_then(|c| HeaderValue::from_str(c).ok()) {
-        h.insert(names.country.clone(), c);
+        out.push((names[H::Country].clone(), c));
     }
     if let Some(a) = id.asn {
-        h.insert(names.asn.clone(), HeaderValue::from(a));
+        out.push((names[H::Asn].clone(), HeaderValue::from(a)));
     }
     if let Some(until) = id.sudo_until {
-        h.insert(names.sudo_until.clone(), HeaderValue::from(until));
+        out.push((names[H::SudoUntil].clone(), HeaderValue::from(until)));
     }
     if let Some(ip) = id.client_ip {
         // The formatted address becomes the value's buffer (no second copy).
         let v = HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
             .expect("an IP address is a valid header");
-        h.insert(names.client_ip.clone(), v.clone());
+        out.push((names[H::ClientIp].clone(), v.clone()));
         // Fluxer's API trusts the left-most X-Forwarded-For entry, so it must be ours alone.
-        h.insert(http::header::HeaderName::from_static("x-forwarded-for"), v);
+        out.push((X_FORWARDED_FOR, v));
     }
 }
 
@@ -192,19 +167,10 @@ mod tests {
     use super::*;
 
     pub(crate) fn names() -> HeaderNames {
-        let n = |s: &'static str| HeaderName::from_static(s);
-        HeaderNames {
-            auth_kind: n("x-fluxgate-auth-kind"),
-            user_id: n("x-fluxgate-user-id"),
-            session_id: n("x-fluxgate-session-id"),
-            scopes: n("x-fluxgate-scopes"),
-            service: n("x-fluxgate-service"),
-            sudo_until: n("x-fluxgate-sudo-until"),
-            client_ip: n("x-fluxgate-client-ip"),
-            country: n("x-fluxgate-country"),
-            asn: n("x-fluxgate-asn"),
-            assertion: n("x-user-assertion"),
-        }
+        HeaderNames::from_fn(|h| match h {
+            H::Assertion => HeaderName::from_static("x-user-assertion"),
+            h => HeaderName::from_bytes(h.default_name().as_bytes()).unwrap(),
+        })
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -249,28 +215,6 @@ mod tests {
         assert!(m.get("x-other").is_none());
         assert!(m.get("accept").is_some());
         assert!(m.get("connection").is_some());
-    }
-
-    #[test]
-    fn injection_overwrites_forwarded_for_and_sets_identity() {
-        let mut m = map(&[("x-forwarded-for", "6.6.6.6")]);
-        let user = HeaderValue::from_static("42");
-        inject(
-            &mut m,
-            &names(),
-            &Injection {
-                auth_kind: "session",
-                user_id: Some(&user),
-                client_ip: Some("192.0.2.9".parse().unwrap()),
-                ..Default::default()
-            },
-        );
-        assert_eq!(m.get_all("x-forwarded-for").iter().count(), 1);
-        assert_eq!(m["x-forwarded-for"], "192.0.2.9");
-        assert_eq!(m["x-fluxgate-user-id"], "42");
-        assert_eq!(m["x-fluxgate-auth-kind"], "session");
-        assert_eq!(m["x-fluxgate-client-ip"], "192.0.2.9");
-        assert!(m.get("x-fluxgate-session-id").is_none());
     }
 
     #[test]

@@ -1,11 +1,17 @@
-//! Identity headers (contract §4): one list of names, stripping whatever a client sent that
-//! could pass for them, and injecting the trustworthy values for an admitted request.
+//! Identity headers (contract §4): one table of names, stripping whatever a client sent that
+//! could pass for them, and the upstream plan that sets the trustworthy values for an admitted
+//! request.
 
 pub mod assertion;
 mod cookies;
 mod headers;
+mod plan;
+mod table;
 
 pub use cookies::{CookiePolicy, SameSite, strip_cookies};
 pub use headers::{
-    HeaderEdit, HeaderNames, Injection, REQUEST_ID, inject, request_id, strip_untrusted,
+    HeaderEdit, Injection, REQUEST_ID, X_FORWARDED_FOR, identity_headers, request_id,
+    strip_untrusted,
 };
+pub use plan::{UpstreamPlan, apply};
+pub use table::{COUNT, HeaderNames, IdentityHeader};

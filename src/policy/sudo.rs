@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 /// The header dialect.
-pub const SUDO_HEADER: &str = "x-fluxer-sudo-mode-jwt";
+pub const SUDO_HEADER: http::HeaderName = http::HeaderName::from_static("x-fluxer-sudo-mode-jwt");
 /// Longest token accepted (a sudo JWT is ~250 bytes).
 const MAX_TOKEN: usize = 2048;
 
@@ -103,7 +103,7 @@ impl Sudo {
                 }
             }
         };
-        for v in headers.get_all(SUDO_HEADER) {
+        for v in headers.get_all(&SUDO_HEADER) {
             take(v.to_str().map_err(|_| Refusal::Malformed)?)?;
         }
         for h in headers.get_all(COOKIE) {

@@ -41,10 +41,12 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx, peer: IpAddr) 
     if session.is_body_empty() {
         return Ok(Preread::Skipped);
     }
+    // The route is all that matters here; the request id is not read.
+    let no_id = http::HeaderValue::from_static("-");
     let needed = ctx
         .live
         .pipeline
-        .body_needed(&super::facts(session, peer, None));
+        .body_needed(&super::facts(session, peer, &no_id, false, None));
     if !needed {
         return Ok(Preread::Skipped);
     }
@@ -82,7 +84,7 @@ pub async fn settle_lockout(ctx: &mut RequestCtx) {
     let Some(r) = ctx.verdict.as_mut().and_then(|v| v.reservation.take()) else {
         return;
     };
-    let limits = &ctx.live.pipeline.limits;
+    let limits = &ctx.live.pipeline.rules.limits;
     let failed = match (ctx.upstream_status, limits.lockouts.get(r.lockout as usize)) {
         (Some(status), Some(l)) => l.statuses.contains(&status),
         _ => false,

@@ -20,16 +20,16 @@ fn harden(proxy: &Live, resp: &mut ResponseHeader) {
         .iter()
         .cloned()
         .collect();
-    if !set
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| proxy.cookies.owns(s)))
-    {
+    if !set.iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| proxy.pipeline.rules.cookies.owns(s))
+    }) {
         return;
     }
     resp.remove_header(&http::header::SET_COOKIE);
     for v in set {
         let out = match v.to_str() {
-            Ok(s) if proxy.cookies.owns(s) => proxy.cookies.harden(s),
+            Ok(s) if proxy.pipeline.rules.cookies.owns(s) => proxy.pipeline.rules.cookies.harden(s),
             _ => Some(v),
         };
         // A Set-Cookie for our cookies that cannot be parsed is dropped, not passed on weak.
@@ -40,12 +40,12 @@ fn harden(proxy: &Live, resp: &mut ResponseHeader) {
 }
 
 fn capture_sudo(proxy: &Live, resp: &mut ResponseHeader, ctx: &RequestCtx) {
-    let Some(sudo) = &proxy.pipeline.sudo else {
+    let Some(sudo) = &proxy.pipeline.rules.sudo else {
         return;
     };
     let Some(token) = resp
         .headers
-        .get(SUDO_HEADER)
+        .get(&SUDO_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
     else {
@@ -57,13 +57,13 @@ fn capture_sudo(proxy: &Live, resp: &mut ResponseHeader, ctx: &RequestCtx) {
     let Identity::User(s) = &a.identity else {
         return;
     };
-    let now = proxy.pipeline.clock.now_secs();
+    let now = proxy.pipeline.rt.clock.now_secs();
     // The upstream's proof must be valid for this user (and, if it names one, this session);
     // fluxgate then issues its own, bound to the session, for the full lifetime from now.
     match sudo.verify(&token, s.user_id(), Some(&s.sid), now) {
         Ok(_) => {
             let (bound, _) = sudo.grant(s.user_id(), &s.sid, now);
-            let cookie = proxy.cookies.set_cookie(
+            let cookie = proxy.pipeline.rules.cookies.set_cookie(
                 &sudo.settings.cookie_name,
                 &bound,
                 sudo.settings.lifetime_secs,

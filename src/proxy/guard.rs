@@ -49,12 +49,10 @@ mod tests {
                     route: RouteId::Default,
                     outcome: Ok(crate::pipeline::Admitted {
                         identity: Identity::Anonymous,
-                        pass_cookies: false,
                         role: None,
                         limit_headers: None,
-                        sudo_until: None,
-                        geo: Default::default(),
                         websocket: false,
+                        plan: Default::default(),
                     }),
                     reservation: None,
                 }

@@ -56,7 +56,7 @@ pub async fn answer(
     role: Role,
     request_id: Option<&HeaderValue>,
 ) -> Result<bool> {
-    let ip_auth = &proxy.pipeline.ip_auth;
+    let ip_auth = &proxy.pipeline.rt.ip_auth;
     let outcome: std::result::Result<Option<serde_json::Value>, Denial> = match role {
         Role::AuthorizeIp => match read_body(session).await? {
             None => Err(bad("body too large")),

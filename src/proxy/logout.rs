@@ -70,7 +70,7 @@ pub async fn on_response(proxy: &FluxgateProxy, resp: &mut ResponseHeader, ctx: 
     if !resp.status.is_success() {
         return;
     }
-    let cache = &ctx.live.pipeline.sessions;
+    let cache = &ctx.live.pipeline.rt.sessions;
     let clear = match role {
         Role::AuthorizeIp | Role::IpAuthPoll | Role::IpAuthResend => return,
         Role::Logout => match cache.revoke(&session.sid).await {
@@ -118,7 +118,7 @@ pub async fn on_response(proxy: &FluxgateProxy, resp: &mut ResponseHeader, ctx: 
         }
     };
     if clear {
-        for v in ctx.live.cookies.clear_both() {
+        for v in ctx.live.pipeline.rules.cookies.clear_both() {
             let _ = resp.append_header("set-cookie", v);
         }
     }

@@ -13,9 +13,9 @@ mod respond;
 mod upstream;
 
 use crate::denial::Denial;
-use crate::identity::{self, CookiePolicy, HeaderNames, Injection};
+use crate::identity;
 use crate::metrics::Metrics;
-use crate::pipeline::{Identity, Pipeline, RequestFacts, RouteId, Verdict, admitted_reason};
+use crate::pipeline::{Pipeline, RequestFacts, RouteId, Verdict, admitted_reason};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use edit::Upstream;
@@ -35,13 +35,8 @@ pub use upstream::UpstreamPool;
 /// to the end, so a reload never mixes two configs within a request.
 pub struct Live {
     pub pipeline: Arc<Pipeline>,
-    pub names: HeaderNames,
-    /// fluxgate's own cookies: removed from what the upstream sees, attributes for Set-Cookie.
-    pub cookies: CookiePolicy,
     pub upstream: UpstreamPool,
     pub access_log: bool,
-    /// Signs `X-Fluxgate-Assertion` when configured.
-    pub assertion: Option<Arc<identity::assertion::Asserter>>,
 }
 
 impl Live {
@@ -49,7 +44,7 @@ impl Live {
         match r {
             RouteId::Unrouted => "-",
             RouteId::Default => "default",
-            RouteId::Index(i) => &self.pipeline.routes.routes()[i].name,
+            RouteId::Index(i) => &self.pipeline.rules.routes.routes()[i].name,
         }
     }
 }
@@ -85,12 +80,13 @@ pub struct RequestCtx {
     live: Arc<Live>,
     started: Instant,
     verdict: Option<Verdict>,
+    /// Sent back on the response and forwarded upstream (set once the head is read).
     request_id: Option<HeaderValue>,
     /// Set when fluxgate itself answered with a failure after admission.
     failure: Option<Denial>,
     /// The logout body being captured, on `logout_all` routes.
     capture: logout::Capture,
-    /// The body was read before deciding (a body-keyed limit): `Expect` is not forwarded.
+    /// The body was read before deciding (a body-keyed limit).
     body_preread: bool,
     /// The upstream's response status, once it answered.
     upstream_status: Option<u16>,
@@ -115,7 +111,13 @@ fn length_with_chunked(session: &Session) -> bool {
 }
 
 /// What the pipeline needs from the request head.
-fn facts<'a>(session: &'a Session, peer: IpAddr, body: Option<&'a [u8]>) -> RequestFacts<'a> {
+fn facts<'a>(
+    session: &'a Session,
+    peer: IpAddr,
+    request_id: &'a HeaderValue,
+    body_read: bool,
+    body: Option<&'a [u8]>,
+) -> RequestFacts<'a> {
     let req = session.req_header();
     RequestFacts {
         method: &req.method,
@@ -124,7 +126,9 @@ fn facts<'a>(session: &'a Session, peer: IpAddr, body: Option<&'a [u8]>) -> Requ
         headers: &req.headers,
         peer,
         body,
+        body_read,
         length_with_chunked: length_with_chunked(session),
+        request_id,
     }
 }
 
@@ -180,7 +184,8 @@ impl ProxyHttp for FluxgateProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let peer = peer_ip(session);
-        ctx.request_id = Some(identity::request_id(&session.req_header().headers));
+        let request_id = identity::request_id(&session.req_header().headers);
+        ctx.request_id = Some(request_id.clone());
         let body = match body::preread(session, ctx, peer).await? {
             body::Preread::Skipped => None,
             body::Preread::Body(b) => b,
@@ -190,7 +195,13 @@ impl ProxyHttp for FluxgateProxy {
                 return Ok(true);
             }
         };
-        let facts = facts(session, peer, body.as_deref());
+        let facts = facts(
+            session,
+            peer,
+            &request_id,
+            ctx.body_preread,
+            body.as_deref(),
+        );
         let live = ctx.live.clone();
         let verdict = guarded(live.pipeline.evaluate(&facts), peer, &self.metrics).await;
         let denied = verdict.outcome.as_ref().err().cloned();
@@ -237,7 +248,6 @@ impl ProxyHttp for FluxgateProxy {
         // fails closed.
         let Some(Verdict {
             outcome: Ok(admitted),
-            client_ip,
             ..
         }) = &ctx.verdict
         else {
@@ -246,72 +256,14 @@ impl ProxyHttp for FluxgateProxy {
                 "request reached the upstream without admission",
             );
         };
-        let live = &*ctx.live;
+        let rules = &ctx.live.pipeline.rules;
         let edited = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut h = Upstream(upstream);
-            identity::strip_untrusted(&mut h, &live.names);
-            if !admitted.pass_cookies {
-                let own = [
-                    live.cookies.session_name.as_str(),
-                    live.cookies.sudo_name.as_str(),
-                ];
-                identity::strip_cookies(&mut h, &own);
-            }
-            let mut inj = Injection {
-                auth_kind: admitted.identity.auth_kind(),
-                client_ip: Some(*client_ip),
-                sudo_until: admitted.sudo_until,
-                country: admitted.geo.country_str(),
-                asn: admitted.geo.asn,
-                ..Default::default()
-            };
-            let sid_header;
-            match &admitted.identity {
-                Identity::Anonymous => {}
-                Identity::User(s) => {
-                    sid_header = s.sid_header();
-                    inj.user_id = Some(s.user_header());
-                    inj.session_id = Some(&sid_header);
-                    inj.scopes = s.scopes_header();
-                }
-                Identity::Internal(i) => {
-                    inj.service = Some(&live.pipeline.secrets.secrets[*i].name_header);
-                }
-            }
-            identity::inject(&mut h, &live.names, &inj);
-            if let Some(asserter) = &live.assertion {
-                let target = h.0.uri.path_and_query().map_or("/", |p| p.as_str());
-                let rid = ctx.request_id.as_ref().and_then(|v| v.to_str().ok());
-                let token = asserter.sign(
-                    &inj,
-                    h.0.method.as_str(),
-                    target,
-                    rid,
-                    live.pipeline.clock.now_secs(),
-                );
-                if let Ok(v) = HeaderValue::from_str(&token) {
-                    h.0.insert_header(live.names.assertion.clone(), v).ok();
-                }
-            }
-            if let (Some(sudo), Some(until), Identity::User(s)) =
-                (&live.pipeline.sudo, admitted.sudo_until, &admitted.identity)
-                && sudo.settings.forward_upstream_token
-            {
-                // A fresh proof in the upstream's own format, so an upstream with a shorter
-                // window than fluxgate's agrees that this request is in sudo mode.
-                let now = live.pipeline.clock.now_secs();
-                let token = sudo.mint(s.user_id(), &s.sid, now, until);
-                if let Ok(v) = http::HeaderValue::from_str(&token) {
-                    h.0.insert_header(crate::policy::sudo::SUDO_HEADER, v).ok();
-                }
-            }
-            if let Some(id) = &ctx.request_id {
-                h.0.insert_header(identity::REQUEST_ID, id.clone()).ok();
-            }
-            if ctx.body_preread {
-                // fluxgate already read the body (and said 100 Continue when asked).
-                h.0.remove_header("expect");
-            }
+            identity::apply(
+                &mut Upstream(upstream),
+                &rules.names,
+                &rules.cookies,
+                &admitted.plan,
+            )
         }));
         if edited.is_err() {
             self.metrics.panics.fetch_add(1, Ordering::Relaxed);

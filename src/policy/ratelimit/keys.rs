@@ -3,6 +3,7 @@
 //! and `bob@example.com` share a bucket). A key that cannot be derived falls back to the IP,
 //! never to "no limit".
 
+use crate::policy::routes::Pattern;
 use std::net::IpAddr;
 
 /// How a bucket or lockout derives its key.
@@ -61,12 +62,26 @@ impl KeySpec {
     }
 }
 
+/// The matched route's path parameters: the pattern and the path it matched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathParams<'a> {
+    pub pattern: Option<&'a Pattern>,
+    pub path: &'a str,
+}
+
+impl<'a> PathParams<'a> {
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.pattern.and_then(|p| p.param(self.path, name))
+    }
+}
+
 /// What the key is derived from.
+#[derive(Debug, Clone, Copy)]
 pub struct KeyFacts<'a> {
     pub client_ip: IpAddr,
     pub user: Option<&'a str>,
     pub session: Option<&'a [u8]>,
-    pub param: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
+    pub param: PathParams<'a>,
     pub body: Option<&'a serde_json::Value>,
 }
 
@@ -95,7 +110,7 @@ pub fn derive(spec: &KeySpec, f: &KeyFacts<'_>) -> KeyValue {
         KeySpec::Ip => None,
         KeySpec::User | KeySpec::UserOrIp => f.user.map(|u| (b'u', u.as_bytes().to_vec())),
         KeySpec::Session => f.session.map(|s| (b's', s.to_vec())),
-        KeySpec::Param(name) => (f.param)(name).map(|v| (b'p', v.as_bytes().to_vec())),
+        KeySpec::Param(name) => f.param.get(name).map(|v| (b'p', v.as_bytes().to_vec())),
         KeySpec::Body(field) => f
             .body
             .and_then(|b| b.get(field))
@@ -114,12 +129,20 @@ pub fn derive(spec: &KeySpec, f: &KeyFacts<'_>) -> KeyValue {
 mod tests {
     use super::*;
 
+    fn pattern() -> &'static Pattern {
+        static P: std::sync::OnceLock<Pattern> = std::sync::OnceLock::new();
+        P.get_or_init(|| Pattern::parse("/invites/:code").unwrap())
+    }
+
     fn facts<'a>(body: Option<&'a serde_json::Value>, user: Option<&'a str>) -> KeyFacts<'a> {
         KeyFacts {
             client_ip: "2001:db8:1:2:3:4:5:6".parse().unwrap(),
             user,
             session: None,
-            param: &|n| (n == "code").then_some("abc"),
+            param: PathParams {
+                pattern: Some(pattern()),
+                path: "/invites/abc",
+            },
             body,
         }
     }

@@ -9,9 +9,10 @@
 //! Redis, GeoIP databases' paths, IP authorization, the admin listener, log format and level)
 //! take effect only after a restart (or a graceful upgrade); a reload that changes them says so.
 
-use crate::app::{Shared, StartupError};
+use super::StartupError;
 use crate::config::{self, file::FileConfig};
 use crate::net::tls::CertResolver;
+use crate::pipeline::Runtime;
 use crate::policy::ratelimit::Limiter;
 use crate::policy::sudo::Sudo;
 use crate::proxy::Live;
@@ -34,7 +35,7 @@ struct Current {
 pub struct Reloader {
     source: Option<PathBuf>,
     live: Arc<ArcSwap<Live>>,
-    shared: Shared,
+    rt: Runtime,
     admin_sudo: Arc<ArcSwapOption<Sudo>>,
     current: Mutex<Current>,
     /// The file the process started with: restart-only sections are compared against it, so
@@ -49,7 +50,7 @@ pub struct Reloader {
 pub(crate) struct ReloaderParts {
     pub source: Option<PathBuf>,
     pub live: Arc<ArcSwap<Live>>,
-    pub shared: Shared,
+    pub rt: Runtime,
     pub admin_sudo: Arc<ArcSwapOption<Sudo>>,
     /// The file the running config came from.
     pub file: FileConfig,
@@ -70,7 +71,7 @@ impl Reloader {
         Reloader {
             source: parts.source,
             live: parts.live,
-            shared: parts.shared,
+            rt: parts.rt,
             admin_sudo: parts.admin_sudo,
             started: parts.file.clone(),
             current: Mutex::new(Current {
@@ -97,14 +98,14 @@ impl Reloader {
             current.limiter.clone()
         } else {
             tracing::warn!("rate limits changed: local counters and lockouts start afresh");
-            Arc::new(crate::app::limiter(limits, &self.shared))
+            Arc::new(super::limiter(limits, &self.rt))
         };
-        let sudo = crate::app::sudo(cfg.sudo.take()).map_err(|e: StartupError| e.to_string())?;
+        let sudo = super::sudo(cfg.sudo.take()).map_err(|e: StartupError| e.to_string())?;
         let file = cfg.file.clone();
         // The edge limits belong to the listeners, built once: keep the header limits the
         // HTTP/2 settings were built with.
         cfg.server.limits = self.edge;
-        let live = crate::app::live(cfg, &self.shared, limiter.clone(), sudo.clone());
+        let live = super::live(cfg, &self.rt, limiter.clone(), sudo.clone());
         self.live.store(Arc::new(live));
         self.admin_sudo.store(sudo);
         *current = Current { file, limiter };
@@ -129,7 +130,7 @@ impl Reloader {
     fn on_hangup(&self) {
         match self.reload_config() {
             Ok(a) => {
-                self.shared.metrics.reloads.inc("success", "config");
+                self.rt.metrics.reloads.inc("success", "config");
                 if a.needs_restart.is_empty() {
                     tracing::info!("configuration reloaded");
                 } else {
@@ -141,7 +142,7 @@ impl Reloader {
             }
             Err(e) if self.source.is_none() => tracing::info!(reason = %e, "SIGHUP ignored"),
             Err(e) => {
-                self.shared.metrics.reloads.inc("failure", "config");
+                self.rt.metrics.reloads.inc("failure", "config");
                 tracing::error!(problems = %e, "configuration reload refused; keeping the configuration in use");
             }
         }
@@ -152,11 +153,11 @@ impl Reloader {
         match self.reload_certs(forced) {
             None => {}
             Some(Ok(())) => {
-                self.shared.metrics.reloads.inc("success", "certificates");
+                self.rt.metrics.reloads.inc("success", "certificates");
                 tracing::info!(forced, "TLS certificates reloaded");
             }
             Some(Err(e)) => {
-                self.shared.metrics.reloads.inc("failure", "certificates");
+                self.rt.metrics.reloads.inc("failure", "certificates");
                 tracing::error!(error = %e, "TLS certificate reload failed; keeping the certificates in use");
             }
         }
