@@ -108,7 +108,7 @@ fn setup() -> Setup {
         store,
         clock,
         Arc::new(Metrics::default()),
-        cfg.sessions.cache,
+        cfg.boot.sessions.cache,
     ));
     // Warm the cache so every measured lookup is a hit.
     assert!(
@@ -116,13 +116,16 @@ fn setup() -> Setup {
             .unwrap()
             .is_some()
     );
-    let mut pipeline = Pipeline::for_test(cfg.routes, Runtime::for_test(sessions, clock::system()));
-    pipeline.rules.client_ip = cfg.client_ip;
-    pipeline.rules.secrets = cfg.secrets;
-    pipeline.rules.accept = cfg.accept;
-    pipeline.rules.cookie_name = cfg.sessions.cookie_name;
-    pipeline.rules.names = cfg.identity;
-    pipeline.rules.cookies = cfg.cookies;
+    let mut pipeline = Pipeline::for_test(
+        cfg.live.routes,
+        Runtime::for_test(sessions, clock::system()),
+    );
+    pipeline.rules.client_ip = cfg.live.client_ip;
+    pipeline.rules.secrets = cfg.live.secrets;
+    pipeline.rules.accept = cfg.live.accept;
+    pipeline.rules.cookie_name = cfg.live.sessions.cookie_name;
+    pipeline.rules.names = cfg.live.identity;
+    pipeline.rules.cookies = cfg.live.cookies;
     Setup {
         pipeline,
         _dir: dir,
@@ -270,7 +273,7 @@ fn benches(c: &mut Criterion) {
 
     // Only when `identity.assertion_secret` is set.
     let asserter = fluxgate::identity::assertion::Asserter::new(
-        &fluxgate::config::secret::Secret::new("assertion-secret-0123456789abcdef".into()),
+        &fluxgate::secret::Secret::new("assertion-secret-0123456789abcdef".into()),
         60,
     );
     c.bench_function("identity/sign_assertion", |b| {

@@ -128,7 +128,7 @@ fn run(path: &std::path::Path, upgrade: bool) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let _log = crate::logging::init(&cfg.logging);
+    let _log = crate::logging::init(&cfg.boot.logging);
     let opts = app::RunOptions {
         source: Some(path.to_path_buf()),
         upgrade,
@@ -236,7 +236,7 @@ fn sessions(args: SessionsArgs) -> i32 {
 fn admin_client(args: &SessionsArgs) -> Result<AdminClient, String> {
     if let Some(path) = &args.config {
         let cfg = config::load(path).map_err(|e| e.to_string())?;
-        let mut addr = cfg.admin.listen;
+        let mut addr = cfg.boot.admin.listen;
         if addr.port() == 0 {
             return Err(format!(
                 "{}: admin.listen uses port 0, so its port is only known to the running process; pass --admin ADDRESS",
@@ -248,7 +248,7 @@ fn admin_client(args: &SessionsArgs) -> Result<AdminClient, String> {
         }
         return Ok(AdminClient {
             addr,
-            secret: cfg.admin.secret.map(|s| s.expose().to_string()),
+            secret: cfg.boot.admin.secret.map(|s| s.expose().to_string()),
         });
     }
     Ok(AdminClient {

@@ -47,7 +47,7 @@ pub fn run(port: u16) -> i32 {
             return cli::EXIT_CONFIG;
         }
     };
-    let _log = crate::logging::init(&cfg.logging);
+    let _log = crate::logging::init(&cfg.boot.logging);
     let built = match app::build(cfg, &app::RunOptions::default()) {
         Ok(b) => b,
         Err(e) => {

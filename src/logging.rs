@@ -10,7 +10,6 @@
 //! formatting nine known fields into a reused buffer is a small fraction of that. The output
 //! has the same shape as tracing's lines (`timestamp`, `level`, `fields`, `target`).
 
-use crate::config::{LogFormat, LoggingSettings};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -18,6 +17,19 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Logfmt,
+    Pretty,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
 
 /// Where access lines go, once logging is set up (and in which format).
 static ACCESS: OnceLock<(NonBlocking, LogFormat)> = OnceLock::new();

@@ -261,7 +261,11 @@ impl Pipeline {
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        self.rt.ip_auth.check(s, pre.client_ip, &pre.geo, ua).await
+        let retry = self.rules.store_retry_after_secs;
+        self.rt
+            .ip_auth
+            .check(s, pre.client_ip, &pre.geo, ua, retry)
+            .await
     }
 
     /// Stage 9: the expiry of a valid sudo proof, when one came with a user's request.

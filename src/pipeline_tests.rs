@@ -2,10 +2,10 @@
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::config::secret::Secret;
 use crate::metrics::Metrics;
 use crate::net::cidr::CidrSet;
 use crate::policy::{InternalSecret, Pattern, Route};
+use crate::secret::Secret;
 use crate::session::record::SessionRecord;
 use crate::session::testing::MemStore;
 use crate::session::{CacheSettings, SessionCache, SessionStore};

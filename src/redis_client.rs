@@ -4,7 +4,7 @@
 //! multiplexed connection per worker thread (created on first use), so a request never waits
 //! on another thread's event loop to reach Redis.
 
-use crate::config::secret::Secret;
+use crate::secret::Secret;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -17,7 +17,7 @@ use thread_local::ThreadLocal;
 use tokio::sync::OnceCell;
 
 /// `[redis]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
     /// One URL, or the cluster's seed nodes.
     pub urls: Vec<String>,

@@ -1,8 +1,8 @@
 //! The management API (contract §11): create, list and revoke sessions.
 
 use super::{AdminResponse, AdminState, error, json_response};
-use crate::config::Dur;
 use crate::credential::{self, Kind, Sid};
+use crate::duration::Dur;
 use crate::session::SessionRecord;
 use crate::session::record::{RECORD_VERSION, is_scope, is_user_id};
 use http::{Method, StatusCode};

@@ -6,8 +6,8 @@ mod api;
 pub mod client;
 
 use crate::clock::SharedClock;
-use crate::config::secret::Secret;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::session::SessionCache;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};

@@ -7,7 +7,7 @@ pub mod reload;
 
 use crate::admin::AdminState;
 use crate::clock::{self, SharedClock};
-use crate::config::{Config, StoreSettings};
+use crate::config::{BootConfig, Config, LiveConfig, StoreSettings};
 use crate::metrics::Metrics;
 use crate::net::geoip::GeoIp;
 use crate::net::hygiene::HygieneRules;
@@ -17,6 +17,7 @@ use crate::policy::ipauth::notify::Notifier;
 use crate::policy::ratelimit::redis::RedisLimiter;
 use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
 use crate::policy::sudo::Sudo;
+use crate::proxy::edge::EdgeLimits;
 use crate::proxy::{FluxgateProxy, Live, UpstreamPool};
 use crate::redis_client::Connections;
 use crate::session::embedded::EmbeddedStore;
@@ -85,7 +86,7 @@ impl Backend {
     /// `wait`: how long to retry a store file another process still holds (during a graceful
     /// upgrade, the old instance holds it until it has drained).
     fn open(
-        cfg: &Config,
+        cfg: &BootConfig,
         redis: Option<&Arc<Connections>>,
         clock: &SharedClock,
         wait: Duration,
@@ -153,15 +154,17 @@ pub(crate) fn sudo(
 }
 
 /// The reloadable part of the proxy, from a validated config.
+/// `edge`: the header limits the listeners were built with (they do not reload).
 pub(crate) fn live(
-    cfg: Config,
+    cfg: LiveConfig,
+    edge: &EdgeLimits,
     rt: &Runtime,
     limits: Arc<Limiter>,
     sudo: Option<Arc<Sudo>>,
 ) -> Live {
     let hygiene = HygieneRules {
-        max_header_bytes: cfg.server.limits.max_header_bytes,
-        max_headers: cfg.server.limits.max_headers,
+        max_header_bytes: edge.max_header_bytes,
+        max_headers: edge.max_headers,
         protected: cfg.identity.all().to_vec(),
     };
     let rules = Rules {
@@ -176,7 +179,7 @@ pub(crate) fn live(
         limits,
         sudo,
         origins: cfg.origins,
-        geo_headers: cfg.geoip.headers,
+        geo_headers: cfg.geo_headers,
         network: cfg.network,
         network_rules: cfg.network_rules,
         names: cfg.identity,
@@ -186,7 +189,7 @@ pub(crate) fn live(
     Live {
         pipeline: Arc::new(Pipeline::new(rules, rt.clone())),
         upstream: UpstreamPool::new(cfg.upstream),
-        access_log: cfg.logging.access_log,
+        access_log: cfg.access_log,
     }
 }
 
@@ -214,16 +217,21 @@ fn open_embedded(
 }
 
 /// Builds the server from a config. Nothing runs until [`run`].
-pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
+pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
+    let Config {
+        boot,
+        live: mut live_cfg,
+        ..
+    } = cfg;
     let conf = ServerConf {
-        threads: cfg.server.threads,
-        work_stealing: cfg.server.work_stealing,
-        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.as_secs().max(1)),
-        upgrade_sock: cfg.server.upgrade_socket.display().to_string(),
-        pid_file: format!("{}.pid", cfg.server.upgrade_socket.display()),
+        threads: boot.server.threads,
+        work_stealing: boot.server.work_stealing,
+        grace_period_seconds: Some(boot.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(boot.server.shutdown_timeout.as_secs().max(1)),
+        upgrade_sock: boot.server.upgrade_socket.display().to_string(),
+        pid_file: format!("{}.pid", boot.server.upgrade_socket.display()),
         // One attempt per upstream address: a refused connection moves on to the next one.
-        max_retries: cfg.upstream.addresses.len().max(1),
+        max_retries: live_cfg.upstream.addresses.len().max(1),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -237,47 +245,47 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
     // The old instance keeps the store file until it has drained: grace period plus shutdown
     // timeout, and some slack.
     let store_wait = if opts.upgrade {
-        cfg.server.grace_period + cfg.server.shutdown_timeout + Duration::from_secs(5)
+        boot.server.grace_period + boot.server.shutdown_timeout + Duration::from_secs(5)
     } else {
         Duration::ZERO
     };
     let clock = clock::system();
     let metrics = Arc::new(Metrics::default());
     // One set of Redis connections, shared by everything that uses Redis.
-    let redis = match &cfg.redis {
+    let redis = match &boot.redis {
         Some(r) => Some(Arc::new(
             Connections::new(r.clone()).map_err(StartupError::Store)?,
         )),
         None => None,
     };
-    let backend = Backend::open(&cfg, redis.as_ref(), &clock, store_wait)?;
+    let backend = Backend::open(&boot, redis.as_ref(), &clock, store_wait)?;
     let sessions = Arc::new(SessionCache::new(
         backend.store(),
         clock.clone(),
         metrics.clone(),
-        cfg.sessions.cache,
+        boot.sessions.cache,
     ));
     // During a graceful upgrade the old instance still holds the admin port; it is bound once
     // the old instance lets go (see `Housekeeping::start`).
     let admin_listener = if opts.upgrade {
         None
     } else {
-        Some(bind_admin(cfg.admin.listen)?)
+        Some(bind_admin(boot.admin.listen)?)
     };
     let admin_addr = match &admin_listener {
         Some(l) => l.local_addr().map_err(|source| StartupError::Bind {
-            addr: cfg.admin.listen,
+            addr: boot.admin.listen,
             source,
         })?,
-        None => cfg.admin.listen,
+        None => boot.admin.listen,
     };
-    let proxy_addrs = cfg
+    let proxy_addrs = boot
         .server
         .listen
         .iter()
         .map(|a| resolve_port(*a))
         .collect::<Result<Vec<_>, _>>()?;
-    let tls_addrs = cfg
+    let tls_addrs = boot
         .server
         .tls
         .iter()
@@ -289,17 +297,20 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
         sessions.set_vouch(Some(cap.as_millis() as i64));
     }
     let geo = Arc::new(
-        GeoIp::open(cfg.geoip.country_db.as_deref(), cfg.geoip.asn_db.as_deref())
-            .map_err(StartupError::Store)?,
+        GeoIp::open(
+            boot.geoip.country_db.as_deref(),
+            boot.geoip.asn_db.as_deref(),
+        )
+        .map_err(StartupError::Store)?,
     );
-    let stream = match (&cfg.ip_auth.stream, &redis) {
+    let stream = match (&boot.ip_auth.stream, &redis) {
         (Some(name), Some(conns)) => Some((conns.clone(), name.clone())),
         _ => None,
     };
     let (notifier, notify_worker) =
-        Notifier::new(cfg.ip_auth.webhook.clone(), stream, metrics.clone());
+        Notifier::new(boot.ip_auth.webhook.clone(), stream, metrics.clone());
     let ip_auth = Arc::new(IpAuth::new(
-        cfg.ip_auth.settings.clone(),
+        boot.ip_auth.settings.clone(),
         sessions.clone(),
         geo.clone(),
         notifier,
@@ -314,15 +325,16 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
         metrics: metrics.clone(),
         redis: redis.clone(),
     };
-    let limits = Arc::new(limiter(std::mem::take(&mut cfg.limits), &rt));
-    let sudo = sudo(cfg.sudo.take())?;
-    let server_cfg = cfg.server.clone();
-    let admin_cfg = cfg.admin.clone();
-    let file = cfg.file.clone();
-    let geo_reload_check = cfg.geoip.reload_check;
-    let exempt = cfg.client_ip.trusted().clone();
+    let limits = Arc::new(limiter(live_cfg.limits.clone(), &rt));
+    let sudo = sudo(live_cfg.sudo.take())?;
+    let server_cfg = boot.server.clone();
+    let admin_cfg = boot.admin.clone();
+    let geo_reload_check = boot.geoip.reload_check;
+    let exempt = boot.connection_cap_exempt.clone();
+    let limits_cfg = live_cfg.limits.clone();
     let live = Arc::new(ArcSwap::from_pointee(self::live(
-        cfg,
+        live_cfg,
+        &boot.server.limits,
         &rt,
         limits.clone(),
         sudo.clone(),
@@ -346,10 +358,10 @@ pub fn build(mut cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> 
         live,
         rt,
         admin_sudo: admin_sudo.clone(),
-        file,
+        boot: boot.clone(),
+        limits: limits_cfg,
         limiter: limits,
         resolvers,
-        edge: server_cfg.limits,
     }));
     let house = Housekeeping {
         admin_listener: Mutex::new(admin_listener),

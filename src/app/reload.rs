@@ -10,7 +10,7 @@
 //! take effect only after a restart (or a graceful upgrade); a reload that changes them says so.
 
 use super::StartupError;
-use crate::config::{self, file::FileConfig};
+use crate::config::{self, BootConfig, limits::LimitsConfig};
 use crate::net::tls::CertResolver;
 use crate::pipeline::Runtime;
 use crate::policy::ratelimit::Limiter;
@@ -27,7 +27,7 @@ const CERT_CHECK: Duration = Duration::from_secs(5);
 
 /// What the last successful load left in place.
 struct Current {
-    file: FileConfig,
+    limits: LimitsConfig,
     limiter: Arc<Limiter>,
 }
 
@@ -38,12 +38,10 @@ pub struct Reloader {
     rt: Runtime,
     admin_sudo: Arc<ArcSwapOption<Sudo>>,
     current: Mutex<Current>,
-    /// The file the process started with: restart-only sections are compared against it, so
-    /// every reload keeps saying what still waits for a restart.
-    started: FileConfig,
+    /// What the process started with: every reload compares against it, so every reload
+    /// keeps saying what still waits for a restart.
+    started: BootConfig,
     resolvers: Vec<Arc<CertResolver>>,
-    /// The edge limits in force since start.
-    edge: crate::config::EdgeLimits,
 }
 
 /// What a reloader starts from.
@@ -52,12 +50,13 @@ pub(crate) struct ReloaderParts {
     pub live: Arc<ArcSwap<Live>>,
     pub rt: Runtime,
     pub admin_sudo: Arc<ArcSwapOption<Sudo>>,
-    /// The file the running config came from.
-    pub file: FileConfig,
+    /// The start-time settings in force.
+    pub boot: BootConfig,
+    /// The rate limits the limiter was built from.
+    pub limits: LimitsConfig,
     pub limiter: Arc<Limiter>,
     /// The TLS listeners' certificate resolvers.
     pub resolvers: Vec<Arc<CertResolver>>,
-    pub edge: crate::config::EdgeLimits,
 }
 
 /// A reload that was applied, and the changed sections that wait for a restart.
@@ -73,13 +72,12 @@ impl Reloader {
             live: parts.live,
             rt: parts.rt,
             admin_sudo: parts.admin_sudo,
-            started: parts.file.clone(),
+            started: parts.boot,
             current: Mutex::new(Current {
-                file: parts.file,
+                limits: parts.limits,
                 limiter: parts.limiter,
             }),
             resolvers: parts.resolvers,
-            edge: parts.edge,
         }
     }
 
@@ -88,27 +86,32 @@ impl Reloader {
         let Some(path) = &self.source else {
             return Err("no config file to reload (started without one)".into());
         };
-        let mut cfg = config::load(path).map_err(|e| e.to_string())?;
+        let config::Config { boot, mut live, .. } =
+            config::load(path).map_err(|e| e.to_string())?;
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let needs_restart = restart_only_changes(&self.started, &cfg.file);
+        let needs_restart = self.started.changes(&boot);
         // Counters survive a reload unless the limits themselves changed (routes refer to
         // buckets by position, so new definitions need a new limiter).
-        let limits = std::mem::take(&mut cfg.limits);
-        let limiter = if same(&current.file.rate_limits, &cfg.file.rate_limits) {
+        let limiter = if current.limits == live.limits {
             current.limiter.clone()
         } else {
             tracing::warn!("rate limits changed: local counters and lockouts start afresh");
-            Arc::new(super::limiter(limits, &self.rt))
+            Arc::new(super::limiter(live.limits.clone(), &self.rt))
         };
-        let sudo = super::sudo(cfg.sudo.take()).map_err(|e: StartupError| e.to_string())?;
-        let file = cfg.file.clone();
+        let limits = live.limits.clone();
+        let sudo = super::sudo(live.sudo.take()).map_err(|e: StartupError| e.to_string())?;
         // The edge limits belong to the listeners, built once: keep the header limits the
         // HTTP/2 settings were built with.
-        cfg.server.limits = self.edge;
-        let live = super::live(cfg, &self.rt, limiter.clone(), sudo.clone());
+        let live = super::live(
+            live,
+            &self.started.server.limits,
+            &self.rt,
+            limiter.clone(),
+            sudo.clone(),
+        );
         self.live.store(Arc::new(live));
         self.admin_sudo.store(sudo);
-        *current = Current { file, limiter };
+        *current = Current { limits, limiter };
         Ok(Applied { needs_restart })
     }
 
@@ -190,81 +193,56 @@ impl Reloader {
     }
 }
 
-fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
-    toml::to_string(a).ok() == toml::to_string(b).ok()
-}
-
-/// The sections built once at startup that differ between `old` and `new`.
-fn restart_only_changes(old: &FileConfig, new: &FileConfig) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    let mut check = |name: &'static str, changed: bool| {
-        if changed {
-            out.push(name);
-        }
-    };
-    check("server", !same(&old.server, &new.server));
-    // The keys of these sections that the pipeline reads apply on reload; the rest (the
-    // store, its cache, the databases) are built once.
-    let sessions = |s: &crate::config::file::SessionsFile| {
-        let mut s = s.clone();
-        s.cookie_name.clear();
-        s.on_store_error.clear();
-        s.store_retry_after = Default::default();
-        s
-    };
-    check(
-        "sessions",
-        !same(&sessions(&old.sessions), &sessions(&new.sessions)),
-    );
-    check("redis", !same(&old.redis, &new.redis));
-    // Client-IP resolution reloads, but the listeners' exemption of trusted proxies from the
-    // per-address connection cap was fixed when they were built.
-    check(
-        "client_ip.trusted_proxies",
-        old.client_ip.trusted_proxies != new.client_ip.trusted_proxies,
-    );
-    let geoip = |g: &crate::config::file::GeoipFile| {
-        let mut g = g.clone();
-        g.headers = false;
-        g
-    };
-    check("geoip", !same(&geoip(&old.geoip), &geoip(&new.geoip)));
-    check(
-        "ip_authorization",
-        !same(&old.ip_authorization, &new.ip_authorization),
-    );
-    check("admin", !same(&old.admin, &new.admin));
-    check(
-        "logging",
-        old.logging.format != new.logging.format || old.logging.level != new.logging.level,
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::config::parse;
+
+    fn changes(old: &str, new: &str) -> Vec<&'static str> {
+        let old = parse(old, "old.toml").expect("valid").boot;
+        old.changes(&parse(new, "new.toml").expect("valid").boot)
+    }
 
     #[test]
     fn restart_only_sections_are_named_when_changed() {
-        let old = FileConfig::default();
-        let mut new = FileConfig::default();
-        assert!(restart_only_changes(&old, &new).is_empty());
-        new.logging.access_log = !old.logging.access_log;
-        new.routing = Default::default();
-        new.sessions.cookie_name = "other".into();
-        new.geoip.headers = !old.geoip.headers;
-        assert!(restart_only_changes(&old, &new).is_empty());
-        new.sessions.cache_ttl = crate::config::Dur::from_secs(1);
-        assert_eq!(restart_only_changes(&old, &new), vec!["sessions"]);
-        new.sessions = old.sessions.clone();
-        new.server.threads += 1;
-        new.logging.level = "debug".into();
-        assert_eq!(restart_only_changes(&old, &new), vec!["server", "logging"]);
-        new.client_ip.trusted_proxies = vec!["10.0.0.0/8".into()];
+        assert!(changes("", "").is_empty());
+        // Keys the request path reads apply on reload.
+        let reloadable = r#"
+            [logging]
+            access_log = false
+            [sessions]
+            cookie_name = "other"
+            store_retry_after = "3s"
+            [geoip]
+            headers = true
+            [[route]]
+            path = "/x"
+            auth = "none"
+        "#;
+        assert!(changes("", reloadable).is_empty());
         assert_eq!(
-            restart_only_changes(&old, &new),
+            changes("", "[sessions]\ncache_ttl = \"5m\""),
+            vec!["sessions"]
+        );
+        // Serving stale sessions needs the cache to keep them (its grace is fixed at start),
+        // so turning it on waits for a restart, and says so.
+        assert_eq!(
+            changes("", "[sessions]\non_store_error = \"serve_stale\""),
+            vec!["sessions"]
+        );
+        assert_eq!(
+            changes("", "[server]\nthreads = 7\n[logging]\nlevel = \"debug\""),
+            vec!["server", "logging"]
+        );
+        assert_eq!(
+            changes(
+                "",
+                "[server]\nthreads = 7\n[client_ip]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[logging]\nlevel = \"debug\""
+            ),
             vec!["server", "client_ip.trusted_proxies", "logging"]
+        );
+        assert_eq!(
+            changes("", "[admin]\nlisten = \"127.0.0.1:9999\""),
+            vec!["admin"]
         );
     }
 }

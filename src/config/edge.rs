@@ -2,8 +2,11 @@
 //! structs with their defaults, and their validation.
 
 use super::KeyPath;
-use super::duration::Dur;
 use super::validate::{Errors, p, positive, socket};
+use crate::duration::Dur;
+use crate::net::tls::CertPaths;
+use crate::proxy::edge::EdgeLimits;
+use crate::proxy::{UpstreamSettings, UpstreamTls};
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -110,7 +113,7 @@ impl Default for UpstreamFile {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     pub tls: Vec<TlsListener>,
@@ -123,54 +126,11 @@ pub struct ServerSettings {
     pub limits: EdgeLimits,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsListener {
     pub listen: SocketAddr,
     pub certificates: Vec<CertPaths>,
     pub http2: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertPaths {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// What one client connection may cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EdgeLimits {
-    /// From the first byte of a request (or the connection's start) to the end of its head.
-    pub head_timeout: Duration,
-    /// Idle time allowed between requests on a kept-alive connection.
-    pub keepalive_timeout: Duration,
-    /// Longest wait for the next piece of a request body.
-    pub body_timeout: Duration,
-    /// 0: unlimited.
-    pub max_requests_per_connection: u32,
-    /// 0: unlimited. Trusted proxies are exempt.
-    pub max_connections_per_ip: u32,
-    pub max_header_bytes: usize,
-    pub max_headers: usize,
-    pub h2_max_concurrent_streams: u32,
-}
-
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    pub addresses: Vec<SocketAddr>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub websocket_idle_timeout: Duration,
-    pub tls: Option<UpstreamTls>,
-}
-
-#[derive(Debug, Clone)]
-pub struct UpstreamTls {
-    /// SNI and the name the certificate must carry.
-    pub server_name: String,
-    /// CA certificates (DER) to trust instead of the system's.
-    pub ca: Option<Vec<Vec<u8>>>,
 }
 
 pub(super) fn server(s: &ServerFile, e: &mut Errors) -> ServerSettings {

@@ -1,10 +1,10 @@
 //! The config file as written: serde structs with every default defined once, in the
 //! `Default` impls below. `validate` turns this into the typed [`super::Config`].
 
-use super::duration::Dur;
 pub use super::edge::{CertFile, ServerFile, TlsListenerFile, UpstreamFile};
 pub use super::limits::{BucketFile, LockoutFile, RateLimitsFile};
 use super::secret::SecretSource;
+use crate::duration::Dur;
 use crate::identity::IdentityHeader;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

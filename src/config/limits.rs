@@ -92,7 +92,7 @@ const MAX_LIMIT: i64 = 10_000;
 const MAX_WINDOW_MS: i64 = 7 * 86_400_000;
 
 /// `[rate_limits]`, validated.
-#[derive(Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
     pub buckets: Vec<BucketDef>,
     pub lockouts: Vec<LockoutDef>,

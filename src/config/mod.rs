@@ -2,7 +2,6 @@
 //! its validation into [`Config`]. Every problem is reported with its key path and the line and
 //! column where it is written; the process refuses to start on any of them.
 
-pub mod duration;
 pub mod edge;
 pub mod file;
 pub mod limits;
@@ -14,12 +13,13 @@ mod stores;
 mod sudo;
 mod validate;
 
-pub use duration::Dur;
-pub use edge::{CertPaths, EdgeLimits, ServerSettings, TlsListener, UpstreamSettings, UpstreamTls};
+pub use crate::duration::Dur;
+pub use edge::{ServerSettings, TlsListener};
 pub use file::FileConfig;
 pub use locate::KeyPath;
 
 use crate::identity::HeaderNames;
+use crate::net::cidr::CidrSet;
 use crate::net::client_ip::ClientIpResolver;
 use crate::policy::{InternalSecrets, KindSet, RouteTable};
 use crate::session::CacheSettings;
@@ -30,25 +30,85 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A validated configuration.
+/// A validated configuration, in two parts by when it takes effect. Whether a key reloads is
+/// decided by the struct it goes into: [`BootConfig`] is built once at start (a change waits
+/// for a restart, and reload names it), [`LiveConfig`] is swapped whole on `SIGHUP`.
 pub struct Config {
+    pub boot: BootConfig,
+    pub live: LiveConfig,
+    /// The file as read with defaults filled in (for `check-config`).
+    pub file: FileConfig,
+}
+
+/// What is built once at start: listeners, the store and its cache, Redis, the GeoIP
+/// databases, IP authorization, the admin listener, logging. Compared by value on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootConfig {
     pub server: ServerSettings,
-    pub upstream: UpstreamSettings,
-    pub client_ip: ClientIpResolver,
-    pub sessions: SessionSettings,
+    /// `[sessions]`: the store and its cache.
+    pub sessions: SessionsBoot,
     /// `[redis]`, validated when something uses Redis.
     pub redis: Option<crate::redis_client::RedisSettings>,
+    /// `client_ip.trusted_proxies` as the listeners see it: exempt from the per-address
+    /// connection cap (the client-IP resolution itself reloads).
+    pub connection_cap_exempt: CidrSet,
+    /// `[geoip]` databases.
+    pub geoip: network::GeoSettings,
+    pub ip_auth: network::IpAuthConfig,
+    pub admin: AdminSettings,
+    pub logging: crate::logging::LoggingSettings,
+}
+
+impl BootConfig {
+    /// The config sections whose start-time settings differ between `self` and `new`.
+    pub fn changes(&self, new: &BootConfig) -> Vec<&'static str> {
+        // Destructured, so a new field does not compile until it is named here.
+        let BootConfig {
+            server,
+            sessions,
+            redis,
+            connection_cap_exempt,
+            geoip,
+            ip_auth,
+            admin,
+            logging,
+        } = self;
+        [
+            ("server", *server != new.server),
+            ("sessions", *sessions != new.sessions),
+            ("redis", *redis != new.redis),
+            (
+                "client_ip.trusted_proxies",
+                *connection_cap_exempt != new.connection_cap_exempt,
+            ),
+            ("geoip", *geoip != new.geoip),
+            ("ip_authorization", *ip_auth != new.ip_auth),
+            ("admin", *admin != new.admin),
+            ("logging", *logging != new.logging),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+}
+
+/// What a reload swaps: the rules of the request path and the upstream.
+pub struct LiveConfig {
+    pub upstream: crate::proxy::UpstreamSettings,
+    pub client_ip: ClientIpResolver,
+    /// `[sessions]` keys the request path reads.
+    pub sessions: SessionRules,
     /// Credential kinds accepted at all.
     pub accept: KindSet,
     pub cookies: crate::identity::CookiePolicy,
     /// `[sudo]`, when a secret is configured.
     pub sudo: Option<crate::policy::sudo::SudoSettings>,
-    pub geoip: network::GeoSettings,
+    /// `geoip.headers`: inject the country and ASN headers.
+    pub geo_headers: bool,
     /// `[network]`: rules for every request.
     pub network: crate::policy::network::NetworkRules,
     /// `[[network_rule]]`: rule sets routes refer to, by index.
     pub network_rules: Vec<crate::policy::network::NetworkRules>,
-    pub ip_auth: network::IpAuthConfig,
     /// `[csrf]`: origins allowed to make cookie-authenticated state changes.
     pub origins: crate::policy::csrf::OriginPolicy,
     pub secrets: InternalSecrets,
@@ -58,54 +118,44 @@ pub struct Config {
     pub identity: HeaderNames,
     /// Signs `X-Fluxgate-Assertion` when configured.
     pub assertion: Option<std::sync::Arc<crate::identity::assertion::Asserter>>,
-    pub admin: AdminSettings,
-    pub logging: LoggingSettings,
-    /// The file as read with defaults filled in (for `check-config`).
-    pub file: FileConfig,
+    /// `logging.access_log`.
+    pub access_log: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
     Embedded {
         path: PathBuf,
         sweep_interval: Duration,
     },
-    /// Sessions in Redis (connection settings in [`Config::redis`]).
+    /// Sessions in Redis (connection settings in [`BootConfig::redis`]).
     Redis {
         /// While the invalidation subscription is down, trust cached sessions this long.
         ttl_while_disconnected: Duration,
     },
 }
 
-#[derive(Debug, Clone)]
-pub struct SessionSettings {
+/// `[sessions]` keys built once: the store and the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionsBoot {
     pub store: StoreSettings,
-    pub cookie_name: String,
     pub cache: CacheSettings,
+}
+
+/// `[sessions]` keys the request path reads (they reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRules {
+    pub cookie_name: String,
     pub store_retry_after_secs: u32,
     /// Answer from recently seen sessions when the store fails (`on_store_error`).
     pub serve_stale: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
     /// `None`: the management API refuses every call.
     pub secret: Option<Secret>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Logfmt,
-    Pretty,
-}
-
-#[derive(Debug, Clone)]
-pub struct LoggingSettings {
-    pub format: LogFormat,
-    pub level: String,
-    pub access_log: bool,
 }
 
 /// One problem in the config.

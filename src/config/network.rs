@@ -11,16 +11,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// `[geoip]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeoSettings {
     pub country_db: Option<PathBuf>,
     pub asn_db: Option<PathBuf>,
     pub reload_check: Duration,
-    pub headers: bool,
 }
 
 /// `[ip_authorization]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpAuthConfig {
     pub settings: IpAuthSettings,
     pub webhook: Option<Webhook>,
@@ -44,7 +43,6 @@ pub(super) fn geoip(f: &FileConfig, e: &mut Errors) -> GeoSettings {
         country_db: g.country_db.clone(),
         asn_db: g.asn_db.clone(),
         reload_check: g.reload_check.0,
-        headers: g.headers,
     }
 }
 
@@ -216,12 +214,6 @@ pub(super) fn ip_authorization(f: &FileConfig, e: &mut Errors) -> IpAuthConfig {
             ticket_ttl_secs: a.ticket_ttl.0.as_secs().max(1) as i64,
             resend_after_secs: a.resend_after.0.as_secs() as i64,
             trusted,
-            store_retry_after_secs: f
-                .sessions
-                .store_retry_after
-                .0
-                .as_secs()
-                .clamp(1, u32::MAX as u64) as u32,
         },
         webhook,
         stream: a.redis_stream.clone(),

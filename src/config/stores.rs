@@ -3,12 +3,12 @@
 
 use super::file::FileConfig;
 use super::validate::{Errors, is_cookie_name, p, positive};
-use super::{SessionSettings, StoreSettings};
+use super::{SessionRules, SessionsBoot, StoreSettings};
 use crate::identity::{CookiePolicy, SameSite};
 use crate::redis_client::RedisSettings;
 use crate::session::CacheSettings;
 
-pub(super) fn sessions(f: &FileConfig, e: &mut Errors) -> SessionSettings {
+pub(super) fn sessions(f: &FileConfig, e: &mut Errors) -> (SessionsBoot, SessionRules) {
     let s = &f.sessions;
     let embedded = || StoreSettings::Embedded {
         path: s.embedded.path.clone(),
@@ -81,18 +81,21 @@ pub(super) fn sessions(f: &FileConfig, e: &mut Errors) -> SessionSettings {
             e.at(p("sessions.stale_grace"), "must be at most 1h");
         }
     }
-    SessionSettings {
+    let boot = SessionsBoot {
         store,
-        cookie_name: s.cookie_name.clone(),
         cache: CacheSettings {
             ttl_ms: s.cache_ttl.as_millis(),
             negative_ttl_ms: s.negative_ttl.as_millis(),
             capacity: s.cache_capacity,
             stale_grace_ms: serve_stale.then(|| s.stale_grace.as_millis()),
         },
+    };
+    let rules = SessionRules {
+        cookie_name: s.cookie_name.clone(),
         store_retry_after_secs: s.store_retry_after.0.as_secs().clamp(1, u32::MAX as u64) as u32,
         serve_stale,
-    }
+    };
+    (boot, rules)
 }
 
 /// Validates `[redis]`; call only when something uses Redis.

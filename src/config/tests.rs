@@ -20,12 +20,15 @@ fn errors(src: &str) -> Vec<String> {
 #[test]
 fn empty_file_is_the_valid_default_config() {
     let c = parse("", "empty").unwrap();
-    assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
-    assert_eq!(c.sessions.cookie_name, "fluxer_session");
-    assert_eq!(c.sessions.cache.ttl_ms, 30_000);
-    assert!(c.accept.contains(crate::credential::Kind::Session));
-    assert!(!c.accept.contains(crate::credential::Kind::Bot));
-    assert!(c.admin.secret.is_none());
+    assert_eq!(
+        c.boot.server.listen,
+        vec!["127.0.0.1:8080".parse().unwrap()]
+    );
+    assert_eq!(c.live.sessions.cookie_name, "fluxer_session");
+    assert_eq!(c.boot.sessions.cache.ttl_ms, 30_000);
+    assert!(c.live.accept.contains(crate::credential::Kind::Session));
+    assert!(!c.live.accept.contains(crate::credential::Kind::Bot));
+    assert!(c.boot.admin.secret.is_none());
 }
 
 #[test]
@@ -177,7 +180,7 @@ fn route_names_default_to_methods_and_pattern() {
         "t",
     )
     .unwrap();
-    assert_eq!(c.routes.routes()[0].name, "GET,POST /a/:id");
+    assert_eq!(c.live.routes.routes()[0].name, "GET,POST /a/:id");
 }
 
 #[test]
@@ -191,12 +194,16 @@ fn every_identity_key_maps_to_its_own_header() {
     }
     let cfg = parse(&src, "identity.toml").expect("valid");
     for (i, h) in IdentityHeader::ALL.iter().enumerate() {
-        assert_eq!(cfg.identity[*h].as_str(), format!("x-test-{i}"), "{h:?}");
+        assert_eq!(
+            cfg.live.identity[*h].as_str(),
+            format!("x-test-{i}"),
+            "{h:?}"
+        );
     }
     let defaults = parse("", "empty.toml").expect("valid");
     for &h in IdentityHeader::ALL {
         assert_eq!(
-            defaults.identity[h].as_str(),
+            defaults.live.identity[h].as_str(),
             h.default_name().to_ascii_lowercase(),
             "{h:?}"
         );

@@ -4,9 +4,10 @@
 use super::file::FileConfig;
 use super::locate::KeyPath;
 use super::secret::Secret;
-use super::{AdminSettings, Config, ConfigError, LogFormat, LoggingSettings};
+use super::{AdminSettings, BootConfig, Config, ConfigError, LiveConfig};
 use crate::credential::Kind;
 use crate::identity::{HeaderNames, IdentityHeader};
+use crate::logging::{LogFormat, LoggingSettings};
 use crate::net::cidr::CidrSet;
 use crate::net::client_ip::ClientIpResolver;
 use crate::policy::routes::KindSet;
@@ -38,14 +39,14 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let upstream = super::edge::upstream(&file.upstream, &mut e);
     let client_ip = client_ip(&file, &mut e);
     let accept = kinds(&file.credentials.accept, p("credentials.accept"), &mut e);
-    let sessions = super::stores::sessions(&file, &mut e);
+    let (sessions_boot, sessions) = super::stores::sessions(&file, &mut e);
     let limits = super::limits::limits(&file, &mut e);
     let geoip = super::network::geoip(&file, &mut e);
     let (network, named_rules) = super::network::network(&file, &mut e);
     let ip_auth = super::network::ip_authorization(&file, &mut e);
     let sudo = super::sudo::sudo(&file, &mut e);
     let origins = super::sudo::csrf(&file, &mut e);
-    let uses_redis = matches!(sessions.store, super::StoreSettings::Redis { .. })
+    let uses_redis = matches!(sessions_boot.store, super::StoreSettings::Redis { .. })
         || limits.on_redis
         || ip_auth.stream.is_some();
     let redis = if uses_redis {
@@ -85,29 +86,35 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     if !e.0.is_empty() {
         return Err(e.0);
     }
-    Ok(Config {
+    let boot = BootConfig {
         server,
+        sessions: sessions_boot,
+        redis,
+        connection_cap_exempt: client_ip.trusted().clone(),
+        geoip,
+        ip_auth,
+        admin: admin.expect("admin is present when there are no errors"),
+        logging,
+    };
+    let live = LiveConfig {
         upstream,
         client_ip,
         sessions,
-        redis,
-        limits,
         accept,
         cookies,
         sudo,
-        origins,
-        geoip,
+        geo_headers: file.geoip.headers,
         network,
         network_rules: named_rules.into_iter().map(|(_, r)| r).collect(),
-        ip_auth,
+        origins,
         secrets,
         routes: routes.expect("routes are present when there are no errors"),
+        limits,
         identity: identity.expect("identity is present when there are no errors"),
         assertion,
-        admin: admin.expect("admin is present when there are no errors"),
-        logging,
-        file,
-    })
+        access_log: file.logging.access_log,
+    };
+    Ok(Config { boot, live, file })
 }
 
 pub(super) fn socket(s: &str, path: KeyPath, e: &mut Errors) -> Option<SocketAddr> {
@@ -335,6 +342,5 @@ fn logging(f: &FileConfig, e: &mut Errors) -> LoggingSettings {
     LoggingSettings {
         format,
         level: f.logging.level.clone(),
-        access_log: f.logging.access_log,
     }
 }

@@ -4,7 +4,7 @@
 //! could add headers. Off unless `[identity] assertion_secret` is set.
 
 use super::Injection;
-use crate::config::secret::Secret;
+use crate::secret::Secret;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 

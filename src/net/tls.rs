@@ -5,15 +5,21 @@
 //! [`ResolvesServerCert`] whose certificates can be swapped atomically. Names are matched with
 //! webpki, the same check clients make, so wildcards and IP SANs behave as a client expects.
 
-use crate::config::CertPaths;
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// Reads a PEM certificate chain and its private key, and checks that they belong together.
 pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {

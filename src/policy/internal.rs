@@ -1,8 +1,8 @@
 //! Internal services' shared secrets (contract §1, last row): named, several at once for
 //! rotation, each optionally limited to source networks.
 
-use crate::config::secret::Secret;
 use crate::net::cidr::CidrSet;
+use crate::secret::Secret;
 use http::HeaderValue;
 use std::net::IpAddr;
 

@@ -8,7 +8,6 @@
 //! longer than `server.head_timeout`. HTTP/2 connections get the same deadline for their
 //! connection preface, then h2's own limits and the HTTP/2 idle timeout.
 
-use crate::config::EdgeLimits;
 use crate::metrics::Metrics;
 use crate::net::cidr::CidrSet;
 use async_trait::async_trait;
@@ -29,6 +28,24 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 // tokio's clock, so tests can pause it.
 use tokio::time::Instant;
+
+/// What one client connection may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// From the first byte of a request (or the connection's start) to the end of its head.
+    pub head_timeout: Duration,
+    /// Idle time allowed between requests on a kept-alive connection.
+    pub keepalive_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// 0: unlimited.
+    pub max_requests_per_connection: u32,
+    /// 0: unlimited. Trusted proxies are exempt.
+    pub max_connections_per_ip: u32,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub h2_max_concurrent_streams: u32,
+}
 
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;

@@ -66,7 +66,7 @@ pub async fn answer(
                     .approve(&t.token)
                     .await
                     .map(|()| None)
-                    .map_err(|r| refusal(r, ip_auth.settings.store_retry_after_secs)),
+                    .map_err(|r| refusal(r, proxy.pipeline.rules.store_retry_after_secs)),
             },
         },
         Role::IpAuthPoll => match query_param(session.req_header().raw_path(), "ticket") {
@@ -75,7 +75,7 @@ pub async fn answer(
                 .poll(t)
                 .await
                 .map(|done| Some(serde_json::json!({ "completed": done })))
-                .map_err(|r| refusal(r, ip_auth.settings.store_retry_after_secs)),
+                .map_err(|r| refusal(r, proxy.pipeline.rules.store_retry_after_secs)),
         },
         Role::IpAuthResend => match read_body(session).await? {
             None => Err(bad("body too large")),
@@ -85,7 +85,7 @@ pub async fn answer(
                     .resend(&t.ticket)
                     .await
                     .map(|()| None)
-                    .map_err(|r| refusal(r, ip_auth.settings.store_retry_after_secs)),
+                    .map_err(|r| refusal(r, proxy.pipeline.rules.store_retry_after_secs)),
             },
         },
         Role::Logout | Role::LogoutAll => return Ok(false),

@@ -29,7 +29,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
-pub use upstream::UpstreamPool;
+pub use upstream::{UpstreamPool, UpstreamSettings, UpstreamTls};
 
 /// What a config reload replaces. Each request takes one snapshot when it starts and keeps it
 /// to the end, so a reload never mixes two configs within a request.
@@ -55,16 +55,12 @@ pub struct FluxgateProxy {
     pub live: Arc<ArcSwap<Live>>,
     pub metrics: Arc<Metrics>,
     /// Per-connection timeouts applied to every request (restart to change).
-    pub edge: crate::config::EdgeLimits,
+    pub edge: edge::EdgeLimits,
     next: AtomicUsize,
 }
 
 impl FluxgateProxy {
-    pub fn new(
-        live: Arc<ArcSwap<Live>>,
-        metrics: Arc<Metrics>,
-        edge: crate::config::EdgeLimits,
-    ) -> Self {
+    pub fn new(live: Arc<ArcSwap<Live>>, metrics: Arc<Metrics>, edge: edge::EdgeLimits) -> Self {
         FluxgateProxy {
             live,
             metrics,

@@ -1,9 +1,29 @@
 //! The upstream side: which address, with which timeouts, over TLS or not.
 
-use crate::config::UpstreamSettings;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::tls::CaType;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub addresses: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub websocket_idle_timeout: Duration,
+    pub tls: Option<UpstreamTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// SNI and the name the certificate must carry.
+    pub server_name: String,
+    /// CA certificates (DER) to trust instead of the system's.
+    pub ca: Option<Vec<Vec<u8>>>,
+}
 
 /// The validated `[upstream]` settings, with the CA certificates in pingora's form.
 #[derive(Debug, Clone)]

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 const STRIPES: usize = 4096;
 
 /// Cache tuning, from `[sessions]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
     pub ttl_ms: Millis,
     pub negative_ttl_ms: Millis,

@@ -30,7 +30,7 @@ pub enum Granularity {
 }
 
 /// `[ip_authorization]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpAuthSettings {
     pub granularity: Granularity,
     pub v4_prefix: u8,
@@ -39,8 +39,6 @@ pub struct IpAuthSettings {
     pub resend_after_secs: i64,
     /// Requests from these networks are exempt.
     pub trusted: CidrSet,
-    /// `Retry-After` when the store fails (`sessions.store_retry_after`).
-    pub store_retry_after_secs: u32,
 }
 
 /// Why an approval failed.
@@ -110,7 +108,6 @@ impl IpAuth {
                 ticket_ttl_secs: 900,
                 resend_after_secs: 30,
                 trusted: CidrSet::default(),
-                store_retry_after_secs: 2,
             },
             sessions,
             Arc::new(GeoIp::none()),
@@ -151,13 +148,14 @@ impl IpAuth {
     }
 
     /// Checks a session's request from `ip`. A new location opens (or reuses) a ticket,
-    /// notifies, and refuses.
+    /// notifies, and refuses. `retry_after_secs`: `Retry-After` when the store fails.
     pub async fn check(
         &self,
         s: &Session,
         ip: IpAddr,
         geo: &GeoInfo,
         user_agent: Option<&str>,
+        retry_after_secs: u32,
     ) -> Result<(), Denial> {
         if self.settings.trusted.contains(ip) {
             return Ok(());
@@ -171,9 +169,7 @@ impl IpAuth {
         }
         let unavailable = |e: StoreError| {
             tracing::warn!(error = %e, "IP authorization: store failed; refusing");
-            Denial::StoreUnavailable {
-                retry_after_secs: self.settings.store_retry_after_secs,
-            }
+            Denial::StoreUnavailable { retry_after_secs }
         };
         let known = self
             .sessions

@@ -34,7 +34,7 @@ pub struct Notification {
 }
 
 /// Webhook settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub url: http::Uri,
     pub secret: Vec<u8>,

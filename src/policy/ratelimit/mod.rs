@@ -44,7 +44,7 @@ impl Scope {
 }
 
 /// A bucket from the config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketDef {
     pub name: String,
     pub id: u32,
@@ -56,7 +56,7 @@ pub struct BucketDef {
 }
 
 /// A lockout from the config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockoutDef {
     pub name: String,
     pub id: u32,
@@ -123,7 +123,7 @@ pub struct Limiter {
 }
 
 /// Limiter settings beyond the definitions.
-#[derive(Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LimiterSettings {
     pub max_local_keys: usize,
     pub headers_on_success: bool,
