@@ -50,6 +50,30 @@ pub enum Command {
     },
     /// Manage sessions through a running instance's admin API.
     Sessions(SessionsArgs),
+    /// Decide one request with a config, without a network: the matched route, each stage's
+    /// outcome, and the denial or the upstream plan. Exit code 0 when admitted, 1 when
+    /// denied, 2 for a bad request line or header, 64 for an invalid config, 69 when the store
+    /// cannot be read.
+    Explain {
+        /// Path to the TOML config.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The request: 'METHOD TARGET', e.g. 'GET /v1/users/@me'.
+        request: String,
+        /// A request header, 'Name: value' (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The TCP peer the request comes from.
+        #[arg(long, default_value = "127.0.0.1")]
+        peer: std::net::IpAddr,
+        /// Assume this session for any credential instead of reading the store:
+        /// user=ID[,kind=session|oauth2|bot][,scopes=a b][,mfa=true|false][,ip=ADDR].
+        #[arg(long)]
+        session: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +140,49 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::CheckConfig { path } => check_config(&path),
         Command::Demo { port } => crate::demo::run(port),
         Command::Sessions(args) => sessions(args),
+        Command::Explain {
+            config,
+            request,
+            headers,
+            peer,
+            session,
+            json,
+        } => explain(
+            crate::explain::Request {
+                config,
+                line: request,
+                headers,
+                peer,
+                session,
+            },
+            json,
+        ),
+    }
+}
+
+fn explain(req: crate::explain::Request, json: bool) -> i32 {
+    use crate::explain::ExplainError;
+    match crate::explain::explain(&req) {
+        Ok(report) => {
+            if json {
+                println!("{report:#}");
+            } else {
+                print!("{}", crate::explain::render_text(&report));
+            }
+            if report["decision"] == "admitted" {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("fluxgate explain: {e}");
+            match e {
+                ExplainError::Config(_) => EXIT_CONFIG,
+                ExplainError::Input(_) => 2,
+                ExplainError::Store(_) => EXIT_STARTUP,
+            }
+        }
     }
 }
 

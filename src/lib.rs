@@ -10,6 +10,7 @@ pub mod credential;
 pub mod demo;
 pub mod denial;
 pub mod duration;
+pub mod explain;
 pub mod identity;
 pub mod logging;
 pub mod metrics;

@@ -31,7 +31,7 @@
 mod outcome;
 mod runtime;
 
-pub use outcome::{Admitted, Identity, RequestFacts, RouteId, Verdict, admitted_reason};
+pub use outcome::{Admitted, Identity, RequestFacts, RouteId, Stage, Verdict, admitted_reason};
 pub use runtime::Runtime;
 
 use crate::credential::{self, Extracted, Kind, Sid};
@@ -136,14 +136,14 @@ impl Pipeline {
             Ok(u) => u,
             Err(e) => {
                 let d = Denial::BadRequest(BadRequest::Hygiene(e));
-                return Verdict::refused(client_ip, RouteId::Unrouted, d);
+                return Verdict::refused(client_ip, RouteId::Unrouted, Stage::Route, d);
             }
         };
         let checked = match check_target(f.target) {
             Ok(p) => p,
             Err(e) => {
                 let d = Denial::BadRequest(BadRequest::Path(e));
-                return Verdict::refused(client_ip, RouteId::Unrouted, d);
+                return Verdict::refused(client_ip, RouteId::Unrouted, Stage::Route, d);
             }
         };
         let matched = self
@@ -174,13 +174,17 @@ impl Pipeline {
             passed: Passed::default(),
         };
         // 3–4. network rules, pre-auth limits.
-        if let Err(d) = self.prelude(&mut pre).await {
-            return Verdict::refused(client_ip, route, d);
+        if let Err((stage, d)) = self.prelude(&mut pre).await {
+            return Verdict::refused(client_ip, route, stage, d);
         }
-        let outcome = self.decide(f, &mut pre).await;
+        let (stage, outcome) = match self.decide(f, &mut pre).await {
+            Ok(a) => (Stage::Identity, Ok(a)),
+            Err((stage, d)) => (stage, Err(d)),
+        };
         Verdict {
             client_ip,
             route,
+            stage,
             outcome,
             reservation: pre.passed.reservation,
         }
@@ -195,7 +199,7 @@ impl Pipeline {
     }
 
     /// Stages 3–4: what can be refused before any lookup is spent on the request.
-    async fn prelude(&self, pre: &mut Prelude<'_>) -> Result<(), Denial> {
+    async fn prelude(&self, pre: &mut Prelude<'_>) -> Result<(), (Stage, Denial)> {
         // 3. network rules: global, then the route's, on the resolved client IP.
         let route_rules = pre
             .policy
@@ -204,11 +208,13 @@ impl Pipeline {
         if !self.rules.network.permits(pre.client_ip, &pre.geo)
             || route_rules.is_some_and(|r| !r.permits(pre.client_ip, &pre.geo))
         {
-            return Err(Denial::Forbidden);
+            return Err((Stage::Network, Denial::Forbidden));
         }
         // 4. pre-auth limits and lockout: they shield the store and the upstream from floods
         //    and guessing before any lookup is made.
-        pre.passed = stage::pre_auth(&self.rules.limits, pre.policy, &pre.keys).await?;
+        pre.passed = stage::pre_auth(&self.rules.limits, pre.policy, &pre.keys)
+            .await
+            .map_err(|d| (Stage::PreAuthLimits, d))?;
         Ok(())
     }
 
@@ -217,17 +223,27 @@ impl Pipeline {
         &self,
         f: &RequestFacts<'_>,
         pre: &mut Prelude<'_>,
-    ) -> Result<Admitted, Denial> {
+    ) -> Result<Admitted, (Stage, Denial)> {
+        let at = |stage| move |d| (stage, d);
         // 5–7. credential, session, access.
-        let identity = self.identify(f, pre).await?;
+        let identity = self
+            .identify(f, pre)
+            .await
+            .map_err(|d| (Stage::of_identification(&d), d))?;
         if let Identity::User(s) = &identity {
             // 8. IP authorization: a session used from a location its user never approved.
-            self.ip_authorization(f, pre, s).await?;
+            self.ip_authorization(f, pre, s)
+                .await
+                .map_err(at(Stage::IpAuthorization))?;
         }
         // 9. sudo: a proof of recent re-authentication, bound to this user and session.
-        let sudo_until = self.sudo(f, pre.policy, &identity)?;
+        let sudo_until = self
+            .sudo(f, pre.policy, &identity)
+            .map_err(at(Stage::Sudo))?;
         // 10. per-user limits: they need to know who the caller is.
-        self.per_user_limits(pre, &identity).await?;
+        self.per_user_limits(pre, &identity)
+            .await
+            .map_err(at(Stage::PerUserLimits))?;
         // 11. identity: what the upstream will be told, computed once.
         Ok(self.admitted(f, pre, identity, sudo_until))
     }

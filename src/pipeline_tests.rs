@@ -402,3 +402,49 @@ async fn the_plan_sets_every_identity_header_for_some_caller() {
     );
     assert!(user.strip_own_cookies && !user.drop_expect);
 }
+
+#[test]
+fn the_module_doc_lists_the_stages_in_order() {
+    let listed: Vec<(usize, String)> = include_str!("pipeline.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! "))
+        .filter_map(|l| {
+            let (n, rest) = l.split_once(". ")?;
+            Some((
+                n.trim().parse().ok()?,
+                rest.split(" — ").next()?.to_string(),
+            ))
+        })
+        .collect();
+    let stages: Vec<(usize, String)> = Stage::ALL
+        .iter()
+        .map(|s| (s.number(), s.name().to_string()))
+        .collect();
+    assert_eq!(listed, stages);
+}
+
+#[tokio::test]
+async fn every_refusal_names_the_stage_that_refused() {
+    let (p, _) = pipeline().await;
+    let bearer = format!("Bearer {OAUTH_TOK}");
+    type Case<'a> = (&'a str, Vec<(&'static str, &'a str)>, Stage);
+    let cases: [Case; 6] = [
+        ("/a/../b", vec![], Stage::Route),
+        ("/x", vec![], Stage::Credential),
+        (
+            "/x",
+            vec![("authorization", "Bearer unknown-token")],
+            Stage::Session,
+        ),
+        ("/guilds", vec![("authorization", &bearer)], Stage::Access),
+        (
+            "/_rpc",
+            vec![("x-fluxer-rpc-auth", "wrong-secret-0123456789")],
+            Stage::Credential,
+        ),
+        ("/me", vec![("authorization", &bearer)], Stage::Identity),
+    ];
+    for (target, headers, stage) in cases {
+        assert_eq!(run(&p, target, &headers).await.stage, stage, "{target}");
+    }
+}

@@ -75,6 +75,72 @@ pub struct Admitted {
     pub plan: UpstreamPlan,
 }
 
+/// The stages of the request path, in order; `pipeline.rs`'s module doc says why each stands
+/// where it does (a test keeps the two lists equal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    ClientIp,
+    Route,
+    Network,
+    PreAuthLimits,
+    Credential,
+    Session,
+    Access,
+    IpAuthorization,
+    Sudo,
+    PerUserLimits,
+    Identity,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 11] = [
+        Stage::ClientIp,
+        Stage::Route,
+        Stage::Network,
+        Stage::PreAuthLimits,
+        Stage::Credential,
+        Stage::Session,
+        Stage::Access,
+        Stage::IpAuthorization,
+        Stage::Sudo,
+        Stage::PerUserLimits,
+        Stage::Identity,
+    ];
+
+    /// Its number in the module doc (1–11).
+    pub fn number(self) -> usize {
+        self as usize + 1
+    }
+
+    /// Its name in the module doc and in `fluxgate explain`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::ClientIp => "client IP",
+            Stage::Route => "hygiene + path + route",
+            Stage::Network => "network rules",
+            Stage::PreAuthLimits => "pre-auth limits",
+            Stage::Credential => "credential",
+            Stage::Session => "session",
+            Stage::Access => "access",
+            Stage::IpAuthorization => "IP authorization",
+            Stage::Sudo => "sudo",
+            Stage::PerUserLimits => "per-user limits",
+            Stage::Identity => "identity",
+        }
+    }
+
+    /// Which of stages 5–7 refused with `d`.
+    pub(crate) fn of_identification(d: &Denial) -> Stage {
+        use crate::denial::Unauthenticated as U;
+        match d {
+            Denial::Unauthorized(U::UnknownSession | U::AmbiguousCookies | U::KindMismatch)
+            | Denial::StoreUnavailable { .. } => Stage::Session,
+            Denial::Unauthorized(_) => Stage::Credential,
+            _ => Stage::Access,
+        }
+    }
+}
+
 /// Which route decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteId {
@@ -89,16 +155,19 @@ pub enum RouteId {
 pub struct Verdict {
     pub client_ip: IpAddr,
     pub route: RouteId,
+    /// The stage that refused, or [`Stage::Identity`] for an admitted request.
+    pub stage: Stage,
     pub outcome: Result<Admitted, Denial>,
     /// A lockout attempt to settle once the outcome is known (also after a denial).
     pub reservation: Option<Reservation>,
 }
 
 impl Verdict {
-    pub(crate) fn refused(client_ip: IpAddr, route: RouteId, d: Denial) -> Verdict {
+    pub(crate) fn refused(client_ip: IpAddr, route: RouteId, stage: Stage, d: Denial) -> Verdict {
         Verdict {
             client_ip,
             route,
+            stage,
             outcome: Err(d),
             reservation: None,
         }

@@ -24,6 +24,7 @@ pub(super) async fn guarded(
             Verdict {
                 client_ip: peer,
                 route: RouteId::Unrouted,
+                stage: crate::pipeline::Stage::ClientIp,
                 outcome: Err(Denial::Internal),
                 reservation: None,
             }
@@ -47,6 +48,7 @@ mod tests {
                 Verdict {
                     client_ip: peer,
                     route: RouteId::Default,
+                    stage: crate::pipeline::Stage::Identity,
                     outcome: Ok(crate::pipeline::Admitted {
                         identity: Identity::Anonymous,
                         role: None,
