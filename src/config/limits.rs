@@ -2,7 +2,6 @@
 //! bucket and the backend).
 
 use super::Dur;
-use super::file::FileConfig;
 use super::validate::{Errors, p, positive};
 use crate::policy::ratelimit::gcra::Rate;
 use crate::policy::ratelimit::keys::KeySpec;
@@ -151,8 +150,7 @@ fn fallback(s: &str, path: super::KeyPath, e: &mut Errors) -> bool {
     }
 }
 
-pub(super) fn limits(f: &FileConfig, e: &mut Errors) -> LimitsConfig {
-    let r = &f.rate_limits;
+pub(super) fn validate_rate_limits(r: &RateLimitsFile, e: &mut Errors) -> LimitsConfig {
     let on_redis = match r.backend.as_str() {
         "local" => false,
         "redis" => true,

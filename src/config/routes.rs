@@ -1,14 +1,85 @@
-//! Validation of `[routing]` and `[[route]]`: patterns, methods and each route's policy.
+//! `[routing]` and `[[route]]`: the file form of the route table (version prefixes, the
+//! default policy and each route), and its validation: patterns, methods and each route's
+//! policy.
 
-use super::file::{FileConfig, RouteFile};
+use super::credentials::kinds;
+use super::file::FileConfig;
 use super::limits::LimitsConfig;
 use super::locate::KeyPath;
-use super::validate::{Errors, kinds, p};
+use super::validate::{Errors, p};
 use crate::credential::Kind;
 use crate::policy::Role;
 use crate::policy::ratelimit::keys::KeySpec;
 use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
 use http::Method;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RoutingFile {
+    pub version_prefixes: Vec<String>,
+    pub default: RouteFile,
+}
+
+impl Default for RoutingFile {
+    fn default() -> Self {
+        RoutingFile {
+            version_prefixes: vec!["/v1".into()],
+            default: RouteFile::default(),
+        }
+    }
+}
+
+/// A route: method set + path pattern and its rules. `[routing.default]` has the same shape
+/// without `methods` and `path`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RouteFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub auth: String,
+    /// `None` means the globally accepted kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<String>>,
+    pub scopes: Vec<String>,
+    pub pass_cookies: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub sudo: bool,
+    pub csrf: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    pub ip_authorization: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lockout: Option<String>,
+}
+
+impl Default for RouteFile {
+    fn default() -> Self {
+        RouteFile {
+            name: None,
+            methods: Vec::new(),
+            path: None,
+            auth: "required".into(),
+            kinds: None,
+            scopes: Vec::new(),
+            pass_cookies: false,
+            role: None,
+            sudo: false,
+            csrf: true,
+            network: None,
+            ip_authorization: false,
+            rate_limits: Vec::new(),
+            lockout: None,
+        }
+    }
+}
 
 /// What every route's policy is checked against.
 pub(super) struct Ctx<'a> {
@@ -208,7 +279,7 @@ fn policy(
     }
 }
 
-pub(super) fn routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<RouteTable> {
+pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<RouteTable> {
     let mut prefixes = Vec::new();
     for (i, pre) in f.routing.version_prefixes.iter().enumerate() {
         let ok = pre.len() > 1
@@ -279,3 +350,7 @@ pub(super) fn routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<Ro
     }
     Some(RouteTable::new(out, default, prefixes))
 }
+
+#[cfg(test)]
+#[path = "routes_tests.rs"]
+mod tests;
