@@ -2,7 +2,7 @@
 //! sudo cookies).
 
 use super::file::FileConfig;
-use super::validate::{Errors, p};
+use super::validate::{Errors, choice, p};
 use crate::identity::{CookiePolicy, SameSite};
 use serde::{Deserialize, Serialize};
 
@@ -28,18 +28,12 @@ impl Default for CookiesFile {
 }
 
 fn same_site(s: &str, key: &str, e: &mut Errors) -> SameSite {
-    match s {
-        "strict" => SameSite::Strict,
-        "lax" => SameSite::Lax,
-        "none" => SameSite::None,
-        other => {
-            e.at(
-                p(key),
-                format!("unknown SameSite {other:?}; use \"strict\", \"lax\" or \"none\""),
-            );
-            SameSite::Strict
-        }
-    }
+    let opts = [
+        ("strict", SameSite::Strict),
+        ("lax", SameSite::Lax),
+        ("none", SameSite::None),
+    ];
+    choice(s, "SameSite", &opts, p(key), e).unwrap_or(SameSite::Strict)
 }
 
 pub(super) fn validate_cookies(f: &FileConfig, e: &mut Errors) -> CookiePolicy {

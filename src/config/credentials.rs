@@ -1,7 +1,7 @@
 //! `[credentials]`: the credential kinds accepted at all (routes may narrow them).
 
 use super::locate::KeyPath;
-use super::validate::{Errors, p};
+use super::validate::{Errors, choice, p};
 use crate::credential::Kind;
 use crate::policy::routes::KindSet;
 use serde::{Deserialize, Serialize};
@@ -26,15 +26,11 @@ pub(super) fn validate_credentials(c: &CredentialsFile, e: &mut Errors) -> KindS
 
 /// A list of credential kinds (`credentials.accept`, a route's `kinds`).
 pub(super) fn kinds(list: &[String], path: KeyPath, e: &mut Errors) -> KindSet {
-    let mut out = Vec::new();
-    for (i, k) in list.iter().enumerate() {
-        match Kind::parse(k) {
-            Some(k) => out.push(k),
-            None => e.at(
-                path.index(i),
-                format!("unknown credential kind {k:?}; use \"session\", \"oauth2\" or \"bot\""),
-            ),
-        }
-    }
+    let opts = Kind::ALL.map(|k| (k.as_str(), k));
+    let out: Vec<Kind> = list
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| choice(k, "credential kind", &opts, path.index(i), e))
+        .collect();
     KindSet::of(&out)
 }

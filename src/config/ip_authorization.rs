@@ -4,7 +4,7 @@
 use super::Dur;
 use super::file::FileConfig;
 use super::secret::SecretSource;
-use super::validate::{Errors, p, positive};
+use super::validate::{Errors, choice, p, positive};
 use crate::net::cidr::CidrSet;
 use crate::policy::ipauth::notify::Webhook;
 use crate::policy::ipauth::{Granularity, IpAuthSettings};
@@ -59,19 +59,19 @@ pub struct IpAuthConfig {
 pub(super) fn validate_ip_authorization(f: &FileConfig, e: &mut Errors) -> IpAuthConfig {
     let a = &f.ip_authorization;
     let path = p("ip_authorization");
-    let granularity = match a.granularity.as_str() {
-        "ip" => Granularity::Ip,
-        "network" => Granularity::Network,
-        "asn" => Granularity::Asn,
-        "country" => Granularity::Country,
-        other => {
-            e.at(
-                path.key("granularity"),
-                format!("unknown granularity {other:?}; use ip, network, asn or country"),
-            );
-            Granularity::Network
-        }
-    };
+    let granularity = choice(
+        &a.granularity,
+        "granularity",
+        &[
+            ("ip", Granularity::Ip),
+            ("network", Granularity::Network),
+            ("asn", Granularity::Asn),
+            ("country", Granularity::Country),
+        ],
+        path.key("granularity"),
+        e,
+    )
+    .unwrap_or(Granularity::Network);
     if granularity == Granularity::Asn && f.geoip.asn_db.is_none() {
         e.at(path.key("granularity"), "\"asn\" needs geoip.asn_db");
     }

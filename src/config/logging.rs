@@ -1,6 +1,6 @@
 //! `[logging]`: the log format and level, and whether each request is logged.
 
-use super::validate::{Errors, p};
+use super::validate::{Errors, choice, p};
 use crate::logging::{LogFormat, LoggingSettings};
 use serde::{Deserialize, Serialize};
 
@@ -23,18 +23,13 @@ impl Default for LoggingFile {
 }
 
 pub(super) fn validate_logging(l: &LoggingFile, e: &mut Errors) -> LoggingSettings {
-    let format = match l.format.as_str() {
-        "json" => LogFormat::Json,
-        "logfmt" => LogFormat::Logfmt,
-        "pretty" => LogFormat::Pretty,
-        other => {
-            e.at(
-                p("logging.format"),
-                format!("unknown format {other:?}; use \"json\", \"logfmt\" or \"pretty\""),
-            );
-            LogFormat::Json
-        }
-    };
+    let formats = [
+        ("json", LogFormat::Json),
+        ("logfmt", LogFormat::Logfmt),
+        ("pretty", LogFormat::Pretty),
+    ];
+    let format =
+        choice(&l.format, "format", &formats, p("logging.format"), e).unwrap_or(LogFormat::Json);
     if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
         e.at(
             p("logging.level"),

@@ -3,7 +3,7 @@
 
 use super::KeyPath;
 use super::file::FileConfig;
-use super::validate::{Errors, p};
+use super::validate::{Errors, choice, p};
 use crate::net::cidr::CidrSet;
 use crate::policy::network::{NetworkRules, country};
 use serde::{Deserialize, Serialize};
@@ -58,17 +58,14 @@ fn rules(n: &NetworkFile, path: &KeyPath, f: &FileConfig, e: &mut Errors) -> Net
         }
         out
     };
-    let allow_unknown = match n.unknown.as_str() {
-        "deny" => false,
-        "allow" => true,
-        other => {
-            e.at(
-                path.key("unknown"),
-                format!("unknown policy {other:?}; use \"deny\" or \"allow\""),
-            );
-            false
-        }
-    };
+    let allow_unknown = choice(
+        &n.unknown,
+        "policy",
+        &[("deny", false), ("allow", true)],
+        path.key("unknown"),
+        e,
+    )
+    .unwrap_or(false);
     let r = NetworkRules {
         allow_cidrs: cidrs(&n.allow_cidrs, "allow_cidrs", e),
         deny_cidrs: cidrs(&n.deny_cidrs, "deny_cidrs", e),

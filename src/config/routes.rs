@@ -6,7 +6,7 @@ use super::credentials::kinds;
 use super::file::FileConfig;
 use super::limits::LimitsConfig;
 use super::locate::KeyPath;
-use super::validate::{Errors, p};
+use super::validate::{Errors, choice, p};
 use crate::credential::Kind;
 use crate::policy::Role;
 use crate::policy::ratelimit::keys::KeySpec;
@@ -81,6 +81,20 @@ impl Default for RouteFile {
     }
 }
 
+const AUTH_MODES: &[(&str, AuthMode)] = &[
+    ("none", AuthMode::None),
+    ("required", AuthMode::Required),
+    ("internal", AuthMode::Internal),
+];
+
+const ROLES: &[(&str, Role)] = &[
+    ("logout", Role::Logout),
+    ("logout_all", Role::LogoutAll),
+    ("authorize_ip", Role::AuthorizeIp),
+    ("ip_authorization_poll", Role::IpAuthPoll),
+    ("ip_authorization_resend", Role::IpAuthResend),
+];
+
 /// What every route's policy is checked against.
 pub(super) struct Ctx<'a> {
     pub accept: KindSet,
@@ -99,18 +113,8 @@ fn policy(
 ) -> Policy {
     let (accept, has_secrets, has_sudo_secret, limits) =
         (ctx.accept, ctx.has_secrets, ctx.has_sudo_secret, ctx.limits);
-    let auth = match r.auth.as_str() {
-        "none" => AuthMode::None,
-        "required" => AuthMode::Required,
-        "internal" => AuthMode::Internal,
-        other => {
-            e.at(
-                path.key("auth"),
-                format!("unknown auth mode {other:?}; use \"none\", \"required\" or \"internal\""),
-            );
-            AuthMode::Required
-        }
-    };
+    let auth =
+        choice(&r.auth, "auth mode", AUTH_MODES, path.key("auth"), e).unwrap_or(AuthMode::Required);
     if auth == AuthMode::Internal && !has_secrets {
         e.at(
             path.key("auth"),
@@ -158,21 +162,10 @@ fn policy(
             "scopes only apply to oauth2 credentials, which this route does not accept",
         );
     }
-    let role = match r.role.as_deref() {
-        None => None,
-        Some("logout") => Some(Role::Logout),
-        Some("logout_all") => Some(Role::LogoutAll),
-        Some("authorize_ip") => Some(Role::AuthorizeIp),
-        Some("ip_authorization_poll") => Some(Role::IpAuthPoll),
-        Some("ip_authorization_resend") => Some(Role::IpAuthResend),
-        Some(other) => {
-            e.at(
-                path.key("role"),
-                format!("unknown role {other:?}; use logout, logout_all, authorize_ip, ip_authorization_poll or ip_authorization_resend"),
-            );
-            None
-        }
-    };
+    let role = r
+        .role
+        .as_deref()
+        .and_then(|s| choice(s, "role", ROLES, path.key("role"), e));
     if matches!(role, Some(Role::Logout | Role::LogoutAll)) && auth != AuthMode::Required {
         e.at(
             path.key("role"),

@@ -3,7 +3,7 @@
 //! [`SessionRules`] reloads.
 
 use super::Dur;
-use super::validate::{Errors, is_cookie_name, p, positive};
+use super::validate::{Errors, choice, is_cookie_name, p, positive};
 use crate::session::CacheSettings;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -86,13 +86,21 @@ pub struct SessionRules {
     pub serve_stale: bool,
 }
 
+#[derive(Clone, Copy)]
+enum Store {
+    Embedded,
+    Redis,
+}
+
+const STORES: &[(&str, Store)] = &[("embedded", Store::Embedded), ("redis", Store::Redis)];
+
 pub(super) fn validate_sessions(s: &SessionsFile, e: &mut Errors) -> (SessionsBoot, SessionRules) {
     let embedded = || StoreSettings::Embedded {
         path: s.embedded.path.clone(),
         sweep_interval: s.embedded.sweep_interval.0,
     };
-    let store = match s.store.as_str() {
-        "embedded" => {
+    let store = match choice(&s.store, "store", STORES, p("sessions.store"), e) {
+        Some(Store::Embedded) => {
             if s.embedded.path.as_os_str().is_empty() {
                 e.at(p("sessions.embedded.path"), "must not be empty");
             }
@@ -103,7 +111,7 @@ pub(super) fn validate_sessions(s: &SessionsFile, e: &mut Errors) -> (SessionsBo
             );
             embedded()
         }
-        "redis" => {
+        Some(Store::Redis) => {
             positive(
                 s.ttl_while_disconnected,
                 p("sessions.ttl_while_disconnected"),
@@ -113,13 +121,7 @@ pub(super) fn validate_sessions(s: &SessionsFile, e: &mut Errors) -> (SessionsBo
                 ttl_while_disconnected: s.ttl_while_disconnected.0,
             }
         }
-        other => {
-            e.at(
-                p("sessions.store"),
-                format!("unknown store {other:?}; use \"embedded\" or \"redis\""),
-            );
-            embedded()
-        }
+        None => embedded(),
     };
     if s.cookie_name.is_empty() || !is_cookie_name(&s.cookie_name) {
         e.at(
@@ -141,17 +143,14 @@ pub(super) fn validate_sessions(s: &SessionsFile, e: &mut Errors) -> (SessionsBo
         e.at(p("sessions.cache_capacity"), "must be at least 1");
     }
     positive(s.store_retry_after, p("sessions.store_retry_after"), e);
-    let serve_stale = match s.on_store_error.as_str() {
-        "deny" => false,
-        "serve_stale" => true,
-        other => {
-            e.at(
-                p("sessions.on_store_error"),
-                format!("unknown policy {other:?}; use \"deny\" or \"serve_stale\""),
-            );
-            false
-        }
-    };
+    let serve_stale = choice(
+        &s.on_store_error,
+        "policy",
+        &[("deny", false), ("serve_stale", true)],
+        p("sessions.on_store_error"),
+        e,
+    )
+    .unwrap_or(false);
     if serve_stale {
         positive(s.stale_grace, p("sessions.stale_grace"), e);
         if s.stale_grace.0.as_secs() > 3600 {

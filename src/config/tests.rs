@@ -121,3 +121,59 @@ secret = { value = "gw-secret-0123456789" }
     let reparsed = parse(&out.replace("<redacted>", "some-long-secret-value-x"), "t2");
     assert!(reparsed.is_ok());
 }
+
+#[test]
+fn every_closed_choice_lists_its_allowed_values() {
+    let src = r#"
+[sessions]
+store = "postgres"
+on_store_error = "shrug"
+
+[cookies]
+session_same_site = "Lax"
+
+[credentials]
+accept = ["session", "pigeon"]
+
+[network]
+unknown = "maybe"
+
+[ip_authorization]
+granularity = "city"
+
+[rate_limits]
+backend = "memcached"
+on_error = "allow"
+lockout_on_error = "allow"
+
+[[rate_limits.bucket]]
+name = "b"
+limit = 1
+window = "1s"
+scope = "global"
+
+[logging]
+format = "xml"
+
+[[route]]
+path = "/x"
+auth = "sometimes"
+role = "login"
+"#;
+    let want = [
+        r#"credentials.accept[1] @10:22: unknown credential kind "pigeon"; use "session", "oauth2" or "bot""#,
+        r#"sessions.store @3:9: unknown store "postgres"; use "embedded" or "redis""#,
+        r#"sessions.on_store_error @4:18: unknown policy "shrug"; use "deny" or "serve_stale""#,
+        r#"rate_limits.backend @19:11: unknown backend "memcached"; use "local" or "redis""#,
+        r#"rate_limits.bucket[0].scope @27:9: unknown scope "global"; use "user" or "shared""#,
+        r#"rate_limits.on_error @20:12: unknown fallback "allow"; use "local" or "deny""#,
+        r#"rate_limits.lockout_on_error @21:20: unknown fallback "allow"; use "local" or "deny""#,
+        r#"network.unknown @13:11: unknown policy "maybe"; use "deny" or "allow""#,
+        r#"ip_authorization.granularity @16:15: unknown granularity "city"; use "ip", "network", "asn" or "country""#,
+        r#"cookies.session_same_site @7:21: unknown SameSite "Lax"; use "strict", "lax" or "none""#,
+        r#"route[0].auth @34:8: unknown auth mode "sometimes"; use "none", "required" or "internal""#,
+        r#"route[0].role @35:8: unknown role "login"; use "logout", "logout_all", "authorize_ip", "ip_authorization_poll" or "ip_authorization_resend""#,
+        r#"logging.format @30:10: unknown format "xml"; use "json", "logfmt" or "pretty""#,
+    ];
+    assert_eq!(errors(src), want);
+}

@@ -105,6 +105,29 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     Ok(Config { boot, live, file })
 }
 
+/// Looks `s` up in a closed set of choices. The table is both the match and the error text,
+/// so an allowed value is written once: an unknown one is reported as
+/// `unknown <what> "x"; use "a", "b" or "c"`. The file keeps these as strings rather than serde
+/// enums so that every bad value is reported, where serde would stop at the first.
+pub(super) fn choice<T: Copy>(
+    s: &str,
+    what: &str,
+    opts: &[(&str, T)],
+    at: KeyPath,
+    e: &mut Errors,
+) -> Option<T> {
+    if let Some(&(_, v)) = opts.iter().find(|(name, _)| *name == s) {
+        return Some(v);
+    }
+    let names: Vec<String> = opts.iter().map(|(name, _)| format!("{name:?}")).collect();
+    let listed = match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    };
+    e.at(at, format!("unknown {what} {s:?}; use {listed}"));
+    None
+}
+
 pub(super) fn socket(s: &str, path: KeyPath, e: &mut Errors) -> Option<SocketAddr> {
     match s.parse::<SocketAddr>() {
         Ok(a) => Some(a),
@@ -144,4 +167,45 @@ pub(super) fn header_name(s: &str, path: KeyPath, e: &mut Errors) -> Option<Head
 pub(super) fn is_cookie_name(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(s: &str, opts: &[(&str, u8)]) -> (Option<u8>, Vec<String>) {
+        let mut e = Errors::default();
+        let got = choice(s, "mode", opts, p("a.b"), &mut e);
+        (
+            got,
+            e.0.into_iter()
+                .map(|c| format!("{}: {}", c.path, c.message))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_listed_choice_is_taken_without_a_problem() {
+        assert_eq!(pick("b", &[("a", 1), ("b", 2)]), (Some(2), vec![]));
+    }
+
+    #[test]
+    fn an_unknown_choice_lists_every_allowed_value_from_the_table() {
+        let three = [("a", 1), ("b", 2), ("c", 3)];
+        assert_eq!(
+            pick("x", &three),
+            (
+                None,
+                vec![r#"a.b: unknown mode "x"; use "a", "b" or "c""#.to_string()]
+            )
+        );
+        assert_eq!(
+            pick("A", &three[..2]).1,
+            [r#"a.b: unknown mode "A"; use "a" or "b""#]
+        );
+        assert_eq!(
+            pick("", &three[..1]).1,
+            [r#"a.b: unknown mode ""; use "a""#]
+        );
+    }
 }
