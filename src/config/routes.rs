@@ -104,6 +104,8 @@ pub(super) struct Ctx<'a> {
     pub network_rules: &'a [(String, crate::policy::network::NetworkRules)],
 }
 
+/// One route's policy (or the default's): each part is checked on its own, and every problem
+/// is reported.
 fn policy(
     r: &RouteFile,
     ctx: &Ctx<'_>,
@@ -111,36 +113,46 @@ fn policy(
     path: &KeyPath,
     e: &mut Errors,
 ) -> Policy {
-    let (accept, has_secrets, has_sudo_secret, limits) =
-        (ctx.accept, ctx.has_secrets, ctx.has_sudo_secret, ctx.limits);
+    let (auth, kinds) = auth_and_kinds(r, ctx, path, e);
+    scopes(r, kinds, path, e);
+    let role = role(r, auth, path, e);
+    let limits = limit_refs(r, ctx.limits, pattern, path, e);
+    let network = network_ref(r, ctx, path, e);
+    cross_checks(r, ctx, auth, role, path, e);
+    Policy {
+        auth,
+        kinds,
+        scopes: r.scopes.clone(),
+        pass_cookies: r.pass_cookies,
+        role,
+        buckets: limits.buckets,
+        lockout: limits.lockout,
+        needs_body: limits.needs_body,
+        sudo: r.sudo,
+        csrf: r.csrf,
+        network,
+        ip_authorization: r.ip_authorization,
+    }
+}
+
+/// `auth` and `kinds`: who the route admits at all. Without `kinds`, the globally accepted ones.
+fn auth_and_kinds(
+    r: &RouteFile,
+    ctx: &Ctx<'_>,
+    path: &KeyPath,
+    e: &mut Errors,
+) -> (AuthMode, KindSet) {
     let auth =
         choice(&r.auth, "auth mode", AUTH_MODES, path.key("auth"), e).unwrap_or(AuthMode::Required);
-    if auth == AuthMode::Internal && !has_secrets {
+    if auth == AuthMode::Internal && !ctx.has_secrets {
         e.at(
             path.key("auth"),
             "\"internal\" needs at least one [[internal_secrets]] entry",
         );
     }
     let kinds = match &r.kinds {
-        Some(list) => {
-            let k = kinds(list, path.key("kinds"), e);
-            for kind in k.kinds() {
-                if !accept.contains(kind) {
-                    e.at(
-                        path.key("kinds"),
-                        format!("\"{kind}\" is not in credentials.accept, so it could never be used here"),
-                    );
-                }
-            }
-            if list.is_empty() && auth == AuthMode::Required {
-                e.at(
-                    path.key("kinds"),
-                    "an empty list would refuse every credential",
-                );
-            }
-            k
-        }
-        None => accept,
+        Some(list) => listed_kinds(list, auth, ctx.accept, path, e),
+        None => ctx.accept,
     };
     if auth == AuthMode::Internal && r.kinds.is_some() {
         e.at(
@@ -148,6 +160,37 @@ fn policy(
             "internal routes take the shared secret; kinds do not apply",
         );
     }
+    (auth, kinds)
+}
+
+/// A route's own `kinds`: each must be accepted globally, and a required route needs one.
+fn listed_kinds(
+    list: &[String],
+    auth: AuthMode,
+    accept: KindSet,
+    path: &KeyPath,
+    e: &mut Errors,
+) -> KindSet {
+    let k = kinds(list, path.key("kinds"), e);
+    for kind in k.kinds() {
+        if !accept.contains(kind) {
+            e.at(
+                path.key("kinds"),
+                format!("\"{kind}\" is not in credentials.accept, so it could never be used here"),
+            );
+        }
+    }
+    if list.is_empty() && auth == AuthMode::Required {
+        e.at(
+            path.key("kinds"),
+            "an empty list would refuse every credential",
+        );
+    }
+    k
+}
+
+/// `scopes`: valid OAuth2 scopes, on a route that accepts OAuth2 credentials.
+fn scopes(r: &RouteFile, kinds: KindSet, path: &KeyPath, e: &mut Errors) {
     for (i, s) in r.scopes.iter().enumerate() {
         if !crate::session::record::is_scope(s) {
             e.at(
@@ -162,6 +205,10 @@ fn policy(
             "scopes only apply to oauth2 credentials, which this route does not accept",
         );
     }
+}
+
+/// `role`: what fluxgate does specially on the route. A logout needs a session to revoke.
+fn role(r: &RouteFile, auth: AuthMode, path: &KeyPath, e: &mut Errors) -> Option<Role> {
     let role = r
         .role
         .as_deref()
@@ -172,62 +219,92 @@ fn policy(
             "logout routes need auth = \"required\": there must be a session to revoke",
         );
     }
-    let mut needs_body = false;
-    let mut check_key = |k: &KeySpec, at: KeyPath, e: &mut Errors| {
-        needs_body |= k.needs_body();
-        if let KeySpec::Param(name) = k
-            && !pattern.is_some_and(|pt| pt.has_param(name))
-        {
-            e.at(
-                at,
-                format!(
-                    "is keyed by path parameter {name:?}, which this route's path does not have"
-                ),
-            );
-        }
+    role
+}
+
+/// The buckets and lockout a route names, resolved to their ids.
+struct LimitRefs {
+    buckets: Vec<u32>,
+    lockout: Option<u32>,
+    /// A key reads a field of the request body.
+    needs_body: bool,
+}
+
+/// `rate_limits` and `lockout`: each names a defined bucket or lockout, whose key this route
+/// can derive.
+fn limit_refs(
+    r: &RouteFile,
+    limits: &LimitsConfig,
+    pattern: Option<&Pattern>,
+    path: &KeyPath,
+    e: &mut Errors,
+) -> LimitRefs {
+    let mut out = LimitRefs {
+        buckets: Vec::new(),
+        lockout: None,
+        needs_body: false,
     };
-    let mut buckets = Vec::new();
     for (i, name) in r.rate_limits.iter().enumerate() {
+        let at = path.key("rate_limits").index(i);
         match limits.buckets.iter().find(|b| &b.name == name) {
             Some(b) => {
-                check_key(&b.key, path.key("rate_limits").index(i), e);
-                buckets.push(b.id);
+                out.needs_body |= key_ref(&b.key, pattern, at, e);
+                out.buckets.push(b.id);
             }
-            None => e.at(
-                path.key("rate_limits").index(i),
-                format!("no [[rate_limits.bucket]] is named {name:?}"),
-            ),
+            None => e.at(at, format!("no [[rate_limits.bucket]] is named {name:?}")),
         }
     }
-    let lockout = match &r.lockout {
-        None => None,
-        Some(name) => match limits.lockouts.iter().find(|l| &l.name == name) {
+    if let Some(name) = &r.lockout {
+        let at = path.key("lockout");
+        match limits.lockouts.iter().find(|l| &l.name == name) {
             Some(l) => {
-                check_key(&l.key, path.key("lockout"), e);
-                Some(l.id)
+                out.needs_body |= key_ref(&l.key, pattern, at, e);
+                out.lockout = Some(l.id);
             }
-            None => {
-                e.at(
-                    path.key("lockout"),
-                    format!("no [[rate_limits.lockout]] is named {name:?}"),
-                );
-                None
-            }
-        },
-    };
-    let network = match &r.network {
-        None => None,
-        Some(name) => match ctx.network_rules.iter().position(|(n, _)| n == name) {
-            Some(i) => Some(i as u32),
-            None => {
-                e.at(
-                    path.key("network"),
-                    format!("no [[network_rule]] is named {name:?}"),
-                );
-                None
-            }
-        },
-    };
+            None => e.at(at, format!("no [[rate_limits.lockout]] is named {name:?}")),
+        }
+    }
+    out
+}
+
+/// A bucket's or lockout's key, as used on this route: a path parameter must be in the
+/// route's path. Returns whether the key reads the body.
+fn key_ref(k: &KeySpec, pattern: Option<&Pattern>, at: KeyPath, e: &mut Errors) -> bool {
+    if let KeySpec::Param(name) = k
+        && !pattern.is_some_and(|pt| pt.has_param(name))
+    {
+        e.at(
+            at,
+            format!("is keyed by path parameter {name:?}, which this route's path does not have"),
+        );
+    }
+    k.needs_body()
+}
+
+/// `network`: the index of a defined `[[network_rule]]`.
+fn network_ref(r: &RouteFile, ctx: &Ctx<'_>, path: &KeyPath, e: &mut Errors) -> Option<u32> {
+    let name = r.network.as_ref()?;
+    match ctx.network_rules.iter().position(|(n, _)| n == name) {
+        Some(i) => Some(i as u32),
+        None => {
+            e.at(
+                path.key("network"),
+                format!("no [[network_rule]] is named {name:?}"),
+            );
+            None
+        }
+    }
+}
+
+/// Keys that only make sense with a particular `auth`, and sudo's secret.
+fn cross_checks(
+    r: &RouteFile,
+    ctx: &Ctx<'_>,
+    auth: AuthMode,
+    role: Option<Role>,
+    path: &KeyPath,
+    e: &mut Errors,
+) {
     if r.ip_authorization && auth != AuthMode::Required {
         e.at(
             path.key("ip_authorization"),
@@ -250,25 +327,11 @@ fn policy(
             "sudo mode needs auth = \"required\": it proves a re-authenticated user",
         );
     }
-    if r.sudo && !has_sudo_secret {
+    if r.sudo && !ctx.has_sudo_secret {
         e.at(
             path.key("sudo"),
             "sudo routes need [sudo] secret (the secret shared with the upstream)",
         );
-    }
-    Policy {
-        auth,
-        kinds,
-        scopes: r.scopes.clone(),
-        pass_cookies: r.pass_cookies,
-        role,
-        buckets,
-        lockout,
-        needs_body,
-        sudo: r.sudo,
-        csrf: r.csrf,
-        network,
-        ip_authorization: r.ip_authorization,
     }
 }
 
