@@ -336,8 +336,21 @@ fn cross_checks(
 }
 
 pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<RouteTable> {
+    let prefixes = version_prefixes(&f.routing.version_prefixes, e);
+    let default = default_policy(&f.routing.default, ctx, e);
+    let routes = f
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| route(r, ctx, &p("route").index(i), e))
+        .collect();
+    Some(RouteTable::new(routes, default, prefixes))
+}
+
+/// `routing.version_prefixes`: each one path segment, like `/v1`.
+fn version_prefixes(list: &[String], e: &mut Errors) -> Vec<String> {
     let mut prefixes = Vec::new();
-    for (i, pre) in f.routing.version_prefixes.iter().enumerate() {
+    for (i, pre) in list.iter().enumerate() {
         let ok = pre.len() > 1
             && pre.starts_with('/')
             && !pre.ends_with('/')
@@ -353,7 +366,11 @@ pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> 
             );
         }
     }
-    let d = &f.routing.default;
+    prefixes
+}
+
+/// `[routing.default]`: a policy for every request no route matches.
+fn default_policy(d: &RouteFile, ctx: &Ctx<'_>, e: &mut Errors) -> Policy {
     let dpath = p("routing.default");
     if d.path.is_some() || !d.methods.is_empty() || d.name.is_some() || d.role.is_some() {
         e.at(
@@ -361,50 +378,53 @@ pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> 
             "the default policy takes no name, methods, path or role",
         );
     }
-    let default = policy(d, ctx, None, &dpath, e);
-    let mut out = Vec::new();
-    for (i, r) in f.routes.iter().enumerate() {
-        let path = p("route").index(i);
-        let pattern = match &r.path {
-            None => {
-                e.at(path.clone(), "needs a `path`");
-                None
-            }
-            Some(s) => Pattern::parse(s)
-                .map_err(|msg| e.at(path.key("path"), msg))
-                .ok(),
-        };
-        let mut methods = Vec::new();
-        for (j, m) in r.methods.iter().enumerate() {
-            let valid = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
-            match Method::from_bytes(m.as_bytes()) {
-                Ok(method) if valid => methods.push(method),
-                _ => e.at(
-                    path.key("methods").index(j),
-                    format!("{m:?} is not an HTTP method in upper case (e.g. \"GET\")"),
-                ),
-            }
+    policy(d, ctx, None, &dpath, e)
+}
+
+/// One `[[route]]`; `None` when its path is missing or invalid.
+fn route(r: &RouteFile, ctx: &Ctx<'_>, path: &KeyPath, e: &mut Errors) -> Option<Route> {
+    let pattern = match &r.path {
+        None => {
+            e.at(path.clone(), "needs a `path`");
+            None
         }
-        let pol = policy(r, ctx, pattern.as_ref(), &path, e);
-        if let Some(pattern) = pattern {
-            let name = r.name.clone().unwrap_or_else(|| {
-                let m: Vec<&str> = r.methods.iter().map(String::as_str).collect();
-                let m = if m.is_empty() {
-                    "ANY".to_string()
-                } else {
-                    m.join(",")
-                };
-                format!("{m} {}", pattern.as_str())
-            });
-            out.push(Route {
-                name,
-                methods,
-                pattern: Some(pattern),
-                policy: pol,
-            });
+        Some(s) => Pattern::parse(s)
+            .map_err(|msg| e.at(path.key("path"), msg))
+            .ok(),
+    };
+    let methods = methods(&r.methods, path, e);
+    let policy = policy(r, ctx, pattern.as_ref(), path, e);
+    let pattern = pattern?;
+    let name = r.name.clone().unwrap_or_else(|| {
+        let m = if r.methods.is_empty() {
+            "ANY".to_string()
+        } else {
+            r.methods.join(",")
+        };
+        format!("{m} {}", pattern.as_str())
+    });
+    Some(Route {
+        name,
+        methods,
+        pattern: Some(pattern),
+        policy,
+    })
+}
+
+/// `methods`: HTTP methods, written in upper case.
+fn methods(list: &[String], path: &KeyPath, e: &mut Errors) -> Vec<Method> {
+    let mut methods = Vec::new();
+    for (j, m) in list.iter().enumerate() {
+        let valid = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
+        match Method::from_bytes(m.as_bytes()) {
+            Ok(method) if valid => methods.push(method),
+            _ => e.at(
+                path.key("methods").index(j),
+                format!("{m:?} is not an HTTP method in upper case (e.g. \"GET\")"),
+            ),
         }
     }
-    Some(RouteTable::new(out, default, prefixes))
+    methods
 }
 
 #[cfg(test)]
