@@ -133,7 +133,7 @@ pub struct TlsListener {
     pub http2: bool,
 }
 
-pub(super) fn server(s: &ServerFile, e: &mut Errors) -> ServerSettings {
+pub(super) fn validate_server(s: &ServerFile, e: &mut Errors) -> ServerSettings {
     if s.listen.is_empty() && s.tls.is_empty() {
         e.at(
             p("server.listen"),
@@ -232,7 +232,7 @@ fn tls_listener(t: &TlsListenerFile, path: KeyPath, e: &mut Errors) -> Option<Tl
     })
 }
 
-pub(super) fn upstream(u: &UpstreamFile, e: &mut Errors) -> UpstreamSettings {
+pub(super) fn validate_upstream(u: &UpstreamFile, e: &mut Errors) -> UpstreamSettings {
     if u.addresses.is_empty() {
         e.at(p("upstream.addresses"), "needs at least one address");
     }

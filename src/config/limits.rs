@@ -2,8 +2,7 @@
 //! bucket and the backend).
 
 use super::Dur;
-use super::file::FileConfig;
-use super::validate::{Errors, p, positive};
+use super::validate::{Errors, choice, p, positive};
 use crate::policy::ratelimit::gcra::Rate;
 use crate::policy::ratelimit::keys::KeySpec;
 use crate::policy::ratelimit::{BucketDef, LimiterSettings, LockoutDef, Scope, name_hash};
@@ -138,32 +137,18 @@ fn key(s: &str, path: super::KeyPath, e: &mut Errors) -> KeySpec {
 }
 
 fn fallback(s: &str, path: super::KeyPath, e: &mut Errors) -> bool {
-    match s {
-        "local" => true,
-        "deny" => false,
-        other => {
-            e.at(
-                path,
-                format!("unknown fallback {other:?}; use \"local\" or \"deny\""),
-            );
-            false
-        }
-    }
+    choice(s, "fallback", &[("local", true), ("deny", false)], path, e).unwrap_or(false)
 }
 
-pub(super) fn limits(f: &FileConfig, e: &mut Errors) -> LimitsConfig {
-    let r = &f.rate_limits;
-    let on_redis = match r.backend.as_str() {
-        "local" => false,
-        "redis" => true,
-        other => {
-            e.at(
-                p("rate_limits.backend"),
-                format!("unknown backend {other:?}; use \"local\" or \"redis\""),
-            );
-            false
-        }
-    };
+pub(super) fn validate_rate_limits(r: &RateLimitsFile, e: &mut Errors) -> LimitsConfig {
+    let on_redis = choice(
+        &r.backend,
+        "backend",
+        &[("local", false), ("redis", true)],
+        p("rate_limits.backend"),
+        e,
+    )
+    .unwrap_or(false);
     if r.max_local_keys < 1024 {
         e.at(p("rate_limits.max_local_keys"), "must be at least 1024");
     }
@@ -182,17 +167,14 @@ pub(super) fn limits(f: &FileConfig, e: &mut Errors) -> LimitsConfig {
                 format!("bucket {:?} is defined twice", b.name),
             );
         }
-        let scope = match b.scope.as_str() {
-            "user" => Scope::User,
-            "shared" => Scope::Shared,
-            other => {
-                e.at(
-                    path.key("scope"),
-                    format!("unknown scope {other:?}; use \"user\" or \"shared\""),
-                );
-                Scope::User
-            }
-        };
+        let scope = choice(
+            &b.scope,
+            "scope",
+            &[("user", Scope::User), ("shared", Scope::Shared)],
+            path.key("scope"),
+            e,
+        )
+        .unwrap_or(Scope::User);
         buckets.push(BucketDef {
             name: b.name.clone(),
             id: i as u32,

@@ -1,34 +1,48 @@
 //! Configuration: the TOML file (typed, every default defined once, unknown keys refused) and
 //! its validation into [`Config`]. Every problem is reported with its key path and the line and
 //! column where it is written; the process refuses to start on any of them.
+//!
+//! One module per TOML section (`[sessions]` → `sessions.rs`; `[server]` and `[upstream]` →
+//! `edge.rs`; `[rate_limits]` → `limits.rs`; `[routing]` and `[[route]]` → `routes.rs`), each
+//! holding the section's file struct, its defaults, its validation and its tests. `file.rs`
+//! assembles the sections; `validate.rs` runs them in order and holds the shared helpers.
 
+mod admin;
+mod client_ip;
+mod cookies;
+mod credentials;
+mod csrf;
 pub mod edge;
 pub mod file;
+pub mod geoip;
+mod identity;
+mod internal_secrets;
+pub mod ip_authorization;
 pub mod limits;
 pub mod locate;
-pub mod network;
+mod logging;
+mod network;
+mod redis;
 mod routes;
 pub mod secret;
-mod stores;
+mod sessions;
 mod sudo;
 mod validate;
 
 pub use crate::duration::Dur;
+pub use admin::AdminSettings;
 pub use edge::{ServerSettings, TlsListener};
 pub use file::FileConfig;
 pub use locate::KeyPath;
+pub use sessions::{SessionRules, SessionsBoot, StoreSettings};
 
 use crate::identity::HeaderNames;
 use crate::net::cidr::CidrSet;
 use crate::net::client_ip::ClientIpResolver;
 use crate::policy::{InternalSecrets, KindSet, RouteTable};
-use crate::session::CacheSettings;
 use locate::{Located, Seg};
-use secret::Secret;
 use std::fmt;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 /// A validated configuration, in two parts by when it takes effect. Whether a key reloads is
 /// decided by the struct it goes into: [`BootConfig`] is built once at start (a change waits
@@ -53,8 +67,8 @@ pub struct BootConfig {
     /// connection cap (the client-IP resolution itself reloads).
     pub connection_cap_exempt: CidrSet,
     /// `[geoip]` databases.
-    pub geoip: network::GeoSettings,
-    pub ip_auth: network::IpAuthConfig,
+    pub geoip: geoip::GeoSettings,
+    pub ip_auth: ip_authorization::IpAuthConfig,
     pub admin: AdminSettings,
     pub logging: crate::logging::LoggingSettings,
 }
@@ -120,42 +134,6 @@ pub struct LiveConfig {
     pub assertion: Option<std::sync::Arc<crate::identity::assertion::Asserter>>,
     /// `logging.access_log`.
     pub access_log: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSettings {
-    Embedded {
-        path: PathBuf,
-        sweep_interval: Duration,
-    },
-    /// Sessions in Redis (connection settings in [`BootConfig::redis`]).
-    Redis {
-        /// While the invalidation subscription is down, trust cached sessions this long.
-        ttl_while_disconnected: Duration,
-    },
-}
-
-/// `[sessions]` keys built once: the store and the cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionsBoot {
-    pub store: StoreSettings,
-    pub cache: CacheSettings,
-}
-
-/// `[sessions]` keys the request path reads (they reload).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRules {
-    pub cookie_name: String,
-    pub store_retry_after_secs: u32,
-    /// Answer from recently seen sessions when the store fails (`on_store_error`).
-    pub serve_stale: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminSettings {
-    pub listen: SocketAddr,
-    /// `None`: the management API refuses every call.
-    pub secret: Option<Secret>,
 }
 
 /// One problem in the config.

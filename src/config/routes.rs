@@ -1,14 +1,99 @@
-//! Validation of `[routing]` and `[[route]]`: patterns, methods and each route's policy.
+//! `[routing]` and `[[route]]`: the file form of the route table (version prefixes, the
+//! default policy and each route), and its validation: patterns, methods and each route's
+//! policy.
 
-use super::file::{FileConfig, RouteFile};
+use super::credentials::kinds;
+use super::file::FileConfig;
 use super::limits::LimitsConfig;
 use super::locate::KeyPath;
-use super::validate::{Errors, kinds, p};
+use super::validate::{Errors, choice, p};
 use crate::credential::Kind;
 use crate::policy::Role;
 use crate::policy::ratelimit::keys::KeySpec;
 use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
 use http::Method;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RoutingFile {
+    pub version_prefixes: Vec<String>,
+    pub default: RouteFile,
+}
+
+impl Default for RoutingFile {
+    fn default() -> Self {
+        RoutingFile {
+            version_prefixes: vec!["/v1".into()],
+            default: RouteFile::default(),
+        }
+    }
+}
+
+/// A route: method set + path pattern and its rules. `[routing.default]` has the same shape
+/// without `methods` and `path`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RouteFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub auth: String,
+    /// `None` means the globally accepted kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<String>>,
+    pub scopes: Vec<String>,
+    pub pass_cookies: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub sudo: bool,
+    pub csrf: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    pub ip_authorization: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lockout: Option<String>,
+}
+
+impl Default for RouteFile {
+    fn default() -> Self {
+        RouteFile {
+            name: None,
+            methods: Vec::new(),
+            path: None,
+            auth: "required".into(),
+            kinds: None,
+            scopes: Vec::new(),
+            pass_cookies: false,
+            role: None,
+            sudo: false,
+            csrf: true,
+            network: None,
+            ip_authorization: false,
+            rate_limits: Vec::new(),
+            lockout: None,
+        }
+    }
+}
+
+const AUTH_MODES: &[(&str, AuthMode)] = &[
+    ("none", AuthMode::None),
+    ("required", AuthMode::Required),
+    ("internal", AuthMode::Internal),
+];
+
+const ROLES: &[(&str, Role)] = &[
+    ("logout", Role::Logout),
+    ("logout_all", Role::LogoutAll),
+    ("authorize_ip", Role::AuthorizeIp),
+    ("ip_authorization_poll", Role::IpAuthPoll),
+    ("ip_authorization_resend", Role::IpAuthResend),
+];
 
 /// What every route's policy is checked against.
 pub(super) struct Ctx<'a> {
@@ -19,6 +104,8 @@ pub(super) struct Ctx<'a> {
     pub network_rules: &'a [(String, crate::policy::network::NetworkRules)],
 }
 
+/// One route's policy (or the default's): each part is checked on its own, and every problem
+/// is reported.
 fn policy(
     r: &RouteFile,
     ctx: &Ctx<'_>,
@@ -26,46 +113,46 @@ fn policy(
     path: &KeyPath,
     e: &mut Errors,
 ) -> Policy {
-    let (accept, has_secrets, has_sudo_secret, limits) =
-        (ctx.accept, ctx.has_secrets, ctx.has_sudo_secret, ctx.limits);
-    let auth = match r.auth.as_str() {
-        "none" => AuthMode::None,
-        "required" => AuthMode::Required,
-        "internal" => AuthMode::Internal,
-        other => {
-            e.at(
-                path.key("auth"),
-                format!("unknown auth mode {other:?}; use \"none\", \"required\" or \"internal\""),
-            );
-            AuthMode::Required
-        }
-    };
-    if auth == AuthMode::Internal && !has_secrets {
+    let (auth, kinds) = auth_and_kinds(r, ctx, path, e);
+    scopes(r, kinds, path, e);
+    let role = role(r, auth, path, e);
+    let limits = limit_refs(r, ctx.limits, pattern, path, e);
+    let network = network_ref(r, ctx, path, e);
+    cross_checks(r, ctx, auth, role, path, e);
+    Policy {
+        auth,
+        kinds,
+        scopes: r.scopes.clone(),
+        pass_cookies: r.pass_cookies,
+        role,
+        buckets: limits.buckets,
+        lockout: limits.lockout,
+        needs_body: limits.needs_body,
+        sudo: r.sudo,
+        csrf: r.csrf,
+        network,
+        ip_authorization: r.ip_authorization,
+    }
+}
+
+/// `auth` and `kinds`: who the route admits at all. Without `kinds`, the globally accepted ones.
+fn auth_and_kinds(
+    r: &RouteFile,
+    ctx: &Ctx<'_>,
+    path: &KeyPath,
+    e: &mut Errors,
+) -> (AuthMode, KindSet) {
+    let auth =
+        choice(&r.auth, "auth mode", AUTH_MODES, path.key("auth"), e).unwrap_or(AuthMode::Required);
+    if auth == AuthMode::Internal && !ctx.has_secrets {
         e.at(
             path.key("auth"),
             "\"internal\" needs at least one [[internal_secrets]] entry",
         );
     }
     let kinds = match &r.kinds {
-        Some(list) => {
-            let k = kinds(list, path.key("kinds"), e);
-            for kind in k.kinds() {
-                if !accept.contains(kind) {
-                    e.at(
-                        path.key("kinds"),
-                        format!("\"{kind}\" is not in credentials.accept, so it could never be used here"),
-                    );
-                }
-            }
-            if list.is_empty() && auth == AuthMode::Required {
-                e.at(
-                    path.key("kinds"),
-                    "an empty list would refuse every credential",
-                );
-            }
-            k
-        }
-        None => accept,
+        Some(list) => listed_kinds(list, auth, ctx.accept, path, e),
+        None => ctx.accept,
     };
     if auth == AuthMode::Internal && r.kinds.is_some() {
         e.at(
@@ -73,6 +160,37 @@ fn policy(
             "internal routes take the shared secret; kinds do not apply",
         );
     }
+    (auth, kinds)
+}
+
+/// A route's own `kinds`: each must be accepted globally, and a required route needs one.
+fn listed_kinds(
+    list: &[String],
+    auth: AuthMode,
+    accept: KindSet,
+    path: &KeyPath,
+    e: &mut Errors,
+) -> KindSet {
+    let k = kinds(list, path.key("kinds"), e);
+    for kind in k.kinds() {
+        if !accept.contains(kind) {
+            e.at(
+                path.key("kinds"),
+                format!("\"{kind}\" is not in credentials.accept, so it could never be used here"),
+            );
+        }
+    }
+    if list.is_empty() && auth == AuthMode::Required {
+        e.at(
+            path.key("kinds"),
+            "an empty list would refuse every credential",
+        );
+    }
+    k
+}
+
+/// `scopes`: valid OAuth2 scopes, on a route that accepts OAuth2 credentials.
+fn scopes(r: &RouteFile, kinds: KindSet, path: &KeyPath, e: &mut Errors) {
     for (i, s) in r.scopes.iter().enumerate() {
         if !crate::session::record::is_scope(s) {
             e.at(
@@ -87,83 +205,106 @@ fn policy(
             "scopes only apply to oauth2 credentials, which this route does not accept",
         );
     }
-    let role = match r.role.as_deref() {
-        None => None,
-        Some("logout") => Some(Role::Logout),
-        Some("logout_all") => Some(Role::LogoutAll),
-        Some("authorize_ip") => Some(Role::AuthorizeIp),
-        Some("ip_authorization_poll") => Some(Role::IpAuthPoll),
-        Some("ip_authorization_resend") => Some(Role::IpAuthResend),
-        Some(other) => {
-            e.at(
-                path.key("role"),
-                format!("unknown role {other:?}; use logout, logout_all, authorize_ip, ip_authorization_poll or ip_authorization_resend"),
-            );
-            None
-        }
-    };
+}
+
+/// `role`: what fluxgate does specially on the route. A logout needs a session to revoke.
+fn role(r: &RouteFile, auth: AuthMode, path: &KeyPath, e: &mut Errors) -> Option<Role> {
+    let role = r
+        .role
+        .as_deref()
+        .and_then(|s| choice(s, "role", ROLES, path.key("role"), e));
     if matches!(role, Some(Role::Logout | Role::LogoutAll)) && auth != AuthMode::Required {
         e.at(
             path.key("role"),
             "logout routes need auth = \"required\": there must be a session to revoke",
         );
     }
-    let mut needs_body = false;
-    let mut check_key = |k: &KeySpec, at: KeyPath, e: &mut Errors| {
-        needs_body |= k.needs_body();
-        if let KeySpec::Param(name) = k
-            && !pattern.is_some_and(|pt| pt.has_param(name))
-        {
-            e.at(
-                at,
-                format!(
-                    "is keyed by path parameter {name:?}, which this route's path does not have"
-                ),
-            );
-        }
+    role
+}
+
+/// The buckets and lockout a route names, resolved to their ids.
+struct LimitRefs {
+    buckets: Vec<u32>,
+    lockout: Option<u32>,
+    /// A key reads a field of the request body.
+    needs_body: bool,
+}
+
+/// `rate_limits` and `lockout`: each names a defined bucket or lockout, whose key this route
+/// can derive.
+fn limit_refs(
+    r: &RouteFile,
+    limits: &LimitsConfig,
+    pattern: Option<&Pattern>,
+    path: &KeyPath,
+    e: &mut Errors,
+) -> LimitRefs {
+    let mut out = LimitRefs {
+        buckets: Vec::new(),
+        lockout: None,
+        needs_body: false,
     };
-    let mut buckets = Vec::new();
     for (i, name) in r.rate_limits.iter().enumerate() {
+        let at = path.key("rate_limits").index(i);
         match limits.buckets.iter().find(|b| &b.name == name) {
             Some(b) => {
-                check_key(&b.key, path.key("rate_limits").index(i), e);
-                buckets.push(b.id);
+                out.needs_body |= key_ref(&b.key, pattern, at, e);
+                out.buckets.push(b.id);
             }
-            None => e.at(
-                path.key("rate_limits").index(i),
-                format!("no [[rate_limits.bucket]] is named {name:?}"),
-            ),
+            None => e.at(at, format!("no [[rate_limits.bucket]] is named {name:?}")),
         }
     }
-    let lockout = match &r.lockout {
-        None => None,
-        Some(name) => match limits.lockouts.iter().find(|l| &l.name == name) {
+    if let Some(name) = &r.lockout {
+        let at = path.key("lockout");
+        match limits.lockouts.iter().find(|l| &l.name == name) {
             Some(l) => {
-                check_key(&l.key, path.key("lockout"), e);
-                Some(l.id)
+                out.needs_body |= key_ref(&l.key, pattern, at, e);
+                out.lockout = Some(l.id);
             }
-            None => {
-                e.at(
-                    path.key("lockout"),
-                    format!("no [[rate_limits.lockout]] is named {name:?}"),
-                );
-                None
-            }
-        },
-    };
-    let network = match &r.network {
-        None => None,
-        Some(name) => match ctx.network_rules.iter().position(|(n, _)| n == name) {
-            Some(i) => Some(i as u32),
-            None => {
-                e.at(
-                    path.key("network"),
-                    format!("no [[network_rule]] is named {name:?}"),
-                );
-                None
-            }
-        },
-    };
+            None => e.at(at, format!("no [[rate_limits.lockout]] is named {name:?}")),
+        }
+    }
+    out
+}
+
+/// A bucket's or lockout's key, as used on this route: a path parameter must be in the
+/// route's path. Returns whether the key reads the body.
+fn key_ref(k: &KeySpec, pattern: Option<&Pattern>, at: KeyPath, e: &mut Errors) -> bool {
+    if let KeySpec::Param(name) = k
+        && !pattern.is_some_and(|pt| pt.has_param(name))
+    {
+        e.at(
+            at,
+            format!("is keyed by path parameter {name:?}, which this route's path does not have"),
+        );
+    }
+    k.needs_body()
+}
+
+/// `network`: the index of a defined `[[network_rule]]`.
+fn network_ref(r: &RouteFile, ctx: &Ctx<'_>, path: &KeyPath, e: &mut Errors) -> Option<u32> {
+    let name = r.network.as_ref()?;
+    match ctx.network_rules.iter().position(|(n, _)| n == name) {
+        Some(i) => Some(i as u32),
+        None => {
+            e.at(
+                path.key("network"),
+                format!("no [[network_rule]] is named {name:?}"),
+            );
+            None
+        }
+    }
+}
+
+/// Keys that only make sense with a particular `auth`, and sudo's secret.
+fn cross_checks(
+    r: &RouteFile,
+    ctx: &Ctx<'_>,
+    auth: AuthMode,
+    role: Option<Role>,
+    path: &KeyPath,
+    e: &mut Errors,
+) {
     if r.ip_authorization && auth != AuthMode::Required {
         e.at(
             path.key("ip_authorization"),
@@ -186,31 +327,30 @@ fn policy(
             "sudo mode needs auth = \"required\": it proves a re-authenticated user",
         );
     }
-    if r.sudo && !has_sudo_secret {
+    if r.sudo && !ctx.has_sudo_secret {
         e.at(
             path.key("sudo"),
             "sudo routes need [sudo] secret (the secret shared with the upstream)",
         );
     }
-    Policy {
-        auth,
-        kinds,
-        scopes: r.scopes.clone(),
-        pass_cookies: r.pass_cookies,
-        role,
-        buckets,
-        lockout,
-        needs_body,
-        sudo: r.sudo,
-        csrf: r.csrf,
-        network,
-        ip_authorization: r.ip_authorization,
-    }
 }
 
-pub(super) fn routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<RouteTable> {
+pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<RouteTable> {
+    let prefixes = version_prefixes(&f.routing.version_prefixes, e);
+    let default = default_policy(&f.routing.default, ctx, e);
+    let routes = f
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| route(r, ctx, &p("route").index(i), e))
+        .collect();
+    Some(RouteTable::new(routes, default, prefixes))
+}
+
+/// `routing.version_prefixes`: each one path segment, like `/v1`.
+fn version_prefixes(list: &[String], e: &mut Errors) -> Vec<String> {
     let mut prefixes = Vec::new();
-    for (i, pre) in f.routing.version_prefixes.iter().enumerate() {
+    for (i, pre) in list.iter().enumerate() {
         let ok = pre.len() > 1
             && pre.starts_with('/')
             && !pre.ends_with('/')
@@ -226,7 +366,11 @@ pub(super) fn routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<Ro
             );
         }
     }
-    let d = &f.routing.default;
+    prefixes
+}
+
+/// `[routing.default]`: a policy for every request no route matches.
+fn default_policy(d: &RouteFile, ctx: &Ctx<'_>, e: &mut Errors) -> Policy {
     let dpath = p("routing.default");
     if d.path.is_some() || !d.methods.is_empty() || d.name.is_some() || d.role.is_some() {
         e.at(
@@ -234,48 +378,55 @@ pub(super) fn routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<Ro
             "the default policy takes no name, methods, path or role",
         );
     }
-    let default = policy(d, ctx, None, &dpath, e);
-    let mut out = Vec::new();
-    for (i, r) in f.routes.iter().enumerate() {
-        let path = p("route").index(i);
-        let pattern = match &r.path {
-            None => {
-                e.at(path.clone(), "needs a `path`");
-                None
-            }
-            Some(s) => Pattern::parse(s)
-                .map_err(|msg| e.at(path.key("path"), msg))
-                .ok(),
-        };
-        let mut methods = Vec::new();
-        for (j, m) in r.methods.iter().enumerate() {
-            let valid = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
-            match Method::from_bytes(m.as_bytes()) {
-                Ok(method) if valid => methods.push(method),
-                _ => e.at(
-                    path.key("methods").index(j),
-                    format!("{m:?} is not an HTTP method in upper case (e.g. \"GET\")"),
-                ),
-            }
+    policy(d, ctx, None, &dpath, e)
+}
+
+/// One `[[route]]`; `None` when its path is missing or invalid.
+fn route(r: &RouteFile, ctx: &Ctx<'_>, path: &KeyPath, e: &mut Errors) -> Option<Route> {
+    let pattern = match &r.path {
+        None => {
+            e.at(path.clone(), "needs a `path`");
+            None
         }
-        let pol = policy(r, ctx, pattern.as_ref(), &path, e);
-        if let Some(pattern) = pattern {
-            let name = r.name.clone().unwrap_or_else(|| {
-                let m: Vec<&str> = r.methods.iter().map(String::as_str).collect();
-                let m = if m.is_empty() {
-                    "ANY".to_string()
-                } else {
-                    m.join(",")
-                };
-                format!("{m} {}", pattern.as_str())
-            });
-            out.push(Route {
-                name,
-                methods,
-                pattern: Some(pattern),
-                policy: pol,
-            });
+        Some(s) => Pattern::parse(s)
+            .map_err(|msg| e.at(path.key("path"), msg))
+            .ok(),
+    };
+    let methods = methods(&r.methods, path, e);
+    let policy = policy(r, ctx, pattern.as_ref(), path, e);
+    let pattern = pattern?;
+    let name = r.name.clone().unwrap_or_else(|| {
+        let m = if r.methods.is_empty() {
+            "ANY".to_string()
+        } else {
+            r.methods.join(",")
+        };
+        format!("{m} {}", pattern.as_str())
+    });
+    Some(Route {
+        name,
+        methods,
+        pattern: Some(pattern),
+        policy,
+    })
+}
+
+/// `methods`: HTTP methods, written in upper case.
+fn methods(list: &[String], path: &KeyPath, e: &mut Errors) -> Vec<Method> {
+    let mut methods = Vec::new();
+    for (j, m) in list.iter().enumerate() {
+        let valid = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
+        match Method::from_bytes(m.as_bytes()) {
+            Ok(method) if valid => methods.push(method),
+            _ => e.at(
+                path.key("methods").index(j),
+                format!("{m:?} is not an HTTP method in upper case (e.g. \"GET\")"),
+            ),
         }
     }
-    Some(RouteTable::new(out, default, prefixes))
+    methods
 }
+
+#[cfg(test)]
+#[path = "routes_tests.rs"]
+mod tests;

@@ -1,12 +1,39 @@
-//! Validation of `[sudo]` and `[csrf]`.
+//! `[sudo]`: the re-authentication proof (its secret, lifetime and cookie).
 
+use super::Dur;
 use super::file::FileConfig;
-use super::validate::{Errors, p, positive};
-use crate::policy::csrf::{OriginPolicy, origin_of};
+use super::secret::SecretSource;
+use super::validate::{Errors, is_cookie_name, p, positive};
 use crate::policy::sudo::SudoSettings;
+use serde::{Deserialize, Serialize};
 
-pub(super) fn sudo(f: &FileConfig, e: &mut Errors) -> Option<SudoSettings> {
-    let s = &f.sudo;
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SudoFile {
+    pub cookie_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretSource>,
+    pub lifetime: Dur,
+    pub leeway: Dur,
+    pub bind_to_session: bool,
+    pub forward_upstream_token: bool,
+}
+
+impl Default for SudoFile {
+    fn default() -> Self {
+        SudoFile {
+            cookie_name: "fluxer_sudo_mode".into(),
+            secret: None,
+            lifetime: Dur::from_secs(900),
+            leeway: Dur::from_secs(1),
+            bind_to_session: false,
+            forward_upstream_token: false,
+        }
+    }
+}
+
+/// The settings, when a secret is configured.
+pub(super) fn validate_sudo(s: &SudoFile, e: &mut Errors) -> Option<SudoSettings> {
     positive(s.lifetime, p("sudo.lifetime"), e);
     if s.lifetime.0.as_secs() > 86_400 {
         e.at(p("sudo.lifetime"), "must be at most 1d");
@@ -32,28 +59,18 @@ pub(super) fn sudo(f: &FileConfig, e: &mut Errors) -> Option<SudoSettings> {
     })
 }
 
-pub(super) fn csrf(f: &FileConfig, e: &mut Errors) -> OriginPolicy {
-    let c = &f.csrf;
-    let mut out = Vec::new();
-    for (key, list) in [
-        ("allowed_origins", &c.allowed_origins),
-        ("additional_allowed_origins", &c.additional_allowed_origins),
-    ] {
-        for (i, o) in list.iter().enumerate() {
-            match origin_of(o) {
-                Some(n) => out.push(n),
-                None => e.at(
-                    p("csrf").key(key).index(i),
-                    format!("{o:?} is not an origin like \"https://web.example.com\""),
-                ),
-            }
-        }
+/// `sudo.cookie_name`: a cookie name, and not the session cookie's.
+pub(super) fn validate_sudo_cookie_name(f: &FileConfig, e: &mut Errors) {
+    if f.sudo.cookie_name.is_empty() || !is_cookie_name(&f.sudo.cookie_name) {
+        e.at(
+            p("sudo.cookie_name"),
+            "must be a cookie name (letters, digits, '_', '-')",
+        );
     }
-    if let Some(rp) = &c.rp_id {
-        match origin_of(&format!("https://{rp}")) {
-            Some(n) if !rp.contains('/') && !rp.contains(':') => out.push(n),
-            _ => e.at(p("csrf.rp_id"), format!("{rp:?} is not a domain name")),
-        }
+    if f.sudo.cookie_name == f.sessions.cookie_name {
+        e.at(
+            p("sudo.cookie_name"),
+            "must differ from sessions.cookie_name",
+        );
     }
-    OriginPolicy::new(out)
 }

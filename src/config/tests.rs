@@ -3,7 +3,8 @@
 
 use super::*;
 
-fn errors(src: &str) -> Vec<String> {
+/// The problems found in `src`, as `path @line:column: message`; panics if it is valid.
+pub(super) fn errors(src: &str) -> Vec<String> {
     match parse(src, "test.toml") {
         Ok(_) => panic!("expected errors for:\n{src}"),
         Err(e) => e
@@ -97,58 +98,6 @@ kinds = ["session", "pigeon"]
 }
 
 #[test]
-fn internal_route_without_secrets_is_refused() {
-    let e = errors("[[route]]\npath = \"/_rpc\"\nauth = \"internal\"\n");
-    assert!(
-        e[0].contains("needs at least one [[internal_secrets]]"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn short_and_duplicate_internal_secrets_are_refused() {
-    let src = r#"
-[[internal_secrets]]
-name = "a"
-secret = { value = "short" }
-
-[[internal_secrets]]
-name = "a"
-secret = { value = "0123456789abcdef" }
-networks = ["10.0.0.0/33"]
-"#;
-    let joined = errors(src).join("\n");
-    assert!(
-        joined.contains("internal_secrets[0].secret @4:10: secret is too short"),
-        "{joined}"
-    );
-    assert!(
-        joined.contains("internal_secrets[1].name @7:8: name \"a\" is used twice"),
-        "{joined}"
-    );
-    assert!(
-        joined.contains("internal_secrets[1].networks[0]"),
-        "{joined}"
-    );
-}
-
-#[test]
-fn scopes_on_a_route_that_refuses_oauth2_are_refused() {
-    let e = errors("[[route]]\npath = \"/x\"\nkinds = [\"session\"]\nscopes = [\"identify\"]\n");
-    assert!(e[0].contains("scopes only apply to oauth2"), "{e:?}");
-}
-
-#[test]
-fn identity_header_names_must_be_distinct_and_not_standard() {
-    let e = errors(
-        "[identity]\nuser_id_header = \"X-Fluxgate-Session-Id\"\nscopes_header = \"Authorization\"\n",
-    );
-    let joined = e.join("\n");
-    assert!(joined.contains("used for two identity headers"), "{joined}");
-    assert!(joined.contains("standard header"), "{joined}");
-}
-
-#[test]
 fn normalized_config_redacts_inline_secrets_and_canonicalizes_durations() {
     let src = r#"
 [sessions]
@@ -174,38 +123,57 @@ secret = { value = "gw-secret-0123456789" }
 }
 
 #[test]
-fn route_names_default_to_methods_and_pattern() {
-    let c = parse(
-        "[[route]]\nmethods = [\"GET\", \"POST\"]\npath = \"/a/:id\"\nauth = \"none\"\n",
-        "t",
-    )
-    .unwrap();
-    assert_eq!(c.live.routes.routes()[0].name, "GET,POST /a/:id");
-}
+fn every_closed_choice_lists_its_allowed_values() {
+    let src = r#"
+[sessions]
+store = "postgres"
+on_store_error = "shrug"
 
-#[test]
-fn every_identity_key_maps_to_its_own_header() {
-    use crate::identity::IdentityHeader;
-    // Each key set to a distinct name must come back as that very header's name: a field
-    // wired to the wrong variant would send, say, the session id under the user-id name.
-    let mut src = String::from("[identity]\n");
-    for (i, h) in IdentityHeader::ALL.iter().enumerate() {
-        src += &format!("{} = \"X-Test-{i}\"\n", h.config_key());
-    }
-    let cfg = parse(&src, "identity.toml").expect("valid");
-    for (i, h) in IdentityHeader::ALL.iter().enumerate() {
-        assert_eq!(
-            cfg.live.identity[*h].as_str(),
-            format!("x-test-{i}"),
-            "{h:?}"
-        );
-    }
-    let defaults = parse("", "empty.toml").expect("valid");
-    for &h in IdentityHeader::ALL {
-        assert_eq!(
-            defaults.live.identity[h].as_str(),
-            h.default_name().to_ascii_lowercase(),
-            "{h:?}"
-        );
-    }
+[cookies]
+session_same_site = "Lax"
+
+[credentials]
+accept = ["session", "pigeon"]
+
+[network]
+unknown = "maybe"
+
+[ip_authorization]
+granularity = "city"
+
+[rate_limits]
+backend = "memcached"
+on_error = "allow"
+lockout_on_error = "allow"
+
+[[rate_limits.bucket]]
+name = "b"
+limit = 1
+window = "1s"
+scope = "global"
+
+[logging]
+format = "xml"
+
+[[route]]
+path = "/x"
+auth = "sometimes"
+role = "login"
+"#;
+    let want = [
+        r#"credentials.accept[1] @10:22: unknown credential kind "pigeon"; use "session", "oauth2" or "bot""#,
+        r#"sessions.store @3:9: unknown store "postgres"; use "embedded" or "redis""#,
+        r#"sessions.on_store_error @4:18: unknown policy "shrug"; use "deny" or "serve_stale""#,
+        r#"rate_limits.backend @19:11: unknown backend "memcached"; use "local" or "redis""#,
+        r#"rate_limits.bucket[0].scope @27:9: unknown scope "global"; use "user" or "shared""#,
+        r#"rate_limits.on_error @20:12: unknown fallback "allow"; use "local" or "deny""#,
+        r#"rate_limits.lockout_on_error @21:20: unknown fallback "allow"; use "local" or "deny""#,
+        r#"network.unknown @13:11: unknown policy "maybe"; use "deny" or "allow""#,
+        r#"ip_authorization.granularity @16:15: unknown granularity "city"; use "ip", "network", "asn" or "country""#,
+        r#"cookies.session_same_site @7:21: unknown SameSite "Lax"; use "strict", "lax" or "none""#,
+        r#"route[0].auth @34:8: unknown auth mode "sometimes"; use "none", "required" or "internal""#,
+        r#"route[0].role @35:8: unknown role "login"; use "logout", "logout_all", "authorize_ip", "ip_authorization_poll" or "ip_authorization_resend""#,
+        r#"logging.format @30:10: unknown format "xml"; use "json", "logfmt" or "pretty""#,
+    ];
+    assert_eq!(errors(src), want);
 }

@@ -12,8 +12,7 @@ use http::Method;
 use std::borrow::Cow;
 
 /// What a route requires of the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
     /// Credential optional: identity injected when valid, anonymous otherwise.
     None,
