@@ -3,7 +3,9 @@
 //!
 //! `cargo bench --bench e2e` runs the full comparison and writes bench-results/e2e.md.
 //! Options after `--`: `--rounds N` (3), `--secs S` (8), `--conns C` (64), `--rows abc` (only
-//! those rows), `--soak SECS` (a separate RSS-over-time run of row c). Under `cargo test` (no `--bench`), it runs a short smoke of a few
+//! those rows), `--soak SECS` (a separate RSS-over-time run of row c), `--ab PATH` (adds row
+//! (x): row (c) served by another fluxgate binary, e.g. a build of an earlier commit, so a
+//! change is measured before/after in one interleaved run). Under `cargo test` (no `--bench`), it runs a short smoke of a few
 //! rows to prove the harness works, and asserts nothing about speed.
 //!
 //! Rows:
@@ -35,6 +37,8 @@ struct Opts {
     soak: Option<u64>,
     /// Only these rows (e.g. "abc").
     only: Option<String>,
+    /// Another fluxgate binary for row (x).
+    ab: Option<PathBuf>,
 }
 
 fn opts() -> Opts {
@@ -59,6 +63,7 @@ fn opts() -> Opts {
             .unwrap_or(if full { 64 } else { 8 }),
         soak: get("--soak").and_then(|v| v.parse().ok()),
         only: get("--rows"),
+        ab: get("--ab").map(PathBuf::from),
     }
 }
 
@@ -136,6 +141,23 @@ fn main() {
             },
         },
     ];
+
+    // (x): as (c), served by the binary given with --ab.
+    let mut _keep_ab = None;
+    if let Some(other) = &o.ab {
+        let base = fluxgate(other, PROXY_CPU, "x", &format!("{upstream_cfg}{LIMIT}"));
+        let cookie = format!("Cookie: fluxer_session={}", base.session("400"));
+        rows.push(Row {
+            key: "x",
+            title: "as (c), the --ab binary",
+            load: wrk::Load {
+                url: format!("http://{}/x", base.proxy),
+                headers: vec![cookie],
+                script: None,
+            },
+        });
+        _keep_ab = Some(base);
+    }
 
     // (g): as (c) with the access log on (the default in production), written to a file.
     let mut _keep_logged = None;
