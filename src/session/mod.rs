@@ -1,6 +1,7 @@
 //! Sessions: the stored record, the `SessionStore` trait, the in-process cache in front of it,
 //! and the store implementations (embedded on-disk; Redis next).
 
+pub mod backend;
 pub mod cache;
 pub mod embedded;
 pub mod invalidation;
