@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fluxer;
 pub mod redis;
 pub mod webhook;
 

@@ -1,0 +1,446 @@
+//! A small Fluxer-like API for integration tests: login (with TOTP MFA), `GET /users/@me`,
+//! RFC 7662 introspection and logout, on 127.0.0.1:0 with its own runtime thread. Every other
+//! path echoes the `Authorization` it received, so the fake can also stand as the upstream.
+//!
+//! Like Fluxer it reads credentials only from `Authorization`: a raw `flx_…` session token,
+//! `Bearer <oauth2 token>` or `Bot <token>`. Tests drive it with operator switches (`revoke`,
+//! `set_down`, `set_delay`) and read counters (`calls`, `me_calls_for`) and the recorded
+//! requests. A `/v1` prefix is accepted on every API path; counters key on the path as sent.
+
+use super::Recorded;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use fluxgate::clock::{Clock, SystemClock};
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A user who can log in.
+#[derive(Debug, Clone, Copy)]
+pub struct Account {
+    pub email: &'static str,
+    pub password: &'static str,
+    pub user_id: &'static str,
+    pub username: &'static str,
+    /// The TOTP code that completes an MFA login; `None`: no MFA.
+    pub totp: Option<&'static str>,
+}
+
+pub const ALICE: Account = Account {
+    email: "alice@example.com",
+    password: "correct horse",
+    user_id: "100000000000000001",
+    username: "alice",
+    totp: None,
+};
+
+pub const BOB: Account = Account {
+    email: "bob@example.com",
+    password: "battery staple",
+    user_id: "100000000000000002",
+    username: "bob",
+    totp: Some("123456"),
+};
+
+/// The introspection client the fake accepts (HTTP Basic).
+pub const CLIENT_ID: &str = "fluxgate";
+pub const CLIENT_SECRET: &str = "introspect-secret-0123456789";
+/// The OAuth2 application every `oauth2_token` is issued to.
+pub const OAUTH2_APP: &str = "200000000000000001";
+
+#[derive(Debug, Clone)]
+struct Grant {
+    user_id: String,
+    scopes: String,
+    exp: i64,
+    iat: i64,
+}
+
+#[derive(Default)]
+struct State {
+    /// `flx_…` → user id.
+    sessions: HashMap<String, String>,
+    /// bot token → application (bot user) id.
+    bots: HashMap<String, String>,
+    oauth2: HashMap<String, Grant>,
+    /// MFA ticket → user id; used once.
+    tickets: HashMap<String, String>,
+    down: bool,
+    delay: Duration,
+    calls: HashMap<String, usize>,
+    me_calls: HashMap<String, usize>,
+    seen: Vec<Recorded>,
+}
+
+type Reply = hyper::Response<Full<Bytes>>;
+
+/// The running fake.
+pub struct Fluxer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Fluxer {
+    pub fn start() -> Fluxer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state: Arc<Mutex<State>> = Arc::default();
+        let s2 = state.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = s2.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Fluxer {
+            addr,
+            state,
+            _rt: rt,
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    /// A live session token for `user_id`, as if the user had logged in.
+    pub fn session_token(&self, user_id: &str) -> String {
+        let token = format!("flx_{}", random(36));
+        self.state().sessions.insert(token.clone(), user_id.into());
+        token
+    }
+
+    /// A bot token `<app_id>.<secret>`; `/users/@me` answers with the bot user `app_id`.
+    pub fn bot_token(&self, app_id: &str) -> String {
+        let token = format!("{app_id}.{}", random(32));
+        self.state().bots.insert(token.clone(), app_id.into());
+        token
+    }
+
+    /// An OAuth2 access token for `user_id` with space-separated `scopes`, expiring at `exp`
+    /// (Unix seconds), issued to [`OAUTH2_APP`].
+    pub fn oauth2_token(&self, user_id: &str, scopes: &str, exp: i64) -> String {
+        let token = random(40);
+        let grant = Grant {
+            user_id: user_id.into(),
+            scopes: scopes.into(),
+            exp,
+            iat: now(),
+        };
+        self.state().oauth2.insert(token.clone(), grant);
+        token
+    }
+
+    /// Revokes a session, bot or OAuth2 token.
+    pub fn revoke(&self, token: &str) {
+        let mut s = self.state();
+        s.sessions.remove(token);
+        s.bots.remove(token);
+        s.oauth2.remove(token);
+    }
+
+    /// While down, every request is answered 503.
+    pub fn set_down(&self, down: bool) {
+        self.state().down = down;
+    }
+
+    /// Every answer waits this long first.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state().delay = delay;
+    }
+
+    /// Requests received for `path` (as sent, without the query).
+    pub fn calls(&self, path: &str) -> usize {
+        self.state().calls.get(path).copied().unwrap_or(0)
+    }
+
+    /// `/users/@me` requests that presented `token` (with any scheme).
+    pub fn me_calls_for(&self, token: &str) -> usize {
+        self.state().me_calls.get(token).copied().unwrap_or(0)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().seen.clone()
+    }
+
+    /// The last request received.
+    pub fn last(&self) -> Recorded {
+        self.requests().pop().expect("the fake received nothing")
+    }
+
+    pub fn clear(&self) {
+        let mut s = self.state();
+        s.seen.clear();
+        s.calls.clear();
+        s.me_calls.clear();
+    }
+}
+
+fn now() -> i64 {
+    SystemClock.now_secs()
+}
+
+fn random(n: usize) -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(n)
+        .collect()
+}
+
+async fn handle(state: &Mutex<State>, req: hyper::Request<hyper::body::Incoming>) -> Reply {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    let auth = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let api = path.strip_prefix("/v1").unwrap_or(&path).to_string();
+    let delay = {
+        let mut s = state.lock().unwrap();
+        *s.calls.entry(path.clone()).or_default() += 1;
+        if api == "/users/@me" {
+            let token = auth.as_deref().map(bare).unwrap_or_default();
+            *s.me_calls.entry(token.to_string()).or_default() += 1;
+        }
+        s.seen.push(record(&parts, &body));
+        s.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut s = state.lock().unwrap();
+    if s.down {
+        return reply(
+            503,
+            json!({"code": "SERVICE_UNAVAILABLE", "message": "down"}),
+        );
+    }
+    let post = parts.method == http::Method::POST;
+    match (api.as_str(), auth.as_deref()) {
+        ("/auth/login", _) if post => s.login(&body),
+        ("/auth/login/mfa/totp", _) if post => s.totp(&body),
+        ("/users/@me", auth) if parts.method == http::Method::GET => s.me(auth),
+        ("/oauth2/introspect", auth) if post => s.introspect(auth, &body),
+        ("/auth/logout", auth) if post => s.logout(auth),
+        (_, auth) => reply(200, json!({"path": path, "authorization": auth})),
+    }
+}
+
+/// The token without its scheme.
+fn bare(auth: &str) -> &str {
+    auth.strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("Bot "))
+        .unwrap_or(auth)
+}
+
+fn record(parts: &http::request::Parts, body: &[u8]) -> Recorded {
+    Recorded {
+        method: parts.method.to_string(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+fn reply(status: u16, body: Value) -> Reply {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+fn unauthorized() -> Reply {
+    reply(
+        401,
+        json!({"code": "UNAUTHORIZED", "message": "401: Unauthorized"}),
+    )
+}
+
+fn invalid_form(message: &str) -> Reply {
+    reply(
+        400,
+        json!({"code": "INVALID_FORM_BODY", "message": message}),
+    )
+}
+
+fn user_json(user_id: &str, bot: bool) -> Value {
+    let account = [ALICE, BOB].into_iter().find(|a| a.user_id == user_id);
+    json!({
+        "id": user_id,
+        "username": account.map_or(format!("user-{user_id}"), |a| a.username.to_string()),
+        "discriminator": "0001",
+        "avatar": null,
+        "email": account.map(|a| a.email),
+        "verified": true,
+        "mfa_enabled": account.is_some_and(|a| a.totp.is_some()),
+        "flags": 0,
+        "bot": bot,
+    })
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value.
+fn form_decode(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+                out.push(u8::from_str_radix(&hex, 16).unwrap_or(b'?'));
+            }
+            b => out.push(b),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| form_decode(v))
+}
+
+impl State {
+    fn issue(&mut self, user_id: &str) -> Reply {
+        let token = format!("flx_{}", random(36));
+        self.sessions.insert(token.clone(), user_id.into());
+        reply(200, json!({"token": token, "user_id": user_id}))
+    }
+
+    fn login(&mut self, body: &[u8]) -> Reply {
+        let v: Value = serde_json::from_slice(body).unwrap_or_default();
+        let account = [ALICE, BOB]
+            .into_iter()
+            .find(|a| v["email"] == a.email && v["password"] == a.password);
+        let Some(account) = account else {
+            return invalid_form("Invalid email or password");
+        };
+        if account.totp.is_none() {
+            return self.issue(account.user_id);
+        }
+        let ticket = random(32);
+        self.tickets.insert(ticket.clone(), account.user_id.into());
+        reply(
+            200,
+            json!({"mfa": true, "ticket": ticket, "totp": true, "sms": false, "webauthn": false}),
+        )
+    }
+
+    fn totp(&mut self, body: &[u8]) -> Reply {
+        let v: Value = serde_json::from_slice(body).unwrap_or_default();
+        let (Some(code), Some(ticket)) = (v["code"].as_str(), v["ticket"].as_str()) else {
+            return invalid_form("code and ticket are required");
+        };
+        let Some(user_id) = self.tickets.get(ticket).cloned() else {
+            return invalid_form("Invalid or expired ticket");
+        };
+        let account = [ALICE, BOB].into_iter().find(|a| a.user_id == user_id);
+        if account.and_then(|a| a.totp) != Some(code) {
+            return invalid_form("Invalid code");
+        }
+        self.tickets.remove(ticket);
+        self.issue(&user_id)
+    }
+
+    fn me(&self, auth: Option<&str>) -> Reply {
+        let Some(auth) = auth else {
+            return unauthorized();
+        };
+        if let Some(token) = auth.strip_prefix("Bot ") {
+            return match self.bots.get(token) {
+                Some(app) => reply(200, user_json(app, true)),
+                None => unauthorized(),
+            };
+        }
+        if let Some(token) = auth.strip_prefix("Bearer ") {
+            return match self.oauth2.get(token) {
+                Some(g) if g.exp > now() => reply(200, user_json(&g.user_id, false)),
+                _ => unauthorized(),
+            };
+        }
+        match self.sessions.get(auth) {
+            Some(user_id) => reply(200, user_json(user_id, false)),
+            None => unauthorized(),
+        }
+    }
+
+    fn introspect(&self, auth: Option<&str>, body: &[u8]) -> Reply {
+        let expected = STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+        if auth.and_then(|a| a.strip_prefix("Basic ")) != Some(expected.as_str()) {
+            let mut r = reply(401, json!({"error": "invalid_client"}));
+            r.headers_mut().insert(
+                "www-authenticate",
+                http::HeaderValue::from_static("Basic realm=\"introspect\""),
+            );
+            return r;
+        }
+        let token = form_field(body, "token").unwrap_or_default();
+        match self.oauth2.get(&token) {
+            Some(g) if g.exp > now() => reply(
+                200,
+                json!({
+                    "active": true, "scope": g.scopes, "client_id": OAUTH2_APP,
+                    "token_type": "Bearer", "exp": g.exp, "iat": g.iat, "sub": g.user_id,
+                }),
+            ),
+            _ => reply(200, json!({"active": false})),
+        }
+    }
+
+    fn logout(&mut self, auth: Option<&str>) -> Reply {
+        match auth.and_then(|t| self.sessions.remove(t)) {
+            Some(_) => hyper::Response::builder()
+                .status(204)
+                .body(Full::default())
+                .unwrap(),
+            None => unauthorized(),
+        }
+    }
+}
