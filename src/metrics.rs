@@ -11,6 +11,53 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 const SLOTS: usize = 512;
 
+/// A latency histogram with fixed buckets (seconds), lock-free like the counters.
+pub struct Histogram {
+    /// Upper bounds in microseconds, ascending; a last, implicit bucket is +Inf.
+    bounds_us: &'static [u64],
+    counts: Box<[AtomicU64]>,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds_us: &'static [u64]) -> Histogram {
+        Histogram {
+            bounds_us,
+            counts: (0..=bounds_us.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: std::time::Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let i = self.bounds_us.partition_point(|&b| b < us);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(
+            s,
+            "# HELP {name} {help}
+# TYPE {name} histogram"
+        );
+        let mut total = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            total += c.load(Ordering::Relaxed);
+            let le = match self.bounds_us.get(i) {
+                Some(b) => format!("{}", *b as f64 / 1e6),
+                None => "+Inf".into(),
+            };
+            let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {total}");
+        }
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(s, "{name}_sum {sum}\n{name}_count {total}");
+    }
+}
+
+/// Buckets for calls to a backend over the network: 1 ms to 2.5 s.
+const BACKEND_BUCKETS_US: &[u64] = &[1_000, 5_000, 25_000, 100_000, 500_000, 2_500_000];
+
 /// A counter family with one `&'static str` label pair (outcome, reason).
 pub struct LabeledCounter {
     slots: Box<[Slot]>,
@@ -117,7 +164,6 @@ impl LabeledCounter {
 }
 
 /// Every metric fluxgate exports.
-#[derive(Default)]
 pub struct Metrics {
     /// fluxgate_decisions_total{outcome, reason}
     pub decisions: LabeledCounter,
@@ -151,6 +197,35 @@ pub struct Metrics {
     pub connections_refused: LabeledCounter,
     /// fluxgate_config_reloads_total{result}: SIGHUP reloads (config and certificates).
     pub reloads: LabeledCounter,
+    /// fluxgate_backend_auth_total{result}: tokens asked of the session backend.
+    pub backend_auth: LabeledCounter,
+    /// fluxgate_backend_auth_duration_seconds: how long the backend took to answer.
+    pub backend_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            decisions: Default::default(),
+            cache: Default::default(),
+            store_reads: Default::default(),
+            store_errors: Default::default(),
+            upstream_errors: Default::default(),
+            responses: Default::default(),
+            panics: Default::default(),
+            revocations: Default::default(),
+            invalidations: Default::default(),
+            invalidation_subscribed: Default::default(),
+            invalidation_subscriptions: Default::default(),
+            logout_errors: Default::default(),
+            ip_auth: Default::default(),
+            notify: Default::default(),
+            connections_refused: Default::default(),
+            reloads: Default::default(),
+            backend_auth: Default::default(),
+            backend_latency: Histogram::new(BACKEND_BUCKETS_US),
+        }
+    }
 }
 
 impl Metrics {
@@ -214,6 +289,18 @@ impl Metrics {
             "Client connections refused or closed by the edge limits, by reason.",
             ("reason", ""),
             &self.connections_refused,
+        );
+        family(
+            &mut s,
+            "fluxgate_backend_auth_total",
+            "Tokens asked of the session backend, by result.",
+            ("result", ""),
+            &self.backend_auth,
+        );
+        self.backend_latency.render(
+            &mut s,
+            "fluxgate_backend_auth_duration_seconds",
+            "How long the session backend took to answer.",
         );
         family(
             &mut s,

@@ -483,7 +483,7 @@ impl Pipeline {
                     return Err(unauth(Unauthenticated::KindDisabled));
                 }
                 let session = self
-                    .resolve(&Sid::of(token), allow_stale)
+                    .resolve(kind, token, allow_stale)
                     .await?
                     .ok_or(unauth(Unauthenticated::UnknownSession))?;
                 // SECURITY: a token is only good as the kind it was issued as; an OAuth2 sid
@@ -502,7 +502,7 @@ impl Pipeline {
                 let mut valid: Option<Arc<Session>> = None;
                 let mut count = 0;
                 for token in candidates.as_slice() {
-                    if let Some(s) = self.resolve(&Sid::of(token), allow_stale).await?
+                    if let Some(s) = self.resolve(Kind::Session, token, allow_stale).await?
                         && s.kind == Kind::Session
                     {
                         count += 1;
@@ -520,13 +520,19 @@ impl Pipeline {
         }
     }
 
-    async fn resolve(&self, sid: &Sid, allow_stale: bool) -> Result<Option<Arc<Session>>, Denial> {
-        let e: StoreError = match self.rt.sessions.resolve(sid).await {
+    /// The session a presented token of `kind` stands for (cache, store, or the backend).
+    async fn resolve(
+        &self,
+        kind: Kind,
+        token: &str,
+        allow_stale: bool,
+    ) -> Result<Option<Arc<Session>>, Denial> {
+        let e: StoreError = match self.rt.sessions.resolve_token(kind, token).await {
             Ok(s) => return Ok(s),
             Err(e) => e,
         };
         // Opt-in degraded mode: a session seen recently (and not revoked) may answer.
-        if allow_stale && let Some(s) = self.rt.sessions.stale(sid).await {
+        if allow_stale && let Some(s) = self.rt.sessions.stale(&Sid::of(token)).await {
             tracing::debug!(error = %e, "session store failed; serving a recently seen session");
             return Ok(Some(s));
         }

@@ -20,6 +20,7 @@ use crate::policy::sudo::Sudo;
 use crate::proxy::edge::EdgeLimits;
 use crate::proxy::{FluxgateProxy, Live, UpstreamPool};
 use crate::redis_client::Connections;
+use crate::session::backend::BackendResolver;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::redis::RedisStore;
 use crate::session::{SessionCache, SessionStore};
@@ -259,12 +260,21 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
         None => None,
     };
     let backend = Backend::open(&boot, redis.as_ref(), &clock, store_wait)?;
-    let sessions = Arc::new(SessionCache::new(
-        backend.store(),
-        clock.clone(),
-        metrics.clone(),
-        boot.sessions.cache,
-    ));
+    let resolver = match &boot.sessions.backend {
+        Some(b) => Some(Arc::new(
+            BackendResolver::new(b.clone()).map_err(StartupError::Store)?,
+        )),
+        None => None,
+    };
+    let sessions = Arc::new(
+        SessionCache::new(
+            backend.store(),
+            clock.clone(),
+            metrics.clone(),
+            boot.sessions.cache,
+        )
+        .with_backend(resolver),
+    );
     // During a graceful upgrade the old instance still holds the admin port; it is bound once
     // the old instance lets go (see `Housekeeping::start`).
     let admin_listener = if opts.upgrade {

@@ -1,10 +1,13 @@
-//! `[sessions]`: the store (embedded or Redis), its cache, the session cookie's name and what
+//! `[sessions]`: the store (embedded or Redis), the backend that validates tokens fluxgate's
+//! store does not know (`[sessions.backend]`), the cache, the session cookie's name and what
 //! to do when the store fails. Split by when it takes effect: [`SessionsBoot`] is built once,
 //! [`SessionRules`] reloads.
 
 use super::Dur;
+use super::secret::SecretSource;
 use super::validate::{Errors, choice, is_cookie_name, p, positive};
 use crate::session::CacheSettings;
+use crate::session::backend::{self, BackendSettings};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +25,7 @@ pub struct SessionsFile {
     pub stale_grace: Dur,
     pub ttl_while_disconnected: Dur,
     pub embedded: EmbeddedFile,
+    pub backend: BackendFile,
 }
 
 impl Default for SessionsFile {
@@ -37,6 +41,7 @@ impl Default for SessionsFile {
             stale_grace: Dur::from_secs(300),
             ttl_while_disconnected: Dur::from_secs(1),
             embedded: EmbeddedFile::default(),
+            backend: BackendFile::default(),
         }
     }
 }
@@ -57,6 +62,46 @@ impl Default for EmbeddedFile {
     }
 }
 
+/// `[sessions.backend]`: your API's own "who am I" endpoint and OAuth2 introspection.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BackendFile {
+    /// With `store = "embedded"` or `"redis"`: also ask the backend about tokens the store
+    /// does not know. (`store = "backend"` always asks it.)
+    pub fallback: bool,
+    /// `GET` with the client's credential; empty: the upstream's `/users/@me`.
+    pub validate_url: String,
+    /// RFC 7662 introspection for OAuth2 bearer tokens; empty: OAuth2 tokens are not asked.
+    pub introspect_url: String,
+    pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretSource>,
+    pub user_id_pointer: String,
+    pub mfa_pointer: String,
+    pub flags_pointer: String,
+    pub connect_timeout: Dur,
+    pub request_timeout: Dur,
+    pub max_concurrency: usize,
+}
+
+impl Default for BackendFile {
+    fn default() -> Self {
+        BackendFile {
+            fallback: false,
+            validate_url: String::new(),
+            introspect_url: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            user_id_pointer: backend::DEFAULT_USER_ID_POINTER.into(),
+            mfa_pointer: backend::DEFAULT_MFA_POINTER.into(),
+            flags_pointer: backend::DEFAULT_FLAGS_POINTER.into(),
+            connect_timeout: Dur(backend::DEFAULT_CONNECT_TIMEOUT),
+            request_timeout: Dur(backend::DEFAULT_REQUEST_TIMEOUT),
+            max_concurrency: backend::DEFAULT_MAX_CONCURRENCY,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
     Embedded {
@@ -70,10 +115,12 @@ pub enum StoreSettings {
     },
 }
 
-/// `[sessions]` keys built once: the store and the cache.
+/// `[sessions]` keys built once: the store, the backend and the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionsBoot {
     pub store: StoreSettings,
+    /// Asked about tokens the store does not know (`store = "backend"`, or `fallback`).
+    pub backend: Option<BackendSettings>,
     pub cache: CacheSettings,
 }
 
@@ -86,21 +133,34 @@ pub struct SessionRules {
     pub serve_stale: bool,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Store {
     Embedded,
     Redis,
+    Backend,
 }
 
-const STORES: &[(&str, Store)] = &[("embedded", Store::Embedded), ("redis", Store::Redis)];
+const STORES: &[(&str, Store)] = &[
+    ("embedded", Store::Embedded),
+    ("redis", Store::Redis),
+    ("backend", Store::Backend),
+];
 
-pub(super) fn validate_sessions(s: &SessionsFile, e: &mut Errors) -> (SessionsBoot, SessionRules) {
+/// `upstream`: the default upstream's base URL, for the default validation URL.
+pub(super) fn validate_sessions(
+    s: &SessionsFile,
+    upstream: Option<&str>,
+    e: &mut Errors,
+) -> (SessionsBoot, SessionRules) {
     let embedded = || StoreSettings::Embedded {
         path: s.embedded.path.clone(),
         sweep_interval: s.embedded.sweep_interval.0,
     };
-    let store = match choice(&s.store, "store", STORES, p("sessions.store"), e) {
-        Some(Store::Embedded) => {
+    let chosen = choice(&s.store, "store", STORES, p("sessions.store"), e);
+    let store = match chosen {
+        // With the backend, the embedded file keeps what fluxgate owns itself: sessions made
+        // through its admin API, IP-authorization locations and tickets.
+        Some(Store::Embedded | Store::Backend) => {
             if s.embedded.path.as_os_str().is_empty() {
                 e.at(p("sessions.embedded.path"), "must not be empty");
             }
@@ -157,8 +217,12 @@ pub(super) fn validate_sessions(s: &SessionsFile, e: &mut Errors) -> (SessionsBo
             e.at(p("sessions.stale_grace"), "must be at most 1h");
         }
     }
+    let backend = (chosen == Some(Store::Backend) || s.backend.fallback)
+        .then(|| validate_backend(&s.backend, upstream, e))
+        .flatten();
     let boot = SessionsBoot {
         store,
+        backend,
         cache: CacheSettings {
             ttl_ms: s.cache_ttl.as_millis(),
             negative_ttl_ms: s.negative_ttl.as_millis(),
@@ -172,4 +236,83 @@ pub(super) fn validate_sessions(s: &SessionsFile, e: &mut Errors) -> (SessionsBo
         serve_stale,
     };
     (boot, rules)
+}
+
+fn url(s: &str, key: &str, e: &mut Errors) -> Option<http::Uri> {
+    match s.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(u),
+        _ => {
+            e.at(
+                p("sessions.backend").key(key),
+                format!("{s:?} is not an absolute http(s) URL"),
+            );
+            None
+        }
+    }
+}
+
+fn validate_backend(
+    b: &BackendFile,
+    upstream: Option<&str>,
+    e: &mut Errors,
+) -> Option<BackendSettings> {
+    let at = |k: &str| p("sessions.backend").key(k);
+    let validate_url = if b.validate_url.is_empty() {
+        let Some(base) = upstream else {
+            e.at(
+                at("validate_url"),
+                "must be set: the upstream has no plain-HTTP address to default to",
+            );
+            return None;
+        };
+        url(&format!("{base}/users/@me"), "validate_url", e)
+    } else {
+        url(&b.validate_url, "validate_url", e)
+    };
+    let introspect_url = match b.introspect_url.as_str() {
+        "" => None,
+        u => Some(url(u, "introspect_url", e)?),
+    };
+    let client_secret = match &b.client_secret {
+        None => None,
+        Some(src) => match src.resolve() {
+            Ok(s) => Some(s),
+            Err(msg) => {
+                e.at(at("client_secret"), msg);
+                return None;
+            }
+        },
+    };
+    let client_id = (!b.client_id.is_empty()).then(|| b.client_id.clone());
+    if client_id.is_some() != client_secret.is_some() {
+        e.at(at("client_id"), "client_id and client_secret go together");
+    }
+    if !b.user_id_pointer.starts_with('/') {
+        e.at(at("user_id_pointer"), "must be a JSON pointer like \"/id\"");
+    }
+    for (v, key) in [
+        (&b.mfa_pointer, "mfa_pointer"),
+        (&b.flags_pointer, "flags_pointer"),
+    ] {
+        if !v.is_empty() && !v.starts_with('/') {
+            e.at(at(key), "must be a JSON pointer like \"/flags\", or empty");
+        }
+    }
+    positive(b.connect_timeout, at("connect_timeout"), e);
+    positive(b.request_timeout, at("request_timeout"), e);
+    if b.max_concurrency == 0 {
+        e.at(at("max_concurrency"), "must be at least 1");
+    }
+    Some(BackendSettings {
+        introspect_url,
+        client_id,
+        client_secret,
+        user_id_pointer: b.user_id_pointer.clone(),
+        mfa_pointer: b.mfa_pointer.clone(),
+        flags_pointer: b.flags_pointer.clone(),
+        connect_timeout: b.connect_timeout.0,
+        request_timeout: b.request_timeout.0,
+        max_concurrency: b.max_concurrency,
+        ..BackendSettings::new(validate_url?)
+    })
 }

@@ -162,7 +162,7 @@ role = "login"
 "#;
     let want = [
         r#"credentials.accept[1] @10:22: unknown credential kind "pigeon"; use "session", "oauth2" or "bot""#,
-        r#"sessions.store @3:9: unknown store "postgres"; use "embedded" or "redis""#,
+        r#"sessions.store @3:9: unknown store "postgres"; use "embedded", "redis" or "backend""#,
         r#"sessions.on_store_error @4:18: unknown policy "shrug"; use "deny" or "serve_stale""#,
         r#"rate_limits.backend @19:11: unknown backend "memcached"; use "local" or "redis""#,
         r#"rate_limits.bucket[0].scope @27:9: unknown scope "global"; use "user" or "shared""#,

@@ -38,7 +38,13 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let upstream = edge::validate_upstream(&file.upstream, &mut e);
     let client_ip = client_ip::validate_client_ip(&file.client_ip, &mut e);
     let accept = credentials::validate_credentials(&file.credentials, &mut e);
-    let (sessions_boot, sessions) = sessions::validate_sessions(&file.sessions, &mut e);
+    // The backend's default validation URL is the upstream's own `/users/@me`.
+    let upstream_base = match (&upstream.tls, upstream.addresses.first()) {
+        (None, Some(a)) => Some(format!("http://{a}")),
+        _ => None,
+    };
+    let (sessions_boot, sessions) =
+        sessions::validate_sessions(&file.sessions, upstream_base.as_deref(), &mut e);
     let limits = limits::validate_rate_limits(&file.rate_limits, &mut e);
     let geoip = geoip::validate_geoip(&file.geoip, &mut e);
     let (network, named_rules) = network::validate_network(&file, &mut e);

@@ -17,11 +17,17 @@
 //! - With serve-stale enabled, positive entries read within `stale_grace` can answer when the
 //!   store fails; never an entry that was revoked. They wait in a second map (`last_good`), so
 //!   the main cache can drop a stale entry and reload it as usual.
+//! - With a backend resolver ([`SessionCache::with_backend`]), a token the store does not know
+//!   is asked of the backend (its own API validates it) under the same rules: one call per
+//!   token under concurrency, positive answers for `ttl` and never past the token's `exp`,
+//!   "no session" negatively cached, and a failing backend is a store error (never cached,
+//!   the request fails closed).
 
-use super::record::{CacheMeta, Session};
+use super::backend::BackendResolver;
+use super::record::{CacheMeta, Session, SessionRecord};
 use super::store::{SessionStore, StoreError};
 use crate::clock::{Millis, SharedClock};
-use crate::credential::Sid;
+use crate::credential::{Kind, Sid};
 use crate::metrics::Metrics;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
@@ -107,6 +113,8 @@ pub struct SessionCache {
     /// Separate from `cache` so a stale entry can wait here while `cache` reloads.
     last_good: Option<quick_cache::sync::Cache<u64, Arc<Session>>>,
     store: Arc<dyn SessionStore>,
+    /// Asked about tokens the store does not know (`[sessions.backend]`).
+    backend: Option<Arc<BackendResolver>>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
     settings: CacheSettings,
@@ -148,6 +156,7 @@ impl SessionCache {
                 .stale_grace_ms
                 .map(|_| quick_cache::sync::Cache::new(capacity)),
             store,
+            backend: None,
             clock,
             metrics,
             settings,
@@ -164,8 +173,37 @@ impl SessionCache {
         &self.store
     }
 
+    /// Asks `backend` about tokens the store does not know.
+    pub fn with_backend(mut self, backend: Option<Arc<BackendResolver>>) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// The live session for `sid`, from the cache or the store.
     pub async fn resolve(self: &Arc<Self>, sid: &Sid) -> Result<Option<Arc<Session>>, StoreError> {
+        self.resolve_with(sid, None).await
+    }
+
+    /// The live session a presented token of `kind` stands for: from the cache, the store, or
+    /// (when configured) the backend.
+    pub async fn resolve_token(
+        self: &Arc<Self>,
+        kind: Kind,
+        token: &str,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        let sid = Sid::of(token);
+        let ask = self
+            .backend
+            .as_ref()
+            .map(|_| (kind, Arc::<str>::from(token)));
+        self.resolve_with(&sid, ask).await
+    }
+
+    async fn resolve_with(
+        self: &Arc<Self>,
+        sid: &Sid,
+        token: Option<(Kind, Arc<str>)>,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
         // A stale entry can only be re-inserted by a load that overlapped a revocation; retrying
         // a couple of times converges, and the last resort is an uncached read.
         for _ in 0..3 {
@@ -183,16 +221,20 @@ impl SessionCache {
                 self.metrics.cache.inc(STALE, "");
             }
             self.metrics.cache.inc(MISS, "");
-            let slot = self.load_shared(*sid).await?;
+            let slot = self.load_shared(*sid, token.clone()).await?;
             if self.is_fresh(sid, &slot, self.clock.now_ms()) {
                 return Ok(slot.session());
             }
         }
-        Ok(self.load(*sid).await?.session())
+        Ok(self.load(*sid, token).await?.session())
     }
 
     /// Joins the load of `sid` in progress, or starts one (which inserts into the cache).
-    async fn load_shared(self: &Arc<Self>, sid: Sid) -> Result<Slot, StoreError> {
+    async fn load_shared(
+        self: &Arc<Self>,
+        sid: Sid,
+        token: Option<(Kind, Arc<str>)>,
+    ) -> Result<Slot, StoreError> {
         let flight = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             inflight
@@ -200,7 +242,7 @@ impl SessionCache {
                 .or_insert_with(|| {
                     let this = self.clone();
                     async move {
-                        let r = this.load(sid).await;
+                        let r = this.load(sid, token).await;
                         if let Ok(slot) = &r {
                             this.cache.insert(key(&sid), slot.clone());
                         }
@@ -237,18 +279,23 @@ impl SessionCache {
             && self.cleared_at.load(Ordering::Acquire) <= m.generation
     }
 
-    async fn load(&self, sid: Sid) -> Result<Slot, StoreError> {
+    async fn load(&self, sid: Sid, token: Option<(Kind, Arc<str>)>) -> Result<Slot, StoreError> {
         // The generation is read before the store so that any revocation finishing after this
         // point stamps a newer generation than the entry carries.
         let generation = self.generation.load(Ordering::Acquire);
         self.metrics.count_store_read();
-        let record = match self.store.get(&sid).await {
+        let mut record = match self.store.get(&sid).await {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
         };
+        if record.is_none()
+            && let (Some(backend), Some((kind, token))) = (&self.backend, token)
+        {
+            record = self.ask_backend(backend, kind, &token).await?;
+        }
         let now = self.clock.now_ms();
         let session = record.and_then(|r| match Session::new(sid, r) {
             Ok(s) => Some(s),
@@ -285,6 +332,40 @@ impl SessionCache {
                 },
             })),
         })
+    }
+
+    /// A token the store does not know, as the backend sees it.
+    async fn ask_backend(
+        &self,
+        backend: &BackendResolver,
+        kind: Kind,
+        token: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let started = std::time::Instant::now();
+        let answer = backend.resolve(kind, token, self.clock.now_secs()).await;
+        let result = match &answer {
+            Ok(Some(_)) => "session",
+            Ok(None) => "no_session",
+            Err(e) => e.reason(),
+        };
+        self.metrics.backend_auth.inc(result, "");
+        self.metrics.backend_latency.observe(started.elapsed());
+        match answer {
+            Ok(found) => Ok(found.map(|b| b.record)),
+            Err(e) => {
+                // SECURITY: a backend that cannot answer is not "no session": the request fails
+                // closed (503) and nothing is cached. The reason never carries the token.
+                tracing::warn!(
+                    reason = e.reason(),
+                    "session backend failed; refusing the request"
+                );
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                Err(StoreError::Unavailable(format!(
+                    "session backend: {}",
+                    e.reason()
+                )))
+            }
+        }
     }
 
     fn next_generation(&self) -> u64 {
