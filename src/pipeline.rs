@@ -69,6 +69,9 @@ pub struct Rules {
     pub store_retry_after_secs: u32,
     /// Answer from recently seen sessions when the store fails (opt-in).
     pub serve_stale: bool,
+    /// Send a cookie-authenticated request's session token upstream as `Authorization`
+    /// (`[sessions] forward_credential = "authorization"`).
+    pub forward_credential: bool,
     /// Buckets and lockouts (kept across reloads unless `[rate_limits]` changed).
     pub limits: Arc<Limiter>,
     /// Sudo mode, when `[sudo]` has a secret.
@@ -226,7 +229,7 @@ impl Pipeline {
     ) -> Result<Admitted, (Stage, Denial)> {
         let at = |stage| move |d| (stage, d);
         // 5–7. credential, session, access.
-        let identity = self
+        let (identity, cookie_token) = self
             .identify(f, pre)
             .await
             .map_err(|d| (Stage::of_identification(&d), d))?;
@@ -245,18 +248,23 @@ impl Pipeline {
             .await
             .map_err(at(Stage::PerUserLimits))?;
         // 11. identity: what the upstream will be told, computed once.
-        Ok(self.admitted(f, pre, identity, sudo_until))
+        Ok(self.admitted(f, pre, identity, sudo_until, cookie_token))
     }
 
     /// Stages 5–7 by the route's auth mode.
-    async fn identify(&self, f: &RequestFacts<'_>, pre: &Prelude<'_>) -> Result<Identity, Denial> {
+    /// With the identity, the session token when it came from the cookie.
+    async fn identify<'f>(
+        &self,
+        f: &RequestFacts<'f>,
+        pre: &Prelude<'_>,
+    ) -> Result<(Identity, Option<&'f str>), Denial> {
         match pre.policy.auth {
-            AuthMode::Internal => self.internal(f, pre.client_ip),
+            AuthMode::Internal => Ok((self.internal(f, pre.client_ip)?, None)),
             AuthMode::Required => self.user(f, pre.policy, pre.upgrade).await,
             AuthMode::None => match self.user(f, pre.policy, pre.upgrade).await {
                 // A store failure is still a failure: fail closed rather than guess.
                 Err(d @ Denial::StoreUnavailable { .. }) => Err(d),
-                Err(_) => Ok(Identity::Anonymous),
+                Err(_) => Ok((Identity::Anonymous, None)),
                 ok => ok,
             },
         }
@@ -326,8 +334,21 @@ impl Pipeline {
         pre: &mut Prelude<'_>,
         identity: Identity,
         sudo_until: Option<i64>,
+        cookie_token: Option<&str>,
     ) -> Admitted {
-        let plan = self.plan(f, pre, &identity, sudo_until);
+        let mut plan = self.plan(f, pre, &identity, sudo_until);
+        // SECURITY: only a session token that came in the cookie is forwarded, to an upstream
+        // that reads credentials from Authorization alone; never an internal secret, never
+        // over a client's own Authorization (a cookie is only read when there is none), and
+        // not to routes that pass the cookies through or opt out.
+        if let Some(token) = cookie_token
+            && self.rules.forward_credential
+            && pre.policy.forward_credential
+            && !pre.policy.pass_cookies
+            && let Ok(v) = http::HeaderValue::from_str(token)
+        {
+            plan.set.push((http::header::AUTHORIZATION, v));
+        }
         Admitted {
             identity,
             role: pre.policy.role,
@@ -430,16 +451,18 @@ impl Pipeline {
         }
     }
 
-    /// 5–7: the caller's session, checked against the route's kinds, scopes and origin.
-    async fn user(
+    /// 5–7: the caller's session, checked against the route's kinds, scopes and origin; and
+    /// the token when it came from the session cookie.
+    async fn user<'f>(
         &self,
-        facts: &RequestFacts<'_>,
+        facts: &RequestFacts<'f>,
         policy: &Policy,
         upgrade: Upgrade,
-    ) -> Result<Identity, Denial> {
+    ) -> Result<(Identity, Option<&'f str>), Denial> {
         // Sensitive routes never answer from stale data.
         let allow_stale = self.rules.serve_stale && !policy.sudo;
-        let (session, from_cookie) = self.authenticate(facts, allow_stale).await?;
+        let (session, cookie_token) = self.authenticate(facts, allow_stale).await?;
+        let from_cookie = cookie_token.is_some();
         // SECURITY: a cookie rides along with any request the browser makes, so a state change
         // it authenticates must come from an allowed origin (CSRF). Header credentials are not
         // ambient and are exempt. A WebSocket handshake is a GET, but the socket it opens
@@ -465,15 +488,15 @@ impl Pipeline {
                 required_scope: missing.clone(),
             });
         }
-        Ok(Identity::User(session))
+        Ok((Identity::User(session), cookie_token))
     }
 
-    /// The session a request authenticates as, and whether it came from the cookie.
-    async fn authenticate(
+    /// The session a request authenticates as, and its token when it came from the cookie.
+    async fn authenticate<'f>(
         &self,
-        facts: &RequestFacts<'_>,
+        facts: &RequestFacts<'f>,
         allow_stale: bool,
-    ) -> Result<(Arc<Session>, bool), Denial> {
+    ) -> Result<(Arc<Session>, Option<&'f str>), Denial> {
         let unauth = |u| Denial::Unauthorized(u);
         match credential::extract(facts.headers, &self.rules.cookie_name) {
             Extracted::Absent => Err(unauth(Unauthenticated::Missing)),
@@ -491,7 +514,7 @@ impl Pipeline {
                 if session.kind != kind {
                     return Err(unauth(Unauthenticated::KindMismatch));
                 }
-                Ok((session, false))
+                Ok((session, None))
             }
             Extracted::Cookies(candidates) => {
                 if !self.rules.accept.contains(Kind::Session) {
@@ -499,18 +522,18 @@ impl Pipeline {
                 }
                 // SECURITY: with several session cookies (cookie tossing from a sibling
                 // domain), exactly one must be valid; otherwise we cannot know whose it is.
-                let mut valid: Option<Arc<Session>> = None;
+                let mut valid: Option<(Arc<Session>, &'f str)> = None;
                 let mut count = 0;
                 for token in candidates.as_slice() {
                     if let Some(s) = self.resolve(Kind::Session, token, allow_stale).await?
                         && s.kind == Kind::Session
                     {
                         count += 1;
-                        valid = Some(s);
+                        valid = Some((s, *token));
                     }
                 }
                 match (count, valid) {
-                    (1, Some(s)) => Ok((s, true)),
+                    (1, Some((s, token))) => Ok((s, Some(token))),
                     _ if candidates.as_slice().len() > 1 => {
                         Err(unauth(Unauthenticated::AmbiguousCookies))
                     }
@@ -564,6 +587,7 @@ impl Pipeline {
             cookie_name: "fluxer_session".into(),
             store_retry_after_secs: 1,
             serve_stale: false,
+            forward_credential: false,
             limits: Arc::new(Limiter::none(rt.clock.clone())),
             sudo: None,
             origins: OriginPolicy::default(),

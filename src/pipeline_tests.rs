@@ -23,6 +23,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         kinds: KindSet::of(kinds),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         pass_cookies: false,
+        forward_credential: true,
         role: None,
         buckets: vec![],
         lockout: None,

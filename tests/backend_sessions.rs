@@ -215,3 +215,68 @@ fn oauth2_tokens_are_introspected_for_activity_scopes_and_expiry() {
     std::thread::sleep(Duration::from_millis(2200));
     assert_eq!(status(&soon), 401);
 }
+
+#[test]
+fn a_cookie_session_reaches_an_authorization_only_upstream_as_authorization() {
+    let f = Fluxer::start();
+    let extra = r#"
+[[route]]
+path = "/no-forward"
+forward_credential = false
+[[route]]
+path = "/cookies-pass"
+pass_cookies = true
+"#;
+    let cfg = backend_config(&f, extra).replace(
+        "cache_ttl = \"1s\"",
+        "cache_ttl = \"1s\"\nforward_credential = \"authorization\"",
+    );
+    let fg = Fluxgate::start(f.addr, &cfg);
+    let token = f.session_token(ALICE.user_id);
+    let cookie = format!("fluxer_session={token}; theme=dark");
+    let get = |path: &str| {
+        let r = Req::get(path).header("cookie", &cookie).send(fg.proxy);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        f.last()
+    };
+    let seen = get("/users/@me/settings");
+    assert_eq!(seen.get("authorization").as_deref(), Some(token.as_str()));
+    assert_eq!(seen.get("cookie").as_deref(), Some("theme=dark"));
+    assert_eq!(
+        seen.get("x-fluxgate-user-id").as_deref(),
+        Some(ALICE.user_id)
+    );
+    // A route that opts out, and one that passes the cookies through, get no Authorization.
+    assert_eq!(get("/no-forward").get("authorization"), None);
+    let passed = get("/cookies-pass");
+    assert_eq!(passed.get("authorization"), None);
+    assert!(passed.get("cookie").unwrap().contains("fluxer_session="));
+    // The client's own Authorization is used (and forwarded) as sent, never replaced.
+    let other = f.session_token(ALICE.user_id);
+    let r = Req::get("/x")
+        .header("authorization", &other)
+        .header("cookie", &cookie)
+        .send(fg.proxy);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        f.last().get("authorization").as_deref(),
+        Some(other.as_str())
+    );
+}
+
+#[test]
+fn without_credential_forwarding_a_cookie_session_sends_no_authorization() {
+    let f = Fluxer::start();
+    let fg = start(&f, "");
+    let token = f.session_token(ALICE.user_id);
+    let r = Req::get("/x")
+        .header("cookie", &format!("fluxer_session={token}"))
+        .send(fg.proxy);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = f.last();
+    assert_eq!(seen.get("authorization"), None);
+    assert_eq!(
+        seen.get("x-fluxgate-user-id").as_deref(),
+        Some(ALICE.user_id)
+    );
+}

@@ -177,6 +177,7 @@ pub(crate) fn live(
         cookie_name: cfg.sessions.cookie_name.clone(),
         store_retry_after_secs: cfg.sessions.store_retry_after_secs,
         serve_stale: cfg.sessions.serve_stale,
+        forward_credential: cfg.sessions.forward_credential,
         limits,
         sudo,
         origins: cfg.origins,

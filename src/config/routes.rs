@@ -47,6 +47,7 @@ pub struct RouteFile {
     pub kinds: Option<Vec<String>>,
     pub scopes: Vec<String>,
     pub pass_cookies: bool,
+    pub forward_credential: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     pub sudo: bool,
@@ -70,6 +71,7 @@ impl Default for RouteFile {
             kinds: None,
             scopes: Vec::new(),
             pass_cookies: false,
+            forward_credential: true,
             role: None,
             sudo: false,
             csrf: true,
@@ -124,6 +126,7 @@ fn policy(
         kinds,
         scopes: r.scopes.clone(),
         pass_cookies: r.pass_cookies,
+        forward_credential: r.forward_credential,
         role,
         buckets: limits.buckets,
         lockout: limits.lockout,

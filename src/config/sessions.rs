@@ -24,6 +24,9 @@ pub struct SessionsFile {
     pub on_store_error: String,
     pub stale_grace: Dur,
     pub ttl_while_disconnected: Dur,
+    /// "none", or "authorization": send a cookie-authenticated request's token upstream as
+    /// `Authorization`.
+    pub forward_credential: String,
     pub embedded: EmbeddedFile,
     pub backend: BackendFile,
 }
@@ -40,6 +43,7 @@ impl Default for SessionsFile {
             on_store_error: "deny".into(),
             stale_grace: Dur::from_secs(300),
             ttl_while_disconnected: Dur::from_secs(1),
+            forward_credential: "none".into(),
             embedded: EmbeddedFile::default(),
             backend: BackendFile::default(),
         }
@@ -131,6 +135,8 @@ pub struct SessionRules {
     pub store_retry_after_secs: u32,
     /// Answer from recently seen sessions when the store fails (`on_store_error`).
     pub serve_stale: bool,
+    /// `forward_credential = "authorization"`.
+    pub forward_credential: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -230,7 +236,16 @@ pub(super) fn validate_sessions(
             stale_grace_ms: serve_stale.then(|| s.stale_grace.as_millis()),
         },
     };
+    let forward_credential = choice(
+        &s.forward_credential,
+        "credential forwarding",
+        &[("none", false), ("authorization", true)],
+        p("sessions.forward_credential"),
+        e,
+    )
+    .unwrap_or(false);
     let rules = SessionRules {
+        forward_credential,
         cookie_name: s.cookie_name.clone(),
         store_retry_after_secs: s.store_retry_after.0.as_secs().clamp(1, u32::MAX as u64) as u32,
         serve_stale,

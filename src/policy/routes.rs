@@ -71,6 +71,8 @@ pub struct Policy {
     pub scopes: Vec<String>,
     /// Forward the session and sudo cookies to the upstream instead of removing them.
     pub pass_cookies: bool,
+    /// May get a cookie's session token as `Authorization` (when that is on globally).
+    pub forward_credential: bool,
     /// A logout route: revoke after the upstream accepts.
     pub role: Option<Role>,
     /// Rate-limit buckets (indexes into the limiter's buckets), in order.
@@ -331,6 +333,7 @@ mod tests {
             kinds: KindSet::of(&[Kind::Session]),
             scopes: vec![],
             pass_cookies: false,
+            forward_credential: true,
             role: None,
             buckets: vec![],
             lockout: None,
