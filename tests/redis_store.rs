@@ -6,8 +6,9 @@ mod common;
 
 use common::redis::{RedisServer, redis_sessions};
 use common::*;
+use fluxgate::clock::monotonic_now;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn start(up: &Upstream, redis: &RedisServer, extra: &str) -> Fluxgate {
     Fluxgate::start(up.addr, &redis_sessions(&redis.url(), extra))
@@ -15,7 +16,7 @@ fn start(up: &Upstream, redis: &RedisServer, extra: &str) -> Fluxgate {
 
 /// Polls until `f` holds or `within` passes; returns how long it took.
 fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t = Instant::now();
+    let t = monotonic_now();
     while t.elapsed() < within {
         if f() {
             return Some(t.elapsed());

@@ -19,9 +19,10 @@ mod procs;
 mod report;
 mod wrk;
 
+use fluxgate::clock::monotonic_now;
 use procs::*;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// CPU for the proxies under test; the load generator, upstream and Redis get the other one.
 const PROXY_CPU: usize = 0;
@@ -251,7 +252,7 @@ fn main() {
             wrk::run(CLIENT_CPU, &r.load, o.conns, Duration::from_secs(1));
         }
     }
-    let started = Instant::now();
+    let started = monotonic_now();
     let mut samples: Vec<Vec<wrk::Sample>> = vec![Vec::new(); rows.len()];
     for round in 0..o.rounds {
         for (i, r) in rows.iter().enumerate() {
@@ -289,7 +290,7 @@ fn main() {
 /// Loads row (c) for `secs`, sampling fluxgate's RSS every 5 s, and reports the slope.
 fn soak(fg: &Fluxgate, load: &wrk::Load<'_>, conns: usize, secs: u64) {
     let mut points: Vec<(f64, f64)> = Vec::new();
-    let start = Instant::now();
+    let start = monotonic_now();
     while start.elapsed().as_secs() < secs {
         let s = wrk::run(CLIENT_CPU, load, conns, Duration::from_secs(5));
         let mb = fg.proc.rss() as f64 / 1_048_576.0;

@@ -1,11 +1,12 @@
 //! The processes a run starts: the upstream, fluxgate instances, nginx, Redis. Each is stopped
 //! when its handle drops, so a run leaves nothing behind.
 
+use fluxgate::clock::monotonic_now;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -39,9 +40,9 @@ pub fn pinned(cpu: usize, program: &Path) -> Command {
 }
 
 pub fn wait_port(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = monotonic_now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{addr} never came up");
+        assert!(monotonic_now() < deadline, "{addr} never came up");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

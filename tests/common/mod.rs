@@ -7,6 +7,7 @@ pub mod redis;
 pub mod webhook;
 
 use bytes::Bytes;
+use fluxgate::clock::monotonic_now;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -16,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789";
 
@@ -294,8 +295,8 @@ impl Fluxgate {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
+        let deadline = monotonic_now() + Duration::from_secs(20);
+        while monotonic_now() < deadline {
             if TcpStream::connect(self.proxy).is_ok()
                 && get(self.admin, "/livez")
                     .map(|r| r.status == 200)
@@ -315,13 +316,13 @@ impl Fluxgate {
     /// The log once it contains `needle` (logs are written by a background thread), or a panic
     /// with the log after 5 s.
     pub fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = monotonic_now() + Duration::from_secs(5);
         loop {
             let log = self.stderr();
             if log.contains(needle) {
                 return log;
             }
-            if Instant::now() > deadline {
+            if monotonic_now() > deadline {
                 panic!("the log never said {needle:?}:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -331,8 +332,8 @@ impl Fluxgate {
     /// Stops with SIGINT and waits for the process to exit.
     pub fn stop(mut self) -> Arc<tempfile::TempDir> {
         self.signal("INT");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        let deadline = monotonic_now() + Duration::from_secs(10);
+        while monotonic_now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return self.dir.clone();
             }

@@ -2,9 +2,10 @@
 //! restartable. Where redis-server is missing the calling test is skipped with a visible
 //! message, unless FLUXGATE_REQUIRE_REDIS=1 (CI), where it fails.
 
+use fluxgate::clock::monotonic_now;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Whether Redis tests can run here. Panics when Redis is required but missing.
 pub fn available() -> bool {
@@ -129,8 +130,8 @@ impl RedisServer {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        let deadline = monotonic_now() + Duration::from_secs(10);
+        while monotonic_now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && (self.tls || {
                     let out = self.cli(&["PING"]);
