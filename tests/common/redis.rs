@@ -30,7 +30,7 @@ pub fn available() -> bool {
 #[macro_export]
 macro_rules! require_redis {
     () => {
-        if !common::redis::available() {
+        if !$crate::common::redis::available() {
             return;
         }
     };

@@ -3,9 +3,7 @@
 //! head/keep-alive/body deadlines, and the caps on requests per connection and connections per
 //! client IP.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fluxgate::clock::monotonic_now;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,11 +1,10 @@
 //! IP authorization for new locations, end to end on both stores: 403 with a ticket, a signed
 //! webhook, approval, single use, expiry, resend, granularities, exemptions.
 
-mod common;
-
-use common::redis::{RedisServer, redis_sessions};
-use common::webhook::{Delivery, Receiver};
-use common::*;
+use crate::common::redis::{RedisServer, redis_sessions};
+use crate::common::webhook::{Delivery, Receiver};
+use crate::common::*;
+use crate::require_redis;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 
@@ -72,7 +71,7 @@ fn start(
     if !redis {
         return Some((Fluxgate::start(up.addr, &config(hook, extra)), None));
     }
-    if !common::redis::available() {
+    if !crate::common::redis::available() {
         return None;
     }
     let r = RedisServer::start();

@@ -1,8 +1,6 @@
 //! `fluxgate demo` does what it prints, and `fluxgate sessions …` drives a running instance.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fluxgate::clock::monotonic_now;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

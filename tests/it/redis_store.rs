@@ -2,10 +2,9 @@
 //! Redis outage, sessions written by a backend, and what is documented about expiry and bad
 //! records. Every test starts its own redis-server.
 
-mod common;
-
-use common::redis::{RedisServer, redis_sessions};
-use common::*;
+use crate::common::redis::{RedisServer, redis_sessions};
+use crate::common::*;
+use crate::require_redis;
 use fluxgate::clock::monotonic_now;
 use serde_json::json;
 use std::time::Duration;

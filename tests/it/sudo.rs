@@ -1,8 +1,6 @@
 //! Sudo mode, cookie hardening and origin checks through the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fluxgate::credential::Sid;
 use fluxgate::policy::sudo::{Sudo, SudoSettings};
 use serde_json::json;

@@ -1,9 +1,7 @@
 //! Operations through the real binary: config reload on SIGHUP (valid and invalid), graceful
 //! shutdown draining in-flight requests, and Pingora's graceful upgrade.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fluxgate::clock::monotonic_now;
 use std::sync::Arc;
 use std::time::Duration;

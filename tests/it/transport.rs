@@ -1,9 +1,7 @@
 //! TLS (SNI, versions, reload), HTTP/2 over ALPN, WebSockets and TLS to the upstream, through
 //! the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fluxgate::clock::monotonic_now;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;

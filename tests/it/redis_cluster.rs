@@ -1,9 +1,8 @@
 //! fluxgate on a real three-master Redis Cluster started by the test.
 
-mod common;
-
-use common::redis::RedisServer;
-use common::*;
+use crate::common::redis::RedisServer;
+use crate::common::*;
+use crate::require_redis;
 use fluxgate::clock::monotonic_now;
 use serde_json::json;
 use std::time::Duration;
