@@ -1,6 +1,11 @@
 //! The rate limiter's cost per check: local (target ≤ 300 ns) and Redis (one round trip).
 //! Run: `cargo bench --bench limits` (starts its own redis-server when installed).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "bench set-up: a failed unwrap stops the bench run, with its location"
+)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use fluxgate::clock;
 use fluxgate::policy::ratelimit::gcra::Rate;

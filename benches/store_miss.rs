@@ -1,6 +1,11 @@
 //! The cost of a session-cache miss: one store read per new sid, nothing more.
 //! Run: `cargo bench --bench store_miss` (starts its own redis-server when installed).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "bench set-up: a failed unwrap stops the bench run, with its location"
+)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use fluxgate::clock;
 use fluxgate::credential::Sid;

@@ -15,6 +15,11 @@
 //! (f) nginx auth_request → a second nginx answering 200 (best case of forward auth);
 //! (g) as (c) with the access log on (JSON, to a file).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "bench set-up: a failed unwrap stops the bench run, with its location"
+)]
+
 mod procs;
 mod report;
 mod wrk;

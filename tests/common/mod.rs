@@ -1,7 +1,7 @@
 //! Shared harness for integration tests: the real `fluxgate` binary on ephemeral ports, a
 //! recording upstream, and a raw HTTP/1.1 client that sends exactly the bytes a test writes.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test module uses a part of the harness")]
 
 pub mod redis;
 pub mod webhook;

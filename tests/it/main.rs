@@ -6,6 +6,11 @@
 //! they configure the fluxgate processes they start, never this one (no `std::env::set_var`,
 //! no process-global state).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test, with its location"
+)]
+
 #[path = "../common/mod.rs"]
 mod common;
 

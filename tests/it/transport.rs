@@ -272,7 +272,7 @@ fn echo_upstream() -> EchoUpstream {
             let Ok(s) = s else { continue };
             let h = h.clone();
             std::thread::spawn(move || {
-                #[allow(clippy::result_large_err)] // tungstenite's callback signature
+                #[allow(clippy::result_large_err, reason = "tungstenite's callback signature")]
                 let cb = |req: &tungstenite::handshake::server::Request,
                           resp: tungstenite::handshake::server::Response| {
                     h.lock().unwrap().push(
