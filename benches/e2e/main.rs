@@ -21,6 +21,8 @@
 )]
 
 mod procs;
+#[path = "../../tests/common/redis.rs"]
+mod redis_server;
 mod report;
 mod wrk;
 
@@ -170,7 +172,8 @@ fn main() {
     let mut _keep_redis = Vec::new();
     let script_dir = tempfile::tempdir().unwrap();
     if o.full && have("redis-server") {
-        let (r, port) = redis(CLIENT_CPU);
+        let r = redis_server::RedisServer::start_under(&pin_prefix(CLIENT_CPU), &[]);
+        let port = r.port;
         let redis_cfg = format!(
             "[sessions]\nstore = \"redis\"\n[redis]\nurls = [\"redis://127.0.0.1:{port}\"]\n"
         );

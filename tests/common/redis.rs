@@ -1,6 +1,15 @@
-//! Real `redis-server` processes for tests: on free ports, without persistence, killable and
-//! restartable. Where redis-server is missing the calling test is skipped with a visible
-//! message, unless FLUXGATE_REQUIRE_REDIS=1 (CI), where it fails.
+//! Real `redis-server` processes for tests and benches: on free ports, without persistence,
+//! killable and restartable. Where redis-server is missing the calling test is skipped with a
+//! visible message, unless FLUXGATE_REQUIRE_REDIS=1 (CI), where it fails.
+//!
+//! The one helper that starts Redis: the integration tests reach it as `common::redis`, the
+//! benches include this file with `#[path = "../tests/common/redis.rs"] mod redis_server;`, so
+//! it depends on nothing else in `tests/common`.
+
+#![allow(
+    dead_code,
+    reason = "shared by the tests and several benches; each uses a part"
+)]
 
 use fluxgate::clock::monotonic_now;
 use std::path::Path;
@@ -36,11 +45,21 @@ macro_rules! require_redis {
     };
 }
 
+/// A free loopback port (this file's own, so that benches can include it alone).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     pub dir: tempfile::TempDir,
     args: Vec<String>,
+    /// Runs redis-server under this command, e.g. `taskset -c 1` (the e2e bench pins it).
+    launcher: Vec<String>,
     /// For TLS servers: the port speaks TLS only.
     pub tls: bool,
 }
@@ -53,8 +72,14 @@ impl RedisServer {
 
     /// With extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> RedisServer {
+        Self::start_under(&[], extra)
+    }
+
+    /// Started through `launcher` (a command and its arguments, such as `taskset -c 1`; empty
+    /// for none), with extra `redis-server` arguments.
+    pub fn start_under(launcher: &[String], extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
+        let port = free_port();
         let mut args: Vec<String> = vec![
             "--port".into(),
             port.to_string(),
@@ -73,6 +98,7 @@ impl RedisServer {
             port,
             dir,
             args,
+            launcher: launcher.to_vec(),
             tls: false,
         };
         s.spawn();
@@ -82,7 +108,7 @@ impl RedisServer {
     /// A TLS-only Redis with the given certificate files.
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
+        let port = free_port();
         let args: Vec<String> = [
             "--port",
             "0",
@@ -111,6 +137,7 @@ impl RedisServer {
             port,
             dir,
             args,
+            launcher: Vec::new(),
             tls: true,
         };
         s.spawn();
@@ -119,7 +146,15 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
-        let child = Command::new("redis-server")
+        let mut cmd = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg("redis-server");
+                c
+            }
+            None => Command::new("redis-server"),
+        };
+        let child = cmd
             .args(&self.args)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
