@@ -16,6 +16,7 @@ mod common;
 
 mod config_check;
 mod demo_and_cli;
+mod docs;
 mod edge;
 mod ip_authorization;
 mod logout;
