@@ -1,6 +1,11 @@
 //! Criterion benches for each hot stage of the request path, and the whole pipeline for a
 //! cached session. Run: `cargo bench --bench hot_path`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "bench set-up: a failed unwrap stops the bench run, with its location"
+)]
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use fluxgate::clock;
 use fluxgate::credential::{self, Kind, Sid};

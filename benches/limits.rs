@@ -1,6 +1,14 @@
 //! The rate limiter's cost per check: local (target ≤ 300 ns) and Redis (one round trip).
 //! Run: `cargo bench --bench limits` (starts its own redis-server when installed).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "bench set-up: a failed unwrap stops the bench run, with its location"
+)]
+
+#[path = "../tests/common/redis.rs"]
+mod redis_server;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use fluxgate::clock;
 use fluxgate::policy::ratelimit::gcra::Rate;
@@ -10,7 +18,6 @@ use fluxgate::policy::ratelimit::{Backend, BucketDef, Limiter, LimiterSettings, 
 use fluxgate::redis_client::{Connections, RedisSettings};
 use futures_util::FutureExt;
 use std::hint::black_box;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,43 +52,6 @@ fn limiter(backend: Backend) -> Limiter {
     )
 }
 
-struct Redis(Child, u16);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> Option<Redis> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Redis(child, port));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
 fn benches(c: &mut Criterion) {
     let b = bucket();
     let local = limiter(Backend::Local);
@@ -103,12 +73,14 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let Some(redis) = start_redis() else {
-        eprintln!("SKIPPED limits/redis_check: redis-server is not installed");
+    // Prints SKIPPED (or fails, with FLUXGATE_REQUIRE_REDIS=1) when redis-server is missing.
+    if !redis_server::available() {
+        eprintln!("SKIPPED limits/redis_check");
         return;
-    };
+    }
+    let redis = redis_server::RedisServer::start();
     let conns = Connections::new(RedisSettings {
-        urls: vec![format!("redis://127.0.0.1:{}", redis.1)],
+        urls: vec![redis.url()],
         cluster: false,
         username: None,
         password: None,

@@ -4,6 +4,11 @@
 //!
 //! Run: `cargo bench --bench memory`. Under `cargo test` it runs a 10,000-key smoke instead.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "bench set-up: a failed unwrap stops the bench run, with its location"
+)]
+
 use fluxgate::clock;
 use fluxgate::credential::{Kind, Sid};
 use fluxgate::metrics::Metrics;

@@ -1,6 +1,14 @@
 //! The cost of a session-cache miss: one store read per new sid, nothing more.
 //! Run: `cargo bench --bench store_miss` (starts its own redis-server when installed).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "bench set-up: a failed unwrap stops the bench run, with its location"
+)]
+
+#[path = "../tests/common/redis.rs"]
+mod redis_server;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use fluxgate::clock;
 use fluxgate::credential::Sid;
@@ -9,7 +17,6 @@ use fluxgate::redis_client::RedisSettings;
 use fluxgate::session::embedded::EmbeddedStore;
 use fluxgate::session::redis::RedisStore;
 use fluxgate::session::{CacheSettings, SessionCache, SessionStore};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,43 +33,6 @@ fn cache(store: Arc<dyn SessionStore>) -> Arc<SessionCache> {
             stale_grace_ms: None,
         },
     ))
-}
-
-struct Redis(Child, u16);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> Option<Redis> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Redis(child, port));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
 }
 
 fn benches(c: &mut Criterion) {
@@ -82,13 +52,15 @@ fn benches(c: &mut Criterion) {
             .iter(|| async { embedded.resolve(&fresh()).await.unwrap() })
     });
 
-    let Some(redis) = start_redis() else {
-        eprintln!("SKIPPED miss/redis: redis-server is not installed");
+    // Prints SKIPPED (or fails, with FLUXGATE_REQUIRE_REDIS=1) when redis-server is missing.
+    if !redis_server::available() {
+        eprintln!("SKIPPED miss/redis");
         return;
-    };
+    }
+    let redis = redis_server::RedisServer::start();
     let store = RedisStore::from_settings(
         RedisSettings {
-            urls: vec![format!("redis://127.0.0.1:{}", redis.1)],
+            urls: vec![redis.url()],
             cluster: false,
             username: None,
             password: None,

@@ -121,12 +121,18 @@ pub enum SessionAction {
     /// Grant sudo mode to a session whose re-authentication was verified elsewhere; prints a
     /// token for the fluxer_sudo_mode cookie or X-Fluxer-Sudo-Mode-JWT header.
     Sudo {
-        #[arg(long)]
+        // A sid is URL-safe base64 and may start with '-'.
+        #[arg(long, allow_hyphen_values = true)]
         sid: String,
     },
     /// Revoke one session (--sid) or all of a user's (--user-id).
     Revoke {
-        #[arg(long, conflicts_with = "user_id", required_unless_present = "user_id")]
+        #[arg(
+            long,
+            conflicts_with = "user_id",
+            required_unless_present = "user_id",
+            allow_hyphen_values = true
+        )]
         sid: Option<String>,
         #[arg(long)]
         user_id: Option<String>,
@@ -322,4 +328,27 @@ fn admin_client(args: &SessionsArgs) -> Result<AdminClient, String> {
         addr: args.admin,
         secret: std::env::var(&args.secret_env).ok(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_sid_starting_with_a_dash_is_a_value_not_an_option() {
+        for action in ["revoke", "sudo"] {
+            let cli = Cli::try_parse_from(["fluxgate", "sessions", action, "--sid", "-kQx_9"])
+                .unwrap_or_else(|e| panic!("{action}: {e}"));
+            let Command::Sessions(args) = cli.command else {
+                panic!("{action}: not a sessions command")
+            };
+            let sid = match args.action {
+                SessionAction::Revoke { sid, .. } => sid,
+                SessionAction::Sudo { sid } => Some(sid),
+                other => panic!("{action}: parsed as {other:?}"),
+            };
+            assert_eq!(sid.as_deref(), Some("-kQx_9"), "{action}");
+        }
+    }
 }

@@ -1,9 +1,15 @@
 //! The injectable clock. Every expiry, TTL and window in fluxgate reads time from here, so tests
 //! can drive time with a [`ManualClock`] instead of sleeping.
+//!
+//! This is also the only file that reads the host's clocks (`clippy.toml` bans
+//! `Instant::now` and `SystemTime::now` everywhere else). Code that needs real time rather than
+//! decision time (a latency measurement, a startup retry deadline, a log line's timestamp, a
+//! test waiting for a process) calls [`monotonic_now`] or [`unix_now`], so every read of the
+//! host clock can be found from here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Wall-clock time in milliseconds since the Unix epoch.
 pub type Millis = i64;
@@ -28,12 +34,32 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> Millis {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_millis() as Millis,
-            // A clock set before 1970 is a broken host; treat it as the epoch rather than panic.
-            Err(_) => 0,
-        }
+        unix_now().as_millis() as Millis
     }
+}
+
+/// The host's wall clock, as time since the Unix epoch. Not for decisions (use a [`Clock`]):
+/// for timestamps that must agree with other hosts, such as log lines and webhook signatures.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the one sanctioned read of the wall clock"
+)]
+pub fn unix_now() -> Duration {
+    // A clock set before 1970 is a broken host; treat it as the epoch rather than panic.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The host's monotonic clock. Not for decisions (use a [`Clock`]): for measuring how long
+/// something took, and for deadlines on real waits (retrying a file lock at startup, tests
+/// waiting for a process).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the one sanctioned read of the monotonic clock"
+)]
+pub fn monotonic_now() -> Instant {
+    Instant::now()
 }
 
 /// A clock that only moves when told to. Used by tests.

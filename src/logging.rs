@@ -15,7 +15,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,9 +175,7 @@ fn logfmt_str(b: &mut String, s: &str) {
 
 /// RFC 3339 UTC with microseconds, like tracing's own lines.
 fn timestamp(b: &mut String) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = crate::clock::unix_now();
     let secs = now.as_secs() as i64;
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let t = secs.rem_euclid(86_400);

@@ -137,6 +137,10 @@ impl LabeledCounter {
             let b_len = slot.b_len.load(Ordering::Acquire);
             // SAFETY: the pointers and lengths were taken from `&'static str` values in `inc`,
             // and a_len is published last, so all four fields are set when a_len is non-zero.
+            #[allow(
+                unsafe_code,
+                reason = "the crate's one unsafe block (Cargo.toml [lints.rust])"
+            )]
             let (a, b) = unsafe {
                 (
                     std::str::from_utf8_unchecked(std::slice::from_raw_parts(a, a_len)),

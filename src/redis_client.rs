@@ -75,8 +75,10 @@ impl ConnectionLike for Conn {
     }
 }
 
-// One value per process; the size difference does not matter.
-#[allow(clippy::large_enum_variant)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per process; the size difference does not matter"
+)]
 enum Target {
     Single(Client),
     Cluster(ClusterClient),

@@ -17,13 +17,21 @@
 //! (f) nginx auth_request → a second nginx answering 200 (best case of forward auth);
 //! (g) as (c) with the access log on (JSON, to a file).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "bench set-up: a failed unwrap stops the bench run, with its location"
+)]
+
 mod procs;
+#[path = "../../tests/common/redis.rs"]
+mod redis_server;
 mod report;
 mod wrk;
 
+use fluxgate::clock::monotonic_now;
 use procs::*;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// CPU for the proxies under test; the load generator, upstream and Redis get the other one.
 const PROXY_CPU: usize = 0;
@@ -186,7 +194,8 @@ fn main() {
     let mut _keep_redis = Vec::new();
     let script_dir = tempfile::tempdir().unwrap();
     if o.full && have("redis-server") {
-        let (r, port) = redis(CLIENT_CPU);
+        let r = redis_server::RedisServer::start_under(&pin_prefix(CLIENT_CPU), &[]);
+        let port = r.port;
         let redis_cfg = format!(
             "[sessions]\nstore = \"redis\"\n[redis]\nurls = [\"redis://127.0.0.1:{port}\"]\n"
         );
@@ -273,7 +282,7 @@ fn main() {
             wrk::run(CLIENT_CPU, &r.load, o.conns, Duration::from_secs(1));
         }
     }
-    let started = Instant::now();
+    let started = monotonic_now();
     let mut samples: Vec<Vec<wrk::Sample>> = vec![Vec::new(); rows.len()];
     for round in 0..o.rounds {
         for (i, r) in rows.iter().enumerate() {
@@ -311,7 +320,7 @@ fn main() {
 /// Loads row (c) for `secs`, sampling fluxgate's RSS every 5 s, and reports the slope.
 fn soak(fg: &Fluxgate, load: &wrk::Load<'_>, conns: usize, secs: u64) {
     let mut points: Vec<(f64, f64)> = Vec::new();
-    let start = Instant::now();
+    let start = monotonic_now();
     while start.elapsed().as_secs() < secs {
         let s = wrk::run(CLIENT_CPU, load, conns, Duration::from_secs(5));
         let mb = fg.proc.rss() as f64 / 1_048_576.0;

@@ -1,11 +1,13 @@
-//! The processes a run starts: the upstream, fluxgate instances, nginx, Redis. Each is stopped
-//! when its handle drops, so a run leaves nothing behind.
+//! The processes a run starts: the upstream, fluxgate instances, nginx (Redis comes from the
+//! tests' helper, `tests/common/redis.rs`). Each is stopped when its handle drops, so a run
+//! leaves nothing behind.
 
+use fluxgate::clock::monotonic_now;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -26,22 +28,32 @@ pub fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// `taskset -c <cpu>` when there is more than one CPU to pin to.
-pub fn pinned(cpu: usize, program: &Path) -> Command {
+/// `taskset -c <cpu>` when there is more than one CPU to pin to; nothing otherwise.
+pub fn pin_prefix(cpu: usize) -> Vec<String> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus > 1 && have("taskset") {
-        let mut c = Command::new("taskset");
-        c.arg("-c").arg((cpu % cpus).to_string()).arg(program);
-        c
+        vec!["taskset".into(), "-c".into(), (cpu % cpus).to_string()]
     } else {
-        Command::new(program)
+        Vec::new()
+    }
+}
+
+/// `program`, pinned to `cpu` by [`pin_prefix`].
+pub fn pinned(cpu: usize, program: &Path) -> Command {
+    match pin_prefix(cpu).split_first() {
+        Some((taskset, args)) => {
+            let mut c = Command::new(taskset);
+            c.args(args).arg(program);
+            c
+        }
+        None => Command::new(program),
     }
 }
 
 pub fn wait_port(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = monotonic_now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{addr} never came up");
+        assert!(monotonic_now() < deadline, "{addr} never came up");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -219,26 +231,6 @@ impl Fluxgate {
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
         v["token"].as_str().unwrap().to_string()
     }
-}
-
-/// A redis-server without persistence.
-pub fn redis(cpu: usize) -> (Proc, u16) {
-    let port = free_port();
-    let child = pinned(cpu, Path::new("redis-server"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(([127, 0, 0, 1], port).into());
-    (Proc { child }, port)
 }
 
 /// Writes `n` valid sessions straight into Redis (the backend's way), through `redis-cli --pipe`.

@@ -201,12 +201,12 @@ fn open_embedded(
     clock: &SharedClock,
     wait: Duration,
 ) -> Result<EmbeddedStore, StartupError> {
-    let deadline = std::time::Instant::now() + wait;
+    let deadline = crate::clock::monotonic_now() + wait;
     let mut told = false;
     loop {
         match EmbeddedStore::open(path, clock.clone()) {
             Ok(s) => return Ok(s),
-            Err(e) if std::time::Instant::now() < deadline => {
+            Err(e) if crate::clock::monotonic_now() < deadline => {
                 if !told {
                     tracing::info!(error = %e, "waiting for the previous instance to release the session store");
                     told = true;

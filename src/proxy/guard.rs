@@ -44,7 +44,7 @@ mod tests {
         let v = guarded(
             async {
                 panic!("bug in a stage");
-                #[allow(unreachable_code)]
+                #[allow(unreachable_code, reason = "gives the future its type")]
                 Verdict {
                     client_ip: peer,
                     route: RouteId::Default,

@@ -150,7 +150,7 @@ impl ProxyHttp for FluxgateProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             live: self.live.load_full(),
-            started: Instant::now(),
+            started: crate::clock::monotonic_now(),
             verdict: None,
             request_id: None,
             failure: None,

@@ -341,7 +341,7 @@ impl SessionCache {
         kind: Kind,
         token: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let started = std::time::Instant::now();
+        let started = crate::clock::monotonic_now();
         let answer = backend.resolve(kind, token, self.clock.now_secs()).await;
         let result = match &answer {
             Ok(Some(_)) => "session",

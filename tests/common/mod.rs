@@ -1,13 +1,14 @@
 //! Shared harness for integration tests: the real `fluxgate` binary on ephemeral ports, a
 //! recording upstream, and a raw HTTP/1.1 client that sends exactly the bytes a test writes.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test module uses a part of the harness")]
 
 pub mod fluxer;
 pub mod redis;
 pub mod webhook;
 
 use bytes::Bytes;
+use fluxgate::clock::monotonic_now;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -17,7 +18,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789";
 
@@ -295,8 +296,8 @@ impl Fluxgate {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
+        let deadline = monotonic_now() + Duration::from_secs(20);
+        while monotonic_now() < deadline {
             if TcpStream::connect(self.proxy).is_ok()
                 && get(self.admin, "/livez")
                     .map(|r| r.status == 200)
@@ -316,13 +317,13 @@ impl Fluxgate {
     /// The log once it contains `needle` (logs are written by a background thread), or a panic
     /// with the log after 5 s.
     pub fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = monotonic_now() + Duration::from_secs(5);
         loop {
             let log = self.stderr();
             if log.contains(needle) {
                 return log;
             }
-            if Instant::now() > deadline {
+            if monotonic_now() > deadline {
                 panic!("the log never said {needle:?}:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -332,8 +333,8 @@ impl Fluxgate {
     /// Stops with SIGINT and waits for the process to exit.
     pub fn stop(mut self) -> Arc<tempfile::TempDir> {
         self.signal("INT");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        let deadline = monotonic_now() + Duration::from_secs(10);
+        while monotonic_now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return self.dir.clone();
             }

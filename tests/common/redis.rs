@@ -1,10 +1,20 @@
-//! Real `redis-server` processes for tests: on free ports, without persistence, killable and
-//! restartable. Where redis-server is missing the calling test is skipped with a visible
-//! message, unless FLUXGATE_REQUIRE_REDIS=1 (CI), where it fails.
+//! Real `redis-server` processes for tests and benches: on free ports, without persistence,
+//! killable and restartable. Where redis-server is missing the calling test is skipped with a
+//! visible message, unless FLUXGATE_REQUIRE_REDIS=1 (CI), where it fails.
+//!
+//! The one helper that starts Redis: the integration tests reach it as `common::redis`, the
+//! benches include this file with `#[path = "../tests/common/redis.rs"] mod redis_server;`, so
+//! it depends on nothing else in `tests/common`.
 
+#![allow(
+    dead_code,
+    reason = "shared by the tests and several benches; each uses a part"
+)]
+
+use fluxgate::clock::monotonic_now;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Whether Redis tests can run here. Panics when Redis is required but missing.
 pub fn available() -> bool {
@@ -29,10 +39,18 @@ pub fn available() -> bool {
 #[macro_export]
 macro_rules! require_redis {
     () => {
-        if !common::redis::available() {
+        if !$crate::common::redis::available() {
             return;
         }
     };
+}
+
+/// A free loopback port (this file's own, so that benches can include it alone).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 pub struct RedisServer {
@@ -40,6 +58,8 @@ pub struct RedisServer {
     pub port: u16,
     pub dir: tempfile::TempDir,
     args: Vec<String>,
+    /// Runs redis-server under this command, e.g. `taskset -c 1` (the e2e bench pins it).
+    launcher: Vec<String>,
     /// For TLS servers: the port speaks TLS only.
     pub tls: bool,
 }
@@ -52,8 +72,14 @@ impl RedisServer {
 
     /// With extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> RedisServer {
+        Self::start_under(&[], extra)
+    }
+
+    /// Started through `launcher` (a command and its arguments, such as `taskset -c 1`; empty
+    /// for none), with extra `redis-server` arguments.
+    pub fn start_under(launcher: &[String], extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
+        let port = free_port();
         let mut args: Vec<String> = vec![
             "--port".into(),
             port.to_string(),
@@ -72,6 +98,7 @@ impl RedisServer {
             port,
             dir,
             args,
+            launcher: launcher.to_vec(),
             tls: false,
         };
         s.spawn();
@@ -81,7 +108,7 @@ impl RedisServer {
     /// A TLS-only Redis with the given certificate files.
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
+        let port = free_port();
         let args: Vec<String> = [
             "--port",
             "0",
@@ -110,6 +137,7 @@ impl RedisServer {
             port,
             dir,
             args,
+            launcher: Vec::new(),
             tls: true,
         };
         s.spawn();
@@ -118,7 +146,15 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
-        let child = Command::new("redis-server")
+        let mut cmd = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg("redis-server");
+                c
+            }
+            None => Command::new("redis-server"),
+        };
+        let child = cmd
             .args(&self.args)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -129,8 +165,8 @@ impl RedisServer {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        let deadline = monotonic_now() + Duration::from_secs(10);
+        while monotonic_now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && (self.tls || {
                     let out = self.cli(&["PING"]);

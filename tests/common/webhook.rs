@@ -2,6 +2,7 @@
 //! chosen status for the first N requests (to exercise retries).
 
 use bytes::Bytes;
+use fluxgate::clock::monotonic_now;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -9,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -126,13 +127,13 @@ impl Receiver {
 
     /// Waits (bounded) for the n-th delivery.
     pub fn wait_for(&self, n: usize) -> Delivery {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = monotonic_now() + Duration::from_secs(10);
         loop {
             if let Some(d) = self.seen.lock().unwrap().get(n - 1).cloned() {
                 return d;
             }
             assert!(
-                Instant::now() < deadline,
+                monotonic_now() < deadline,
                 "webhook delivery {n} never arrived"
             );
             std::thread::sleep(Duration::from_millis(10));

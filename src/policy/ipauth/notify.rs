@@ -161,10 +161,8 @@ where
     let body = serde_json::to_vec(n).expect("a Notification always serializes");
     let mut delay = Duration::from_millis(200);
     for attempt in 0..=w.retries {
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        // Real time, not the injectable clock: the receiver checks it against its own clock.
+        let ts = crate::clock::unix_now().as_secs() as i64;
         let req = http::Request::post(w.url.clone())
             .header("content-type", "application/json")
             .header("x-fluxgate-timestamp", ts.to_string())

@@ -1,9 +1,7 @@
 //! One behaviour suite for every `SessionStore`: the same checks run against the embedded store
 //! and against a real Redis.
 
-mod common;
-
-use common::redis::RedisServer;
+use crate::common::redis::RedisServer;
 use fluxgate::clock::{Clock, ManualClock};
 use fluxgate::credential::{Kind, Sid};
 use fluxgate::redis_client::RedisSettings;
@@ -98,7 +96,7 @@ async fn embedded_store_behaves() {
 
 #[tokio::test]
 async fn redis_store_behaves() {
-    if !common::redis::available() {
+    if !crate::common::redis::available() {
         return;
     }
     let redis = RedisServer::start();
@@ -127,10 +125,10 @@ async fn redis_store_behaves() {
 
 #[tokio::test]
 async fn redis_store_refuses_quickly_when_redis_is_down() {
-    if !common::redis::available() {
+    if !crate::common::redis::available() {
         return;
     }
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let settings = RedisSettings {
         urls: vec![format!("redis://127.0.0.1:{port}")],
         cluster: false,

@@ -3,12 +3,11 @@
 //! head/keep-alive/body deadlines, and the caps on requests per connection and connections per
 //! client IP.
 
-mod common;
-
-use common::*;
+use crate::common::*;
+use fluxgate::clock::monotonic_now;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ROUTES: &str = r#"
 [[route]]
@@ -53,11 +52,11 @@ fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Exchange {
 }
 
 fn read_until_closed(s: &mut TcpStream, wait: Duration) -> Exchange {
-    let deadline = Instant::now() + wait;
+    let deadline = monotonic_now() + wait;
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(monotonic_now());
         if left.is_zero() {
             return Exchange { raw, closed: false };
         }
@@ -434,7 +433,7 @@ fn slowloris_trickling_a_head_is_cut_off_at_the_head_deadline() {
     let mut slow = TcpStream::connect(fg.proxy).unwrap();
     slow.write_all(b"GET /public HTTP/1.1\r\nHost: a\r\n")
         .unwrap();
-    let started = Instant::now();
+    let started = monotonic_now();
     let mut cut = false;
     // One header byte every 100 ms: each read resets an idle timer, never the head deadline.
     while started.elapsed() < Duration::from_secs(6) {

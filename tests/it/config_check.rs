@@ -1,13 +1,11 @@
 //! `fluxgate check-config` and `fluxgate run` against the shipped example and each invalid
 //! fixture: the right exit code and a message naming the key and its line.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
 fn check(path: &Path) -> (i32, String, String) {
-    let out = Command::new(common::bin())
+    let out = Command::new(crate::common::bin())
         .arg("check-config")
         .arg(path)
         .env("FLUXGATE_GATEWAY_SECRET", "gateway-secret-0123456789")
@@ -158,7 +156,7 @@ fn each_invalid_fixture_is_refused_with_its_message() {
 
 #[test]
 fn run_refuses_to_start_with_an_invalid_config_and_says_why() {
-    let out = Command::new(common::bin())
+    let out = Command::new(crate::common::bin())
         .args(["run", "--config"])
         .arg(fixture("bad_route.toml"))
         .output()
@@ -171,7 +169,7 @@ fn run_refuses_to_start_with_an_invalid_config_and_says_why() {
 
 #[test]
 fn run_with_a_missing_file_says_so() {
-    let out = Command::new(common::bin())
+    let out = Command::new(crate::common::bin())
         .args(["run", "--config", "/nonexistent/fluxgate.toml"])
         .output()
         .unwrap();
@@ -190,7 +188,7 @@ fn a_busy_port_is_a_clear_startup_error() {
     );
     let p = dir.path().join("c.toml");
     std::fs::write(&p, cfg).unwrap();
-    let out = Command::new(common::bin())
+    let out = Command::new(crate::common::bin())
         .args(["run", "--config"])
         .arg(&p)
         .output()

@@ -1,9 +1,7 @@
 //! The access log through the real binary: one structured line per request, in the format the
 //! config chooses, whatever the log level; never a credential.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const SECRET: &str = "internal-secret-for-logs-0123";

@@ -1,9 +1,7 @@
 //! Client IP, network rules and GeoIP through the real binary, with the MaxMind test databases
 //! (81.2.69.142 is GB, 89.160.20.112 SE, 216.160.83.56 US; 1.0.0.1 is AS15169).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

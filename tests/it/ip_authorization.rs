@@ -1,11 +1,10 @@
 //! IP authorization for new locations, end to end on both stores: 403 with a ticket, a signed
 //! webhook, approval, single use, expiry, resend, granularities, exemptions.
 
-mod common;
-
-use common::redis::{RedisServer, redis_sessions};
-use common::webhook::{Delivery, Receiver};
-use common::*;
+use crate::common::redis::{RedisServer, redis_sessions};
+use crate::common::webhook::{Delivery, Receiver};
+use crate::common::*;
+use crate::require_redis;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 
@@ -72,7 +71,7 @@ fn start(
     if !redis {
         return Some((Fluxgate::start(up.addr, &config(hook, extra)), None));
     }
-    if !common::redis::available() {
+    if !crate::common::redis::available() {
         return None;
     }
     let r = RedisServer::start();
@@ -293,11 +292,11 @@ fn the_webhook_is_retried_with_backoff() {
     get(&fg, &tok, SE).denial(403, "IP_AUTHORIZATION_REQUIRED");
     verify(&hook.wait_for(1));
     // The metric is counted once the receiver has answered: poll for it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = fluxgate::clock::monotonic_now() + std::time::Duration::from_secs(5);
     while fg.metric("fluxgate_ip_authorization_notifications_total{result=\"webhook_sent\"}") < 1.0
     {
         assert!(
-            std::time::Instant::now() < deadline,
+            fluxgate::clock::monotonic_now() < deadline,
             "webhook_sent never counted"
         );
         std::thread::sleep(std::time::Duration::from_millis(10));

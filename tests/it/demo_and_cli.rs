@@ -1,11 +1,10 @@
 //! `fluxgate demo` does what it prints, and `fluxgate sessions …` drives a running instance.
 
-mod common;
-
-use common::*;
+use crate::common::*;
+use fluxgate::clock::monotonic_now;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn demo_starts_prints_working_commands_and_stops_cleanly_on_ctrl_c() {
@@ -18,10 +17,10 @@ fn demo_starts_prints_working_commands_and_stops_cleanly_on_ctrl_c() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let (mut proxy, mut token, mut store) = (None, None, None);
     let mut text = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = monotonic_now() + Duration::from_secs(30);
     loop {
         assert!(
-            Instant::now() < deadline,
+            monotonic_now() < deadline,
             "demo did not finish starting:\n{text}"
         );
         let mut line = String::new();
@@ -104,12 +103,12 @@ fn demo_starts_prints_working_commands_and_stops_cleanly_on_ctrl_c() {
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = monotonic_now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "demo did not stop on Ctrl-C");
+        assert!(monotonic_now() < deadline, "demo did not stop on Ctrl-C");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success());

@@ -2,12 +2,12 @@
 //! Redis outage, sessions written by a backend, and what is documented about expiry and bad
 //! records. Every test starts its own redis-server.
 
-mod common;
-
-use common::redis::{RedisServer, redis_sessions};
-use common::*;
+use crate::common::redis::{RedisServer, redis_sessions};
+use crate::common::*;
+use crate::require_redis;
+use fluxgate::clock::monotonic_now;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn start(up: &Upstream, redis: &RedisServer, extra: &str) -> Fluxgate {
     Fluxgate::start(up.addr, &redis_sessions(&redis.url(), extra))
@@ -15,7 +15,7 @@ fn start(up: &Upstream, redis: &RedisServer, extra: &str) -> Fluxgate {
 
 /// Polls until `f` holds or `within` passes; returns how long it took.
 fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t = Instant::now();
+    let t = monotonic_now();
     while t.elapsed() < within {
         if f() {
             return Some(t.elapsed());

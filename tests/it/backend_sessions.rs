@@ -2,10 +2,8 @@
 //! fake (which is also the upstream): tokens fluxgate never saw are asked of `/users/@me` or
 //! introspected, cached by the same rules as store reads, and a failing backend fails closed.
 
-mod common;
-
-use common::fluxer::{ALICE, CLIENT_ID, CLIENT_SECRET, Fluxer};
-use common::{Fluxgate, Req};
+use crate::common::fluxer::{ALICE, CLIENT_ID, CLIENT_SECRET, Fluxer};
+use crate::common::{Fluxgate, Req};
 use std::time::Duration;
 
 fn now() -> i64 {

@@ -1,8 +1,6 @@
 //! Sudo mode, cookie hardening and origin checks through the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fluxgate::credential::Sid;
 use fluxgate::policy::sudo::{Sudo, SudoSettings};
 use serde_json::json;
@@ -34,10 +32,7 @@ path = "/auth/sudo"
 /// What the upstream (Fluxer) would send: a sudo JWT without `sid`, signed with the shared
 /// secret.
 fn upstream_token(user: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = fluxgate::clock::unix_now().as_secs() as i64;
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &json!({"type": "sudo", "sub": user, "iat": now, "exp": now + 300}),
@@ -263,10 +258,7 @@ fn a_fresh_upstream_format_token_is_forwarded_when_asked() {
         cookie_name: "fluxer_sudo_mode".into(),
     })
     .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = fluxgate::clock::unix_now().as_secs() as i64;
     assert!(
         s.verify(&forwarded, "42", Sid::decode(&sid).as_ref(), now)
             .is_ok()

@@ -1,16 +1,15 @@
 //! TLS (SNI, versions, reload), HTTP/2 over ALPN, WebSockets and TLS to the upstream, through
 //! the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
+use fluxgate::clock::monotonic_now;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A self-signed certificate for `names`, written as `<file>.pem` and `<file>.key`.
 fn cert(dir: &Path, file: &str, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
@@ -178,14 +177,14 @@ fn certificates_are_reloaded_on_sighup_without_a_restart() {
     t.fg.signal("HUP");
     let roots: [&[u8]; 2] = [&t.a, &new];
     let cfg = client(&roots, rustls::ALL_VERSIONS, &[]);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = monotonic_now() + Duration::from_secs(5);
     loop {
         let s = tls_connect(t.tls, cfg.clone(), "a.test").unwrap();
         if leaf(&s) == new {
             break;
         }
         assert!(
-            Instant::now() < deadline,
+            monotonic_now() < deadline,
             "the new certificate was never served"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -273,7 +272,7 @@ fn echo_upstream() -> EchoUpstream {
             let Ok(s) = s else { continue };
             let h = h.clone();
             std::thread::spawn(move || {
-                #[allow(clippy::result_large_err)] // tungstenite's callback signature
+                #[allow(clippy::result_large_err, reason = "tungstenite's callback signature")]
                 let cb = |req: &tungstenite::handshake::server::Request,
                           resp: tungstenite::handshake::server::Response| {
                     h.lock().unwrap().push(

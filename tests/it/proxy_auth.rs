@@ -1,9 +1,7 @@
 //! End to end through the real binary: credentials, routes, denials, and what the upstream
 //! actually receives.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const ROUTES: &str = r#"

@@ -1,18 +1,17 @@
 //! Operations through the real binary: config reload on SIGHUP (valid and invalid), graceful
 //! shutdown draining in-flight requests, and Pingora's graceful upgrade.
 
-mod common;
-
-use common::*;
+use crate::common::*;
+use fluxgate::clock::monotonic_now;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PUBLIC: &str = "[[route]]\npath = \"/public\"\nauth = \"none\"\n";
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = monotonic_now() + Duration::from_secs(10);
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(monotonic_now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

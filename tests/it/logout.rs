@@ -1,10 +1,8 @@
 //! Logout routes (contract §9) on both stores: revoke after the upstream accepts, clear the
 //! cookies, and only ever the caller's own sessions.
 
-mod common;
-
-use common::redis::{RedisServer, redis_sessions};
-use common::*;
+use crate::common::redis::{RedisServer, redis_sessions};
+use crate::common::*;
 use serde_json::json;
 
 const ROUTES: &str = r#"
@@ -27,7 +25,7 @@ fn start(up: &Upstream, redis: bool) -> Option<(Fluxgate, Option<RedisServer>)> 
     if !redis {
         return Some((Fluxgate::start(up.addr, ROUTES), None));
     }
-    if !common::redis::available() {
+    if !crate::common::redis::available() {
         return None;
     }
     let r = RedisServer::start();

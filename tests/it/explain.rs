@@ -1,8 +1,6 @@
 //! `fluxgate explain` through the real binary: the same decisions as the proxy, no network.
 
-mod common;
-
-use common::{Fluxgate, Upstream, bin};
+use crate::common::{Fluxgate, Upstream, bin};
 use serde_json::Value;
 use std::process::Command;
 
@@ -42,7 +40,11 @@ fn config(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fluxgate.toml");
     let upstream: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
-    std::fs::write(&path, common::base_config(dir.path(), upstream, extra)).unwrap();
+    std::fs::write(
+        &path,
+        crate::common::base_config(dir.path(), upstream, extra),
+    )
+    .unwrap();
     (dir, path)
 }
 

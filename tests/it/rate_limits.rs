@@ -1,10 +1,9 @@
 //! Rate limits and lockouts through the real binary: Fluxer's 429 format, body and parameter
 //! keys, the global per-user bucket, lockouts under concurrency, and the Redis backend.
 
-mod common;
-
-use common::redis::RedisServer;
-use common::*;
+use crate::common::redis::RedisServer;
+use crate::common::*;
+use crate::require_redis;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::time::Duration;

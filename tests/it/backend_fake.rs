@@ -1,10 +1,8 @@
 //! The Fluxer-like fake (tests/common/fluxer.rs) over raw HTTP, so it is known to behave before
 //! anything builds on it; and the backend resolver against it, end to end.
 
-mod common;
-
-use common::fluxer::{ALICE, BOB, CLIENT_ID, CLIENT_SECRET, Fluxer, OAUTH2_APP};
-use common::{Req, Resp};
+use crate::common::fluxer::{ALICE, BOB, CLIENT_ID, CLIENT_SECRET, Fluxer, OAUTH2_APP};
+use crate::common::{Req, Resp};
 use fluxgate::clock::{Clock, SystemClock};
 use fluxgate::credential::{Kind, is_session_token};
 use fluxgate::secret::Secret;

@@ -1,0 +1,35 @@
+//! The integration tests, as one test binary: each module here was its own `tests/*.rs` binary,
+//! and each of those linked the whole crate and Pingora again. Run one area with
+//! `cargo test --test it proxy_auth::`.
+//!
+//! Nothing here may depend on running in a process of its own: tests share this process, so
+//! they configure the fluxgate processes they start, never this one (no `std::env::set_var`,
+//! no process-global state).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test, with its location"
+)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod backend_fake;
+mod backend_sessions;
+mod config_check;
+mod demo_and_cli;
+mod docs;
+mod edge;
+mod explain;
+mod ip_authorization;
+mod logout;
+mod logs;
+mod network;
+mod operations;
+mod proxy_auth;
+mod rate_limits;
+mod redis_cluster;
+mod redis_store;
+mod store_suite;
+mod sudo;
+mod transport;
