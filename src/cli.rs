@@ -67,7 +67,7 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         peer: std::net::IpAddr,
         /// Assume this session for any credential instead of reading the store:
-        /// user=ID[,kind=session|oauth2|bot][,scopes=a b][,mfa=true|false][,ip=ADDR].
+        /// `user=ID[,kind=session|oauth2|bot][,scopes=a b][,mfa=true|false][,ip=ADDR]`.
         #[arg(long)]
         session: Option<String>,
         /// Print JSON instead of text.

@@ -129,7 +129,7 @@ impl Pipeline {
     }
 
     /// Decides one request: the prelude (stages 1–4) refuses what needs no session, then
-    /// [`Pipeline::decide`] (stages 5–11) admits with a plan or refuses.
+    /// `decide` (stages 5–11) admits with a plan or refuses.
     pub async fn evaluate(&self, f: &RequestFacts<'_>) -> Verdict {
         // 1. client IP: everything that keys on an address uses this one value.
         let client_ip = self.rules.client_ip.resolve(f.peer, f.headers);
