@@ -28,29 +28,31 @@
 //!     know who the caller is.
 //! 11. identity — what the upstream will be told, computed once.
 
+mod identify;
 mod outcome;
 mod runtime;
+#[cfg(any(test, feature = "test-util"))]
+mod testing;
 
 pub use outcome::{Admitted, Identity, RequestFacts, RouteId, Stage, Verdict, admitted_reason};
 pub use runtime::Runtime;
 
-use crate::credential::{self, Extracted, Kind, Sid};
-use crate::denial::{BadRequest, Denial, Unauthenticated};
+use crate::credential::Kind;
+use crate::denial::{BadRequest, Denial};
 use crate::identity::assertion::Asserter;
 use crate::identity::{self, CookiePolicy, HeaderNames, IdentityHeader, Injection, UpstreamPlan};
 use crate::net::client_ip::ClientIpResolver;
 use crate::net::geoip::GeoInfo;
 use crate::net::hygiene::{HygieneRules, Upgrade};
 use crate::net::path::check_target;
-use crate::policy::csrf::{OriginPolicy, is_unsafe};
-use crate::policy::internal::SecretRefusal;
+use crate::policy::csrf::OriginPolicy;
 use crate::policy::network::NetworkRules;
 use crate::policy::ratelimit::Limiter;
 use crate::policy::ratelimit::keys::{KeyFacts, PathParams};
 use crate::policy::ratelimit::stage::{self, Passed};
 use crate::policy::sudo::Sudo;
 use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, RouteTable};
-use crate::session::{Session, StoreError};
+use crate::session::Session;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -429,183 +431,6 @@ impl Pipeline {
         let token = sudo.presented(f.headers).ok()??;
         sudo.verify(token, s.user_id(), Some(&s.sid), self.rt.clock.now_secs())
             .ok()
-    }
-
-    fn internal(&self, facts: &RequestFacts<'_>, client_ip: IpAddr) -> Result<Identity, Denial> {
-        let unauth = |u| Err(Denial::Unauthorized(u));
-        match credential::extract_internal(facts.headers) {
-            Err(m) => unauth(Unauthenticated::Malformed(m)),
-            Ok(None) => unauth(Unauthenticated::SecretMissing),
-            Ok(Some(presented)) => match self.rules.secrets.check(presented, client_ip) {
-                Ok(s) => Ok(Identity::Internal(
-                    self.rules
-                        .secrets
-                        .secrets
-                        .iter()
-                        .position(|x| std::ptr::eq(x, s))
-                        .expect("the matched secret is one of ours"),
-                )),
-                Err(SecretRefusal::Wrong) => unauth(Unauthenticated::SecretWrong),
-                Err(SecretRefusal::Network) => unauth(Unauthenticated::SecretNetwork),
-            },
-        }
-    }
-
-    /// 5–7: the caller's session, checked against the route's kinds, scopes and origin; and
-    /// the token when it came from the session cookie.
-    async fn user<'f>(
-        &self,
-        facts: &RequestFacts<'f>,
-        policy: &Policy,
-        upgrade: Upgrade,
-    ) -> Result<(Identity, Option<&'f str>), Denial> {
-        // Sensitive routes never answer from stale data.
-        let allow_stale = self.rules.serve_stale && !policy.sudo;
-        let (session, cookie_token) = self.authenticate(facts, allow_stale).await?;
-        let from_cookie = cookie_token.is_some();
-        // SECURITY: a cookie rides along with any request the browser makes, so a state change
-        // it authenticates must come from an allowed origin (CSRF). Header credentials are not
-        // ambient and are exempt. A WebSocket handshake is a GET, but the socket it opens
-        // acts as the user (cross-site WebSocket hijacking), so it is checked too.
-        if from_cookie
-            && policy.csrf
-            && (is_unsafe(facts.method) || upgrade == Upgrade::WebSocket)
-            && !self.rules.origins.permits(facts.headers)
-        {
-            return Err(Denial::InvalidApiOrigin);
-        }
-        // SECURITY: a valid credential of a kind the route does not accept is refused, so an
-        // OAuth2 token cannot reach session-only routes (and so on).
-        if !policy.kinds.contains(session.kind) {
-            return Err(Denial::AccessDenied);
-        }
-        // SECURITY: OAuth2 tokens carry only what the user granted; each required scope must be
-        // present. Session and bot tokens are not scope-limited.
-        if session.kind == Kind::Oauth2
-            && let Some(missing) = policy.scopes.iter().find(|s| !session.has_scope(s))
-        {
-            return Err(Denial::MissingOauthScope {
-                required_scope: missing.clone(),
-            });
-        }
-        Ok((Identity::User(session), cookie_token))
-    }
-
-    /// The session a request authenticates as, and its token when it came from the cookie.
-    async fn authenticate<'f>(
-        &self,
-        facts: &RequestFacts<'f>,
-        allow_stale: bool,
-    ) -> Result<(Arc<Session>, Option<&'f str>), Denial> {
-        let unauth = |u| Denial::Unauthorized(u);
-        match credential::extract(facts.headers, &self.rules.cookie_name) {
-            Extracted::Absent => Err(unauth(Unauthenticated::Missing)),
-            Extracted::Malformed(m) => Err(unauth(Unauthenticated::Malformed(m))),
-            Extracted::Header { kind, token } => {
-                if !self.rules.accept.contains(kind) {
-                    return Err(unauth(Unauthenticated::KindDisabled));
-                }
-                let session = self
-                    .resolve(kind, token, allow_stale)
-                    .await?
-                    .ok_or(unauth(Unauthenticated::UnknownSession))?;
-                // SECURITY: a token is only good as the kind it was issued as; an OAuth2 sid
-                // presented as `flx_…` (or the reverse) is refused.
-                if session.kind != kind {
-                    return Err(unauth(Unauthenticated::KindMismatch));
-                }
-                Ok((session, None))
-            }
-            Extracted::Cookies(candidates) => {
-                if !self.rules.accept.contains(Kind::Session) {
-                    return Err(unauth(Unauthenticated::KindDisabled));
-                }
-                // SECURITY: with several session cookies (cookie tossing from a sibling
-                // domain), exactly one must be valid; otherwise we cannot know whose it is.
-                let mut valid: Option<(Arc<Session>, &'f str)> = None;
-                let mut count = 0;
-                for token in candidates.as_slice() {
-                    if let Some(s) = self.resolve(Kind::Session, token, allow_stale).await?
-                        && s.kind == Kind::Session
-                    {
-                        count += 1;
-                        valid = Some((s, *token));
-                    }
-                }
-                match (count, valid) {
-                    (1, Some((s, token))) => Ok((s, Some(token))),
-                    _ if candidates.as_slice().len() > 1 => {
-                        Err(unauth(Unauthenticated::AmbiguousCookies))
-                    }
-                    _ => Err(unauth(Unauthenticated::UnknownSession)),
-                }
-            }
-        }
-    }
-
-    /// The session a presented token of `kind` stands for (cache, store, or the backend).
-    async fn resolve(
-        &self,
-        kind: Kind,
-        token: &str,
-        allow_stale: bool,
-    ) -> Result<Option<Arc<Session>>, Denial> {
-        let e: StoreError = match self.rt.sessions.resolve_token(kind, token).await {
-            Ok(s) => return Ok(s),
-            Err(e) => e,
-        };
-        // Opt-in degraded mode: a session seen recently (and not revoked) may answer.
-        if allow_stale && let Some(s) = self.rt.sessions.stale(&Sid::of(token)).await {
-            tracing::debug!(error = %e, "session store failed; serving a recently seen session");
-            return Ok(Some(s));
-        }
-        tracing::warn!(error = %e, "session store failed; refusing the request");
-        Err(Denial::StoreUnavailable {
-            retry_after_secs: self.rules.store_retry_after_secs,
-        })
-    }
-}
-
-#[cfg(any(test, feature = "test-util"))]
-impl Pipeline {
-    /// A pipeline around `routes` with every other rule at its default (no limits, no sudo,
-    /// default identity names and cookies), for tests and benches; adjust `rules` as needed.
-    pub fn for_test(routes: RouteTable, rt: Runtime) -> Pipeline {
-        let rules = Rules {
-            hygiene: HygieneRules {
-                max_header_bytes: 32 * 1024,
-                max_headers: 100,
-                protected: vec![],
-            },
-            routes,
-            client_ip: ClientIpResolver::new(
-                Default::default(),
-                http::HeaderName::from_static("x-forwarded-for"),
-            ),
-            secrets: InternalSecrets { secrets: vec![] },
-            accept: KindSet::of(&[Kind::Session, Kind::Oauth2]),
-            cookie_name: "fluxer_session".into(),
-            store_retry_after_secs: 1,
-            serve_stale: false,
-            forward_credential: false,
-            limits: Arc::new(Limiter::none(rt.clock.clone())),
-            sudo: None,
-            origins: OriginPolicy::default(),
-            geo_headers: false,
-            network: NetworkRules::default(),
-            network_rules: vec![],
-            names: HeaderNames::defaults(),
-            cookies: CookiePolicy {
-                secure: true,
-                domain: None,
-                session_name: "fluxer_session".into(),
-                session_same_site: crate::identity::SameSite::Lax,
-                sudo_name: "fluxer_sudo_mode".into(),
-                sudo_same_site: crate::identity::SameSite::Strict,
-            },
-            assertion: None,
-        };
-        Pipeline::new(rules, rt)
     }
 }
 

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::credential::Sid;
+use crate::denial::Unauthenticated;
 use crate::metrics::Metrics;
 use crate::net::cidr::CidrSet;
 use crate::policy::{InternalSecret, Pattern, Route};
