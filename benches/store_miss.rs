@@ -1,4 +1,6 @@
-//! The cost of a session-cache miss: one store read per new sid, nothing more.
+//! The cost of a session-cache miss: one store read per new sid, nothing more; and with the
+//! backend resolver, one call to the backend's `/users/@me` (an in-process hyper server on
+//! loopback) per new token.
 //! Run: `cargo bench --bench store_miss` (starts its own redis-server when installed).
 
 #![allow(
@@ -11,15 +13,53 @@ mod redis_server;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fluxgate::clock;
-use fluxgate::credential::Sid;
+use fluxgate::credential::{Kind, Sid};
 use fluxgate::metrics::Metrics;
 use fluxgate::redis_client::RedisSettings;
+use fluxgate::session::backend::{BackendResolver, BackendSettings};
 use fluxgate::session::embedded::EmbeddedStore;
 use fluxgate::session::redis::RedisStore;
 use fluxgate::session::{CacheSettings, SessionCache, SessionStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// A backend answering every `GET /users/@me` with a user, on its own runtime.
+fn users_me() -> (tokio::runtime::Runtime, std::net::SocketAddr) {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|_req| async {
+                    let body = r#"{"id":"123456789012345678","mfa_enabled":true,"flags":0}"#;
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (rt, addr)
+}
 
 fn cache(store: Arc<dyn SessionStore>) -> Arc<SessionCache> {
     Arc::new(SessionCache::new(
@@ -50,6 +90,31 @@ fn benches(c: &mut Criterion) {
     c.bench_function("miss/embedded_unknown_sid", |b| {
         b.to_async(&rt)
             .iter(|| async { embedded.resolve(&fresh()).await.unwrap() })
+    });
+
+    // A token the store does not know, validated by the backend: one loopback HTTP call.
+    let (_backend_rt, backend) = users_me();
+    let resolver = BackendResolver::new(BackendSettings::new(
+        format!("http://{backend}/users/@me").parse().unwrap(),
+    ))
+    .unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let with_backend = Arc::new(
+        Arc::into_inner(cache(Arc::new(
+            EmbeddedStore::open(&dir2.path().join("s.redb"), clock::system()).unwrap(),
+        )))
+        .unwrap()
+        .with_backend(Some(Arc::new(resolver))),
+    );
+    let token = || format!("flx_{:036}", n.fetch_add(1, Ordering::Relaxed));
+    c.bench_function("miss/backend_users_me", |b| {
+        b.to_async(&rt).iter(|| async {
+            let s = with_backend
+                .resolve_token(Kind::Session, &token())
+                .await
+                .unwrap();
+            assert!(s.is_some());
+        })
     });
 
     // Prints SKIPPED (or fails, with FLUXGATE_REQUIRE_REDIS=1) when redis-server is missing.
