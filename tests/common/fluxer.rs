@@ -13,9 +13,6 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use fluxgate::clock::{Clock, SystemClock};
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -90,33 +87,11 @@ pub struct Fluxer {
 
 impl Fluxer {
     pub fn start() -> Fluxer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
         let state: Arc<Mutex<State>> = Arc::default();
         let s2 = state.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = s2.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        let (rt, addr) = super::serve_http(move |req| {
+            let state = s2.clone();
+            async move { handle(&state, req).await }
         });
         Fluxer {
             addr,

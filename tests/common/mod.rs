@@ -58,6 +58,42 @@ impl Recorded {
     }
 }
 
+/// An HTTP/1.1 server on 127.0.0.1:0, on a runtime of its own (kept alive by the caller), that
+/// answers each request with `handle`. The fakes in this folder (upstream, Fluxer) use it.
+pub fn serve_http<F, Fut>(handle: F) -> (tokio::runtime::Runtime, SocketAddr)
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let reply = handle(req);
+                    async move { Ok::<_, std::convert::Infallible>(reply.await) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (rt, addr)
+}
+
 /// A hyper upstream that records every request and answers 200 with a small JSON body.
 /// `GET /slow…` waits 3 s before answering.
 pub struct Upstream {
@@ -68,90 +104,61 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let s2 = seen.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let seen = s2.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let target = parts
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.to_string())
-                                .unwrap_or_default();
-                            if target.starts_with("/slow") {
-                                tokio::time::sleep(Duration::from_secs(3)).await;
-                            }
-                            // Tests choose the upstream's answer with this request header.
-                            let status = parts
-                                .headers
-                                .get("x-upstream-status")
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse::<u16>().ok())
-                                .unwrap_or(200);
-                            // And extra response headers with `x-upstream-reply: Name: value`.
-                            let replies: Vec<(String, String)> = parts
-                                .headers
-                                .get_all("x-upstream-reply")
-                                .iter()
-                                .filter_map(|v| v.to_str().ok())
-                                .filter_map(|v| v.split_once(':'))
-                                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                                .collect();
-                            seen.lock().unwrap().push(Recorded {
-                                method: parts.method.to_string(),
-                                target: target.clone(),
-                                headers: parts
-                                    .headers
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (
-                                            k.to_string(),
-                                            String::from_utf8_lossy(v.as_bytes()).into(),
-                                        )
-                                    })
-                                    .collect(),
-                                body: body.to_vec(),
-                            });
-                            let mut resp = hyper::Response::builder()
-                                .status(status)
-                                .header("content-type", "application/json");
-                            for (k, v) in &replies {
-                                resp = resp.header(k.as_str(), v.as_str());
-                            }
-                            Ok::<_, std::convert::Infallible>(
-                                resp.body(Full::new(Bytes::from(format!(
-                                    "{{\"upstream\":\"ok\",\"target\":{target:?}}}"
-                                ))))
-                                .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+        let (rt, addr) = serve_http(move |req: hyper::Request<hyper::body::Incoming>| {
+            let seen = s2.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let target = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                if target.starts_with("/slow") {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                // Tests choose the upstream's answer with this request header.
+                let status = parts
+                    .headers
+                    .get("x-upstream-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u16>().ok())
+                    .unwrap_or(200);
+                // And extra response headers with `x-upstream-reply: Name: value`.
+                let replies: Vec<(String, String)> = parts
+                    .headers
+                    .get_all("x-upstream-reply")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .filter_map(|v| v.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect();
+                seen.lock().unwrap().push(Recorded {
+                    method: parts.method.to_string(),
+                    target: target.clone(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                        .collect(),
+                    body: body.to_vec(),
                 });
+                let mut resp = hyper::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json");
+                for (k, v) in &replies {
+                    resp = resp.header(k.as_str(), v.as_str());
+                }
+                resp.body(Full::new(Bytes::from(format!(
+                    "{{\"upstream\":\"ok\",\"target\":{target:?}}}"
+                ))))
+                .unwrap()
             }
         });
         Upstream {
