@@ -205,6 +205,9 @@ pub struct Metrics {
     pub backend_auth: LabeledCounter,
     /// fluxgate_backend_auth_duration_seconds: how long the backend took to answer.
     pub backend_latency: Histogram,
+    /// fluxgate_login_capture_total{result}: answers of `login` routes, captured or passed
+    /// through (and why).
+    pub login_capture: LabeledCounter,
 }
 
 impl Default for Metrics {
@@ -228,6 +231,7 @@ impl Default for Metrics {
             reloads: Default::default(),
             backend_auth: Default::default(),
             backend_latency: Histogram::new(BACKEND_BUCKETS_US),
+            login_capture: Default::default(),
         }
     }
 }
@@ -305,6 +309,13 @@ impl Metrics {
             &mut s,
             "fluxgate_backend_auth_duration_seconds",
             "How long the session backend took to answer.",
+        );
+        family(
+            &mut s,
+            "fluxgate_login_capture_total",
+            "Answers of login routes: captured as the session cookie, or passed through and why.",
+            ("result", ""),
+            &self.login_capture,
         );
         family(
             &mut s,

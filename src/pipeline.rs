@@ -78,6 +78,8 @@ pub struct Rules {
     pub limits: Arc<Limiter>,
     /// Sudo mode, when `[sudo]` has a secret.
     pub sudo: Option<Arc<Sudo>>,
+    /// Login capture on `role = "login"` routes (`[login]`).
+    pub login: crate::policy::login::LoginSettings,
     /// Origins allowed to make cookie-authenticated state changes.
     pub origins: OriginPolicy,
     /// Inject `X-Fluxgate-Country` and `X-Fluxgate-Asn`.

@@ -180,6 +180,7 @@ pub(crate) fn live(
         forward_credential: cfg.sessions.forward_credential,
         limits,
         sudo,
+        login: cfg.login,
         origins: cfg.origins,
         geo_headers: cfg.geo_headers,
         network: cfg.network,

@@ -14,6 +14,7 @@ pub use super::internal_secrets::InternalSecretFile;
 pub use super::ip_authorization::IpAuthFile;
 pub use super::limits::{BucketFile, LockoutFile, RateLimitsFile};
 pub use super::logging::LoggingFile;
+pub use super::login::LoginFile;
 pub use super::network::NetworkFile;
 pub use super::redis::RedisFile;
 pub use super::routes::{RouteFile, RoutingFile};
@@ -31,6 +32,7 @@ pub struct FileConfig {
     pub redis: RedisFile,
     pub credentials: CredentialsFile,
     pub sudo: SudoFile,
+    pub login: LoginFile,
     pub cookies: CookiesFile,
     pub csrf: CsrfFile,
     pub internal_secrets: Vec<InternalSecretFile>,

@@ -21,6 +21,7 @@ pub mod ip_authorization;
 pub mod limits;
 pub mod locate;
 mod logging;
+mod login;
 mod network;
 mod redis;
 mod routes;
@@ -117,6 +118,8 @@ pub struct LiveConfig {
     pub cookies: crate::identity::CookiePolicy,
     /// `[sudo]`, when a secret is configured.
     pub sudo: Option<crate::policy::sudo::SudoSettings>,
+    /// `[login]`: login capture on `role = "login"` routes.
+    pub login: crate::policy::login::LoginSettings,
     /// `geoip.headers`: inject the country and ASN headers.
     pub geo_headers: bool,
     /// `[network]`: rules for every request.

@@ -95,6 +95,7 @@ const ROLES: &[(&str, Role)] = &[
     ("authorize_ip", Role::AuthorizeIp),
     ("ip_authorization_poll", Role::IpAuthPoll),
     ("ip_authorization_resend", Role::IpAuthResend),
+    ("login", Role::Login),
 ];
 
 /// What every route's policy is checked against.
@@ -104,6 +105,9 @@ pub(super) struct Ctx<'a> {
     pub has_sudo_secret: bool,
     pub limits: &'a LimitsConfig,
     pub network_rules: &'a [(String, crate::policy::network::NetworkRules)],
+    /// A backend session source is configured (`[sessions.backend]`), so tokens the upstream
+    /// issues at login can be resolved later.
+    pub has_backend: bool,
 }
 
 /// One route's policy (or the default's): each part is checked on its own, and every problem
@@ -130,7 +134,8 @@ fn policy(
         role,
         buckets: limits.buckets,
         lockout: limits.lockout,
-        needs_body: limits.needs_body,
+        // A login route's body is read first: fluxgate sends it upstream itself (login capture).
+        needs_body: limits.needs_body || role == Some(Role::Login),
         sudo: r.sudo,
         csrf: r.csrf,
         network,
@@ -313,6 +318,20 @@ fn cross_checks(
             path.key("ip_authorization"),
             "needs auth = \"required\": it checks a session's location",
         );
+    }
+    if role == Some(Role::Login) {
+        if auth != AuthMode::None {
+            e.at(
+                path.key("role"),
+                "login routes are public: set auth = \"none\"",
+            );
+        }
+        if !ctx.has_backend {
+            e.at(
+                path.key("role"),
+                "login capture needs a backend session source ([sessions] store = \"backend\", or [sessions.backend] fallback = true): the tokens the upstream issues are only known to it",
+            );
+        }
     }
     if matches!(
         role,

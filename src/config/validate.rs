@@ -8,7 +8,7 @@ use super::locate::KeyPath;
 use super::{BootConfig, Config, ConfigError, LiveConfig, StoreSettings};
 use super::{
     admin, client_ip, cookies, credentials, csrf, edge, geoip, identity, internal_secrets,
-    ip_authorization, limits, logging, network, redis, routes, sessions, sudo,
+    ip_authorization, limits, logging, login, network, redis, routes, sessions, sudo,
 };
 use crate::net::cidr::CidrSet;
 use http::HeaderName;
@@ -50,6 +50,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let (network, named_rules) = network::validate_network(&file, &mut e);
     let ip_auth = ip_authorization::validate_ip_authorization(&file, &mut e);
     let sudo = sudo::validate_sudo(&file.sudo, &mut e);
+    let login = login::validate_login(&file.login, &mut e);
     let origins = csrf::validate_csrf(&file.csrf, &mut e);
     let uses_redis = matches!(sessions_boot.store, StoreSettings::Redis { .. })
         || limits.on_redis
@@ -69,6 +70,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
             has_sudo_secret: file.sudo.secret.is_some(),
             limits: &limits,
             network_rules: &named_rules,
+            has_backend: sessions_boot.backend.is_some(),
         },
         &mut e,
     );
@@ -97,6 +99,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         accept,
         cookies,
         sudo,
+        login,
         geo_headers: file.geoip.headers,
         network,
         network_rules: named_rules.into_iter().map(|(_, r)| r).collect(),

@@ -35,6 +35,7 @@ impl Pipeline {
             forward_credential: false,
             limits: Arc::new(Limiter::none(rt.clock.clone())),
             sudo: None,
+            login: Default::default(),
             origins: OriginPolicy::default(),
             geo_headers: false,
             network: NetworkRules::default(),

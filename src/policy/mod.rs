@@ -5,6 +5,7 @@
 pub mod csrf;
 pub mod internal;
 pub mod ipauth;
+pub mod login;
 pub mod logout;
 pub mod network;
 pub mod ratelimit;

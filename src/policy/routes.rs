@@ -59,6 +59,10 @@ pub enum Role {
     IpAuthPoll,
     /// `POST /auth/ip-authorization/resend`, answered by fluxgate.
     IpAuthResend,
+    /// `POST /auth/login` and the other endpoints that answer with a new session token:
+    /// fluxgate performs the exchange itself and turns the token into the session cookie
+    /// (login capture, `policy::login`).
+    Login,
 }
 
 /// What the route asks of a request.

@@ -88,7 +88,7 @@ pub async fn answer(
                     .map_err(|r| refusal(r, proxy.pipeline.rules.store_retry_after_secs)),
             },
         },
-        Role::Logout | Role::LogoutAll => return Ok(false),
+        Role::Logout | Role::LogoutAll | Role::Login => return Ok(false),
     };
     match outcome {
         Ok(Some(json)) => write_json(session, StatusCode::OK, &json, request_id).await?,

@@ -72,7 +72,7 @@ pub async fn on_response(proxy: &FluxgateProxy, resp: &mut ResponseHeader, ctx: 
     }
     let cache = &ctx.live.pipeline.rt.sessions;
     let clear = match role {
-        Role::AuthorizeIp | Role::IpAuthPoll | Role::IpAuthResend => return,
+        Role::AuthorizeIp | Role::IpAuthPoll | Role::IpAuthResend | Role::Login => return,
         Role::Logout => match cache.revoke(&session.sid).await {
             Ok(_) => true,
             Err(e) => {

@@ -8,6 +8,7 @@ pub mod edge;
 mod edit;
 mod guard;
 mod ipauth;
+mod login;
 mod logout;
 mod respond;
 mod upstream;
@@ -57,6 +58,8 @@ pub struct FluxgateProxy {
     /// Per-connection timeouts applied to every request (restart to change).
     pub edge: edge::EdgeLimits,
     next: AtomicUsize,
+    /// Connections for login capture's own exchanges (`login.rs`).
+    login: pingora::connectors::http::Connector,
 }
 
 impl FluxgateProxy {
@@ -66,8 +69,31 @@ impl FluxgateProxy {
             metrics,
             edge,
             next: AtomicUsize::new(0),
+            login: pingora::connectors::http::Connector::new(None),
         }
     }
+
+    /// The upstream address for the next request (round robin).
+    fn next_address(&self) -> usize {
+        let n = self.live.load().upstream.settings.addresses.len().max(1);
+        self.next.fetch_add(1, Ordering::Relaxed) % n
+    }
+}
+
+/// What every answer to an admitted request carries, proxied or not: the limit headers and the
+/// request id.
+fn finish_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    if let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict
+        && let Some(h) = &a.limit_headers
+    {
+        for (k, v) in h.headers() {
+            resp.insert_header(k, v)?;
+        }
+    }
+    if let Some(id) = &ctx.request_id {
+        resp.insert_header(identity::REQUEST_ID, id.clone())?;
+    }
+    Ok(())
 }
 
 /// Per-request state.
@@ -214,6 +240,10 @@ impl ProxyHttp for FluxgateProxy {
                 {
                     return Ok(true);
                 }
+                if role == Some(crate::policy::Role::Login) {
+                    login::answer(self, session, ctx, body).await?;
+                    return Ok(true);
+                }
                 if ctx.websocket() {
                     // A WebSocket may stay quiet for long stretches between frames.
                     session.set_read_timeout(Some(live.upstream.settings.websocket_idle_timeout));
@@ -288,17 +318,7 @@ impl ProxyHttp for FluxgateProxy {
         ctx.upstream_status = Some(resp.status.as_u16());
         cookies::on_response(resp, ctx);
         logout::on_response(self, resp, ctx).await;
-        if let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict
-            && let Some(h) = &a.limit_headers
-        {
-            for (k, v) in h.headers() {
-                resp.insert_header(k, v)?;
-            }
-        }
-        if let Some(id) = &ctx.request_id {
-            resp.insert_header(identity::REQUEST_ID, id.clone())?;
-        }
-        Ok(())
+        finish_response(resp, ctx)
     }
 
     async fn fail_to_proxy(

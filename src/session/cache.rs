@@ -24,7 +24,7 @@
 //!   the request fails closed).
 
 use super::backend::BackendResolver;
-use super::record::{CacheMeta, Session, SessionRecord};
+use super::record::{CacheMeta, RecordError, Session, SessionRecord};
 use super::store::{SessionStore, StoreError};
 use crate::clock::{Millis, SharedClock};
 use crate::credential::{Kind, Sid};
@@ -305,23 +305,7 @@ impl SessionCache {
             }
         });
         Ok(match session {
-            Some(mut s) => {
-                let ttl_end = now.saturating_add(self.settings.ttl_ms);
-                s.meta = CacheMeta {
-                    fresh_until: match s.expires_at {
-                        Some(exp) => ttl_end.min(exp.saturating_mul(1000)),
-                        None => ttl_end,
-                    },
-                    loaded_at: now,
-                    generation,
-                    user_stripe: self.user_stripe(s.user_id()) as u32,
-                };
-                let s = Arc::new(s);
-                if let Some(last_good) = &self.last_good {
-                    last_good.insert(key(&sid), s.clone());
-                }
-                Slot::Found(s)
-            }
+            Some(s) => self.found(s, generation, now),
             None => Slot::Absent(Arc::new(Absent {
                 sid,
                 meta: CacheMeta {
@@ -332,6 +316,36 @@ impl SessionCache {
                 },
             })),
         })
+    }
+
+    /// A session read at `generation`, as a cache entry fresh for the TTL (never past its
+    /// expiry), and remembered as last good.
+    fn found(&self, mut s: Session, generation: u64, now: Millis) -> Slot {
+        let ttl_end = now.saturating_add(self.settings.ttl_ms);
+        s.meta = CacheMeta {
+            fresh_until: match s.expires_at {
+                Some(exp) => ttl_end.min(exp.saturating_mul(1000)),
+                None => ttl_end,
+            },
+            loaded_at: now,
+            generation,
+            user_stripe: self.user_stripe(s.user_id()) as u32,
+        };
+        let s = Arc::new(s);
+        if let Some(last_good) = &self.last_good {
+            last_good.insert(key(&s.sid), s.clone());
+        }
+        Slot::Found(s)
+    }
+
+    /// Caches a session the backend has just issued (login capture) as if the backend had been
+    /// asked about its token: fresh for the TTL, and any later revocation wins.
+    pub fn prime(&self, token: &str, record: SessionRecord) -> Result<(), RecordError> {
+        let sid = Sid::of(token);
+        let generation = self.generation.load(Ordering::Acquire);
+        let slot = self.found(Session::new(sid, record)?, generation, self.clock.now_ms());
+        self.cache.insert(key(&sid), slot);
+        Ok(())
     }
 
     /// A token the store does not know, as the backend sees it.

@@ -71,6 +71,8 @@ struct State {
     tickets: HashMap<String, String>,
     down: bool,
     delay: Duration,
+    /// Answers `/auth/login` with this instead (status, content type, body).
+    login_reply: Option<(u16, String, Bytes)>,
     calls: HashMap<String, usize>,
     me_calls: HashMap<String, usize>,
     seen: Vec<Recorded>,
@@ -151,6 +153,11 @@ impl Fluxer {
     }
 
     /// Every answer waits this long first.
+    /// Answers every `/auth/login` with this (a misbehaving API); `None` restores logins.
+    pub fn set_login_reply(&self, reply: Option<(u16, &str, Vec<u8>)>) {
+        self.state().login_reply = reply.map(|(s, ct, b)| (s, ct.to_string(), Bytes::from(b)));
+    }
+
     pub fn set_delay(&self, delay: Duration) {
         self.state().delay = delay;
     }
@@ -226,6 +233,13 @@ async fn handle(state: &Mutex<State>, req: hyper::Request<hyper::body::Incoming>
         );
     }
     let post = parts.method == http::Method::POST;
+    if let (Some((status, ct, body)), "/auth/login") = (&s.login_reply, api.as_str()) {
+        return hyper::Response::builder()
+            .status(*status)
+            .header("content-type", ct.as_str())
+            .body(Full::new(body.clone()))
+            .unwrap();
+    }
     match (api.as_str(), auth.as_deref()) {
         ("/auth/login", _) if post => s.login(&body),
         ("/auth/login/mfa/totp", _) if post => s.totp(&body),

@@ -22,6 +22,7 @@ mod docs;
 mod edge;
 mod explain;
 mod ip_authorization;
+mod login_capture;
 mod logout;
 mod logs;
 mod network;
