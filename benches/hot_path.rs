@@ -103,6 +103,7 @@ fn setup() -> Setup {
         client_ip: None,
         has_mfa: Some(true),
         flags: None,
+        client_id: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

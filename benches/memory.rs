@@ -143,6 +143,7 @@ impl SessionStore for Generated {
             client_ip: Some("198.51.100.7".into()),
             has_mfa: Some(true),
             flags: None,
+            client_id: None,
         }))
     }
     async fn create(&self, _: &Sid, _: &SessionRecord) -> Result<(), StoreError> {

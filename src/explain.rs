@@ -132,6 +132,7 @@ fn assumed_record(spec: &str, peer: IpAddr) -> Result<SessionRecord, ExplainErro
         client_ip: Some(peer.to_string()),
         has_mfa: None,
         flags: None,
+        client_id: None,
     };
     for part in spec.split(',') {
         let (k, v) = part

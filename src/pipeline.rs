@@ -393,6 +393,7 @@ impl Pipeline {
                 inj.user_id = Some(s.user_header());
                 inj.session_id = Some(&sid_header);
                 inj.scopes = s.scopes_header();
+                inj.client_id = s.client_id_header();
             }
             Identity::Internal(i) => {
                 inj.service = Some(&rules.secrets.secrets[*i].name_header);

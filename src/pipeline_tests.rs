@@ -57,6 +57,7 @@ fn rec(kind: Kind, scopes: &[&str]) -> SessionRecord {
         client_ip: None,
         has_mfa: None,
         flags: None,
+        client_id: None,
     }
 }
 
@@ -339,10 +340,9 @@ async fn the_plan_sets_every_identity_header_for_some_caller() {
     use crate::policy::sudo::{SUDO_HEADER, SudoSettings};
     let (mut p, store) = pipeline().await;
     let tok = "flx_scopedscopedscopedscopedscopedscoped";
-    store
-        .create(&Sid::of(tok), &rec(Kind::Session, &["identify"]))
-        .await
-        .unwrap();
+    let mut record = rec(Kind::Session, &["identify"]);
+    record.client_id = Some("app-1".into());
+    store.create(&Sid::of(tok), &record).await.unwrap();
     let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geoip");
     p.rt.geo = Arc::new(
         crate::net::geoip::GeoIp::open(

@@ -113,6 +113,7 @@ async fn create(body: &[u8], st: &AdminState) -> AdminResponse {
         client_ip,
         has_mfa: req.has_mfa,
         flags: None,
+        client_id: None,
     };
     if let Err(e) = st.sessions.store().create(&sid, &record).await {
         return store_failed(e);

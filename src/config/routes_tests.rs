@@ -85,9 +85,9 @@ const CASES: &[Case] = &[
     Case {
         d: "should refuse an unknown role and list the roles",
         defs: true,
-        toml: "[[route]]\npath = \"/x\"\nrole = \"login\"",
+        toml: "[[route]]\npath = \"/x\"\nrole = \"signup\"",
         want: &[
-            r#"route[0].role: unknown role "login"; use "logout", "logout_all", "authorize_ip", "ip_authorization_poll" or "ip_authorization_resend""#,
+            r#"route[0].role: unknown role "signup"; use "logout", "logout_all", "authorize_ip", "ip_authorization_poll", "ip_authorization_resend" or "login""#,
         ],
     },
     Case {

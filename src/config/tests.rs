@@ -158,7 +158,7 @@ format = "xml"
 [[route]]
 path = "/x"
 auth = "sometimes"
-role = "login"
+role = "signup"
 "#;
     let want = [
         r#"credentials.accept[1] @10:22: unknown credential kind "pigeon"; use "session", "oauth2" or "bot""#,
@@ -172,7 +172,7 @@ role = "login"
         r#"ip_authorization.granularity @16:15: unknown granularity "city"; use "ip", "network", "asn" or "country""#,
         r#"cookies.session_same_site @7:21: unknown SameSite "Lax"; use "strict", "lax" or "none""#,
         r#"route[0].auth @34:8: unknown auth mode "sometimes"; use "none", "required" or "internal""#,
-        r#"route[0].role @35:8: unknown role "login"; use "logout", "logout_all", "authorize_ip", "ip_authorization_poll" or "ip_authorization_resend""#,
+        r#"route[0].role @35:8: unknown role "signup"; use "logout", "logout_all", "authorize_ip", "ip_authorization_poll", "ip_authorization_resend" or "login""#,
         r#"logging.format @30:10: unknown format "xml"; use "json", "logfmt" or "pretty""#,
     ];
     assert_eq!(errors(src), want);

@@ -38,6 +38,8 @@ struct Claims<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     scopes: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     service: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_ip: Option<String>,
@@ -83,6 +85,7 @@ impl Asserter {
             sub: s(id.user_id),
             sid: s(id.session_id),
             scopes: s(id.scopes),
+            client_id: s(id.client_id),
             service: s(id.service),
             client_ip: id.client_ip.map(|ip| ip.to_string()),
             sudo_until: id.sudo_until,

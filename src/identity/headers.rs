@@ -91,6 +91,8 @@ pub struct Injection<'a> {
     pub user_id: Option<&'a HeaderValue>,
     pub session_id: Option<&'a HeaderValue>,
     pub scopes: Option<&'a HeaderValue>,
+    /// The OAuth2 client of the token, when known.
+    pub client_id: Option<&'a HeaderValue>,
     pub service: Option<&'a HeaderValue>,
     pub client_ip: Option<IpAddr>,
     /// Unix seconds until which a valid sudo proof holds.
@@ -117,6 +119,7 @@ pub fn identity_headers(
         (H::UserId, id.user_id),
         (H::SessionId, id.session_id),
         (H::Scopes, id.scopes),
+        (H::ClientId, id.client_id),
         (H::Service, id.service),
     ] {
         if let Some(v) = value {

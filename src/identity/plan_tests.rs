@@ -31,6 +31,7 @@ fn user_plan(names: &HeaderNames) -> UpstreamPlan {
     let user = HeaderValue::from_static("42");
     let sid = HeaderValue::from_static("sid-43-chars");
     let scopes = HeaderValue::from_static("identify");
+    let client = HeaderValue::from_static("app-1");
     let mut set = Vec::new();
     identity_headers(
         names,
@@ -39,6 +40,7 @@ fn user_plan(names: &HeaderNames) -> UpstreamPlan {
             user_id: Some(&user),
             session_id: Some(&sid),
             scopes: Some(&scopes),
+            client_id: Some(&client),
             client_ip: Some("192.0.2.9".parse().unwrap()),
             sudo_until: Some(1_900_000_000),
             country: Some("SE"),

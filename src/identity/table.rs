@@ -38,6 +38,8 @@ identity_headers! {
     SessionId => "session_id_header", "X-Fluxgate-Session-Id";
     /// Space-separated OAuth2 scopes.
     Scopes => "scopes_header", "X-Fluxgate-Scopes";
+    /// The OAuth2 client (application) the token was issued to, when known.
+    ClientId => "client_id_header", "X-Fluxgate-Client-Id";
     /// The name of the internal secret that matched.
     Service => "service_header", "X-Fluxgate-Service";
     /// Unix seconds until which a valid sudo proof holds.

@@ -216,6 +216,7 @@ fn set_session(ctx: &RequestCtx, resp: &mut ResponseHeader, token: &str, user_id
         client_ip: None,
         has_mfa: None,
         flags: None,
+        client_id: None,
     };
     // SECURITY: the user id becomes an identity header; the record's validation refuses one
     // that could break a header, and then no cookie is set either.

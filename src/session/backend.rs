@@ -88,12 +88,10 @@ impl BackendSettings {
     }
 }
 
-/// A session the backend vouched for.
+/// A session the backend vouched for (introspection fills `record.client_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSession {
     pub record: SessionRecord,
-    /// The OAuth2 client the token was issued to (introspection only).
-    pub client_id: Option<String>,
 }
 
 /// Why the backend could not say. Never "no session": the request fails closed, uncached.
@@ -333,8 +331,9 @@ fn user_session(
         client_ip: None,
         has_mfa,
         flags,
+        client_id: None,
     };
-    session(record, None)
+    session(record)
 }
 
 /// An RFC 7662 introspection answer.
@@ -374,8 +373,9 @@ fn introspection(body: &[u8], now: i64) -> Result<Option<BackendSession>, Backen
         client_ip: None,
         has_mfa: None,
         flags: None,
+        client_id,
     };
-    session(record, client_id).map(Some)
+    session(record).map(Some)
 }
 
 fn json_object(body: &[u8]) -> Result<Value, BackendError> {
@@ -411,24 +411,16 @@ fn optional<'a, T>(
     }
 }
 
-fn session(
-    record: SessionRecord,
-    client_id: Option<String>,
-) -> Result<BackendSession, BackendError> {
-    // SECURITY: the user id and scopes become identity headers; the record's own validation
-    // (the same the store's records pass) refuses anything that could break a header, so a
-    // backend answering `"id": "1\r\nX-Fluxgate-User-Id: 2"` yields an error, never a session.
+fn session(record: SessionRecord) -> Result<BackendSession, BackendError> {
+    // SECURITY: the user id, scopes and client id become identity headers; the record's own
+    // validation (the same the store's records pass) refuses anything that could break a
+    // header, so a backend answering `"id": "1\r\nX-Fluxgate-User-Id: 2"` yields an error,
+    // never a session.
     record.validate().map_err(|e| match e {
         RecordError::Field(f) => BackendError::Malformed(f),
         _ => BackendError::Malformed("record"),
     })?;
-    if client_id
-        .as_deref()
-        .is_some_and(|c| HeaderValue::from_str(c).is_err())
-    {
-        return Err(BackendError::Malformed("client_id"));
-    }
-    Ok(BackendSession { record, client_id })
+    Ok(BackendSession { record })
 }
 
 /// `application/x-www-form-urlencoded` for one value.

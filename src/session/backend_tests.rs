@@ -143,7 +143,7 @@ async fn session_token_is_sent_raw_and_the_user_object_becomes_a_session() {
     assert_eq!(s.record.has_mfa, Some(true));
     assert_eq!(s.record.flags, Some(4));
     assert_eq!((s.record.created_at, s.record.expires_at), (NOW, None));
-    assert!(s.record.scopes.is_empty() && s.client_id.is_none());
+    assert!(s.record.scopes.is_empty() && s.record.client_id.is_none());
     let seen = srv.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(
@@ -180,7 +180,7 @@ async fn oauth2_token_is_introspected_with_basic_auth_and_keeps_scopes_expiry_an
     assert_eq!(s.record.user_id, "123456789012345678");
     assert_eq!(s.record.scopes, vec!["identify", "guilds"]);
     assert_eq!(s.record.expires_at, Some(NOW + 3600));
-    assert_eq!(s.client_id.as_deref(), Some("app-1"));
+    assert_eq!(s.record.client_id.as_deref(), Some("app-1"));
     let seen = &srv.seen()[0];
     assert_eq!(
         (seen.method.as_str(), seen.path.as_str()),

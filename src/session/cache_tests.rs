@@ -21,6 +21,7 @@ fn record(user: &str, expires_at: Option<i64>) -> SessionRecord {
         client_ip: None,
         has_mfa: None,
         flags: None,
+        client_id: None,
     }
 }
 

@@ -423,6 +423,7 @@ mod tests {
             client_ip: Some("192.0.2.1".into()),
             has_mfa: Some(false),
             flags: None,
+            client_id: None,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct SessionRecord {
     pub has_mfa: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flags: Option<u64>,
+    /// The OAuth2 client the token was issued to (from introspection, or written by a backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// Why stored bytes are not a usable record.
@@ -81,6 +84,9 @@ impl SessionRecord {
         {
             return Err(RecordError::Field("client_ip"));
         }
+        if self.client_id.as_deref().is_some_and(|c| !is_client_id(c)) {
+            return Err(RecordError::Field("client_id"));
+        }
         Ok(())
     }
 
@@ -95,6 +101,11 @@ pub fn is_user_id(s: &str) -> bool {
     (1..=MAX_USER_ID_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// An OAuth2 client id: 1–128 visible ASCII characters, no spaces (it becomes a header).
+pub fn is_client_id(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
 /// An OAuth2 scope token (RFC 6749 §3.3 `scope-token`), without spaces, at most 64 bytes.
@@ -118,6 +129,8 @@ pub struct Session {
     /// Where the session was created from, if the record says.
     pub client_ip: Option<std::net::IpAddr>,
     scopes: Option<Box<Scopes>>,
+    /// The OAuth2 client, ready to be a header value (boxed: most sessions have none).
+    client_id: Option<Box<HeaderValue>>,
     /// Cache bookkeeping (see `cache.rs`).
     pub(crate) meta: CacheMeta,
 }
@@ -163,6 +176,12 @@ impl Session {
             has_mfa: record.has_mfa,
             expires_at: record.expires_at,
             client_ip: record.client_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            client_id: match record.client_id.as_deref() {
+                Some(c) => Some(Box::new(
+                    HeaderValue::from_str(c).map_err(|_| RecordError::Field("client_id"))?,
+                )),
+                None => None,
+            },
             scopes,
             meta: CacheMeta::default(),
         })
@@ -182,6 +201,11 @@ impl Session {
     pub fn sid_header(&self) -> HeaderValue {
         HeaderValue::from_maybe_shared(bytes::Bytes::from(self.sid.encode()))
             .expect("base64url is a valid header value")
+    }
+
+    /// The OAuth2 client the token was issued to, when known.
+    pub fn client_id_header(&self) -> Option<&HeaderValue> {
+        self.client_id.as_deref()
     }
 
     /// Space-separated scopes, when there are any.
@@ -216,6 +240,7 @@ mod tests {
             client_ip: None,
             has_mfa: Some(true),
             flags: None,
+            client_id: None,
         }
     }
 

@@ -229,7 +229,7 @@ fn the_backend_resolver_understands_the_fake() {
             .unwrap();
         assert_eq!(s.record.scopes, vec!["identify", "guilds"]);
         assert_eq!(s.record.expires_at, Some(now + 60));
-        assert_eq!(s.client_id.as_deref(), Some(OAUTH2_APP));
+        assert_eq!(s.record.client_id.as_deref(), Some(OAUTH2_APP));
         let s = r.resolve(Kind::Bot, &bot, now).await.unwrap().unwrap();
         assert_eq!(s.record.user_id, "300000000000000001");
         f.revoke(&session);

@@ -2,7 +2,7 @@
 //! fake (which is also the upstream): tokens fluxgate never saw are asked of `/users/@me` or
 //! introspected, cached by the same rules as store reads, and a failing backend fails closed.
 
-use crate::common::fluxer::{ALICE, CLIENT_ID, CLIENT_SECRET, Fluxer};
+use crate::common::fluxer::{ALICE, CLIENT_ID, CLIENT_SECRET, Fluxer, OAUTH2_APP};
 use crate::common::{Fluxgate, Req};
 use std::time::Duration;
 
@@ -186,6 +186,7 @@ fn oauth2_tokens_are_introspected_for_activity_scopes_and_expiry() {
         .denial(403, "MISSING_OAUTH_SCOPE");
     let r = Req::get("/guilds")
         .header("authorization", &bearer(&guilds))
+        .header("x-fluxgate-client-id", "spoofed-app")
         .send(fg.proxy);
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = f.last();
@@ -193,6 +194,12 @@ fn oauth2_tokens_are_introspected_for_activity_scopes_and_expiry() {
     assert_eq!(
         seen.get("x-fluxgate-scopes").as_deref(),
         Some("identify guilds")
+    );
+    // The application the token was issued to, from introspection's client_id (never the
+    // client's own copy of the header).
+    assert_eq!(
+        seen.all("x-fluxgate-client-id"),
+        vec![OAUTH2_APP.to_string()]
     );
     // Inactive.
     Req::get("/x")

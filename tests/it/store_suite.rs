@@ -24,6 +24,7 @@ fn rec(user: &str, created_at: i64, expires_at: Option<i64>) -> SessionRecord {
         client_ip: Some("192.0.2.1".into()),
         has_mfa: Some(true),
         flags: None,
+        client_id: None,
     }
 }
 
