@@ -47,6 +47,10 @@ pub enum Command {
         /// Port for the proxy (0 picks a free one).
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// In front of a built-in Fluxer-like API that issues its own tokens (login capture,
+        /// sessions validated by the API), instead of an echo upstream with a demo session.
+        #[arg(long)]
+        backend: bool,
     },
     /// Manage sessions through a running instance's admin API.
     Sessions(SessionsArgs),
@@ -144,7 +148,7 @@ pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Run { config, upgrade } => run(&config, upgrade),
         Command::CheckConfig { path } => check_config(&path),
-        Command::Demo { port } => crate::demo::run(port),
+        Command::Demo { port, backend } => crate::demo::run(port, backend),
         Command::Sessions(args) => sessions(args),
         Command::Explain {
             config,

@@ -284,3 +284,113 @@ fn management_api_is_closed_without_an_admin_secret() {
     assert!(r.text().contains("admin.secret"));
     assert_eq!(get(fg.admin, "/readyz").unwrap().status, 200);
 }
+
+/// Starts `fluxgate demo` with `args`; returns the child and everything it printed up to
+/// "Press Ctrl-C".
+fn start_demo(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    let deadline = monotonic_now() + Duration::from_secs(30);
+    let problem = loop {
+        if monotonic_now() >= deadline {
+            break "did not finish starting";
+        }
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap_or(0) == 0 {
+            break "exited early";
+        }
+        text.push_str(&line);
+        if line.trim().starts_with("Press Ctrl-C") {
+            return (child, text);
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("demo {problem}:\n{text}");
+}
+
+#[test]
+fn backend_demo_logs_in_with_a_cookie_uses_it_and_logs_out_as_printed() {
+    let (mut child, text) = start_demo(&["demo", "--backend", "--port", "0"]);
+    // The printed commands, run as a newcomer pastes them (the MFA pair in one shell).
+    let commands: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("curl ") || l.starts_with("ticket="))
+        .collect();
+    assert_eq!(commands.len(), 6, "{text}");
+    let run = |c: &str| {
+        let out = Command::new("sh").args(["-c", c]).output().unwrap();
+        assert!(out.status.success(), "{c}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // 1. Login: the cookie is set, HttpOnly, and the page never sees the token.
+    let login = run(commands[0]);
+    let cookie = login
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: fluxer_session=flx_")
+        })
+        .unwrap_or_else(|| panic!("no session cookie:\n{login}"));
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let token = cookie["set-cookie: fluxer_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let body = login.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert!(
+        !body.contains(&token),
+        "token stripped from the body: {body}"
+    );
+    assert!(body.contains("1000000000000000002"), "{body}");
+    // 2. The cookie reaches the API as Authorization, with the identity headers.
+    let used: serde_json::Value = serde_json::from_str(&run(commands[1])).unwrap();
+    assert_eq!(used["headers"]["authorization"], token.as_str());
+    assert_eq!(used["headers"]["x-fluxgate-user-id"], "1000000000000000002");
+    // 3. MFA: ticket first, then the code sets the cookie.
+    let mfa = run(&format!("{}\n{}", commands[2], commands[3]));
+    assert!(mfa.starts_with("HTTP/1.1 200"), "{mfa}");
+    assert!(
+        mfa.to_ascii_lowercase()
+            .contains("set-cookie: fluxer_session=flx_"),
+        "{mfa}"
+    );
+    // 4. Logout clears the cookie; 5. then 401.
+    let out = run(commands[4]);
+    assert!(out.starts_with("HTTP/1.1 204"), "{out}");
+    assert!(out.contains("fluxer_session=; "), "{out}");
+    let after = run(commands[5]);
+    assert!(after.starts_with("HTTP/1.1 401"), "{after}");
+    assert!(after.contains("\"UNAUTHORIZED\""), "{after}");
+    // The old token was revoked in the API and forgotten by fluxgate, not only dropped by curl.
+    let proxy: std::net::SocketAddr = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("proxy:"))
+        .unwrap()
+        .trim()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    Req::get("/users/@me/guilds")
+        .header("cookie", &format!("fluxer_session={token}"))
+        .send(proxy)
+        .denial(401, "UNAUTHORIZED");
+    // Ctrl-C stops it and removes its temporary files (the cookie jar among them).
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = monotonic_now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(monotonic_now() < deadline, "demo did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
