@@ -650,3 +650,62 @@ fn an_idle_http2_connection_without_streams_is_closed_after_the_keepalive_timeou
     });
     assert!(ended, "an idle HTTP/2 connection stayed open");
 }
+
+#[test]
+fn login_capture_works_for_an_http2_client() {
+    // Login capture makes its own exchange: an HTTP/2 request (authority, no Host, no
+    // Content-Length framing of its own) must reach the upstream as a well-formed HTTP/1.1 one.
+    use crate::common::fluxer::{ALICE, Fluxer};
+    let f = Fluxer::start();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (ac, ak, a) = cert(dir.path(), "a", &["a.test"]);
+    let tls = format!(
+        "[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+        ac.display(),
+        ak.display(),
+    );
+    let extra = "[[route]]\nmethods = [\"POST\"]\npath = \"/auth/login\"\nauth = \"none\"\nrole = \"login\"\n";
+    let cfg = tls_config(dir.path(), f.addr, &tls, extra)
+        .replace("[upstream]", "[sessions]\nstore = \"backend\"\n[upstream]");
+    let fg = Fluxgate::start_with(dir, &cfg);
+    let addr = tls_addr(&fg);
+    let roots: [&[u8]; 1] = [&a];
+    let cfg = client(&roots, rustls::ALL_VERSIONS, &[b"h2"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = json!({"email": ALICE.email, "password": ALICE.password}).to_string();
+    let (version, status, cookie) = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(ServerName::try_from("a.test").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::post("https://a.test/auth/login")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let cookie = resp
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_string());
+        (resp.version(), resp.status().as_u16(), cookie)
+    });
+    assert_eq!((version, status), (http::Version::HTTP_2, 200));
+    let cookie = cookie.expect("a session cookie");
+    assert!(cookie.starts_with("fluxer_session=flx_"), "{cookie}");
+    let seen = f.last();
+    assert_eq!(seen.target, "/auth/login");
+    assert_eq!(seen.get("host").as_deref(), Some("a.test"));
+    let sent: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(sent["email"], ALICE.email);
+}
