@@ -84,12 +84,12 @@ pub async fn answer(
                 body.unwrap_or(read.body)
             }
             false => {
-                proxy.metrics.login_capture.inc("bad_user_id", "");
+                not_captured(proxy, "bad_user_id");
                 read.body
             }
         },
         Capture::PassThrough(reason) => {
-            proxy.metrics.login_capture.inc(reason, "");
+            not_captured(proxy, reason);
             read.body
         }
     };
@@ -107,6 +107,18 @@ pub async fn answer(
             .await;
     }
     Ok(())
+}
+
+/// Counts an answer passed through; one that looked like a login but could not be trusted is
+/// also logged (never with the token).
+fn not_captured(proxy: &FluxgateProxy, reason: &'static str) {
+    proxy.metrics.login_capture.inc(reason, "");
+    if matches!(reason, "bad_token" | "bad_user_id") {
+        tracing::warn!(
+            reason,
+            "login answer carries a token or user id that cannot be trusted; not captured"
+        );
+    }
 }
 
 /// The request as the upstream will see it: the client's head, one hop later, with the

@@ -287,3 +287,32 @@ fn login_with_the_upstream_down_is_502_in_the_contracts_json() {
     let fg = Fluxgate::start(closed, &cfg);
     login(&fg, ALICE.email, ALICE.password).denial(502, "BAD_GATEWAY");
 }
+
+#[test]
+fn password_guessing_on_a_captured_login_route_is_locked_out_at_the_edge() {
+    // The login exchange is fluxgate's own, so the lockout must still learn the upstream's
+    // answer from it.
+    let f = Fluxer::start();
+    let cfg = config("")
+        .replace(
+            "role = \"login\"\n[[route]]\nname = \"login totp\"",
+            "role = \"login\"\nlockout = \"login\"\n[[route]]\nname = \"login totp\"",
+        )
+        .replace(
+            "[csrf]",
+            "[[rate_limits.lockout]]\nname = \"login\"\nkey = \"body:email\"\nstatuses = [400]\nmax_failures = 3\nfind_time = \"10m\"\nban_time = \"10m\"\n[csrf]",
+        );
+    assert!(cfg.contains("lockout = \"login\""), "{cfg}");
+    let fg = Fluxgate::start(f.addr, &cfg);
+    for _ in 0..3 {
+        assert_eq!(login(&fg, ALICE.email, "guess").status, 400);
+    }
+    let r = login(&fg, ALICE.email, ALICE.password);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(session_cookies(&r).is_empty());
+    assert_eq!(
+        f.calls("/auth/login"),
+        3,
+        "the fourth attempt never reached the API"
+    );
+}
