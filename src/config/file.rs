@@ -5,6 +5,7 @@
 pub use super::admin::AdminFile;
 pub use super::client_ip::ClientIpFile;
 pub use super::cookies::CookiesFile;
+pub use super::cors::CorsFile;
 pub use super::credentials::CredentialsFile;
 pub use super::csrf::CsrfFile;
 pub use super::edge::{CertFile, ServerFile, TlsListenerFile, UpstreamFile};
@@ -35,6 +36,7 @@ pub struct FileConfig {
     pub login: LoginFile,
     pub cookies: CookiesFile,
     pub csrf: CsrfFile,
+    pub cors: CorsFile,
     pub internal_secrets: Vec<InternalSecretFile>,
     pub rate_limits: RateLimitsFile,
     pub geoip: GeoipFile,

@@ -10,6 +10,7 @@
 mod admin;
 mod client_ip;
 mod cookies;
+mod cors;
 mod credentials;
 mod csrf;
 pub mod edge;
@@ -118,6 +119,8 @@ pub struct LiveConfig {
     pub cookies: crate::identity::CookiePolicy,
     /// `[sudo]`, when a secret is configured.
     pub sudo: Option<crate::policy::sudo::SudoSettings>,
+    /// `[cors]`: cross-origin readers and preflights.
+    pub cors: crate::policy::cors::CorsPolicy,
     /// `[login]`: login capture on `role = "login"` routes.
     pub login: crate::policy::login::LoginSettings,
     /// `geoip.headers`: inject the country and ASN headers.

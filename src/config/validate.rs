@@ -7,7 +7,7 @@ use super::file::FileConfig;
 use super::locate::KeyPath;
 use super::{BootConfig, Config, ConfigError, LiveConfig, StoreSettings};
 use super::{
-    admin, client_ip, cookies, credentials, csrf, edge, geoip, identity, internal_secrets,
+    admin, client_ip, cookies, cors, credentials, csrf, edge, geoip, identity, internal_secrets,
     ip_authorization, limits, logging, login, network, redis, routes, sessions, sudo,
 };
 use crate::net::cidr::CidrSet;
@@ -52,6 +52,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let sudo = sudo::validate_sudo(&file.sudo, &mut e);
     let login = login::validate_login(&file.login, &mut e);
     let origins = csrf::validate_csrf(&file.csrf, &mut e);
+    let cors = cors::validate_cors(&file.cors, &origins, &mut e);
     let uses_redis = matches!(sessions_boot.store, StoreSettings::Redis { .. })
         || limits.on_redis
         || ip_auth.stream.is_some();
@@ -99,6 +100,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         accept,
         cookies,
         sudo,
+        cors,
         login,
         geo_headers: file.geoip.headers,
         network,

@@ -2,6 +2,7 @@
 //! the rules themselves (internal secrets now; rate limits, lockouts, sudo, IP authorization and
 //! CSRF as they arrive).
 
+pub mod cors;
 pub mod csrf;
 pub mod internal;
 pub mod ipauth;
