@@ -27,6 +27,10 @@
 //! 10. per-user limits — the global per-user bucket, then user-keyed buckets: they need to
 //!     know who the caller is.
 //! 11. identity — what the upstream will be told, computed once.
+//!
+//! On a route in report mode (`[rollout]`), a denial that is an access decision becomes an
+//! anonymous admission carrying the denial it would have been (`pipeline/rollout.rs`; which
+//! denials qualify is `policy::rollout`'s closed list).
 
 mod identify;
 mod outcome;
