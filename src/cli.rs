@@ -206,6 +206,9 @@ fn run(path: &std::path::Path, upgrade: bool) -> i32 {
         }
     };
     let _log = crate::logging::init(&cfg.boot.logging);
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let opts = app::RunOptions {
         source: Some(path.to_path_buf()),
         upgrade,
@@ -233,6 +236,10 @@ pub fn announce(b: &app::Bound) {
 fn check_config(path: &std::path::Path) -> i32 {
     match config::load(path) {
         Ok(c) => {
+            // On stderr, so stdout stays the normalized config alone.
+            for w in c.warnings() {
+                eprintln!("warning: {w}");
+            }
             print!("{}", c.normalized());
             0
         }

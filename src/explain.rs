@@ -306,7 +306,10 @@ fn stage_outcome(s: Stage, v: &Verdict) -> (&'static str, Value) {
     match (s.cmp(&v.stage), &v.outcome) {
         (Less, _) => ("passed", Value::Null),
         (Equal, Err(d)) => ("refused", json!(d.reason())),
-        (Equal, Ok(_)) => ("admitted", Value::Null),
+        (Equal, Ok(a)) => match &a.would_deny {
+            Some(d) => ("would refuse (report mode)", json!(d.reason())),
+            None => ("admitted", Value::Null),
+        },
         (Greater, _) => ("not reached", Value::Null),
     }
 }
@@ -356,6 +359,12 @@ fn report(
                 .map(|k| k.as_str())
                 .collect();
             out["decision"] = json!("admitted");
+            if let Some(d) = &a.would_deny {
+                // Report mode: the denial an enforcing route would answer, and the anonymous
+                // request that goes upstream instead.
+                out["decision"] = json!("would_deny");
+                out["would_deny"] = denial(d);
+            }
             out["auth_kind"] = json!(a.identity.auth_kind());
             out["upstream"] = json!({
                 "removed": removed,
@@ -417,6 +426,19 @@ pub fn render_text(r: &Value) -> String {
             let _ = writeln!(out, "  {}: {}", s(&h[0]), s(&h[1]));
         }
         let _ = writeln!(out, "  {}", d["body"]);
+    }
+    if let Some(d) = r.get("would_deny") {
+        let _ = writeln!(
+            out,
+            "decision  would deny, only reported (route in report mode): {} {}",
+            d["status"],
+            s(&d["reason"])
+        );
+        let _ = writeln!(
+            out,
+            "          enforced, the client would get: {}",
+            d["body"]
+        );
     }
     if let Some(u) = r.get("upstream") {
         let _ = writeln!(out, "decision  admitted as {}", s(&r["auth_kind"]));

@@ -208,6 +208,8 @@ pub struct Metrics {
     /// fluxgate_login_capture_total{result}: answers of `login` routes, captured or passed
     /// through (and why).
     pub login_capture: LabeledCounter,
+    /// fluxgate_would_deny_total{reason, route}: denials report mode forwarded instead.
+    pub would_deny: LabeledCounter,
 }
 
 impl Default for Metrics {
@@ -232,6 +234,7 @@ impl Default for Metrics {
             backend_auth: Default::default(),
             backend_latency: Histogram::new(BACKEND_BUCKETS_US),
             login_capture: Default::default(),
+            would_deny: Default::default(),
         }
     }
 }
@@ -319,6 +322,13 @@ impl Metrics {
         );
         family(
             &mut s,
+            "fluxgate_would_deny_total",
+            "Requests report mode forwarded that enforcing would have denied, by reason and route.",
+            ("reason", "route"),
+            &self.would_deny,
+        );
+        family(
+            &mut s,
             "fluxgate_config_reloads_total",
             "Configuration and certificate reloads by result and what was reloaded.",
             ("result", "what"),
@@ -376,9 +386,36 @@ impl Metrics {
     }
 }
 
+/// A route name as a `&'static str` label: each distinct name is leaked once (route names come
+/// from the config, so there are as many as were ever configured), and later calls return the
+/// same string. Called when a config is loaded, never on the request path.
+pub fn route_label(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.push(leaked);
+    leaked
+}
+
+/// A label value in the exposition format: `\`, `"` and newlines escaped (route names are
+/// operator text).
+fn escaped(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return v.into();
+    }
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
 fn family(s: &mut String, name: &str, help: &str, labels: (&str, &str), c: &LabeledCounter) {
     let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
     for (a, b, n) in c.snapshot() {
+        let (a, b) = (escaped(a), escaped(b));
         if labels.1.is_empty() {
             let _ = writeln!(s, "{name}{{{}=\"{a}\"}} {n}", labels.0);
         } else {
@@ -434,5 +471,16 @@ mod tests {
         );
         assert!(out.contains("fluxgate_store_reads_total 1"));
         assert!(out.contains("# TYPE fluxgate_decisions_total counter"));
+    }
+
+    #[test]
+    fn a_route_name_is_interned_once_and_escaped_when_rendered() {
+        let a = route_label("GET /a \"quoted\"");
+        assert!(std::ptr::eq(a, route_label("GET /a \"quoted\"")));
+        let m = Metrics::default();
+        m.would_deny.inc("no_credential", a);
+        assert!(m.render().contains(
+            r#"fluxgate_would_deny_total{reason="no_credential",route="GET /a \"quoted\""} 1"#
+        ));
     }
 }

@@ -27,9 +27,14 @@
 //! 10. per-user limits — the global per-user bucket, then user-keyed buckets: they need to
 //!     know who the caller is.
 //! 11. identity — what the upstream will be told, computed once.
+//!
+//! On a route in report mode (`[rollout]`), a denial that is an access decision becomes an
+//! anonymous admission carrying the denial it would have been (`pipeline/rollout.rs`; which
+//! denials qualify is `policy::rollout`'s closed list).
 
 mod identify;
 mod outcome;
+mod rollout;
 mod runtime;
 #[cfg(any(test, feature = "test-util"))]
 mod testing;
@@ -50,6 +55,7 @@ use crate::policy::network::NetworkRules;
 use crate::policy::ratelimit::Limiter;
 use crate::policy::ratelimit::keys::{KeyFacts, PathParams};
 use crate::policy::ratelimit::stage::{self, Passed};
+use crate::policy::rollout::Rollout;
 use crate::policy::sudo::Sudo;
 use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, RouteTable};
 use crate::session::Session;
@@ -180,13 +186,15 @@ impl Pipeline {
             },
             passed: Passed::default(),
         };
-        // 3–4. network rules, pre-auth limits.
-        if let Err((stage, d)) = self.prelude(&mut pre).await {
-            return Verdict::refused(client_ip, route, stage, d);
-        }
-        let (stage, outcome) = match self.decide(f, &mut pre).await {
+        // 3–4. network rules, pre-auth limits; then 5–11.
+        let decided = match self.prelude(&mut pre).await {
+            Ok(()) => self.decide(f, &mut pre).await,
+            Err(refused) => Err(refused),
+        };
+        let (stage, outcome) = match decided {
             Ok(a) => (Stage::Identity, Ok(a)),
-            Err((stage, d)) => (stage, Err(d)),
+            // A route in report mode forwards an access decision's denial anonymously.
+            Err((stage, d)) => (stage, self.refuse_or_report(f, &mut pre, d)),
         };
         Verdict {
             client_ip,
@@ -290,6 +298,9 @@ impl Pipeline {
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         let retry = self.rules.store_retry_after_secs;
+        if pre.policy.rollout == Rollout::Report {
+            return self.ip_authorization_reported(pre, s, retry).await;
+        }
         self.rt
             .ip_auth
             .check(s, pre.client_ip, &pre.geo, ua, retry)
@@ -359,6 +370,7 @@ impl Pipeline {
             limit_headers: pre.passed.headers.take(),
             websocket: pre.upgrade == Upgrade::WebSocket,
             plan,
+            would_deny: None,
         }
     }
 

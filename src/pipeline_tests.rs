@@ -34,6 +34,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         csrf: true,
         network: None,
         ip_authorization: false,
+        rollout: Default::default(),
     }
 }
 

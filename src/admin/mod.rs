@@ -33,6 +33,8 @@ pub struct AdminState {
     /// To authorize sessions' creating locations and manage locations.
     pub ip_auth: Arc<crate::policy::ipauth::IpAuth>,
     pub clock: SharedClock,
+    /// The proxy's current rules (swapped on reload), for the roll-out mode `/readyz` reports.
+    pub live: Arc<arc_swap::ArcSwap<crate::proxy::Live>>,
 }
 
 pub type AdminResponse = Response<Full<Bytes>>;
@@ -117,20 +119,25 @@ async fn handle(req: Request<Incoming>, state: &AdminState) -> AdminResponse {
 
 async fn readyz(state: &AdminState) -> AdminResponse {
     let ping = tokio::time::timeout(Duration::from_secs(2), state.sessions.store().ping()).await;
-    match ping {
-        Ok(Ok(())) => json_response(StatusCode::OK, json!({"status": "ready"})),
+    let (status, mut body) = match ping {
+        Ok(Ok(())) => (StatusCode::OK, json!({"status": "ready"})),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: store is not answering");
-            json_response(
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"status": "unavailable", "reason": "store"}),
             )
         }
-        Err(_) => json_response(
+        Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "unavailable", "reason": "store timeout"}),
         ),
-    }
+    };
+    // Report mode forwards requests fluxgate would refuse: a probe or a dashboard should see it.
+    let (mode, routes) = crate::policy::rollout::summary(&state.live.load().pipeline.rules.routes);
+    body["rollout"] = json!(mode);
+    body["report_routes"] = json!(routes);
+    json_response(status, body)
 }
 
 // SECURITY: the management API mints and revokes credentials; without the admin secret it

@@ -189,7 +189,14 @@ pub(crate) fn live(
         cookies: cfg.cookies,
         assertion: cfg.assertion,
     };
+    let route_labels = rules
+        .routes
+        .routes()
+        .iter()
+        .map(|r| crate::metrics::route_label(&r.name))
+        .collect();
     Live {
+        route_labels,
         pipeline: Arc::new(Pipeline::new(rules, rt.clone())),
         upstream: UpstreamPool::new(cfg.upstream),
         access_log: cfg.access_log,
@@ -367,7 +374,7 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
     let admin_sudo = Arc::new(arc_swap::ArcSwapOption::new(sudo));
     let reloader = Arc::new(Reloader::new(ReloaderParts {
         source: opts.source.clone(),
-        live,
+        live: live.clone(),
         rt,
         admin_sudo: admin_sudo.clone(),
         boot: boot.clone(),
@@ -385,6 +392,7 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
             sudo: admin_sudo,
             ip_auth,
             clock,
+            live,
         }),
         backend,
         geo,

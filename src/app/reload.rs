@@ -86,8 +86,11 @@ impl Reloader {
         let Some(path) = &self.source else {
             return Err("no config file to reload (started without one)".into());
         };
-        let config::Config { boot, mut live, .. } =
-            config::load(path).map_err(|e| e.to_string())?;
+        let cfg = config::load(path).map_err(|e| e.to_string())?;
+        for w in cfg.warnings() {
+            tracing::warn!("{w}");
+        }
+        let config::Config { boot, mut live, .. } = cfg;
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let needs_restart = self.started.changes(&boot);
         // Counters survive a reload unless the limits themselves changed (routes refer to

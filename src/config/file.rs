@@ -18,6 +18,7 @@ pub use super::logging::LoggingFile;
 pub use super::login::LoginFile;
 pub use super::network::NetworkFile;
 pub use super::redis::RedisFile;
+pub use super::rollout::RolloutFile;
 pub use super::routes::{RouteFile, RoutingFile};
 pub use super::sessions::{EmbeddedFile, SessionsFile};
 pub use super::sudo::SudoFile;
@@ -44,6 +45,7 @@ pub struct FileConfig {
     #[serde(rename = "network_rule")]
     pub network_rules: Vec<NetworkFile>,
     pub ip_authorization: IpAuthFile,
+    pub rollout: RolloutFile,
     pub routing: RoutingFile,
     #[serde(rename = "route")]
     pub routes: Vec<RouteFile>,

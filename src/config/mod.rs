@@ -25,6 +25,7 @@ mod logging;
 mod login;
 mod network;
 mod redis;
+mod rollout;
 mod routes;
 pub mod secret;
 mod sessions;
@@ -288,6 +289,11 @@ impl Config {
     /// The normalized config as TOML, defaults filled in, secrets redacted.
     pub fn normalized(&self) -> String {
         toml::to_string_pretty(&self.file).expect("the file config always serializes")
+    }
+
+    /// What is valid but worth a second look (today: every route in report mode).
+    pub fn warnings(&self) -> Vec<String> {
+        rollout::warnings(&self.live.routes)
     }
 }
 

@@ -6,10 +6,12 @@ use super::credentials::kinds;
 use super::file::FileConfig;
 use super::limits::LimitsConfig;
 use super::locate::KeyPath;
+use super::rollout::MODES;
 use super::validate::{Errors, choice, p};
 use crate::credential::Kind;
 use crate::policy::Role;
 use crate::policy::ratelimit::keys::KeySpec;
+use crate::policy::rollout::{Rollout, reportable_route};
 use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
 use http::Method;
 use serde::{Deserialize, Serialize};
@@ -59,6 +61,9 @@ pub struct RouteFile {
     pub rate_limits: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lockout: Option<String>,
+    /// `None`: `[rollout] mode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
 }
 
 impl Default for RouteFile {
@@ -79,6 +84,7 @@ impl Default for RouteFile {
             ip_authorization: false,
             rate_limits: Vec::new(),
             lockout: None,
+            rollout: None,
         }
     }
 }
@@ -108,6 +114,8 @@ pub(super) struct Ctx<'a> {
     /// A backend session source is configured (`[sessions.backend]`), so tokens the upstream
     /// issues at login can be resolved later.
     pub has_backend: bool,
+    /// `[rollout] mode`, for routes without their own.
+    pub rollout: Rollout,
 }
 
 /// One route's policy (or the default's): each part is checked on its own, and every problem
@@ -125,6 +133,7 @@ fn policy(
     let limits = limit_refs(r, ctx.limits, pattern, path, e);
     let network = network_ref(r, ctx, path, e);
     cross_checks(r, ctx, auth, role, path, e);
+    let rollout = rollout(r, ctx, auth, role, path, e);
     Policy {
         auth,
         kinds,
@@ -140,6 +149,7 @@ fn policy(
         csrf: r.csrf,
         network,
         ip_authorization: r.ip_authorization,
+        rollout,
     }
 }
 
@@ -355,6 +365,34 @@ fn cross_checks(
             "sudo routes need [sudo] secret (the secret shared with the upstream)",
         );
     }
+}
+
+/// `rollout`: the route's own mode, or `[rollout] mode`. Internal-secret routes and the
+/// endpoints fluxgate answers itself are always enforced; asking for report mode on one by name
+/// is an error, the global mode simply passes them by.
+fn rollout(
+    r: &RouteFile,
+    ctx: &Ctx<'_>,
+    auth: AuthMode,
+    role: Option<Role>,
+    path: &KeyPath,
+    e: &mut Errors,
+) -> Rollout {
+    let own = r
+        .rollout
+        .as_deref()
+        .and_then(|s| choice(s, "rollout mode", MODES, path.key("rollout"), e));
+    let mode = own.unwrap_or(ctx.rollout);
+    if mode == Rollout::Report && !reportable_route(auth, role) {
+        if own.is_some() {
+            e.at(
+                path.key("rollout"),
+                "internal routes and the IP authorization endpoints are always enforced",
+            );
+        }
+        return Rollout::Enforce;
+    }
+    mode
 }
 
 pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<RouteTable> {

@@ -8,7 +8,7 @@ use super::locate::KeyPath;
 use super::{BootConfig, Config, ConfigError, LiveConfig, StoreSettings};
 use super::{
     admin, client_ip, cookies, cors, credentials, csrf, edge, geoip, identity, internal_secrets,
-    ip_authorization, limits, logging, login, network, redis, routes, sessions, sudo,
+    ip_authorization, limits, logging, login, network, redis, rollout, routes, sessions, sudo,
 };
 use crate::net::cidr::CidrSet;
 use http::HeaderName;
@@ -63,6 +63,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     };
     let cookies = cookies::validate_cookies(&file, &mut e);
     let secrets = internal_secrets::validate_internal_secrets(&file.internal_secrets, &mut e);
+    let rollout = rollout::validate_rollout(&file.rollout, &mut e);
     let routes = routes::validate_routes(
         &file,
         &routes::Ctx {
@@ -72,6 +73,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
             limits: &limits,
             network_rules: &named_rules,
             has_backend: sessions_boot.backend.is_some(),
+            rollout,
         },
         &mut e,
     );

@@ -73,6 +73,9 @@ pub struct Admitted {
     pub websocket: bool,
     /// What the upstream request is told (stage 11).
     pub plan: UpstreamPlan,
+    /// Report mode: the denial this request would have had, had the route enforced it. The
+    /// request goes upstream anonymous (see `policy::rollout`).
+    pub would_deny: Option<Denial>,
 }
 
 /// The stages of the request path, in order; `pipeline.rs`'s module doc says why each stands
@@ -155,7 +158,8 @@ pub enum RouteId {
 pub struct Verdict {
     pub client_ip: IpAddr,
     pub route: RouteId,
-    /// The stage that refused, or [`Stage::Identity`] for an admitted request.
+    /// The stage that refused (or, in report mode, would have), or [`Stage::Identity`] for an
+    /// admitted request.
     pub stage: Stage,
     pub outcome: Result<Admitted, Denial>,
     /// A lockout attempt to settle once the outcome is known (also after a denial).

@@ -10,6 +10,7 @@ pub mod login;
 pub mod logout;
 pub mod network;
 pub mod ratelimit;
+pub mod rollout;
 pub mod routes;
 pub mod sudo;
 

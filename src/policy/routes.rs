@@ -93,6 +93,8 @@ pub struct Policy {
     pub network: Option<u32>,
     /// Check the session's location (IP authorization).
     pub ip_authorization: bool,
+    /// Enforce denials, or only report the reportable ones (`policy::rollout`).
+    pub rollout: super::rollout::Rollout,
 }
 
 /// One path segment of a pattern.
@@ -346,6 +348,7 @@ mod tests {
             csrf: true,
             network: None,
             ip_authorization: false,
+            rollout: Default::default(),
         }
     }
 

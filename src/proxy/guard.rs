@@ -55,6 +55,7 @@ mod tests {
                         limit_headers: None,
                         websocket: false,
                         plan: Default::default(),
+                        would_deny: None,
                     }),
                     reservation: None,
                 }

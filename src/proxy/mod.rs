@@ -38,6 +38,8 @@ pub struct Live {
     pub pipeline: Arc<Pipeline>,
     pub upstream: UpstreamPool,
     pub access_log: bool,
+    /// Each route's name as a metric label (`fluxgate_would_deny_total`), by index.
+    pub route_labels: Vec<&'static str>,
 }
 
 impl Live {
@@ -46,6 +48,14 @@ impl Live {
             RouteId::Unrouted => "-",
             RouteId::Default => "default",
             RouteId::Index(i) => &self.pipeline.rules.routes.routes()[i].name,
+        }
+    }
+
+    fn route_label(&self, r: RouteId) -> &'static str {
+        match r {
+            RouteId::Unrouted => "-",
+            RouteId::Default => "default",
+            RouteId::Index(i) => self.route_labels.get(i).copied().unwrap_or("-"),
         }
     }
 }
@@ -384,12 +394,20 @@ impl ProxyHttp for FluxgateProxy {
         let (outcome, reason) = match (&ctx.verdict, &ctx.failure) {
             (_, Some(f)) => ("failed", f.reason()),
             (Some(v), None) => match &v.outcome {
-                Ok(a) => ("admitted", admitted_reason(a)),
+                Ok(a) => match &a.would_deny {
+                    Some(d) => ("would_deny", d.reason()),
+                    None => ("admitted", admitted_reason(a)),
+                },
                 Err(d) => ("denied", d.reason()),
             },
             (None, None) => ("failed", "unparseable_request"),
         };
         self.metrics.decisions.inc(outcome, reason);
+        if outcome == "would_deny"
+            && let Some(v) = &ctx.verdict
+        {
+            self.report(ctx, v, reason, status);
+        }
         self.metrics.responses.inc(status_class(status), "");
         if ctx.live.access_log {
             let route = ctx
@@ -415,6 +433,24 @@ impl ProxyHttp for FluxgateProxy {
                     .map_or(peer_ip(session), |v| v.client_ip),
             });
         }
+    }
+}
+
+impl FluxgateProxy {
+    /// Report mode: counts a would-deny by reason and route, and says so in the log (never the
+    /// credential: only the reason, the route, and what the upstream answered).
+    fn report(&self, ctx: &RequestCtx, v: &Verdict, reason: &'static str, status: u16) {
+        let route = ctx.live.route_label(v.route);
+        self.metrics.would_deny.inc(reason, route);
+        tracing::info!(
+            reason,
+            route,
+            stage = v.stage.name(),
+            status,
+            client_ip = %v.client_ip,
+            request_id = ctx.request_id.as_ref().and_then(|r| r.to_str().ok()).unwrap_or("-"),
+            "report mode: would deny; forwarded without identity"
+        );
     }
 }
 

@@ -31,6 +31,7 @@ mod proxy_auth;
 mod rate_limits;
 mod redis_cluster;
 mod redis_store;
+mod rollout;
 mod store_suite;
 mod sudo;
 mod transport;

@@ -157,28 +157,13 @@ impl IpAuth {
         user_agent: Option<&str>,
         retry_after_secs: u32,
     ) -> Result<(), Denial> {
-        if self.settings.trusted.contains(ip) {
+        let Some(here) = self.unapproved(s, ip, geo, retry_after_secs).await? else {
             return Ok(());
-        }
-        let here = self.location(ip, geo);
-        // The location a session was created from is authorized by its creation.
-        if s.client_ip
-            .is_some_and(|c| self.location(c, &self.geo.lookup(c)) == here)
-        {
-            return Ok(());
-        }
+        };
         let unavailable = |e: StoreError| {
             tracing::warn!(error = %e, "IP authorization: store failed; refusing");
             Denial::StoreUnavailable { retry_after_secs }
         };
-        let known = self
-            .sessions
-            .locations(s.user_id())
-            .await
-            .map_err(unavailable)?;
-        if known.set.contains(&here) {
-            return Ok(());
-        }
         // SECURITY: a session from a place its user never approved is held until the user
         // approves it from their inbox; a stolen cookie used elsewhere is stopped here.
         let now = self.clock.now_secs();
@@ -212,6 +197,32 @@ impl IpAuth {
             ticket: live.ticket.clone(),
             resend_available_in: (live.notified_at + self.settings.resend_after_secs - now).max(0),
         })
+    }
+
+    /// The location of a request from `ip` when the session's user has not approved it, without
+    /// opening a ticket or notifying anyone (report mode asks only this).
+    pub async fn unapproved(
+        &self,
+        s: &Session,
+        ip: IpAddr,
+        geo: &GeoInfo,
+        retry_after_secs: u32,
+    ) -> Result<Option<String>, Denial> {
+        if self.settings.trusted.contains(ip) {
+            return Ok(None);
+        }
+        let here = self.location(ip, geo);
+        // The location a session was created from is authorized by its creation.
+        if s.client_ip
+            .is_some_and(|c| self.location(c, &self.geo.lookup(c)) == here)
+        {
+            return Ok(None);
+        }
+        let known = self.sessions.locations(s.user_id()).await.map_err(|e| {
+            tracing::warn!(error = %e, "IP authorization: store failed; refusing");
+            Denial::StoreUnavailable { retry_after_secs }
+        })?;
+        Ok((!known.set.contains(&here)).then_some(here))
     }
 
     fn notify(&self, t: &Ticket, token: String) {
