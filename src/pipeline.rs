@@ -12,6 +12,9 @@
 //!    the path that picked the policy is the path the upstream acts on.
 //! 3. network rules — global, then the route's: allow and deny lists of CIDRs, countries and
 //!    ASNs, decided on the resolved client IP before anything else is spent on the request.
+//!    Then a CORS preflight from an allowed origin is admitted (answered by fluxgate, or sent
+//!    upstream anonymously): it carries no credential by design, and counting it against the
+//!    route's limits would charge browser clients twice.
 //! 4. pre-auth limits — buckets keyed by IP, a path parameter or a body field, then the
 //!    route's brute-force lockout: they shield the store and the upstream from floods and
 //!    guessing before any lookup is made.
@@ -50,6 +53,7 @@ use crate::net::client_ip::ClientIpResolver;
 use crate::net::geoip::GeoInfo;
 use crate::net::hygiene::{HygieneRules, Upgrade};
 use crate::net::path::check_target;
+use crate::policy::cors::{CorsMode, CorsPolicy};
 use crate::policy::csrf::OriginPolicy;
 use crate::policy::network::NetworkRules;
 use crate::policy::ratelimit::Limiter;
@@ -84,6 +88,8 @@ pub struct Rules {
     pub limits: Arc<Limiter>,
     /// Sudo mode, when `[sudo]` has a secret.
     pub sudo: Option<Arc<Sudo>>,
+    /// CORS: allowed cross-origin readers, preflights (`[cors]`).
+    pub cors: CorsPolicy,
     /// Login capture on `role = "login"` routes (`[login]`).
     pub login: crate::policy::login::LoginSettings,
     /// Origins allowed to make cookie-authenticated state changes.
@@ -186,9 +192,10 @@ impl Pipeline {
             },
             passed: Passed::default(),
         };
-        // 3–4. network rules, pre-auth limits; then 5–11.
-        let decided = match self.prelude(&mut pre).await {
-            Ok(()) => self.decide(f, &mut pre).await,
+        // 3–4. network rules (and CORS preflights), pre-auth limits; then 5–11.
+        let decided = match self.prelude(f, &mut pre).await {
+            Ok(Some(preflight)) => Ok(preflight),
+            Ok(None) => self.decide(f, &mut pre).await,
             Err(refused) => Err(refused),
         };
         let (stage, outcome) = match decided {
@@ -213,8 +220,13 @@ impl Pipeline {
         }
     }
 
-    /// Stages 3–4: what can be refused before any lookup is spent on the request.
-    async fn prelude(&self, pre: &mut Prelude<'_>) -> Result<(), (Stage, Denial)> {
+    /// Stages 3–4: what can be refused before any lookup is spent on the request; a CORS
+    /// preflight from an allowed origin is admitted between them.
+    async fn prelude(
+        &self,
+        f: &RequestFacts<'_>,
+        pre: &mut Prelude<'_>,
+    ) -> Result<Option<Admitted>, (Stage, Denial)> {
         // 3. network rules: global, then the route's, on the resolved client IP.
         let route_rules = pre
             .policy
@@ -225,12 +237,38 @@ impl Pipeline {
         {
             return Err((Stage::Network, Denial::Forbidden));
         }
+        if let Some(preflight) = self.preflight(f, pre) {
+            return Ok(Some(preflight));
+        }
         // 4. pre-auth limits and lockout: they shield the store and the upstream from floods
         //    and guessing before any lookup is made.
         pre.passed = stage::pre_auth(&self.rules.limits, pre.policy, &pre.keys)
             .await
             .map_err(|d| (Stage::PreAuthLimits, d))?;
-        Ok(())
+        Ok(None)
+    }
+
+    /// A CORS preflight from an allowed origin, admitted anonymously: answered by fluxgate
+    /// (`mode = "edge"`) or forwarded with no identity (`"upstream"`).
+    // SECURITY: a preflight carries no credential, so it is never given an identity; one from
+    // a foreign origin is an ordinary request and meets every rule (a foreign page learns
+    // nothing from a preflight that a simple request would not tell it).
+    fn preflight(&self, f: &RequestFacts<'_>, pre: &Prelude<'_>) -> Option<Admitted> {
+        let cors = &self.rules.cors;
+        if !CorsPolicy::is_preflight(f.method, f.headers)
+            || cors.allowed_origin(f.headers).is_none()
+        {
+            return None;
+        }
+        Some(Admitted {
+            identity: Identity::Anonymous,
+            role: None,
+            limit_headers: None,
+            websocket: false,
+            plan: self.plan(f, pre, &Identity::Anonymous, None),
+            would_deny: None,
+            preflight: cors.mode == CorsMode::Edge,
+        })
     }
 
     /// Stages 5–11, for a request that passed the prelude.
@@ -371,6 +409,7 @@ impl Pipeline {
             websocket: pre.upgrade == Upgrade::WebSocket,
             plan,
             would_deny: None,
+            preflight: false,
         }
     }
 

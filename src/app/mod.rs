@@ -181,6 +181,7 @@ pub(crate) fn live(
         limits,
         sudo,
         login: cfg.login,
+        cors: cfg.cors,
         origins: cfg.origins,
         geo_headers: cfg.geo_headers,
         network: cfg.network,

@@ -76,6 +76,9 @@ pub struct Admitted {
     /// Report mode: the denial this request would have had, had the route enforced it. The
     /// request goes upstream anonymous (see `policy::rollout`).
     pub would_deny: Option<Denial>,
+    /// A CORS preflight from an allowed origin that fluxgate answers itself (`[cors] mode =
+    /// "edge"`); nothing goes upstream.
+    pub preflight: bool,
 }
 
 /// The stages of the request path, in order; `pipeline.rs`'s module doc says why each stands

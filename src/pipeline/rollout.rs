@@ -31,6 +31,7 @@ impl Pipeline {
             websocket: pre.upgrade == Upgrade::WebSocket,
             plan,
             would_deny: Some(d),
+            preflight: false,
         })
     }
 

@@ -36,6 +36,7 @@ impl Pipeline {
             limits: Arc::new(Limiter::none(rt.clock.clone())),
             sudo: None,
             login: Default::default(),
+            cors: Default::default(),
             origins: OriginPolicy::default(),
             geo_headers: false,
             network: NetworkRules::default(),

@@ -56,6 +56,7 @@ mod tests {
                         websocket: false,
                         plan: Default::default(),
                         would_deny: None,
+                        preflight: false,
                     }),
                     reservation: None,
                 }

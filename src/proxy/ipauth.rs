@@ -3,13 +3,14 @@
 //! `POST /auth/ip-authorization/resend` (each also under the version prefixes).
 
 use super::Live;
+use super::RequestCtx;
 use super::respond::{write_denial, write_json};
 use crate::denial::{BadRequest, Denial, RateLimited};
 use crate::policy::Role;
 use crate::policy::ipauth::Refused;
 use crate::policy::ratelimit::Scope;
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use serde::Deserialize;
@@ -54,7 +55,7 @@ pub async fn answer(
     proxy: &Live,
     session: &mut Session,
     role: Role,
-    request_id: Option<&HeaderValue>,
+    ctx: &RequestCtx,
 ) -> Result<bool> {
     let ip_auth = &proxy.pipeline.rt.ip_auth;
     let outcome: std::result::Result<Option<serde_json::Value>, Denial> = match role {
@@ -91,17 +92,17 @@ pub async fn answer(
         Role::Logout | Role::LogoutAll | Role::Login => return Ok(false),
     };
     match outcome {
-        Ok(Some(json)) => write_json(session, StatusCode::OK, &json, request_id).await?,
+        Ok(Some(json)) => write_json(session, StatusCode::OK, &json, ctx).await?,
         Ok(None) => {
             write_json(
                 session,
                 StatusCode::NO_CONTENT,
                 &serde_json::Value::Null,
-                request_id,
+                ctx,
             )
             .await?
         }
-        Err(d) => write_denial(session, &d, request_id).await?,
+        Err(d) => write_denial(session, &d, ctx).await?,
     }
     Ok(true)
 }

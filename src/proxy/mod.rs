@@ -90,9 +90,10 @@ impl FluxgateProxy {
     }
 }
 
-/// What every answer to an admitted request carries, proxied or not: the limit headers and the
-/// request id.
-fn finish_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+/// What every answer to an admitted request carries, proxied or not: the limit headers, the
+/// request id, and CORS for an allowed origin.
+fn finish_response(resp: &mut ResponseHeader, session: &Session, ctx: &RequestCtx) -> Result<()> {
+    respond::cors(resp, session, ctx, false)?;
     if let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict
         && let Some(h) = &a.limit_headers
     {
@@ -222,7 +223,7 @@ impl ProxyHttp for FluxgateProxy {
             body::Preread::Skipped => None,
             body::Preread::Body(b) => b,
             body::Preread::Refused(d) => {
-                respond::write_denial(session, &d, ctx.request_id.as_ref()).await?;
+                respond::write_denial(session, &d, ctx).await?;
                 ctx.failure = Some(d);
                 return Ok(true);
             }
@@ -245,8 +246,16 @@ impl ProxyHttp for FluxgateProxy {
                     .as_ref()
                     .and_then(|v| v.outcome.as_ref().ok())
                     .and_then(|a| a.role);
+                if ctx
+                    .verdict
+                    .as_ref()
+                    .is_some_and(|v| matches!(&v.outcome, Ok(a) if a.preflight))
+                {
+                    respond::write_preflight(session, ctx).await?;
+                    return Ok(true);
+                }
                 if let Some(role) = role
-                    && ipauth::answer(&live, session, role, ctx.request_id.as_ref()).await?
+                    && ipauth::answer(&live, session, role, ctx).await?
                 {
                     return Ok(true);
                 }
@@ -262,7 +271,7 @@ impl ProxyHttp for FluxgateProxy {
                 Ok(false)
             }
             Some(d) => {
-                respond::write_denial(session, &d, ctx.request_id.as_ref()).await?;
+                respond::write_denial(session, &d, ctx).await?;
                 Ok(true)
             }
         }
@@ -321,14 +330,14 @@ impl ProxyHttp for FluxgateProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
         cookies::on_response(resp, ctx);
         logout::on_response(self, resp, ctx).await;
-        finish_response(resp, ctx)
+        finish_response(resp, session, ctx)
     }
 
     async fn fail_to_proxy(
@@ -367,7 +376,7 @@ impl ProxyHttp for FluxgateProxy {
         if session.response_written().is_none() {
             // The connection is not reused after a failure; say so.
             session.set_keepalive(None);
-            let _ = respond::write_denial(session, &denial, ctx.request_id.as_ref()).await;
+            let _ = respond::write_denial(session, &denial, ctx).await;
         }
         ctx.failure = Some(denial);
         FailToProxy {

@@ -1,29 +1,80 @@
 //! Writing fluxgate's own responses (denials, failures) to the client. Denials are written here
 //! rather than through `respond_error`, which would close a keep-alive connection for every 401.
 
+use super::RequestCtx;
 use crate::denial::Denial;
 use crate::identity;
+use crate::policy::cors::{CorsMode, CorsPolicy};
 use bytes::Bytes;
-use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-/// Writes `denial` as the contract's JSON response.
-pub async fn write_denial(
-    session: &mut Session,
-    denial: &Denial,
-    request_id: Option<&HeaderValue>,
+/// CORS on an answer to an allowed origin. `own`: fluxgate wrote the answer (a denial, its own
+/// endpoint); otherwise it is the upstream's, and in edge mode fluxgate replaces its CORS.
+pub fn cors(
+    resp: &mut ResponseHeader,
+    session: &Session,
+    ctx: &RequestCtx,
+    own: bool,
 ) -> Result<()> {
+    let cors = &ctx.live.pipeline.rules.cors;
+    if !own {
+        match cors.mode {
+            // SECURITY: in edge mode fluxgate alone decides who may read answers: an upstream
+            // that echoes any Origin cannot open the API to a foreign page.
+            CorsMode::Edge => {
+                for h in CorsPolicy::OWNED
+                    .iter()
+                    .filter(|h| **h != http::header::VARY)
+                {
+                    resp.remove_header(h);
+                }
+            }
+            CorsMode::Upstream | CorsMode::Off => return Ok(()),
+        }
+    }
+    if let Some(origin) = cors.allowed_origin(&session.req_header().headers) {
+        for (k, v) in cors.response_headers(origin) {
+            if k == http::header::VARY {
+                resp.append_header(k, v)?;
+            } else {
+                resp.insert_header(k, v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// fluxgate's answer to a CORS preflight from an allowed origin: 204 with the CORS headers.
+pub async fn write_preflight(session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+    let cors = &ctx.live.pipeline.rules.cors;
+    let mut h = ResponseHeader::build(http::StatusCode::NO_CONTENT, Some(8))?;
+    if let Some(origin) = cors.allowed_origin(&session.req_header().headers) {
+        for (k, v) in cors.preflight_headers(origin) {
+            h.insert_header(k, v)?;
+        }
+    }
+    if let Some(id) = &ctx.request_id {
+        h.insert_header(identity::REQUEST_ID, id.clone())?;
+    }
+    session.write_response_header(Box::new(h), true).await
+}
+
+/// Writes `denial` as the contract's JSON response.
+pub async fn write_denial(session: &mut Session, denial: &Denial, ctx: &RequestCtx) -> Result<()> {
     let r = denial.to_response();
-    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 2))?;
+    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 6))?;
     for (k, v) in r.headers {
         h.insert_header(k, v)?;
     }
     h.insert_header("content-length", r.body.len())?;
-    if let Some(id) = request_id {
+    if let Some(id) = &ctx.request_id {
         h.insert_header(identity::REQUEST_ID, id.clone())?;
     }
+    // Every denial to an allowed origin carries the CORS headers of a success, so the page
+    // can read Fluxer's error JSON.
+    cors(&mut h, session, ctx, true)?;
     // An unread request body would have to be drained before the connection could carry the
     // next request; refusing to read what we already refused is cheaper and safer.
     // SECURITY: after a malformed request, nothing more on the connection can be trusted to
@@ -55,7 +106,7 @@ pub async fn write_json(
     session: &mut Session,
     status: http::StatusCode,
     json: &serde_json::Value,
-    request_id: Option<&HeaderValue>,
+    ctx: &RequestCtx,
 ) -> Result<()> {
     let body = if json.is_null() {
         Bytes::new()
@@ -70,9 +121,10 @@ pub async fn write_json(
     if status != http::StatusCode::NO_CONTENT {
         h.insert_header("content-length", body.len())?;
     }
-    if let Some(id) = request_id {
+    if let Some(id) = &ctx.request_id {
         h.insert_header(identity::REQUEST_ID, id.clone())?;
     }
+    cors(&mut h, session, ctx, true)?;
     let end = body.is_empty();
     session.write_response_header(Box::new(h), end).await?;
     if !end {
