@@ -205,6 +205,8 @@ pub struct Metrics {
     pub backend_auth: LabeledCounter,
     /// fluxgate_backend_auth_duration_seconds: how long the backend took to answer.
     pub backend_latency: Histogram,
+    /// fluxgate_backend_shared_total{result}: backend answers shared through Redis.
+    pub backend_shared: LabeledCounter,
 }
 
 impl Default for Metrics {
@@ -228,6 +230,7 @@ impl Default for Metrics {
             reloads: Default::default(),
             backend_auth: Default::default(),
             backend_latency: Histogram::new(BACKEND_BUCKETS_US),
+            backend_shared: Default::default(),
         }
     }
 }
@@ -300,6 +303,13 @@ impl Metrics {
             "Tokens asked of the session backend, by result.",
             ("result", ""),
             &self.backend_auth,
+        );
+        family(
+            &mut s,
+            "fluxgate_backend_shared_total",
+            "Backend answers shared through Redis: reads (hit, miss, read_error) and writes (written, write_error, undone).",
+            ("result", ""),
+            &self.backend_shared,
         );
         self.backend_latency.render(
             &mut s,
