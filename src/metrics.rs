@@ -210,6 +210,8 @@ pub struct Metrics {
     pub login_capture: LabeledCounter,
     /// fluxgate_would_deny_total{reason, route}: denials report mode forwarded instead.
     pub would_deny: LabeledCounter,
+    /// fluxgate_backend_shared_total{result}: backend answers shared through Redis.
+    pub backend_shared: LabeledCounter,
 }
 
 impl Default for Metrics {
@@ -235,6 +237,7 @@ impl Default for Metrics {
             backend_latency: Histogram::new(BACKEND_BUCKETS_US),
             login_capture: Default::default(),
             would_deny: Default::default(),
+            backend_shared: Default::default(),
         }
     }
 }
@@ -307,6 +310,13 @@ impl Metrics {
             "Tokens asked of the session backend, by result.",
             ("result", ""),
             &self.backend_auth,
+        );
+        family(
+            &mut s,
+            "fluxgate_backend_shared_total",
+            "Backend answers shared through Redis: reads (hit, miss, read_error) and writes (written, write_error, undone).",
+            ("result", ""),
+            &self.backend_shared,
         );
         self.backend_latency.render(
             &mut s,

@@ -15,7 +15,9 @@
 //! (d) as (c) on the Redis store (cache hits);
 //! (e) cache misses: every request a different valid session, in Redis;
 //! (f) nginx auth_request → a second nginx answering 200 (best case of forward auth);
-//! (g) as (c) with the access log on (JSON, to a file).
+//! (g) as (c) with the access log on (JSON, to a file);
+//! (h) backend misses: every request a new token, `store = "backend"`, so each one is a call to
+//!     the upstream's `/users/@me` (loopback, the same process as the upstream); compare (c).
 
 #![allow(
     clippy::unwrap_used,
@@ -188,6 +190,34 @@ fn main() {
             },
         });
         _keep_logged = Some(logged);
+    }
+
+    // (h): misses against the backend resolver. A million rotating tokens at a 1 s cache TTL:
+    // no token comes back within its TTL, so every request asks the backend.
+    let mut _keep_backend = None;
+    let backend_dir = tempfile::tempdir().unwrap();
+    if o.full {
+        let misses = fluxgate(
+            &bin,
+            PROXY_CPU,
+            "h",
+            &format!(
+                "{upstream_cfg}[sessions]\nstore = \"backend\"\ncache_ttl = \"1s\"\nnegative_ttl = \"1s\"\n[sessions.backend]\nvalidate_url = \"http://{upstream}/users/@me\"\n{LIMIT}"
+            ),
+        );
+        let lua = backend_dir.path().join("rotate.lua");
+        std::fs::write(&lua, report::rotate_script(1_000_000)).unwrap();
+        let lua: &'static std::path::Path = Box::leak(lua.into_boxed_path());
+        rows.push(Row {
+            key: "h",
+            title: "backend misses: a new token each request → loopback /users/@me",
+            load: wrk::Load {
+                url: format!("http://{}/x", misses.proxy),
+                headers: vec![],
+                script: Some(lua),
+            },
+        });
+        _keep_backend = Some(misses);
     }
 
     // (d), (e): Redis.

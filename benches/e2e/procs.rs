@@ -124,9 +124,12 @@ pub fn serve_upstream(port: u16) {
             };
             let _ = s.set_nodelay(true);
             tokio::spawn(async move {
-                let svc = service_fn(|_req| async {
+                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
                     Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                        bytes::Bytes::from_static(b"ok"),
+                        match req.uri().path() {
+                            "/users/@me" => users_me(&req),
+                            _ => bytes::Bytes::from_static(b"ok"),
+                        },
                     )))
                 });
                 let _ = http1::Builder::new()
@@ -135,6 +138,19 @@ pub fn serve_upstream(port: u16) {
             });
         }
     });
+}
+
+/// Row (h)'s "who am I": every `flx_<digits>` token is a session of the user `<digits>`
+/// (leading zeros dropped), as a backend that looked it up would answer.
+fn users_me(req: &hyper::Request<hyper::body::Incoming>) -> bytes::Bytes {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let digits = token.trim_start_matches("flx_").trim_start_matches('0');
+    let id = if digits.is_empty() { "0" } else { digits };
+    bytes::Bytes::from(format!(r#"{{"id":"{id}","mfa_enabled":false,"flags":0}}"#))
 }
 
 /// A running fluxgate with its addresses.

@@ -61,6 +61,7 @@ pub fn table(
     let find = |k: &str| rows.iter().position(|(key, _)| *key == k);
     let rps = |k: &str| find(k).map(|i| med(i, |s| s.rps));
     let p99 = |k: &str| find(k).map(|i| med(i, |s| s.p99_ms));
+    let p50 = |k: &str| find(k).map(|i| med(i, |s| s.p50_ms));
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -106,7 +107,7 @@ pub fn table(
     };
     let _ = writeln!(
         t,
-        "Targets: (c)/(b) = {} (≥ 0.90); p99(c) − p99(b) = {} ms (≤ 0.3); (c)/(f) = {} (≥ 1.2); (d)/(c) = {} (≥ 0.95). Access log: (g)/(c) = {}.",
+        "Targets: (c)/(b) = {} (≥ 0.90); p99(c) − p99(b) = {} ms (≤ 0.3); (c)/(f) = {} (≥ 1.2); (d)/(c) = {} (≥ 0.95). Access log: (g)/(c) = {}. Backend misses: (h)/(c) = {}, p50(h) − p50(c) = {} ms.",
         ratio("c", "b"),
         match (p99("c"), p99("b")) {
             (Some(c), Some(b)) => format!("{:.3}", c - b),
@@ -115,6 +116,11 @@ pub fn table(
         ratio("c", "f"),
         ratio("d", "c"),
         ratio("g", "c"),
+        ratio("h", "c"),
+        match (p50("h"), p50("c")) {
+            (Some(h), Some(c)) => format!("{:.3}", h - c),
+            _ => "n/a".into(),
+        },
     );
     for n in notes {
         let _ = writeln!(t, "\nNote: {n}.");

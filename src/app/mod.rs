@@ -23,6 +23,7 @@ use crate::redis_client::Connections;
 use crate::session::backend::BackendResolver;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::redis::RedisStore;
+use crate::session::redis::shared::SharedAnswers;
 use crate::session::{SessionCache, SessionStore};
 use arc_swap::ArcSwap;
 use housekeeping::Housekeeping;
@@ -283,7 +284,11 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
             metrics.clone(),
             boot.sessions.cache,
         )
-        .with_backend(resolver),
+        .with_backend(resolver)
+        .with_shared(match (&redis, boot.sessions.share) {
+            (Some(conns), true) => Some(SharedAnswers::new(conns.clone(), clock.clone())),
+            _ => None,
+        }),
     );
     // During a graceful upgrade the old instance still holds the admin port; it is bound once
     // the old instance lets go (see `Housekeeping::start`).

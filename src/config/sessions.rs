@@ -73,6 +73,10 @@ pub struct BackendFile {
     /// With `store = "embedded"` or `"redis"`: also ask the backend about tokens the store
     /// does not know. (`store = "backend"` always asks it.)
     pub fallback: bool,
+    /// Share positive answers with other instances through Redis. Unset: on with
+    /// `store = "redis"`, off otherwise; `true` with another store uses `[redis]` for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
     /// `GET` with the client's credential; empty: the upstream's `/users/@me`.
     pub validate_url: String,
     /// RFC 7662 introspection for OAuth2 bearer tokens; empty: OAuth2 tokens are not asked.
@@ -92,6 +96,7 @@ impl Default for BackendFile {
     fn default() -> Self {
         BackendFile {
             fallback: false,
+            share: None,
             validate_url: String::new(),
             introspect_url: String::new(),
             client_id: String::new(),
@@ -125,6 +130,8 @@ pub struct SessionsBoot {
     pub store: StoreSettings,
     /// Asked about tokens the store does not know (`store = "backend"`, or `fallback`).
     pub backend: Option<BackendSettings>,
+    /// Share the backend's positive answers through Redis (`[sessions.backend] share`).
+    pub share: bool,
     pub cache: CacheSettings,
 }
 
@@ -226,9 +233,11 @@ pub(super) fn validate_sessions(
     let backend = (chosen == Some(Store::Backend) || s.backend.fallback)
         .then(|| validate_backend(&s.backend, upstream, e))
         .flatten();
+    let share = validate_share(&s.backend, chosen, backend.is_some(), e);
     let boot = SessionsBoot {
         store,
         backend,
+        share,
         cache: CacheSettings {
             ttl_ms: s.cache_ttl.as_millis(),
             negative_ttl_ms: s.negative_ttl.as_millis(),
@@ -251,6 +260,24 @@ pub(super) fn validate_sessions(
         serve_stale,
     };
     (boot, rules)
+}
+
+/// Whether backend answers are shared through Redis: by default with the Redis store; on
+/// request with another store (which then needs `[redis]`); never without a backend.
+fn validate_share(b: &BackendFile, store: Option<Store>, asked: bool, e: &mut Errors) -> bool {
+    let asks = store == Some(Store::Backend) || b.fallback;
+    match b.share {
+        None => asks && asked && store == Some(Store::Redis),
+        Some(false) => false,
+        Some(true) if !asks => {
+            e.at(
+                p("sessions.backend.share"),
+                "only applies when the backend is asked: set store = \"backend\" or fallback = true",
+            );
+            false
+        }
+        Some(true) => asked,
+    }
 }
 
 fn url(s: &str, key: &str, e: &mut Errors) -> Option<http::Uri> {

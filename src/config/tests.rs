@@ -177,3 +177,30 @@ role = "signup"
     ];
     assert_eq!(errors(src), want);
 }
+
+#[test]
+fn sharing_backend_answers_defaults_to_the_redis_store_and_needs_a_backend() {
+    let with = |s: &str| {
+        let src = format!("[upstream]\naddresses = [\"127.0.0.1:3000\"]\n{s}");
+        parse(&src, "t")
+            .unwrap_or_else(|e| panic!("{s}: {e:?}"))
+            .boot
+    };
+    let redis = with("[sessions]\nstore = \"redis\"\n[sessions.backend]\nfallback = true\n");
+    assert!(redis.sessions.share, "on by default with the Redis store");
+    let off =
+        with("[sessions]\nstore = \"redis\"\n[sessions.backend]\nfallback = true\nshare = false\n");
+    assert!(!off.sessions.share);
+    let backend = with("[sessions]\nstore = \"backend\"\n");
+    assert!(!backend.sessions.share && backend.redis.is_none());
+    let opted = with("[sessions]\nstore = \"backend\"\n[sessions.backend]\nshare = true\n");
+    assert!(opted.sessions.share);
+    assert!(opted.redis.is_some(), "share = true uses [redis]");
+    // Nothing to share without a backend: an error with its key path, not a silent no-op.
+    let e = errors("[sessions]\nstore = \"redis\"\n[sessions.backend]\nshare = true\n");
+    assert!(e[0].starts_with("sessions.backend.share"), "{e:?}");
+    assert!(
+        e[0].contains("only applies when the backend is asked"),
+        "{e:?}"
+    );
+}

@@ -54,6 +54,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let origins = csrf::validate_csrf(&file.csrf, &mut e);
     let cors = cors::validate_cors(&file.cors, &origins, &mut e);
     let uses_redis = matches!(sessions_boot.store, StoreSettings::Redis { .. })
+        || sessions_boot.share
         || limits.on_redis
         || ip_auth.stream.is_some();
     let redis = if uses_redis {

@@ -25,6 +25,7 @@
 
 use super::backend::BackendResolver;
 use super::record::{CacheMeta, RecordError, Session, SessionRecord};
+use super::redis::shared::SharedAnswers;
 use super::store::{SessionStore, StoreError};
 use crate::clock::{Millis, SharedClock};
 use crate::credential::{Kind, Sid};
@@ -115,6 +116,8 @@ pub struct SessionCache {
     store: Arc<dyn SessionStore>,
     /// Asked about tokens the store does not know (`[sessions.backend]`).
     backend: Option<Arc<BackendResolver>>,
+    /// Where positive backend answers are shared with other instances (`share`).
+    shared: Option<SharedAnswers>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
     settings: CacheSettings,
@@ -157,6 +160,7 @@ impl SessionCache {
                 .map(|_| quick_cache::sync::Cache::new(capacity)),
             store,
             backend: None,
+            shared: None,
             clock,
             metrics,
             settings,
@@ -176,6 +180,12 @@ impl SessionCache {
     /// Asks `backend` about tokens the store does not know.
     pub fn with_backend(mut self, backend: Option<Arc<BackendResolver>>) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// Shares positive backend answers through Redis (and reads them before asking).
+    pub fn with_shared(mut self, shared: Option<SharedAnswers>) -> Self {
+        self.shared = shared;
         self
     }
 
@@ -291,10 +301,14 @@ impl SessionCache {
                 return Err(e);
             }
         };
+        // How long a shared answer has left (a reader never outlives the writer's bound).
+        let mut shared_left = None;
         if record.is_none()
             && let (Some(backend), Some((kind, token))) = (&self.backend, token)
         {
-            record = self.ask_backend(backend, kind, &token).await?;
+            (record, shared_left) = self
+                .backend_answer(backend, sid, kind, &token, generation)
+                .await?;
         }
         let now = self.clock.now_ms();
         let session = record.and_then(|r| match Session::new(sid, r) {
@@ -305,7 +319,7 @@ impl SessionCache {
             }
         });
         Ok(match session {
-            Some(s) => self.found(s, generation, now),
+            Some(s) => self.found(s, generation, now, shared_left),
             None => Slot::Absent(Arc::new(Absent {
                 sid,
                 meta: CacheMeta {
@@ -318,10 +332,12 @@ impl SessionCache {
         })
     }
 
-    /// A session read at `generation`, as a cache entry fresh for the TTL (never past its
-    /// expiry), and remembered as last good.
-    fn found(&self, mut s: Session, generation: u64, now: Millis) -> Slot {
-        let ttl_end = now.saturating_add(self.settings.ttl_ms);
+    /// A session read at `generation`, as a cache entry fresh for the TTL (or `cap`, what a
+    /// shared answer has left, when shorter; never past its expiry), and remembered as last
+    /// good.
+    fn found(&self, mut s: Session, generation: u64, now: Millis, cap: Option<Millis>) -> Slot {
+        let ttl = cap.map_or(self.settings.ttl_ms, |l| l.min(self.settings.ttl_ms));
+        let ttl_end = now.saturating_add(ttl);
         s.meta = CacheMeta {
             fresh_until: match s.expires_at {
                 Some(exp) => ttl_end.min(exp.saturating_mul(1000)),
@@ -343,43 +359,14 @@ impl SessionCache {
     pub fn prime(&self, token: &str, record: SessionRecord) -> Result<(), RecordError> {
         let sid = Sid::of(token);
         let generation = self.generation.load(Ordering::Acquire);
-        let slot = self.found(Session::new(sid, record)?, generation, self.clock.now_ms());
+        let slot = self.found(
+            Session::new(sid, record)?,
+            generation,
+            self.clock.now_ms(),
+            None,
+        );
         self.cache.insert(key(&sid), slot);
         Ok(())
-    }
-
-    /// A token the store does not know, as the backend sees it.
-    async fn ask_backend(
-        &self,
-        backend: &BackendResolver,
-        kind: Kind,
-        token: &str,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        let started = crate::clock::monotonic_now();
-        let answer = backend.resolve(kind, token, self.clock.now_secs()).await;
-        let result = match &answer {
-            Ok(Some(_)) => "session",
-            Ok(None) => "no_session",
-            Err(e) => e.reason(),
-        };
-        self.metrics.backend_auth.inc(result, "");
-        self.metrics.backend_latency.observe(started.elapsed());
-        match answer {
-            Ok(found) => Ok(found.map(|b| b.record)),
-            Err(e) => {
-                // SECURITY: a backend that cannot answer is not "no session": the request fails
-                // closed (503) and nothing is cached. The reason never carries the token.
-                tracing::warn!(
-                    reason = e.reason(),
-                    "session backend failed; refusing the request"
-                );
-                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                Err(StoreError::Unavailable(format!(
-                    "session backend: {}",
-                    e.reason()
-                )))
-            }
-        }
     }
 
     fn next_generation(&self) -> u64 {
@@ -477,7 +464,10 @@ impl SessionCache {
 
     /// Revokes one session in the store and evicts it here.
     pub async fn revoke(&self, sid: &Sid) -> Result<Option<String>, StoreError> {
-        let user = self.store.revoke(sid).await?;
+        // The shared backend answer goes first: the store's revocation tells every instance to
+        // evict, and an instance that evicts must not find the answer in Redis again.
+        let shared = self.forget_shared(sid).await?;
+        let user = self.store.revoke(sid).await?.or(shared);
         self.evict(sid).await;
         if user.is_some() {
             self.metrics.revocations.fetch_add(1, Ordering::Relaxed);
@@ -487,7 +477,12 @@ impl SessionCache {
 
     /// Revokes every session of a user in the store and evicts them here.
     pub async fn revoke_user(&self, user_id: &str) -> Result<Vec<Sid>, StoreError> {
-        let sids = self.store.revoke_user(user_id).await?;
+        let mut sids = self.forget_shared_user(user_id).await?;
+        for sid in self.store.revoke_user(user_id).await? {
+            if !sids.contains(&sid) {
+                sids.push(sid);
+            }
+        }
         self.evict_user(user_id);
         for sid in &sids {
             self.evict(sid).await;
@@ -508,6 +503,9 @@ fn sid_stripe(sid: &Sid) -> usize {
     // Sids are SHA-256 outputs, already uniform.
     u16::from_le_bytes([sid.0[8], sid.0[9]]) as usize % STRIPES
 }
+
+#[path = "cache_backend.rs"]
+mod backend_answers;
 
 #[cfg(test)]
 #[path = "cache_tests.rs"]

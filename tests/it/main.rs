@@ -16,6 +16,7 @@ mod common;
 
 mod backend_fake;
 mod backend_sessions;
+mod backend_shared;
 mod config_check;
 mod cors;
 mod demo_and_cli;

@@ -6,6 +6,7 @@
 //! (see `subscriber`). Commands are issued one key at a time (never MULTI across keys) so the
 //! same code works on Redis Cluster, where the two keys live in different slots.
 
+pub mod shared;
 pub mod subscriber;
 
 use super::invalidation::Invalidation;

@@ -94,13 +94,10 @@ pub async fn run(
 
 async fn handle(cache: &SessionCache, metrics: &Metrics, payload: &[u8]) {
     match Invalidation::parse(payload) {
-        Some(Invalidation::Session(sid)) => {
+        Some(inv) => {
             metrics.invalidations.fetch_add(1, Ordering::Relaxed);
-            cache.evict(&sid).await;
-        }
-        Some(Invalidation::User(user)) => {
-            metrics.invalidations.fetch_add(1, Ordering::Relaxed);
-            cache.evict_user(&user);
+            // Evicts here and deletes any backend answer shared for it.
+            cache.invalidated(&inv).await;
         }
         None => tracing::debug!("ignoring an unrecognised invalidation message"),
     }
