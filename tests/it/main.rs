@@ -17,6 +17,7 @@ mod common;
 mod backend_fake;
 mod backend_sessions;
 mod backend_shared;
+mod browser;
 mod config_check;
 mod cors;
 mod demo_and_cli;
