@@ -252,6 +252,8 @@ fn benches(c: &mut Criterion) {
         peer,
         body: None,
         request_id: &rid,
+        tls: false,
+        authority: None,
     };
     let admitted = s
         .pipeline

@@ -79,6 +79,8 @@ pub fn explain(req: &Request) -> Result<Value, ExplainError> {
             body_read: false,
             length_with_chunked: false,
             request_id: &request_id,
+            tls: false,
+            authority: None,
         };
         let verdict = pipeline.evaluate(&facts).await;
         Ok(report(

@@ -472,10 +472,32 @@ impl Pipeline {
             }
         }
         set.push((identity::REQUEST_ID, f.request_id.clone()));
+        // The scheme and host the client used: fluxgate's own, unless a trusted proxy in front
+        // of it already said (its values are kept; an untrusted client's are stripped).
+        let trusted_peer = rules.client_ip.trusted().contains(f.peer);
+        if !(trusted_peer && f.headers.contains_key(&identity::X_FORWARDED_PROTO)) {
+            let proto = if f.tls { "https" } else { "http" };
+            set.push((
+                identity::X_FORWARDED_PROTO,
+                http::HeaderValue::from_static(proto),
+            ));
+        }
+        if !(trusted_peer && f.headers.contains_key(&identity::X_FORWARDED_HOST)) {
+            let host = match f.headers.get(http::header::HOST) {
+                Some(h) => Some(h.clone()),
+                None => f
+                    .authority
+                    .and_then(|a| http::HeaderValue::from_str(a).ok()),
+            };
+            if let Some(host) = host {
+                set.push((identity::X_FORWARDED_HOST, host));
+            }
+        }
         UpstreamPlan {
             set,
             strip_own_cookies: !pre.policy.pass_cookies,
             drop_expect: f.body_read,
+            strip_forwarded: !trusted_peer,
         }
     }
 

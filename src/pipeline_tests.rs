@@ -135,6 +135,8 @@ async fn run_from(
         length_with_chunked: false,
         body_read: false,
         request_id: &HeaderValue::from_static("test-request"),
+        tls: false,
+        authority: None,
         target: target.as_bytes(),
         headers: &h,
         peer: peer.parse().unwrap(),

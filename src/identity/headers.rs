@@ -45,8 +45,9 @@ fn has_reserved_prefix(name: &[u8]) -> bool {
 
 /// Removes every header a client could use to pass as fluxgate: anything named `x-fluxgate-*`
 /// or like a configured identity header, in any case or `_`/`-` spelling, and every header a
-/// `Connection` header nominates (so a client cannot make a hop drop what we inject).
-pub fn strip_untrusted(h: &mut impl HeaderEdit, names: &HeaderNames) {
+/// `Connection` header nominates (so a client cannot make a hop drop what we inject); with
+/// `forwarded`, every [`FORWARDED`] header too (the peer is not a trusted proxy).
+pub fn strip_untrusted(h: &mut impl HeaderEdit, names: &HeaderNames, forwarded: bool) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     {
         let map = h.headers();
@@ -66,7 +67,11 @@ pub fn strip_untrusted(h: &mut impl HeaderEdit, names: &HeaderNames) {
                 || names
                     .all()
                     .iter()
-                    .any(|c| same_name(n, c.as_str().as_bytes()));
+                    .any(|c| same_name(n, c.as_str().as_bytes()))
+                // SECURITY: a client's own X-Forwarded-Proto/-Host/-Port, X-Real-IP or
+                // Forwarded would lie to an upstream that builds URLs or logs addresses from
+                // them; only a trusted proxy's are kept.
+                || (forwarded && FORWARDED.iter().any(|f| same_name(n, f.as_str().as_bytes())));
             // SECURITY: a Connection-nominated header would be dropped by the next hop; if it
             // named an identity header, that hop would forward the request without it.
             // `Upgrade` is the one nomination kept: Pingora has already reduced any upgrade to
@@ -104,6 +109,24 @@ pub struct Injection<'a> {
 
 /// `X-Forwarded-For`, which fluxgate overwrites with the resolved client IP.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// The scheme the client used, `http` or `https`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// The `Host` the client asked for.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The resolved client IP, for upstreams that read this rather than `X-Forwarded-For`.
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The forwarding headers an untrusted client could use to lie about its address, the scheme,
+/// the host or the port: all removed (in any case or `_`/`-` spelling) unless the peer is a
+/// trusted proxy, before fluxgate sets its own (contract §4).
+pub const FORWARDED: [HeaderName; 6] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    HeaderName::from_static("x-forwarded-port"),
+    X_REAL_IP,
+    http::header::FORWARDED,
+];
 
 /// The identity headers for `id` (and `X-Forwarded-For`), appended to `out` as (name, value).
 pub fn identity_headers(
@@ -141,7 +164,8 @@ pub fn identity_headers(
             .expect("an IP address is a valid header");
         out.push((names[H::ClientIp].clone(), v.clone()));
         // Fluxer's API trusts the left-most X-Forwarded-For entry, so it must be ours alone.
-        out.push((X_FORWARDED_FOR, v));
+        out.push((X_FORWARDED_FOR, v.clone()));
+        out.push((X_REAL_IP, v));
     }
 }
 
@@ -199,7 +223,7 @@ mod tests {
             ("x-fluxgate", "keep: not the prefix"),
             ("accept", "keep"),
         ]);
-        strip_untrusted(&mut m, &names());
+        strip_untrusted(&mut m, &names(), true);
         let mut left: Vec<_> = m.keys().map(|k| k.as_str().to_string()).collect();
         left.sort();
         assert_eq!(left, vec!["accept", "x-fluxgate"]);
@@ -213,7 +237,7 @@ mod tests {
             ("x-other", "2"),
             ("accept", "keep"),
         ]);
-        strip_untrusted(&mut m, &names());
+        strip_untrusted(&mut m, &names(), true);
         assert!(m.get("x-custom-hop").is_none());
         assert!(m.get("x-other").is_none());
         assert!(m.get("accept").is_some());

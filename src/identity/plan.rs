@@ -21,6 +21,9 @@ pub struct UpstreamPlan {
     pub strip_own_cookies: bool,
     /// Drop `Expect`: fluxgate already read the body (and answered `100 Continue` itself).
     pub drop_expect: bool,
+    /// Remove the client's forwarding headers (`X-Forwarded-*`, `X-Real-IP`, `Forwarded`):
+    /// the peer is not a trusted proxy.
+    pub strip_forwarded: bool,
 }
 
 impl UpstreamPlan {
@@ -41,7 +44,7 @@ pub fn apply(
 ) {
     // SECURITY: stripping comes first, so a client-sent copy of any header fluxgate sets (or
     // could set) never reaches the upstream, whatever this request's identity is.
-    strip_untrusted(h, names);
+    strip_untrusted(h, names, plan.strip_forwarded);
     if plan.strip_own_cookies {
         strip_cookies(
             h,

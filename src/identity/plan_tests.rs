@@ -53,6 +53,7 @@ fn user_plan(names: &HeaderNames) -> UpstreamPlan {
         set,
         strip_own_cookies: true,
         drop_expect: false,
+        strip_forwarded: true,
     }
 }
 
@@ -203,4 +204,50 @@ fn expect_is_dropped_only_when_fluxgate_read_the_body() {
     plan.drop_expect = true;
     apply(&mut m, &names, &cookies(), &plan);
     assert!(m.get("expect").is_none());
+}
+
+#[test]
+fn spoofed_forwarding_headers_from_an_untrusted_peer_never_reach_the_upstream() {
+    let names = HeaderNames::defaults();
+    let mut m = map(&[
+        ("x-forwarded-proto", "https"),
+        ("X_Forwarded_Host", "evil.example"),
+        ("x-forwarded-port", "443"),
+        ("x-real-ip", "1.2.3.4"),
+        ("forwarded", "for=1.2.3.4;proto=https"),
+        ("X_Forwarded_For", "1.2.3.4"),
+        ("x-other", "kept"),
+    ]);
+    apply(&mut m, &names, &cookies(), &user_plan(&names));
+    for gone in [
+        "x-forwarded-proto",
+        "x_forwarded_host",
+        "x-forwarded-port",
+        "forwarded",
+        "x_forwarded_for",
+    ] {
+        assert!(m.get(gone).is_none(), "{gone} survived");
+    }
+    // Set by the plan: the resolved address, never the client's claim.
+    assert_eq!(m["x-real-ip"], "192.0.2.9");
+    assert_eq!(m["x-forwarded-for"], "192.0.2.9");
+    assert_eq!(m["x-other"], "kept");
+}
+
+#[test]
+fn a_trusted_proxys_forwarding_headers_are_kept() {
+    let names = HeaderNames::defaults();
+    let mut m = map(&[
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "api.fluxer.app"),
+        ("forwarded", "for=198.51.100.7;proto=https"),
+    ]);
+    let plan = UpstreamPlan {
+        strip_forwarded: false,
+        ..user_plan(&names)
+    };
+    apply(&mut m, &names, &cookies(), &plan);
+    assert_eq!(m["x-forwarded-proto"], "https");
+    assert_eq!(m["x-forwarded-host"], "api.fluxer.app");
+    assert_eq!(m["forwarded"], "for=198.51.100.7;proto=https");
 }

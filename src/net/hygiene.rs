@@ -75,6 +75,7 @@ const ALWAYS_PROTECTED: &[&str] = &[
     "transfer-encoding",
     "x-forwarded-for",
     "x-forwarded-host",
+    "x-forwarded-port",
     "x-forwarded-proto",
     "x-real-ip",
     "x-request-id",

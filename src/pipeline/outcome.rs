@@ -29,6 +29,10 @@ pub struct RequestFacts<'a> {
     pub length_with_chunked: bool,
     /// The request id this request is answered and forwarded with.
     pub request_id: &'a HeaderValue,
+    /// It arrived over TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
+    /// The target's authority (HTTP/2 `:authority`), when the request has no `Host` header.
+    pub authority: Option<&'a str>,
 }
 
 impl RequestFacts<'_> {

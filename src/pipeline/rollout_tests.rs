@@ -167,6 +167,8 @@ async fn run(p: &Pipeline, target: &str, headers: &[(&'static str, &str)]) -> Ve
         length_with_chunked: false,
         body_read: false,
         request_id: &HeaderValue::from_static("test-request"),
+        tls: false,
+        authority: None,
         target: target.as_bytes(),
         headers: &h,
         peer: "198.51.100.7".parse().unwrap(),

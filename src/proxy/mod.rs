@@ -162,6 +162,8 @@ fn facts<'a>(
         body_read,
         length_with_chunked: length_with_chunked(session),
         request_id,
+        tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+        authority: req.uri.authority().map(|a| a.as_str()),
     }
 }
 

@@ -24,6 +24,7 @@ mod demo_and_cli;
 mod docs;
 mod edge;
 mod explain;
+mod forwarded;
 mod ip_authorization;
 mod login_capture;
 mod logout;

@@ -250,6 +250,9 @@ fn http2_is_negotiated_by_alpn_and_authenticated_like_http1() {
     assert_eq!(statuses[1], (http::Version::HTTP_2, 401));
     let seen = t.up.last();
     assert_eq!(seen.get("x-fluxgate-user-id").as_deref(), Some("77"));
+    // Accepted over TLS, with the HTTP/2 authority as the host.
+    assert_eq!(seen.get("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(seen.get("x-forwarded-host").as_deref(), Some("a.test"));
     assert_eq!(t.up.count(), 1);
 }
 
