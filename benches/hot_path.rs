@@ -310,6 +310,8 @@ fn benches(c: &mut Criterion) {
         bind_to_session: true,
         forward_upstream_token: false,
         cookie_name: "fluxer_sudo_mode".into(),
+        upstream_lifetime_secs: 300,
+        proof_lockout: None,
     })
     .unwrap();
     let now = clock::system().now_secs();

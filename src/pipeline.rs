@@ -42,7 +42,9 @@ mod runtime;
 #[cfg(any(test, feature = "test-util"))]
 mod testing;
 
-pub use outcome::{Admitted, Identity, RequestFacts, RouteId, Stage, Verdict, admitted_reason};
+pub use outcome::{
+    Admitted, BodyNeed, Identity, RequestFacts, RouteId, Stage, Verdict, admitted_reason,
+};
 pub use runtime::Runtime;
 
 use crate::credential::Kind;
@@ -61,6 +63,7 @@ use crate::policy::ratelimit::keys::{KeyFacts, PathParams};
 use crate::policy::ratelimit::stage::{self, Passed};
 use crate::policy::rollout::Rollout;
 use crate::policy::sudo::Sudo;
+use crate::policy::sudo_proof::{SudoProofs, carries_proof};
 use crate::policy::{AuthMode, InternalSecrets, KindSet, Policy, RouteTable};
 use crate::session::Session;
 use std::net::IpAddr;
@@ -129,19 +132,35 @@ impl Pipeline {
         Pipeline { rules, rt }
     }
 
-    /// Whether the route this request goes to reads the body before deciding (a body-keyed
-    /// limit). Cheap; the proxy asks only when the request has a body.
-    pub fn body_needed(&self, facts: &RequestFacts<'_>) -> bool {
+    /// Whether the body is read before deciding: always for a body-keyed limit (refused when
+    /// too large), and when small for an in-band sudo proof on a sudo route without an edge
+    /// proof. Cheap; the proxy asks only when the request has a body.
+    pub fn body_needed(&self, facts: &RequestFacts<'_>) -> BodyNeed {
         // A request refused for its head is refused before its body is read.
-        self.rules.hygiene.check(&facts.head()).is_ok()
-            && check_target(facts.target).is_ok_and(|p| {
-                self.rules
-                    .routes
-                    .find(facts.method, p.path, p.has_escapes)
-                    .route
-                    .policy
-                    .needs_body
-            })
+        if self.rules.hygiene.check(&facts.head()).is_err() {
+            return BodyNeed::No;
+        }
+        let Ok(p) = check_target(facts.target) else {
+            return BodyNeed::No;
+        };
+        let policy = &self
+            .rules
+            .routes
+            .find(facts.method, p.path, p.has_escapes)
+            .route
+            .policy;
+        if policy.needs_body {
+            return BodyNeed::Required;
+        }
+        let edge_proof = self
+            .rules
+            .sudo
+            .as_ref()
+            .is_some_and(|s| !matches!(s.presented(facts.headers), Ok(None)));
+        if policy.sudo && policy.sudo_proofs != SudoProofs::Edge && !edge_proof {
+            return BodyNeed::IfSmall;
+        }
+        BodyNeed::No
     }
 
     /// Decides one request: the prelude (stages 1–4) refuses what needs no session, then
@@ -171,9 +190,9 @@ impl Pipeline {
             .find(f.method, checked.path, checked.has_escapes);
         let route = matched.index.map_or(RouteId::Default, RouteId::Index);
         let policy = &matched.route.policy;
+        // The proxy reads the body only when `body_needed` says so.
         let body = f
             .body
-            .filter(|_| policy.needs_body)
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
         let mut pre = Prelude {
             client_ip,
@@ -209,6 +228,7 @@ impl Pipeline {
             stage,
             outcome,
             reservation: pre.passed.reservation,
+            sudo_attempt: pre.passed.sudo_attempt,
         }
     }
 
@@ -289,14 +309,20 @@ impl Pipeline {
                 .await
                 .map_err(at(Stage::IpAuthorization))?;
         }
-        // 9. sudo: a proof of recent re-authentication, bound to this user and session.
-        let sudo_until = self
-            .sudo(f, pre.policy, &identity)
-            .map_err(at(Stage::Sudo))?;
+        // 9. sudo: a proof of recent re-authentication, bound to this user and session; or
+        //    one in the body, for the upstream to verify.
+        let (sudo_until, in_band) = self.sudo(f, pre, &identity).map_err(at(Stage::Sudo))?;
         // 10. per-user limits: they need to know who the caller is.
         self.per_user_limits(pre, &identity)
             .await
             .map_err(at(Stage::PerUserLimits))?;
+        if in_band {
+            // 9, settled last: a forwarded in-band proof takes one attempt on the per-user
+            // proof lockout, so no later refusal leaves it reserved.
+            self.sudo_attempt(pre, &identity)
+                .await
+                .map_err(at(Stage::Sudo))?;
+        }
         // 11. identity: what the upstream will be told, computed once.
         Ok(self.admitted(f, pre, identity, sudo_until, cookie_token))
     }
@@ -346,21 +372,49 @@ impl Pipeline {
     }
 
     /// Stage 9: the expiry of a valid sudo proof, when one came with a user's request.
+    /// With the valid edge proof's expiry, and whether an in-band proof goes upstream.
     fn sudo(
         &self,
         f: &RequestFacts<'_>,
-        policy: &Policy,
+        pre: &Prelude<'_>,
         identity: &Identity,
-    ) -> Result<Option<i64>, Denial> {
+    ) -> Result<(Option<i64>, bool), Denial> {
         let Identity::User(s) = identity else {
-            return Ok(None);
+            return Ok((None, false));
         };
         let until = self.sudo_until(f, s);
-        // SECURITY: sensitive routes need a fresh re-authentication proof.
-        if policy.sudo && until.is_none() {
-            return Err(Denial::SudoModeRequired { has_mfa: s.has_mfa });
+        let policy = pre.policy;
+        if !policy.sudo || until.is_some() {
+            return Ok((until, false));
         }
-        Ok(until)
+        let in_band = pre.keys.body.is_some_and(carries_proof);
+        // SECURITY: sensitive routes need a fresh re-authentication proof: fluxgate's own, or
+        // (where the route allows it) one in the body that the upstream verifies, watched by a
+        // per-user lockout.
+        match policy.sudo_proofs {
+            SudoProofs::Edge => Err(Denial::SudoModeRequired { has_mfa: s.has_mfa }),
+            SudoProofs::Both if !in_band => Err(Denial::SudoModeRequired { has_mfa: s.has_mfa }),
+            SudoProofs::Both | SudoProofs::Upstream => Ok((None, in_band)),
+        }
+    }
+
+    /// An in-band proof's attempt on the per-user proof lockout (429 once it is locked).
+    async fn sudo_attempt(&self, pre: &mut Prelude<'_>, identity: &Identity) -> Result<(), Denial> {
+        let (Some(lockout), Identity::User(s)) = (
+            self.rules
+                .sudo
+                .as_ref()
+                .and_then(|s| s.settings.proof_lockout),
+            identity,
+        ) else {
+            return Ok(());
+        };
+        let keys = KeyFacts {
+            user: Some(s.user_id()),
+            session: Some(&s.sid.0),
+            ..pre.keys
+        };
+        stage::sudo_attempt(&self.rules.limits, lockout, &keys, &mut pre.passed).await
     }
 
     /// Stage 10: the global per-user bucket, then user-keyed buckets.
@@ -464,8 +518,9 @@ impl Pipeline {
         if let (Some(sudo), Some(until), Identity::User(s)) = (&rules.sudo, sudo_until, identity)
             && sudo.settings.forward_upstream_token
         {
-            // A fresh proof in the upstream's own format, so an upstream with a shorter
-            // window than fluxgate's agrees that this request is in sudo mode.
+            // A fresh proof in the upstream's own format and window, so an upstream with a
+            // shorter window than fluxgate's agrees that this request is in sudo mode.
+            let until = until.min(now + sudo.settings.upstream_lifetime_secs);
             let token = sudo.mint(s.user_id(), &s.sid, now, until);
             if let Ok(v) = http::HeaderValue::from_str(&token) {
                 set.push((crate::policy::sudo::SUDO_HEADER, v));

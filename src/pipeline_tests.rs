@@ -31,6 +31,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         lockout: None,
         needs_body: false,
         sudo: false,
+        sudo_proofs: Default::default(),
         csrf: true,
         network: None,
         ip_authorization: false,
@@ -367,6 +368,8 @@ async fn the_plan_sets_every_identity_header_for_some_caller() {
             bind_to_session: true,
             forward_upstream_token: true,
             cookie_name: "fluxer_sudo_mode".into(),
+            upstream_lifetime_secs: 300,
+            proof_lockout: None,
         })
         .unwrap(),
     );

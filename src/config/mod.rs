@@ -291,9 +291,12 @@ impl Config {
         toml::to_string_pretty(&self.file).expect("the file config always serializes")
     }
 
-    /// What is valid but worth a second look (today: every route in report mode).
+    /// What is valid but worth a second look: every route in report mode, and sudo routes an
+    /// upstream enforcing sudo itself would refuse.
     pub fn warnings(&self) -> Vec<String> {
-        rollout::warnings(&self.live.routes)
+        let mut out = rollout::warnings(&self.live.routes);
+        out.extend(sudo::warnings(&self.live.routes, self.live.sudo.as_ref()));
+        out
     }
 }
 

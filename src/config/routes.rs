@@ -64,6 +64,9 @@ pub struct RouteFile {
     /// `None`: `[rollout] mode`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<String>,
+    /// `None`: `[sudo] proofs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sudo_proofs: Option<String>,
 }
 
 impl Default for RouteFile {
@@ -85,6 +88,7 @@ impl Default for RouteFile {
             rate_limits: Vec::new(),
             lockout: None,
             rollout: None,
+            sudo_proofs: None,
         }
     }
 }
@@ -116,6 +120,8 @@ pub(super) struct Ctx<'a> {
     pub has_backend: bool,
     /// `[rollout] mode`, for routes without their own.
     pub rollout: Rollout,
+    /// `[sudo] proofs`, for routes that do not say `sudo_proofs`.
+    pub sudo_proofs: crate::policy::sudo_proof::SudoProofs,
 }
 
 /// One route's policy (or the default's): each part is checked on its own, and every problem
@@ -146,6 +152,14 @@ fn policy(
         // A login route's body is read first: fluxgate sends it upstream itself (login capture).
         needs_body: limits.needs_body || role == Some(Role::Login),
         sudo: r.sudo,
+        sudo_proofs: r
+            .sudo_proofs
+            .as_deref()
+            .and_then(|s| {
+                let at = path.key("sudo_proofs");
+                choice(s, "sudo proofs", super::sudo::PROOFS, at, e)
+            })
+            .unwrap_or(ctx.sudo_proofs),
         csrf: r.csrf,
         network,
         ip_authorization: r.ip_authorization,

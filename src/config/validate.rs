@@ -45,11 +45,20 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     };
     let (sessions_boot, sessions) =
         sessions::validate_sessions(&file.sessions, upstream_base.as_deref(), &mut e);
-    let limits = limits::validate_rate_limits(&file.rate_limits, &mut e);
+    let mut limits = limits::validate_rate_limits(&file.rate_limits, &mut e);
     let geoip = geoip::validate_geoip(&file.geoip, &mut e);
     let (network, named_rules) = network::validate_network(&file, &mut e);
     let ip_auth = ip_authorization::validate_ip_authorization(&file, &mut e);
-    let sudo = sudo::validate_sudo(&file.sudo, &mut e);
+    // Wrong in-band sudo proofs are counted by a lockout of the limiter, keyed by user.
+    let proof_lockout = file.sudo.secret.is_some().then(|| {
+        let id = limits.lockouts.len() as u32;
+        limits
+            .lockouts
+            .push(sudo::proof_lockout(&file.sudo, id, &mut e));
+        id
+    });
+    let sudo = sudo::validate_sudo(&file.sudo, proof_lockout, &mut e);
+    let sudo_proofs = sudo::validate_proofs(&file.sudo, &mut e);
     let login = login::validate_login(&file.login, &mut e);
     let origins = csrf::validate_csrf(&file.csrf, &mut e);
     let cors = cors::validate_cors(&file.cors, &origins, &mut e);
@@ -74,6 +83,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
             limits: &limits,
             network_rules: &named_rules,
             has_backend: sessions_boot.backend.is_some(),
+            sudo_proofs,
             rollout,
         },
         &mut e,

@@ -46,6 +46,17 @@ impl RequestFacts<'_> {
     }
 }
 
+/// Whether the proxy reads a request's body before deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyNeed {
+    No,
+    /// A body-keyed limit: read it, whatever its framing; refuse it when too large.
+    Required,
+    /// An in-band sudo proof may be in it: read it when its declared length is small; a larger
+    /// or unannounced body simply carries no proof.
+    IfSmall,
+}
+
 /// Who the upstream is told the caller is.
 #[derive(Debug, Clone)]
 pub enum Identity {
@@ -171,6 +182,9 @@ pub struct Verdict {
     pub outcome: Result<Admitted, Denial>,
     /// A lockout attempt to settle once the outcome is known (also after a denial).
     pub reservation: Option<Reservation>,
+    /// An in-band sudo proof forwarded for the upstream to verify: its attempt on the per-user
+    /// proof lockout, settled from the upstream's answer (`policy::sudo_proof`).
+    pub sudo_attempt: Option<Reservation>,
 }
 
 impl Verdict {
@@ -181,6 +195,7 @@ impl Verdict {
             stage,
             outcome: Err(d),
             reservation: None,
+            sudo_attempt: None,
         }
     }
 }

@@ -74,6 +74,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], rollout: Rollout) -> Policy {
         lockout: None,
         needs_body: false,
         sudo: false,
+        sudo_proofs: Default::default(),
         csrf: true,
         network: None,
         ip_authorization: false,

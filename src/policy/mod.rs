@@ -13,6 +13,7 @@ pub mod ratelimit;
 pub mod rollout;
 pub mod routes;
 pub mod sudo;
+pub mod sudo_proof;
 
 pub use internal::{InternalSecret, InternalSecrets};
 pub use routes::{AuthMode, KindSet, Pattern, Policy, Role, Route, RouteTable};

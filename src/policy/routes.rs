@@ -87,6 +87,8 @@ pub struct Policy {
     pub needs_body: bool,
     /// Sudo mode required.
     pub sudo: bool,
+    /// Where a sudo proof may come from (fluxgate's own, or in-band for the upstream).
+    pub sudo_proofs: crate::policy::sudo_proof::SudoProofs,
     /// Origin check for cookie-authenticated unsafe methods.
     pub csrf: bool,
     /// A named network rule set (index).
@@ -345,6 +347,7 @@ mod tests {
             lockout: None,
             needs_body: false,
             sudo: false,
+            sudo_proofs: Default::default(),
             csrf: true,
             network: None,
             ip_authorization: false,

@@ -29,7 +29,11 @@ pub struct SudoSettings {
     pub bind_to_session: bool,
     /// Forward a freshly minted upstream-format token on admitted sudo requests.
     pub forward_upstream_token: bool,
+    /// The upstream's own window: a forwarded token never claims more (Fluxer: 5 minutes).
+    pub upstream_lifetime_secs: i64,
     pub cookie_name: String,
+    /// The limiter lockout counting wrong in-band proofs per user (`[sudo] proof_*`).
+    pub proof_lockout: Option<u32>,
 }
 
 /// Why a sudo token was refused; each is a test named after the attack it stops.

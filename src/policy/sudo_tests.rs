@@ -22,6 +22,8 @@ fn sudo_with(bind: bool, leeway_secs: i64) -> Sudo {
         bind_to_session: bind,
         forward_upstream_token: false,
         cookie_name: "fluxer_sudo_mode".into(),
+        upstream_lifetime_secs: 300,
+        proof_lockout: None,
     })
     .unwrap()
 }

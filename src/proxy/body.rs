@@ -8,6 +8,7 @@
 
 use super::RequestCtx;
 use crate::denial::{BadRequest, Denial};
+use crate::pipeline::BodyNeed;
 use bytes::Bytes;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -43,21 +44,27 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx, peer: IpAddr) 
     }
     // The route is all that matters here; the request id is not read.
     let no_id = http::HeaderValue::from_static("-");
-    let needed = ctx
+    let need = ctx
         .live
         .pipeline
         .body_needed(&super::facts(session, peer, &no_id, false, None));
-    if !needed {
-        return Ok(Preread::Skipped);
-    }
     let req = session.req_header();
     let declared = req
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_PREREAD) {
-        return Ok(Preread::Refused(too_large()));
+    match need {
+        BodyNeed::No => return Ok(Preread::Skipped),
+        BodyNeed::Required if declared.is_some_and(|n| n > MAX_PREREAD) => {
+            return Ok(Preread::Refused(too_large()));
+        }
+        // Only a declared small body is read for a sudo proof: anything else is forwarded as
+        // it comes (and carries no proof).
+        BodyNeed::IfSmall if declared.is_none_or(|n| n > MAX_PREREAD) => {
+            return Ok(Preread::Skipped);
+        }
+        BodyNeed::Required | BodyNeed::IfSmall => {}
     }
     let expects_continue = req
         .headers

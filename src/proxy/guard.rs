@@ -27,6 +27,7 @@ pub(super) async fn guarded(
                 stage: crate::pipeline::Stage::ClientIp,
                 outcome: Err(Denial::Internal),
                 reservation: None,
+                sudo_attempt: None,
             }
         }
     }
@@ -59,6 +60,7 @@ mod tests {
                         preflight: false,
                     }),
                     reservation: None,
+                    sudo_attempt: None,
                 }
             },
             peer,

@@ -11,6 +11,7 @@ mod ipauth;
 mod login;
 mod logout;
 mod respond;
+mod sudo;
 mod upstream;
 
 use crate::denial::Denial;
@@ -123,6 +124,8 @@ pub struct RequestCtx {
     body_preread: bool,
     /// The upstream's response status, once it answered.
     upstream_status: Option<u16>,
+    /// The upstream's answer to an in-band sudo proof, as far as it is watched.
+    sudo_watch: sudo::Watch,
 }
 
 /// Whether the raw head carried a `Content-Length` although `Transfer-Encoding` is present
@@ -196,6 +199,7 @@ impl ProxyHttp for FluxgateProxy {
             capture: logout::Capture::Off,
             body_preread: false,
             upstream_status: None,
+            sudo_watch: Default::default(),
         }
     }
 
@@ -330,6 +334,17 @@ impl ProxyHttp for FluxgateProxy {
         Ok(())
     }
 
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        sudo::on_body(body.as_ref(), ctx);
+        Ok(None)
+    }
+
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -337,6 +352,7 @@ impl ProxyHttp for FluxgateProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        sudo::on_response(resp, ctx);
         cookies::on_response(resp, ctx);
         logout::on_response(self, resp, ctx).await;
         finish_response(resp, session, ctx)
@@ -398,6 +414,7 @@ impl ProxyHttp for FluxgateProxy {
             state.request_done();
         }
         body::settle_lockout(ctx).await;
+        sudo::settle(ctx).await;
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

@@ -1,5 +1,9 @@
 //! A small Fluxer-like API for integration tests: login (with TOTP MFA), `GET /users/@me`,
-//! RFC 7662 introspection and logout, on 127.0.0.1:0 with its own runtime thread. Every other
+//! RFC 7662 introspection, logout, and one sensitive route with Fluxer's in-band sudo
+//! (`POST /guilds/:id/delete`: a valid `X-Fluxer-Sudo-Mode-JWT`, or in the JSON body the
+//! password (accounts without MFA) or `mfa_method: "totp"` + `mfa_code` (accounts with MFA, which
+//! then get a fresh 5-minute `X-Fluxer-Sudo-Mode-JWT`); a wrong proof is 400
+//! `INVALID_FORM_BODY` naming the field, none is 403 `SUDO_MODE_REQUIRED`), on 127.0.0.1:0 with its own runtime thread. Every other
 //! path echoes the `Authorization` it received, so the fake can also stand as the upstream.
 //!
 //! Like Fluxer it reads credentials only from `Authorization`: a raw `flx_…` session token,
@@ -49,6 +53,9 @@ pub const BOB: Account = Account {
 /// The introspection client the fake accepts (HTTP Basic).
 pub const CLIENT_ID: &str = "fluxgate";
 pub const CLIENT_SECRET: &str = "introspect-secret-0123456789";
+/// The sudo secret the fake shares with fluxgate (Fluxer's `auth.sudo_mode_secret`).
+pub const SUDO_SECRET: &str = "sudo-shared-secret-0123456789abcdef";
+
 /// The OAuth2 application every `oauth2_token` is issued to.
 pub const OAUTH2_APP: &str = "200000000000000001";
 
@@ -71,6 +78,8 @@ struct State {
     tickets: HashMap<String, String>,
     down: bool,
     delay: Duration,
+    /// Sensitive actions performed (sudo proven).
+    actions: usize,
     /// Answers `/auth/login` with this instead (status, content type, body).
     login_reply: Option<(u16, String, Bytes)>,
     calls: HashMap<String, usize>,
@@ -158,6 +167,11 @@ impl Fluxer {
         self.state().login_reply = reply.map(|(s, ct, b)| (s, ct.to_string(), Bytes::from(b)));
     }
 
+    /// Sensitive actions the fake performed (each needed a sudo proof it accepted).
+    pub fn actions(&self) -> usize {
+        self.state().actions
+    }
+
     pub fn set_delay(&self, delay: Duration) {
         self.state().delay = delay;
     }
@@ -187,6 +201,47 @@ impl Fluxer {
         s.calls.clear();
         s.me_calls.clear();
     }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SudoClaims {
+    #[serde(rename = "type")]
+    typ: String,
+    sub: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// A sudo JWT as Fluxer mints it: HS256, `type: sudo`, valid `secs` from now.
+pub fn sudo_mint(user_id: &str, secs: i64) -> String {
+    let claims = SudoClaims {
+        typ: "sudo".into(),
+        sub: user_id.into(),
+        iat: now(),
+        exp: now() + secs,
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SUDO_SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Fluxer's check: signature, type, user, not expired, and at most 5 minutes long.
+fn sudo_valid(token: &str, user_id: &str) -> bool {
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    let Ok(d) = jsonwebtoken::decode::<SudoClaims>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(SUDO_SECRET.as_bytes()).unwrap(),
+        &v,
+    ) else {
+        return false;
+    };
+    let c = d.claims;
+    c.typ == "sudo" && c.sub == user_id && c.exp > now() && c.exp - c.iat <= 300
 }
 
 fn now() -> i64 {
@@ -246,6 +301,13 @@ async fn handle(state: &Mutex<State>, req: hyper::Request<hyper::body::Incoming>
         ("/users/@me", auth) if parts.method == http::Method::GET => s.me(auth),
         ("/oauth2/introspect", auth) if post => s.introspect(auth, &body),
         ("/auth/logout", auth) if post => s.logout(auth),
+        (p, auth) if post && p.starts_with("/guilds/") && p.ends_with("/delete") => {
+            let proof = parts
+                .headers
+                .get("x-fluxer-sudo-mode-jwt")
+                .and_then(|v| v.to_str().ok());
+            s.sensitive(auth, proof, &body)
+        }
         (_, auth) => reply(200, json!({"path": path, "authorization": auth})),
     }
 }
@@ -420,6 +482,59 @@ impl State {
                 }),
             ),
             _ => reply(200, json!({"active": false})),
+        }
+    }
+
+    /// Fluxer's sudo check on a sensitive route.
+    fn sensitive(&mut self, auth: Option<&str>, proof: Option<&str>, body: &[u8]) -> Reply {
+        let Some(user_id) = auth.and_then(|t| self.sessions.get(t)).cloned() else {
+            return unauthorized();
+        };
+        let account = [ALICE, BOB].into_iter().find(|a| a.user_id == user_id);
+        let has_mfa = account.is_some_and(|a| a.totp.is_some());
+        if proof.is_some_and(|t| sudo_valid(t, &user_id)) {
+            self.actions += 1;
+            return hyper::Response::builder()
+                .status(204)
+                .body(Full::default())
+                .unwrap();
+        }
+        let v: Value = serde_json::from_slice(body).unwrap_or_default();
+        let wrong = |field: &str| {
+            reply(
+                400,
+                json!({"code": "INVALID_FORM_BODY", "message": "Input Validation Error",
+                       "errors": [{"path": field, "code": "INVALID", "message": "Invalid"}]}),
+            )
+        };
+        match (has_mfa, v["password"].as_str(), v["mfa_code"].as_str()) {
+            (false, Some(p), _) => {
+                if account.is_some_and(|a| a.password == p) {
+                    self.actions += 1;
+                    hyper::Response::builder()
+                        .status(204)
+                        .body(Full::default())
+                        .unwrap()
+                } else {
+                    wrong("password")
+                }
+            }
+            (true, _, Some(code)) if v["mfa_method"] == "totp" => {
+                if account.and_then(|a| a.totp) == Some(code) {
+                    self.actions += 1;
+                    hyper::Response::builder()
+                        .status(204)
+                        .header("x-fluxer-sudo-mode-jwt", sudo_mint(&user_id, 300))
+                        .body(Full::default())
+                        .unwrap()
+                } else {
+                    wrong("mfa_code")
+                }
+            }
+            _ => reply(
+                403,
+                json!({"code": "SUDO_MODE_REQUIRED", "message": "Sudo mode required", "has_mfa": has_mfa}),
+            ),
         }
     }
 

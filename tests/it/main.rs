@@ -38,4 +38,5 @@ mod redis_store;
 mod rollout;
 mod store_suite;
 mod sudo;
+mod sudo_inband;
 mod transport;

@@ -136,7 +136,12 @@ fn capture_sets_a_bound_cookie_and_the_next_sensitive_request_passes() {
         None,
         "fluxgate's cookies are not forwarded"
     );
-    assert_eq!(seen.get("x-fluxer-sudo-mode-jwt"), None);
+    // The API gets a proof of its own (forward_upstream_token is on by default), never the
+    // cookie's 15-minute token.
+    let forwarded = seen
+        .get("x-fluxer-sudo-mode-jwt")
+        .expect("a proof for the API");
+    assert_ne!(forwarded, value);
 }
 
 #[test]
@@ -226,9 +231,29 @@ fn bind_to_session_refuses_unbound_upstream_tokens() {
 }
 
 #[test]
-fn a_fresh_upstream_format_token_is_forwarded_when_asked() {
+fn with_forwarding_off_the_api_gets_no_sudo_token() {
     let up = Upstream::start();
-    let fg = Fluxgate::start(up.addr, &config("forward_upstream_token = true"));
+    let fg = Fluxgate::start(up.addr, &config("forward_upstream_token = false"));
+    let (tok, sid) = fg.create_session(json!({"user_id": "42"}));
+    let proof = fg
+        .admin("POST", &format!("/v1/sessions/{sid}/sudo"), None)
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = fg.send(
+        &Req::new("POST", "/guilds/1/delete")
+            .header("authorization", &tok)
+            .header("cookie", &format!("fluxer_sudo_mode={proof}")),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().get("x-fluxer-sudo-mode-jwt"), None);
+}
+
+#[test]
+fn a_fresh_token_in_the_upstreams_window_is_forwarded_by_default() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &config(""));
     let (tok, sid) = fg.create_session(json!({"user_id": "42"}));
     let proof = fg
         .admin("POST", &format!("/v1/sessions/{sid}/sudo"), None)
@@ -249,13 +274,16 @@ fn a_fresh_upstream_format_token_is_forwarded_when_asked() {
         .last()
         .get("x-fluxer-sudo-mode-jwt")
         .expect("a token is forwarded");
+    // Checked against the upstream's own 5-minute window, though fluxgate's proof lasts 15.
     let s = Sudo::new(SudoSettings {
         secret: SECRET.as_bytes().to_vec(),
-        lifetime_secs: 900,
+        lifetime_secs: 300,
         leeway_secs: 1,
         bind_to_session: true,
         forward_upstream_token: true,
         cookie_name: "fluxer_sudo_mode".into(),
+        upstream_lifetime_secs: 300,
+        proof_lockout: None,
     })
     .unwrap();
     let now = fluxgate::clock::unix_now().as_secs() as i64;
@@ -402,4 +430,27 @@ fn rp_id_and_additional_origins_are_allowed_and_look_alikes_are_not() {
     ] {
         post(bad).denial(403, "INVALID_API_ORIGIN");
     }
+}
+
+#[test]
+fn check_config_warns_when_the_upstream_would_refuse_what_the_edge_admits() {
+    let dir = tempfile::tempdir().unwrap();
+    let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let check = |extra: &str| {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, base_config(dir.path(), up, &config(extra))).unwrap();
+        let out = std::process::Command::new(bin())
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = check("forward_upstream_token = false");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("sudo-gated at the edge"), "{err}");
+    assert!(!check("").contains("warning:"));
+    assert!(!check("forward_upstream_token = false\nproofs = \"upstream\"").contains("warning:"));
 }

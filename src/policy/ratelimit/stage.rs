@@ -47,6 +47,8 @@ fn locked(l: &LockoutDef, retry_after_ms: i64, at_ms: i64) -> Denial {
 #[derive(Debug, Default, Clone)]
 pub struct Passed {
     pub reservation: Option<Reservation>,
+    /// An in-band sudo proof's attempt on the per-user proof lockout.
+    pub sudo_attempt: Option<Reservation>,
     pub headers: Option<BucketHeaders>,
 }
 
@@ -112,6 +114,30 @@ pub async fn pre_auth(
         }
     }
     Ok(passed)
+}
+
+/// An in-band sudo proof about to be forwarded: one attempt on the per-user proof lockout
+/// (`lockout`), taken last so no later refusal leaves it reserved.
+pub async fn sudo_attempt(
+    limiter: &Limiter,
+    lockout: u32,
+    facts: &KeyFacts<'_>,
+    passed: &mut Passed,
+) -> Result<(), Denial> {
+    let Some(l) = limiter.lockouts.get(lockout as usize) else {
+        return Ok(());
+    };
+    match limiter.attempt(l, &derive(&l.key, facts)).await {
+        Ok(Attempt::Allowed(r)) => {
+            passed.sudo_attempt = Some(r);
+            Ok(())
+        }
+        Ok(Attempt::Denied {
+            retry_after_ms,
+            at_ms,
+        }) => Err(locked(l, retry_after_ms, at_ms)),
+        Err(_) => Err(Denial::LimiterUnavailable),
+    }
 }
 
 /// After authentication: the global per-user bucket, then the route's user-keyed buckets.
