@@ -49,6 +49,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let geoip = geoip::validate_geoip(&file.geoip, &mut e);
     let (network, named_rules) = network::validate_network(&file, &mut e);
     let ip_auth = ip_authorization::validate_ip_authorization(&file, &mut e);
+    let ip_auth_mode = ip_authorization::validate_mode(&file, &mut e);
     let sudo = sudo::validate_sudo(&file.sudo, &mut e);
     let login = login::validate_login(&file.login, &mut e);
     let origins = csrf::validate_csrf(&file.csrf, &mut e);
@@ -78,6 +79,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         },
         &mut e,
     );
+    ip_authorization::check_routes(&file, ip_auth_mode, &mut e);
     let identity = identity::validate_identity(&file.identity, &mut e);
     let assertion = identity::validate_assertion(&file.identity, &mut e);
     let admin = admin::validate_admin(&file.admin, &mut e);
