@@ -261,3 +261,73 @@ fn check_config(dir: &std::path::Path, cfg: &str) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+#[test]
+fn with_login_capture_the_held_login_passes_untouched_and_the_poll_sets_the_session_cookie() {
+    // Fluxer's poll finishes the held login with a token, so it is a login-capture route too
+    // (config.toml.example): the 403 goes through the capture's exchange, not the proxy path.
+    let f = Fluxer::start();
+    f.set_ip_authorization(true);
+    let capture = r#"
+[sessions]
+store = "backend"
+forward_credential = "authorization"
+
+[client_ip]
+trusted_proxies = ["127.0.0.1"]
+
+[ip_authorization]
+mode = "upstream"
+
+[[route]]
+methods = ["POST"]
+path = "/auth/login"
+auth = "none"
+role = "login"
+
+[[route]]
+methods = ["POST"]
+path = "/auth/authorize-ip"
+auth = "none"
+
+[[route]]
+methods = ["GET"]
+path = "/auth/ip-authorization/poll"
+auth = "none"
+role = "login"
+
+[[route]]
+methods = ["GET"]
+path = "/users/@me"
+"#;
+    let g = Fluxgate::start(f.addr, capture);
+    let r = g.send(&from(NEW_PLACE, login()));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_untouched(&r, &f.replies().pop().unwrap());
+    let ticket = r.json()["ticket"].as_str().unwrap().to_string();
+
+    let token = f.emailed_ip_token(ALICE.email).unwrap();
+    let r = g.send(&from(
+        NEW_PLACE,
+        post_json("/auth/authorize-ip", json!({"token": token})),
+    ));
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = g.send(&from(
+        NEW_PLACE,
+        Req::get(&format!("/auth/ip-authorization/poll?ticket={ticket}")),
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = r
+        .headers
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with("fluxer_session="))
+        .map(|(_, v)| v.split(';').next().unwrap().to_string())
+        .expect("the poll's token became the session cookie");
+    let me = g.send(&from(
+        NEW_PLACE,
+        Req::get("/users/@me").header("cookie", &cookie),
+    ));
+    assert_eq!(me.status, 200, "{}", me.text());
+    assert_eq!(me.json()["id"], ALICE.user_id);
+    assert_eq!(edge_tickets(&g), 0.0);
+}
