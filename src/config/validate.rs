@@ -59,6 +59,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     });
     let sudo = sudo::validate_sudo(&file.sudo, proof_lockout, &mut e);
     let sudo_proofs = sudo::validate_proofs(&file.sudo, &mut e);
+    let ip_auth_mode = ip_authorization::validate_mode(&file, &mut e);
     let login = login::validate_login(&file.login, &mut e);
     let origins = csrf::validate_csrf(&file.csrf, &mut e);
     let cors = cors::validate_cors(&file.cors, &origins, &mut e);
@@ -88,6 +89,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         },
         &mut e,
     );
+    ip_authorization::check_routes(&file, ip_auth_mode, &mut e);
     let identity = identity::validate_identity(&file.identity, &mut e);
     let assertion = identity::validate_assertion(&file.identity, &mut e);
     let admin = admin::validate_admin(&file.admin, &mut e);

@@ -331,6 +331,10 @@ impl RouteTable {
     }
 }
 
+#[path = "routes_overlap.rs"]
+mod overlap;
+pub use overlap::methods_overlap;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,11 @@
 //! A small Fluxer-like API for integration tests: login (with TOTP MFA), `GET /users/@me`,
-//! RFC 7662 introspection, logout, and one sensitive route with Fluxer's in-band sudo
+//! RFC 7662 introspection, logout, Fluxer's own IP authorization for new locations (off unless
+//! a test turns it on; `fluxer_ipauth.rs`), and one sensitive route with Fluxer's in-band sudo
 //! (`POST /guilds/:id/delete`: a valid `X-Fluxer-Sudo-Mode-JWT`, or in the JSON body the
 //! password (accounts without MFA) or `mfa_method: "totp"` + `mfa_code` (accounts with MFA, which
 //! then get a fresh 5-minute `X-Fluxer-Sudo-Mode-JWT`); a wrong proof is 400
-//! `INVALID_FORM_BODY` naming the field, none is 403 `SUDO_MODE_REQUIRED`), on 127.0.0.1:0 with its own runtime thread. Every other
+//! `INVALID_FORM_BODY` naming the field, none is 403 `SUDO_MODE_REQUIRED`), on 127.0.0.1:0 with
+//! its own runtime thread. Every other
 //! path echoes the `Authorization` it received, so the fake can also stand as the upstream.
 //!
 //! Like Fluxer it reads credentials only from `Authorization`: a raw `flx_…` session token,
@@ -18,7 +20,7 @@ use bytes::Bytes;
 use fluxgate::clock::{Clock, SystemClock};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,12 +84,34 @@ struct State {
     actions: usize,
     /// Answers `/auth/login` with this instead (status, content type, body).
     login_reply: Option<(u16, String, Bytes)>,
+    /// Fluxer's new-location check is on.
+    ip_check: bool,
+    /// user id → IPs the account has logged in from.
+    known_ips: HashMap<String, HashSet<String>>,
+    /// IP-authorization ticket → the held login.
+    ip_tickets: HashMap<String, ipauth::IpTicket>,
+    /// (address, approval token) of every IP-authorization e-mail, in order.
+    mailbox: Vec<(String, String)>,
+    /// Every answer, as sent.
+    replies: Vec<SentReply>,
     calls: HashMap<String, usize>,
     me_calls: HashMap<String, usize>,
     seen: Vec<Recorded>,
 }
 
 type Reply = hyper::Response<Full<Bytes>>;
+
+#[path = "fluxer_ipauth.rs"]
+mod ipauth;
+
+/// An answer the fake sent: status, the headers it set (hyper adds `date` and
+/// `content-length` on the wire) and the body bytes.
+#[derive(Debug, Clone)]
+pub struct SentReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
 
 /// The running fake.
 pub struct Fluxer {
@@ -190,6 +214,11 @@ impl Fluxer {
         self.state().seen.clone()
     }
 
+    /// Every answer sent, in order.
+    pub fn replies(&self) -> Vec<SentReply> {
+        self.state().replies.clone()
+    }
+
     /// The last request received.
     pub fn last(&self) -> Recorded {
         self.requests().pop().expect("the fake received nothing")
@@ -255,6 +284,27 @@ fn random(n: usize) -> String {
 }
 
 async fn handle(state: &Mutex<State>, req: hyper::Request<hyper::body::Incoming>) -> Reply {
+    let resp = answer(state, req).await;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let sent = SentReply {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect(),
+        body: body.clone(),
+    };
+    state.lock().unwrap().replies.push(sent);
+    hyper::Response::from_parts(parts, Full::new(body))
+}
+
+async fn answer(state: &Mutex<State>, req: hyper::Request<hyper::body::Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -296,7 +346,12 @@ async fn handle(state: &Mutex<State>, req: hyper::Request<hyper::body::Incoming>
             .unwrap();
     }
     match (api.as_str(), auth.as_deref()) {
-        ("/auth/login", _) if post => s.login(&body),
+        ("/auth/login", _) if post => s.login(&body, &ipauth::client_ip(&parts.headers)),
+        ("/auth/authorize-ip", _) if post => s.authorize_ip(&body),
+        ("/auth/ip-authorization/poll", _) if parts.method == http::Method::GET => {
+            s.poll_ip(parts.uri.query())
+        }
+        ("/auth/ip-authorization/resend", _) if post => s.resend_ip(&body),
         ("/auth/login/mfa/totp", _) if post => s.totp(&body),
         ("/users/@me", auth) if parts.method == http::Method::GET => s.me(auth),
         ("/oauth2/introspect", auth) if post => s.introspect(auth, &body),
@@ -405,7 +460,7 @@ impl State {
         reply(200, json!({"token": token, "user_id": user_id}))
     }
 
-    fn login(&mut self, body: &[u8]) -> Reply {
+    fn login(&mut self, body: &[u8], ip: &str) -> Reply {
         let v: Value = serde_json::from_slice(body).unwrap_or_default();
         let account = [ALICE, BOB]
             .into_iter()
@@ -413,6 +468,9 @@ impl State {
         let Some(account) = account else {
             return invalid_form("Invalid email or password");
         };
+        if let Some(held) = self.new_location(&account, ip) {
+            return held;
+        }
         if account.totp.is_none() {
             return self.issue(account.user_id);
         }

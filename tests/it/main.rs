@@ -26,6 +26,7 @@ mod edge;
 mod explain;
 mod forwarded;
 mod ip_authorization;
+mod ip_authorization_upstream;
 mod login_capture;
 mod logout;
 mod logs;
