@@ -174,3 +174,39 @@ fn the_readme_stage_diagram_matches_the_pipeline_module_doc() {
         show(&code)
     );
 }
+
+#[test]
+fn the_readmes_fluxer_settings_pass_check_config() {
+    let readme = read("README.md");
+    let section = readme
+        .split("## Fronting a Fluxer API")
+        .nth(1)
+        .expect("README has a `## Fronting a Fluxer API` section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a ```toml block in the Fluxer section");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fluxer.toml");
+    // Only what a real deployment adds around it: where the store lives, the admin listener.
+    let cfg = format!(
+        "[sessions.embedded]\npath = \"{}/s.redb\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{block}",
+        dir.path().display()
+    );
+    std::fs::write(&path, cfg).unwrap();
+    let out = std::process::Command::new(crate::common::bin())
+        .arg("check-config")
+        .arg(&path)
+        .env(
+            "FLUXER_SUDO_MODE_SECRET",
+            "a-sudo-secret-of-32-characters-00",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the README's Fluxer settings do not pass check-config:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -208,3 +208,36 @@ fn in_upstream_mode_the_api_decides_and_fluxgate_still_counts_wrong_proofs() {
     delete(&fg, &tok, 1, Some(json!({"password": "wrong"}))).denial(429, "RATE_LIMITED");
     assert_eq!(f.calls("/guilds/1/delete"), 3);
 }
+
+#[test]
+fn hostile_bodies_are_forwarded_untouched_or_refused_never_read_two_ways() {
+    let f = Fluxer::start();
+    let fg = Fluxgate::start(f.addr, &config("both"));
+    let tok = f.session_token(ALICE.user_id);
+    let send = |body: &[u8]| {
+        Req::new("POST", "/guilds/1/delete")
+            .header("authorization", &tok)
+            .header("content-type", "application/json")
+            .body(body)
+            .send(fg.proxy)
+    };
+    // Deep nesting, invalid UTF-8: not a proof; refused at the edge with the contract's JSON.
+    let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
+    send(deep.as_bytes()).denial(403, "SUDO_MODE_REQUIRED");
+    send(b"{\"password\": \"\xff\xfe\"}").denial(403, "SUDO_MODE_REQUIRED");
+    assert_eq!(f.calls("/guilds/1/delete"), 0);
+    // Duplicate keys: fluxgate and the API read the same (last) value, and the bytes the API
+    // gets are the client's own.
+    let dup = format!(
+        "{{\"password\": \"wrong\", \"password\": \"{}\"}}",
+        ALICE.password
+    );
+    let r = send(dup.as_bytes());
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(f.last().body, dup.as_bytes());
+    // A huge (but under 16 KiB) password is forwarded as it is, and counted as a failure.
+    let huge = json!({"password": "p".repeat(15 * 1024)}).to_string();
+    let r = send(huge.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(f.last().body, huge.as_bytes());
+}
