@@ -99,19 +99,7 @@ fn demo_starts_prints_working_commands_and_stops_cleanly_on_ctrl_c() {
         .send(proxy)
         .denial(401, "UNAUTHORIZED");
     // Ctrl-C stops everything and removes the temporary files.
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = monotonic_now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(monotonic_now() < deadline, "demo did not stop on Ctrl-C");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success());
+    assert!(ctrl_c(&mut child).success());
     let mut rest = String::new();
     for l in out.lines() {
         rest.push_str(&l.unwrap());
@@ -285,9 +273,15 @@ fn management_api_is_closed_without_an_admin_secret() {
     assert_eq!(get(fg.admin, "/readyz").unwrap().status, 200);
 }
 
-/// Starts `fluxgate demo` with `args`; returns the child and everything it printed up to
-/// "Press Ctrl-C".
-fn start_demo(args: &[&str]) -> (std::process::Child, String) {
+/// Starts `fluxgate demo` with `args`; returns the child, everything it printed up to
+/// "Press Ctrl-C", and its stdout for the rest (kept open: the demo prints when it stops).
+fn start_demo(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    BufReader<std::process::ChildStdout>,
+) {
     let mut child = Command::new(bin())
         .args(args)
         .stdout(Stdio::piped())
@@ -307,7 +301,7 @@ fn start_demo(args: &[&str]) -> (std::process::Child, String) {
         }
         text.push_str(&line);
         if line.trim().starts_with("Press Ctrl-C") {
-            return (child, text);
+            return (child, text, out);
         }
     };
     let _ = child.kill();
@@ -317,7 +311,7 @@ fn start_demo(args: &[&str]) -> (std::process::Child, String) {
 
 #[test]
 fn backend_demo_logs_in_with_a_cookie_uses_it_and_logs_out_as_printed() {
-    let (mut child, text) = start_demo(&["demo", "--backend", "--port", "0"]);
+    let (mut child, text, stdout) = start_demo(&["demo", "--backend", "--port", "0"]);
     // The printed commands, run as a newcomer pastes them (the MFA pair in one shell).
     let commands: Vec<&str> = text
         .lines()
@@ -384,12 +378,31 @@ fn backend_demo_logs_in_with_a_cookie_uses_it_and_logs_out_as_printed() {
         .send(proxy)
         .denial(401, "UNAUTHORIZED");
     // Ctrl-C stops it and removes its temporary files (the cookie jar among them).
+    assert!(ctrl_c(&mut child).success());
+    let rest: String = stdout.lines().map(|l| l.unwrap()).collect();
+    assert!(rest.contains("stopped"), "{rest}");
+    let jar = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cookies:"))
+        .unwrap()
+        .trim();
+    assert!(
+        !std::path::Path::new(jar).exists(),
+        "cookie jar left behind"
+    );
+}
+
+/// Sends the demo Ctrl-C and waits (at most 10 s) for it to exit.
+fn ctrl_c(child: &mut std::process::Child) -> std::process::ExitStatus {
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     let deadline = monotonic_now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
         assert!(monotonic_now() < deadline, "demo did not stop on Ctrl-C");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -16,6 +16,16 @@ use super::store::{SessionStore, StoreError};
 use crate::clock::SharedClock;
 use crate::credential::Sid;
 use crate::redis_client::{Connections, RedisFailure, RedisSettings};
+
+/// A Redis failure, as the store reports it (its text goes to logs, never to clients).
+impl From<RedisFailure> for StoreError {
+    fn from(e: RedisFailure) -> StoreError {
+        match e {
+            RedisFailure::Error(m) => StoreError::Unavailable(m),
+            RedisFailure::Timeout => StoreError::Timeout,
+        }
+    }
+}
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use sha2::Digest;
@@ -76,10 +86,7 @@ impl RedisStore {
         F: FnOnce(crate::redis_client::Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        self.conns.run(f).await.map_err(|e| match e {
-            RedisFailure::Error(m) => StoreError::Unavailable(m),
-            RedisFailure::Timeout => StoreError::Timeout,
-        })
+        self.conns.run(f).await.map_err(StoreError::from)
     }
 
     fn decode(&self, sid: &Sid, bytes: &[u8]) -> Option<SessionRecord> {

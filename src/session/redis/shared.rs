@@ -15,7 +15,7 @@
 
 use crate::clock::{Millis, SharedClock};
 use crate::credential::Sid;
-use crate::redis_client::{Connections, RedisFailure};
+use crate::redis_client::Connections;
 use crate::session::record::SessionRecord;
 use crate::session::store::StoreError;
 use redis::AsyncCommands;
@@ -53,10 +53,7 @@ impl SharedAnswers {
         F: FnOnce(crate::redis_client::Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        self.conns.run(f).await.map_err(|e| match e {
-            RedisFailure::Error(m) => StoreError::Unavailable(m),
-            RedisFailure::Timeout => StoreError::Timeout,
-        })
+        self.conns.run(f).await.map_err(StoreError::from)
     }
 
     /// The shared answer for `sid` and how many milliseconds it has left, if any.
