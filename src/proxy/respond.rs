@@ -24,11 +24,18 @@ pub fn cors(
             // SECURITY: in edge mode fluxgate alone decides who may read answers: an upstream
             // that echoes any Origin cannot open the API to a foreign page.
             CorsMode::Edge => {
-                for h in CorsPolicy::OWNED
-                    .iter()
-                    .filter(|h| **h != http::header::VARY)
-                {
-                    resp.remove_header(h);
+                // One pass over the (few) response headers; removals only when there is one.
+                let upstream_cors = resp
+                    .headers
+                    .keys()
+                    .any(|k| k.as_str().starts_with("access-control-"));
+                if upstream_cors {
+                    for h in CorsPolicy::OWNED
+                        .iter()
+                        .filter(|h| **h != http::header::VARY)
+                    {
+                        resp.remove_header(h);
+                    }
                 }
             }
             CorsMode::Upstream | CorsMode::Off => return Ok(()),
