@@ -229,7 +229,7 @@ fn run(path: &std::path::Path, upgrade: bool) -> i32 {
 pub fn announce(b: &app::Bound) {
     println!(
         "{}",
-        json!({"event": "listening", "proxy": b.proxy, "tls": b.tls, "admin": b.admin})
+        json!({"event": "listening", "proxy": b.proxy, "tls": b.tls, "admin": b.admin, "forward_auth": b.forward_auth})
     );
 }
 

@@ -25,5 +25,6 @@ mod app;
 mod demo;
 pub mod denial;
 mod explain;
+mod forward_auth;
 mod logging;
 mod proxy;

@@ -212,6 +212,9 @@ pub struct Metrics {
     pub would_deny: LabeledCounter,
     /// fluxgate_backend_shared_total{result}: backend answers shared through Redis.
     pub backend_shared: LabeledCounter,
+    /// fluxgate_forward_auth_decisions_total{outcome, reason}: the decision endpoint's answers
+    /// (`refused` when the edge's description was not accepted).
+    pub forward_auth: LabeledCounter,
 }
 
 impl Default for Metrics {
@@ -238,6 +241,7 @@ impl Default for Metrics {
             login_capture: Default::default(),
             would_deny: Default::default(),
             backend_shared: Default::default(),
+            forward_auth: Default::default(),
         }
     }
 }
@@ -261,6 +265,13 @@ impl Metrics {
             "Requests by pipeline decision.",
             ("outcome", "reason"),
             &self.decisions,
+        );
+        family(
+            &mut s,
+            "fluxgate_forward_auth_decisions_total",
+            "Decision endpoint answers by outcome.",
+            ("outcome", "reason"),
+            &self.forward_auth,
         );
         family(
             &mut s,

@@ -1,5 +1,6 @@
 //! The proxy's listening service: pingora's HTTP app with fluxgate's HTTP/1 and HTTP/2
-//! settings, behind the connection edge, on the plain and TLS listeners.
+//! settings, behind the connection edge, on the plain and TLS listeners; and the forward-auth
+//! decision endpoint's listener.
 
 use super::StartupError;
 use crate::config::ServerSettings;
@@ -70,4 +71,70 @@ pub(super) fn proxy_service(
         resolvers.push(resolver);
     }
     Ok((service, resolvers))
+}
+
+/// Serves the forward-auth decision endpoint on its own runtime.
+pub(super) struct ForwardAuthService {
+    /// Bound at build time (port 0 resolved), or after a graceful upgrade's handover.
+    listener: std::sync::Mutex<Option<std::net::TcpListener>>,
+    addr: SocketAddr,
+    state: Arc<crate::forward_auth::ForwardAuth>,
+}
+
+/// The decision endpoint's service and its address. During a graceful upgrade the old
+/// instance still holds the port: it is bound once the old instance lets go.
+pub(super) fn forward_auth_service(
+    addr: SocketAddr,
+    upgrade: bool,
+    state: Arc<crate::forward_auth::ForwardAuth>,
+) -> Result<
+    (
+        pingora::services::background::GenBackgroundService<ForwardAuthService>,
+        SocketAddr,
+    ),
+    StartupError,
+> {
+    let listener = if upgrade {
+        None
+    } else {
+        Some(super::bind_admin(addr)?)
+    };
+    let addr = match &listener {
+        Some(l) => l
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?,
+        None => addr,
+    };
+    let service = ForwardAuthService {
+        listener: std::sync::Mutex::new(listener),
+        addr,
+        state,
+    };
+    Ok((
+        pingora::services::background::background_service("fluxgate forward-auth", service),
+        addr,
+    ))
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for ForwardAuthService {
+    async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
+        let held = self.listener.lock().map(|mut l| l.take()).unwrap_or(None);
+        let listener = match held {
+            Some(l) => tokio::net::TcpListener::from_std(l),
+            None => loop {
+                match tokio::net::TcpListener::bind(self.addr).await {
+                    Ok(l) => break Ok(l),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+            },
+        };
+        match listener {
+            Ok(l) => crate::forward_auth::serve(l, self.state.clone(), shutdown).await,
+            Err(e) => tracing::error!(error = %e, "cannot serve the forward-auth listener"),
+        }
+    }
 }

@@ -56,6 +56,8 @@ pub struct Bound {
     pub proxy: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     pub admin: SocketAddr,
+    /// The forward-auth decision endpoint, when on.
+    pub forward_auth: Option<SocketAddr>,
 }
 
 /// Everything built from the config, ready to run.
@@ -202,6 +204,7 @@ pub(crate) fn live(
         pipeline: Arc::new(Pipeline::new(rules, rt.clone())),
         upstream: UpstreamPool::new(cfg.upstream),
         access_log: cfg.access_log,
+        forward_auth: cfg.forward_auth,
     }
 }
 
@@ -365,6 +368,7 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
         sudo.clone(),
     )));
     let proxy = FluxgateProxy::new(live.clone(), metrics.clone(), server_cfg.limits);
+    let (live_for_fa, metrics_for_fa) = (live.clone(), metrics.clone());
 
     let (service, resolvers) = listeners::proxy_service(
         &server,
@@ -407,12 +411,28 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
         reloader,
     };
     server.add_service(background_service("fluxgate housekeeping", house));
+    let forward_auth = match &boot.forward_auth {
+        Some(fa) => {
+            let (service, addr) = listeners::forward_auth_service(
+                fa.listen,
+                opts.upgrade,
+                Arc::new(crate::forward_auth::ForwardAuth {
+                    live: live_for_fa,
+                    metrics: metrics_for_fa,
+                }),
+            )?;
+            server.add_service(service);
+            Some(addr)
+        }
+        None => None,
+    };
     Ok(Built {
         server,
         bound: Bound {
             proxy: proxy_addrs,
             tls: tls_addrs,
             admin: admin_addr,
+            forward_auth,
         },
     })
 }

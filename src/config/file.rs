@@ -9,6 +9,7 @@ pub use super::cors::CorsFile;
 pub use super::credentials::CredentialsFile;
 pub use super::csrf::CsrfFile;
 pub use super::edge::{CertFile, ServerFile, TlsListenerFile, UpstreamFile};
+pub use super::forward_auth::ForwardAuthFile;
 pub use super::geoip::GeoipFile;
 pub use super::identity::IdentityFile;
 pub use super::internal_secrets::InternalSecretFile;
@@ -51,5 +52,6 @@ pub struct FileConfig {
     pub routes: Vec<RouteFile>,
     pub identity: IdentityFile,
     pub admin: AdminFile,
+    pub forward_auth: ForwardAuthFile,
     pub logging: LoggingFile,
 }

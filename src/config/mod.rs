@@ -15,6 +15,7 @@ mod credentials;
 mod csrf;
 pub mod edge;
 pub mod file;
+pub mod forward_auth;
 pub mod geoip;
 mod identity;
 mod internal_secrets;
@@ -74,6 +75,8 @@ pub struct BootConfig {
     pub ip_auth: ip_authorization::IpAuthConfig,
     pub admin: AdminSettings,
     pub logging: crate::logging::LoggingSettings,
+    /// `[forward_auth] listen`: the decision endpoint, when on.
+    pub forward_auth: Option<forward_auth::ForwardAuthBoot>,
 }
 
 impl BootConfig {
@@ -89,6 +92,7 @@ impl BootConfig {
             ip_auth,
             admin,
             logging,
+            forward_auth,
         } = self;
         [
             ("server", *server != new.server),
@@ -102,6 +106,7 @@ impl BootConfig {
             ("ip_authorization", *ip_auth != new.ip_auth),
             ("admin", *admin != new.admin),
             ("logging", *logging != new.logging),
+            ("forward_auth.listen", *forward_auth != new.forward_auth),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
@@ -141,6 +146,8 @@ pub struct LiveConfig {
     pub assertion: Option<std::sync::Arc<crate::identity::assertion::Asserter>>,
     /// `logging.access_log`.
     pub access_log: bool,
+    /// `[forward_auth]`: how the decision endpoint reads the original request.
+    pub forward_auth: forward_auth::ForwardAuthRules,
 }
 
 /// One problem in the config.

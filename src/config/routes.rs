@@ -67,6 +67,9 @@ pub struct RouteFile {
     /// `None`: `[sudo] proofs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sudo_proofs: Option<String>,
+    /// Forward-auth mode cannot see the upstream's answer, and this route relies on it: the
+    /// operator knows (`config/forward_auth.rs`).
+    pub forward_auth_ack: bool,
 }
 
 impl Default for RouteFile {
@@ -89,6 +92,7 @@ impl Default for RouteFile {
             lockout: None,
             rollout: None,
             sudo_proofs: None,
+            forward_auth_ack: false,
         }
     }
 }

@@ -7,8 +7,9 @@ use super::file::FileConfig;
 use super::locate::KeyPath;
 use super::{BootConfig, Config, ConfigError, LiveConfig, StoreSettings};
 use super::{
-    admin, client_ip, cookies, cors, credentials, csrf, edge, geoip, identity, internal_secrets,
-    ip_authorization, limits, logging, login, network, redis, rollout, routes, sessions, sudo,
+    admin, client_ip, cookies, cors, credentials, csrf, edge, forward_auth, geoip, identity,
+    internal_secrets, ip_authorization, limits, logging, login, network, redis, rollout, routes,
+    sessions, sudo,
 };
 use crate::net::cidr::CidrSet;
 use http::HeaderName;
@@ -95,6 +96,8 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let admin = admin::validate_admin(&file.admin, &mut e);
     let logging = logging::validate_logging(&file.logging, &mut e);
     sudo::validate_sudo_cookie_name(&file, &mut e);
+    let (fa_boot, fa_rules) = forward_auth::validate_forward_auth(&file, &mut e);
+    forward_auth::check_routes(&file, &mut e);
     if !e.0.is_empty() {
         return Err(e.0);
     }
@@ -107,6 +110,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         ip_auth,
         admin: admin.expect("admin is present when there are no errors"),
         logging,
+        forward_auth: fa_boot,
     };
     let live = LiveConfig {
         upstream,
@@ -127,6 +131,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         identity: identity.expect("identity is present when there are no errors"),
         assertion,
         access_log: file.logging.access_log,
+        forward_auth: fa_rules,
     };
     Ok(Config { boot, live, file })
 }

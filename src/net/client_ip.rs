@@ -28,6 +28,11 @@ impl ClientIpResolver {
         &self.trusted
     }
 
+    /// The forwarding header walked.
+    pub fn header(&self) -> &HeaderName {
+        &self.header
+    }
+
     /// Resolves the client address of a request that arrived from `peer`.
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut current = peer.to_canonical();

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 /// Runs the pipeline, turning a panic into a 500 denial.
 // SECURITY: a panic while deciding must refuse the request, never let it through or drop the
 // connection without an answer.
-pub(super) async fn guarded(
+pub(crate) async fn guarded(
     evaluate: impl std::future::Future<Output = Verdict>,
     peer: IpAddr,
     metrics: &Metrics,

@@ -6,7 +6,7 @@ mod body;
 mod cookies;
 pub mod edge;
 mod edit;
-mod guard;
+pub(crate) mod guard;
 mod ipauth;
 mod login;
 mod logout;
@@ -41,10 +41,12 @@ pub struct Live {
     pub access_log: bool,
     /// Each route's name as a metric label (`fluxgate_would_deny_total`), by index.
     pub route_labels: Vec<&'static str>,
+    /// How the decision endpoint reads the original request (`[forward_auth]`).
+    pub forward_auth: crate::config::forward_auth::ForwardAuthRules,
 }
 
 impl Live {
-    fn route_name(&self, r: RouteId) -> &str {
+    pub(crate) fn route_name(&self, r: RouteId) -> &str {
         match r {
             RouteId::Unrouted => "-",
             RouteId::Default => "default",

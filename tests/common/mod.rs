@@ -211,6 +211,8 @@ pub struct Fluxgate {
     /// The TLS listeners, in config order.
     pub tls: Vec<SocketAddr>,
     pub admin: SocketAddr,
+    /// The forward-auth decision endpoint, when `[forward_auth] listen` is set.
+    pub forward_auth: Option<SocketAddr>,
     pub dir: Arc<tempfile::TempDir>,
     pub config_path: PathBuf,
     stderr_log: PathBuf,
@@ -289,11 +291,13 @@ impl Fluxgate {
             .as_array()
             .map(|a| a.iter().filter_map(|t| t.as_str()?.parse().ok()).collect())
             .unwrap_or_default();
+        let forward_auth = v["forward_auth"].as_str().map(|a| a.parse().unwrap());
         let f = Fluxgate {
             child,
             proxy,
             tls,
             admin,
+            forward_auth,
             dir,
             config_path,
             stderr_log,

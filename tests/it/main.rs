@@ -24,6 +24,7 @@ mod demo_and_cli;
 mod docs;
 mod edge;
 mod explain;
+mod forward_auth;
 mod forwarded;
 mod ip_authorization;
 mod ip_authorization_upstream;

@@ -1,0 +1,266 @@
+//! Forward-auth mode through real nginx (`auth_request`), configured by the shipped
+//! `deploy/forward-auth/nginx.conf`, in front of the recording upstream; and the decision
+//! endpoint asked directly the way Traefik and Caddy ask it.
+
+use crate::common::{Fluxgate, Req, Upstream, free_port};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const ROUTES: &str = r#"
+[forward_auth]
+listen = "127.0.0.1:0"
+
+[[rate_limits.bucket]]
+name = "tight"
+limit = 1
+window = "1m"
+key = "ip"
+
+[[route]]
+methods = ["GET"]
+path = "/public"
+auth = "none"
+
+[[route]]
+methods = ["GET"]
+path = "/limited"
+auth = "none"
+rate_limits = ["tight"]
+"#;
+
+/// nginx started from the shipped recipe; stopped on drop.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_bin() -> Option<&'static str> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+/// Renders `deploy/forward-auth/nginx.conf` with the test's addresses and starts nginx.
+/// Missing nginx fails the test: this is the integration the feature promises.
+fn nginx(upstream: SocketAddr, fluxgate: SocketAddr) -> Nginx {
+    let bin = nginx_bin().expect("nginx is not installed (scripts/prereqs test installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let recipe = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/forward-auth/nginx.conf"),
+    )
+    .unwrap()
+    .replace("__LISTEN__", &format!("127.0.0.1:{port}"))
+    .replace("__UPSTREAM__", &upstream.to_string())
+    .replace("__FLUXGATE__", &fluxgate.to_string());
+    std::fs::write(dir.path().join("fluxgate.conf"), recipe).unwrap();
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        format!(
+            "master_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+             include {d}/fluxgate.conf; }}\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = fluxgate::clock::monotonic_now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            fluxgate::clock::monotonic_now() < deadline,
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nginx {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn setup(extra: &str) -> (Upstream, Fluxgate, Nginx) {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, &format!("{ROUTES}{extra}"));
+    let nx = nginx(up.addr, fg.forward_auth.expect("forward-auth listener"));
+    (up, fg, nx)
+}
+
+#[test]
+fn identity_reaches_the_upstream_through_nginx_and_a_spoofed_user_id_never_does() {
+    let (up, fg, nx) = setup("");
+    let (token, sid) =
+        fg.create_session(json!({"user_id": "1234567890", "kind": "session", "lifetime": "1h"}));
+    let r = Req::get("/me?x=1")
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("X-Fluxgate-User-Id", "1")
+        .header("X-Forwarded-Uri", "/public")
+        .send(nx.addr);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.target, "/me?x=1");
+    assert_eq!(
+        seen.get("x-fluxgate-user-id").as_deref(),
+        Some("1234567890")
+    );
+    assert_eq!(seen.get("x-fluxgate-session-id"), Some(sid));
+    assert_eq!(seen.get("x-fluxgate-auth-kind").as_deref(), Some("session"));
+    assert_eq!(
+        seen.get("x-fluxgate-client-ip").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(seen.get("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert!(seen.get("x-request-id").is_some());
+    // The client's own Authorization still reaches the API.
+    assert_eq!(seen.get("authorization"), Some(format!("Bearer {token}")));
+
+    // Anonymous on a public route: the client's copy is removed, not passed on.
+    let r = Req::get("/public")
+        .header("X-Fluxgate-User-Id", "1")
+        .send(nx.addr);
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.get("x-fluxgate-user-id"), None);
+    assert_eq!(
+        seen.get("x-fluxgate-auth-kind").as_deref(),
+        Some("anonymous")
+    );
+}
+
+#[test]
+fn a_denial_reaches_the_client_with_fluxgates_status_and_json_and_nothing_is_forwarded() {
+    let (up, _fg, nx) = setup("");
+    let r = Req::get("/me")
+        .header("X-Fluxgate-User-Id", "1")
+        .send(nx.addr);
+    r.denial(401, "UNAUTHORIZED");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer realm="fluxgate""#)
+    );
+    let r = Req::get("/me")
+        .header(
+            "Authorization",
+            "Bearer flx_notavalidtokennotavalidtokennotava",
+        )
+        .send(nx.addr);
+    r.denial(401, "UNAUTHORIZED");
+    assert_eq!(up.count(), 0, "a denied request reached the upstream");
+}
+
+#[test]
+fn a_rate_limited_request_gets_429_with_retry_after_through_nginx() {
+    let (up, _fg, nx) = setup("");
+    assert_eq!(Req::get("/limited").send(nx.addr).status, 200);
+    assert_eq!(up.count(), 1);
+    let r = Req::get("/limited").send(nx.addr);
+    let body = r.denial(429, "RATE_LIMITED");
+    assert!(body["retry_after"].as_f64().is_some(), "{body}");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    assert_eq!(up.count(), 1, "a limited request reached the upstream");
+}
+
+#[test]
+fn forwarded_method_and_uri_from_an_untrusted_peer_are_refused_and_counted() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(
+        up.addr,
+        &ROUTES.replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:0\"\ntrusted_edges = [\"192.0.2.0/24\"]",
+        ),
+    );
+    let r = Req::get("/")
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", "/public")
+        .send(fg.forward_auth.unwrap());
+    r.denial(400, "BAD_REQUEST");
+    assert_eq!(
+        fg.metric(
+            r#"fluxgate_forward_auth_decisions_total{outcome="refused",reason="untrusted_edge"}"#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_missing_duplicated_absolute_or_dot_segment_original_uri_is_refused() {
+    let (_up, fg, _nx) = setup("");
+    let fa = fg.forward_auth.unwrap();
+    let ask = |uri: Option<&str>, extra: Option<(&str, &str)>| {
+        let mut r = Req::get("/").header("X-Original-Method", "GET");
+        if let Some(u) = uri {
+            r = r.header("X-Original-URI", u);
+        }
+        if let Some((k, v)) = extra {
+            r = r.header(k, v);
+        }
+        r.send(fa)
+    };
+    ask(None, None).denial(400, "BAD_REQUEST");
+    ask(Some("/public"), Some(("X-Forwarded-Uri", "/me"))).denial(400, "BAD_REQUEST");
+    ask(Some("http://evil.example/public"), None).denial(400, "BAD_REQUEST");
+    ask(Some("/public/../me"), None).denial(400, "BAD_REQUEST");
+    ask(Some("/public%2f..%2fme"), None).denial(400, "BAD_REQUEST");
+    assert_eq!(ask(Some("/public"), None).status, 200);
+}
+
+#[test]
+fn traefik_and_caddy_headers_are_understood_and_answered_with_the_plan() {
+    let (_up, fg, _nx) = setup("");
+    let (token, _) = fg.create_session(json!({"user_id": "42", "kind": "session"}));
+    // What Traefik's ForwardAuth (and Caddy's forward_auth) send: the original request in
+    // X-Forwarded-*, the client's headers as they came.
+    let r = Req::get("/ignored")
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Uri", "/me")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "api.example")
+        .header("X-Forwarded-For", "203.0.113.5")
+        .header("Authorization", &format!("Bearer {token}"))
+        .send(fg.forward_auth.unwrap());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fluxgate-user-id"), Some("42"));
+    assert_eq!(r.header("x-fluxgate-client-ip"), Some("203.0.113.5"));
+    assert_eq!(r.header("x-forwarded-for"), Some("203.0.113.5"));
+    assert_eq!(r.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(r.header("x-forwarded-host"), Some("api.example"));
+    assert!(r.text().is_empty());
+    let r = Req::get("/")
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Uri", "/me")
+        .send(fg.forward_auth.unwrap());
+    r.denial(401, "UNAUTHORIZED");
+    assert_eq!(
+        fg.metric(
+            r#"fluxgate_forward_auth_decisions_total{outcome="denied",reason="no_credential"}"#
+        ),
+        1.0
+    );
+}
