@@ -112,9 +112,18 @@ impl ForwardAuth {
         settle(&live, &mut verdict).await;
         let (outcome, reason, answer) = match &verdict.outcome {
             Ok(a) => {
-                let mut h = HeaderMap::with_capacity(a.plan.set.len() + 6);
+                let mut h = HeaderMap::with_capacity(a.plan.set.len() + 16);
                 for (k, v) in &a.plan.set {
                     h.insert(k.clone(), v.clone());
+                }
+                // SECURITY: every identity header is in the answer, empty when it does not
+                // apply, so an edge that copies a fixed list never invents one: Caddy 2.6's
+                // copy_headers sets a header missing from the answer to its placeholder's
+                // literal text; nginx and Traefik send nothing for an empty value.
+                for name in pipeline.rules.names.all() {
+                    if !h.contains_key(name) {
+                        h.insert(name.clone(), HeaderValue::from_static(""));
+                    }
                 }
                 if let Some(limits) = &a.limit_headers {
                     for (k, v) in limits.headers() {

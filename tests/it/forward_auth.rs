@@ -264,3 +264,118 @@ fn traefik_and_caddy_headers_are_understood_and_answered_with_the_plan() {
         1.0
     );
 }
+
+/// Caddy started from the shipped `deploy/forward-auth/Caddyfile`; stopped on drop.
+struct Caddy {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Missing Caddy fails the test: this is the integration the feature promises.
+fn caddy(upstream: SocketAddr, fluxgate: SocketAddr) -> Caddy {
+    let bin = ["/usr/bin/caddy", "/usr/local/bin/caddy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("caddy is not installed (scripts/prereqs test installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let recipe = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/forward-auth/Caddyfile"),
+    )
+    .unwrap()
+    .replace("__LISTEN__", &format!("127.0.0.1:{port}"))
+    .replace("__UPSTREAM__", &upstream.to_string())
+    .replace("__FLUXGATE__", &fluxgate.to_string());
+    let file = dir.path().join("Caddyfile");
+    std::fs::write(&file, recipe).unwrap();
+    let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
+    let child = Command::new(bin)
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&file)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = fluxgate::clock::monotonic_now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            fluxgate::clock::monotonic_now() < deadline,
+            "caddy did not start: {}",
+            std::fs::read_to_string(dir.path().join("caddy.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Caddy {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn through_real_caddy_identity_arrives_spoofing_does_not_and_denials_keep_fluxgates_json() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, ROUTES);
+    let cd = caddy(up.addr, fg.forward_auth.expect("forward-auth listener"));
+    let (token, _) = fg.create_session(json!({"user_id": "77", "kind": "session"}));
+    let r = Req::get("/me?x=1")
+        .header("Authorization", &token)
+        .header("X-Fluxgate-User-Id", "1")
+        .send(cd.addr);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.target, "/me?x=1");
+    assert_eq!(seen.all("x-fluxgate-user-id"), vec!["77".to_string()]);
+    assert_eq!(seen.get("x-fluxgate-auth-kind").as_deref(), Some("session"));
+    // Anonymous on a public route: the client's copy is gone; Caddy passes fluxgate's empty
+    // value on as an empty header, never a user id.
+    let r = Req::get("/public")
+        .header("X-Fluxgate-User-Id", "1")
+        .send(cd.addr);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert!(
+        seen.all("x-fluxgate-user-id").iter().all(|v| v.is_empty()),
+        "{:?}",
+        seen.all("x-fluxgate-user-id")
+    );
+    assert_eq!(
+        seen.get("x-fluxgate-auth-kind").as_deref(),
+        Some("anonymous")
+    );
+    let before = up.count();
+    // An underscore spelling (read as the real header by CGI-style servers) is refused.
+    Req::get("/me")
+        .header("Authorization", &token)
+        .header("X_Fluxgate_User_Id", "1")
+        .send(cd.addr)
+        .denial(400, "BAD_REQUEST");
+    // Denials pass through Caddy as fluxgate wrote them, and nothing is forwarded.
+    let r = Req::get("/me").send(cd.addr);
+    r.denial(401, "UNAUTHORIZED");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer realm="fluxgate""#)
+    );
+    assert_eq!(Req::get("/limited").send(cd.addr).status, 200);
+    let r = Req::get("/limited").send(cd.addr);
+    r.denial(429, "RATE_LIMITED");
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        up.count(),
+        before + 1,
+        "only the admitted /limited reached the upstream"
+    );
+}
