@@ -17,7 +17,9 @@
 //! (f) nginx auth_request → a second nginx answering 200 (best case of forward auth);
 //! (g) as (c) with the access log on (JSON, to a file);
 //! (h) backend misses: every request a new token, `store = "backend"`, so each one is a call to
-//!     the upstream's `/users/@me` (loopback, the same process as the upstream); compare (c).
+//!     the upstream's `/users/@me` (loopback, the same process as the upstream); compare (c);
+//! (i) the nginx of (f) asking fluxgate's forward-auth endpoint (a cached cookie session + a
+//!     bucket) instead of the stub; compare (f).
 
 #![allow(
     clippy::unwrap_used,
@@ -279,7 +281,7 @@ fn main() {
     // (f): nginx forward auth.
     let mut _keep_nginx = None;
     if o.full && have("nginx") {
-        let n = nginx(PROXY_CPU, upstream);
+        let n = nginx(PROXY_CPU, upstream, None);
         rows.push(Row {
             key: "f",
             title: "nginx auth_request → nginx 200",
@@ -292,6 +294,31 @@ fn main() {
         _keep_nginx = Some(n);
     } else if o.full {
         notes.push("row f skipped: nginx is not installed".into());
+    }
+
+    // (i): the same nginx, asking fluxgate's forward-auth endpoint (cached cookie session +
+    // bucket) instead of the stub: a real authentication against the best case.
+    let mut _keep_fa = None;
+    if o.full && have("nginx") {
+        let fa = fluxgate(
+            &bin,
+            PROXY_CPU,
+            "i",
+            &format!("{upstream_cfg}[forward_auth]\nlisten = \"127.0.0.1:0\"\n{LIMIT}"),
+        );
+        let fa_cookie = format!("Cookie: fluxer_session={}", fa.session("500"));
+        let decider = fa.forward_auth.expect("the forward-auth listener");
+        let n = nginx(PROXY_CPU, upstream, Some(decider));
+        rows.push(Row {
+            key: "i",
+            title: "nginx auth_request → fluxgate forward auth (cached session + bucket)",
+            load: wrk::Load {
+                url: format!("http://{}/x", n.addr),
+                headers: vec![fa_cookie],
+                script: None,
+            },
+        });
+        _keep_fa = Some((n, fa));
     }
 
     if let Some(secs) = o.soak {

@@ -158,6 +158,8 @@ pub struct Fluxgate {
     pub proc: Proc,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The forward-auth decision endpoint, when `[forward_auth] listen` is set.
+    pub forward_auth: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -221,12 +223,14 @@ access_log = {access_log}
         .unwrap_or_else(|_| panic!("fluxgate ({name}) did not start: {line}"));
     let proxy: SocketAddr = v["proxy"][0].as_str().unwrap().parse().unwrap();
     let admin: SocketAddr = v["admin"].as_str().unwrap().parse().unwrap();
+    let forward_auth: Option<SocketAddr> = v["forward_auth"].as_str().and_then(|a| a.parse().ok());
     wait_port(proxy);
     wait_port(admin);
     Fluxgate {
         proc: Proc { child },
         proxy,
         admin,
+        forward_auth,
         _dir: dir,
     }
 }
@@ -290,14 +294,19 @@ pub fn seed_sessions(port: u16, n: usize) -> Vec<String> {
 /// the best case of the forward-auth pattern.
 pub struct Nginx {
     _front: Proc,
-    _auth: Proc,
+    _auth: Option<Proc>,
     pub addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
-pub fn nginx(cpu: usize, upstream: SocketAddr) -> Nginx {
+/// nginx with `auth_request`, asking `decider` (fluxgate's forward-auth endpoint, copying its
+/// user id header upstream) or, when `None`, a second nginx that answers 200 (the best case of
+/// any forward-auth service).
+pub fn nginx(cpu: usize, upstream: SocketAddr, decider: Option<SocketAddr>) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
-    let (front_port, auth_port) = (free_port(), free_port());
+    let front_port = free_port();
+    let auth_addr = decider.unwrap_or_else(|| ([127, 0, 0, 1], free_port()).into());
+    let auth_port = auth_addr.port();
     let common = |d: &Path| {
         format!(
             "master_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\n",
@@ -329,11 +338,13 @@ pub fn nginx(cpu: usize, upstream: SocketAddr) -> Nginx {
             r#"{}http {{
   access_log off; {} keepalive_requests 1000000;
   upstream app {{ server {upstream}; keepalive 64; }}
-  upstream auth {{ server 127.0.0.1:{auth_port}; keepalive 64; }}
+  upstream auth {{ server {auth_addr}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{front_port};
     location / {{
       auth_request /_auth;
+      auth_request_set $fluxgate_user $upstream_http_x_fluxgate_user_id;
+      proxy_set_header X-Fluxgate-User-Id $fluxgate_user;
       proxy_pass http://app;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -345,6 +356,8 @@ pub fn nginx(cpu: usize, upstream: SocketAddr) -> Nginx {
       proxy_set_header Connection "";
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Original-URI $request_uri;
     }}
   }}
 }}
@@ -372,7 +385,7 @@ pub fn nginx(cpu: usize, upstream: SocketAddr) -> Nginx {
             .unwrap();
         Proc { child }
     };
-    let auth = start(&auth_dir);
+    let auth = decider.is_none().then(|| start(&auth_dir));
     let front = start(&front_dir);
     wait_port(([127, 0, 0, 1], auth_port).into());
     let addr: SocketAddr = ([127, 0, 0, 1], front_port).into();

@@ -107,7 +107,7 @@ pub fn table(
     };
     let _ = writeln!(
         t,
-        "Targets: (c)/(b) = {} (≥ 0.90); p99(c) − p99(b) = {} ms (≤ 0.3); (c)/(f) = {} (≥ 1.2); (d)/(c) = {} (≥ 0.95). Access log: (g)/(c) = {}. Backend misses: (h)/(c) = {}, p50(h) − p50(c) = {} ms.",
+        "Targets: (c)/(b) = {} (≥ 0.90); p99(c) − p99(b) = {} ms (≤ 0.3); (c)/(f) = {} (≥ 1.2); (d)/(c) = {} (≥ 0.95). Access log: (g)/(c) = {}. Backend misses: (h)/(c) = {}, p50(h) − p50(c) = {} ms. Forward auth: (i)/(f) = {} (≥ 0.90).",
         ratio("c", "b"),
         match (p99("c"), p99("b")) {
             (Some(c), Some(b)) => format!("{:.3}", c - b),
@@ -121,6 +121,7 @@ pub fn table(
             (Some(h), Some(c)) => format!("{:.3}", h - c),
             _ => "n/a".into(),
         },
+        ratio("i", "f"),
     );
     for n in notes {
         let _ = writeln!(t, "\nNote: {n}.");
