@@ -26,6 +26,9 @@ pub struct ForwardAuthFile {
     pub proto_header: String,
     pub forwarded_for_header: String,
     pub max_uri_bytes: usize,
+    /// Envoy `ext_authz` (HTTP service): the original request arrives as the request itself,
+    /// its path under this prefix (Envoy's `path_prefix`). Empty: off.
+    pub envoy_path_prefix: String,
 }
 
 impl Default for ForwardAuthFile {
@@ -39,6 +42,7 @@ impl Default for ForwardAuthFile {
             proto_header: "X-Forwarded-Proto".into(),
             forwarded_for_header: "X-Forwarded-For".into(),
             max_uri_bytes: 8192,
+            envoy_path_prefix: String::new(),
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct ForwardAuthRules {
     /// edges and `[client_ip] trusted_proxies`.
     pub client_ip: ClientIpResolver,
     pub max_uri_bytes: usize,
+    /// Envoy's `path_prefix`, when its form is accepted.
+    pub envoy_path_prefix: Option<String>,
 }
 
 /// Loopback, the trusted edges when none are listed.
@@ -125,6 +131,19 @@ pub(super) fn validate_forward_auth(
             format!("{dup} is also a method header"),
         );
     }
+    let envoy = &f.envoy_path_prefix;
+    if !envoy.is_empty()
+        && (!envoy.starts_with('/')
+            || envoy.ends_with('/')
+            || !envoy
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b)))
+    {
+        e.at(
+            p("forward_auth.envoy_path_prefix"),
+            "must be a path like \"/ext_authz\" (no trailing '/'), or empty",
+        );
+    }
     let rules = ForwardAuthRules {
         trusted_edges,
         method_headers,
@@ -133,6 +152,7 @@ pub(super) fn validate_forward_auth(
         proto_header,
         client_ip,
         max_uri_bytes: f.max_uri_bytes,
+        envoy_path_prefix: (!envoy.is_empty()).then(|| envoy.clone()),
     };
     (boot, rules)
 }

@@ -85,7 +85,11 @@ impl ForwardAuth {
         let live = self.live.load_full();
         let peer = peer.to_canonical();
         let request_id = identity::request_id(req.headers());
-        let original = match original::read(&live.forward_auth, peer, req.headers()) {
+        let asked = original::Asked {
+            method: req.method(),
+            target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        };
+        let original = match original::read(&live.forward_auth, peer, &asked, req.headers()) {
             Ok(o) => o,
             Err(r) => {
                 self.metrics.forward_auth.inc("refused", r.reason());

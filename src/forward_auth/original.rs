@@ -92,12 +92,43 @@ pub fn trusted(rules: &ForwardAuthRules, peer: IpAddr) -> bool {
     rules.trusted_edges.contains(peer)
 }
 
-/// Reads the original request the edge at `peer` describes in `h`.
-pub fn read(rules: &ForwardAuthRules, peer: IpAddr, h: &HeaderMap) -> Result<Original, Refusal> {
+/// The edge's own request line.
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    /// Path and query, as received.
+    pub target: &'a str,
+}
+
+/// Reads the original request the edge at `peer` describes: in headers (nginx, Caddy,
+/// Traefik), or as the request itself under Envoy's path prefix.
+pub fn read(
+    rules: &ForwardAuthRules,
+    peer: IpAddr,
+    asked: &Asked<'_>,
+    h: &HeaderMap,
+) -> Result<Original, Refusal> {
     // SECURITY: only a trusted edge may say what the original request was; anyone else could
     // name a public path while sending a private one.
     if !trusted(rules, peer) {
         return Err(Refusal::UntrustedEdge);
+    }
+    let described = rules
+        .method_headers
+        .iter()
+        .chain(&rules.uri_headers)
+        .any(|n| h.contains_key(n));
+    // Envoy `ext_authz` (HTTP service) sends the original method and path as its own, under
+    // the configured prefix. A request that also carries description headers is read by them
+    // only (and refused if they are ambiguous), never by both.
+    if let (Some(prefix), false) = (&rules.envoy_path_prefix, described) {
+        let Some(rest) = asked
+            .target
+            .strip_prefix(prefix.as_str())
+            .filter(|r| r.starts_with('/'))
+        else {
+            return Err(Refusal::MissingUri);
+        };
+        return finish(rules, peer, h, asked.method.clone(), rest.as_bytes());
     }
     // SECURITY: exactly one original method and URI across every configured name: a client
     // that adds a second one (through an edge that passes client headers on) is refused,
@@ -116,6 +147,17 @@ pub fn read(rules: &ForwardAuthRules, peer: IpAddr, h: &HeaderMap) -> Result<Ori
         Refusal::DuplicateUri,
     )?
     .as_bytes();
+    finish(rules, peer, h, method, uri)
+}
+
+/// The checks every original URI passes, then the rest of the description.
+fn finish(
+    rules: &ForwardAuthRules,
+    peer: IpAddr,
+    h: &HeaderMap,
+    method: Method,
+    uri: &[u8],
+) -> Result<Original, Refusal> {
     if uri.len() > rules.max_uri_bytes {
         return Err(Refusal::UriTooLong);
     }

@@ -27,13 +27,19 @@ fn ip(s: &str) -> IpAddr {
 
 const LOOP: &str = "127.0.0.1";
 
+/// What nginx asks with: its own request line says nothing about the original.
+const ASKED: Asked<'static> = Asked {
+    method: &Method::GET,
+    target: "/",
+};
+
 fn nginx(uri: &str) -> HeaderMap {
     headers(&[("x-original-method", "GET"), ("x-original-uri", uri)])
 }
 
 #[test]
 fn an_nginx_description_is_read() {
-    let o = read(&rules(""), ip(LOOP), &nginx("/a?b=1")).unwrap();
+    let o = read(&rules(""), ip(LOOP), &ASKED, &nginx("/a?b=1")).unwrap();
     assert_eq!(o.method, Method::GET);
     assert_eq!(o.target, b"/a?b=1");
     assert!(!o.tls);
@@ -49,7 +55,7 @@ fn a_traefik_description_is_read_with_scheme_and_host() {
         ("x-forwarded-host", "api.example"),
         ("host", "fluxgate:9000"),
     ]);
-    let o = read(&rules(""), ip(LOOP), &h).unwrap();
+    let o = read(&rules(""), ip(LOOP), &ASKED, &h).unwrap();
     assert_eq!(o.method, Method::POST);
     assert!(o.tls);
     assert_eq!(o.headers.get("host").unwrap(), "api.example");
@@ -58,12 +64,13 @@ fn a_traefik_description_is_read_with_scheme_and_host() {
 
 #[test]
 fn forwarded_method_and_uri_from_an_untrusted_peer_are_refused() {
-    let r = read(&rules(""), ip("203.0.113.7"), &nginx("/a"));
+    let r = read(&rules(""), ip("203.0.113.7"), &ASKED, &nginx("/a"));
     assert_eq!(r.unwrap_err(), Refusal::UntrustedEdge);
     // Listing edges replaces the loopback default.
     let r = read(
         &rules("trusted_edges = [\"10.0.0.0/8\"]\n"),
         ip(LOOP),
+        &ASKED,
         &nginx("/a"),
     );
     assert_eq!(r.unwrap_err(), Refusal::UntrustedEdge);
@@ -71,6 +78,7 @@ fn forwarded_method_and_uri_from_an_untrusted_peer_are_refused() {
         read(
             &rules("trusted_edges = [\"10.0.0.0/8\"]\n"),
             ip("10.1.2.3"),
+            &ASKED,
             &nginx("/a")
         )
         .is_ok()
@@ -82,13 +90,19 @@ fn a_missing_original_uri_or_method_is_refused() {
     let r = read(
         &rules(""),
         ip(LOOP),
+        &ASKED,
         &headers(&[("x-original-method", "GET")]),
     );
     assert_eq!(r.unwrap_err(), Refusal::MissingUri);
-    let r = read(&rules(""), ip(LOOP), &headers(&[("x-original-uri", "/a")]));
+    let r = read(
+        &rules(""),
+        ip(LOOP),
+        &ASKED,
+        &headers(&[("x-original-uri", "/a")]),
+    );
     assert_eq!(r.unwrap_err(), Refusal::MissingMethod);
     assert_eq!(
-        read(&rules(""), ip(LOOP), &nginx("")).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, &nginx("")).unwrap_err(),
         Refusal::MissingUri
     );
 }
@@ -98,26 +112,26 @@ fn a_second_original_uri_under_another_name_is_refused_not_chosen() {
     let mut h = nginx("/admin");
     h.append("x-forwarded-uri", HeaderValue::from_static("/public"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
         Refusal::DuplicateUri
     );
     let mut h = nginx("/admin");
     h.append("x-original-uri", HeaderValue::from_static("/public"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
         Refusal::DuplicateUri
     );
     let mut h = nginx("/a");
     h.append("x-forwarded-method", HeaderValue::from_static("DELETE"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
         Refusal::DuplicateMethod
     );
 }
 
 #[test]
 fn absolute_over_long_and_raw_space_uris_are_refused() {
-    let r = |u: &str| read(&rules(""), ip(LOOP), &nginx(u)).unwrap_err();
+    let r = |u: &str| read(&rules(""), ip(LOOP), &ASKED, &nginx(u)).unwrap_err();
     assert_eq!(r("http://evil.example/a"), Refusal::AbsoluteUri);
     assert_eq!(r("*"), Refusal::AbsoluteUri);
     assert_eq!(r("//evil.example/a"), Refusal::AbsoluteUri);
@@ -130,14 +144,14 @@ fn an_unknown_scheme_or_two_hosts_are_refused() {
     let mut h = nginx("/a");
     h.append("x-forwarded-proto", HeaderValue::from_static("gopher"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
         Refusal::InvalidProto
     );
     let mut h = nginx("/a");
     h.append("x-forwarded-host", HeaderValue::from_static("a"));
     h.append("x-forwarded-host", HeaderValue::from_static("b"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
         Refusal::DuplicateHost
     );
 }
@@ -149,8 +163,48 @@ fn the_client_ip_is_the_edges_forwarded_for_past_trusted_hops_only() {
         "x-forwarded-for",
         HeaderValue::from_static("198.51.100.1, 203.0.113.9"),
     );
-    let o = read(&rules(""), ip(LOOP), &h).unwrap();
+    let o = read(&rules(""), ip(LOOP), &ASKED, &h).unwrap();
     assert_eq!(o.client_ip, ip("203.0.113.9"));
     // The pipeline sees no forwarding header: the address is handed over resolved.
     assert!(o.headers.get("x-forwarded-for").is_none());
+}
+
+#[test]
+fn envoy_sends_the_original_request_itself_under_the_prefix() {
+    let r = rules("envoy_path_prefix = \"/ext_authz\"");
+    let asked = Asked {
+        method: &Method::DELETE,
+        target: "/ext_authz/guilds/1?x=y",
+    };
+    let o = read(&r, ip(LOOP), &asked, &headers(&[("host", "api.example")])).unwrap();
+    assert_eq!(o.method, Method::DELETE);
+    assert_eq!(o.target, b"/guilds/1?x=y");
+    // Outside the prefix, or a prefix that is only a prefix of a longer segment: refused.
+    for target in ["/guilds/1", "/ext_authzguilds", "/ext_authz"] {
+        let asked = Asked {
+            method: &Method::GET,
+            target,
+        };
+        assert_eq!(
+            read(&r, ip(LOOP), &asked, &HeaderMap::new()).err(),
+            Some(Refusal::MissingUri),
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn a_description_header_wins_over_the_envoy_form_and_must_be_complete() {
+    let r = rules("envoy_path_prefix = \"/ext_authz\"");
+    let asked = Asked {
+        method: &Method::GET,
+        target: "/ext_authz/public",
+    };
+    // A client-supplied X-Original-URI through Envoy is a description: without its method it
+    // is refused, never mixed with the Envoy form.
+    let h = headers(&[("x-original-uri", "/admin")]);
+    assert_eq!(
+        read(&r, ip(LOOP), &asked, &h).err(),
+        Some(Refusal::MissingMethod)
+    );
 }

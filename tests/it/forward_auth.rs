@@ -379,3 +379,34 @@ fn through_real_caddy_identity_arrives_spoofing_does_not_and_denials_keep_fluxga
         "only the admitted /limited reached the upstream"
     );
 }
+
+#[test]
+fn envoy_ext_authz_requests_are_decided_by_their_own_method_and_path() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(
+        up.addr,
+        &ROUTES.replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:0\"\nenvoy_path_prefix = \"/ext_authz\"",
+        ),
+    );
+    let fa = fg.forward_auth.unwrap();
+    let (token, _) = fg.create_session(json!({"user_id": "88", "kind": "session"}));
+    // What Envoy's HTTP ext_authz service sends: the original method and path under
+    // path_prefix, the client's headers, its own X-Forwarded-For and -Proto.
+    let r = Req::new("DELETE", "/ext_authz/me?x=1")
+        .header("Authorization", &token)
+        .header("X-Forwarded-For", "198.51.100.9")
+        .header("X-Forwarded-Proto", "https")
+        .send(fa);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fluxgate-user-id"), Some("88"));
+    assert_eq!(r.header("x-fluxgate-client-ip"), Some("198.51.100.9"));
+    Req::new("GET", "/ext_authz/me")
+        .send(fa)
+        .denial(401, "UNAUTHORIZED");
+    assert_eq!(Req::get("/ext_authz/public").send(fa).status, 200);
+    // Outside the prefix: no original request at all.
+    Req::get("/public").send(fa).denial(400, "BAD_REQUEST");
+    assert_eq!(up.count(), 0, "the decision endpoint never proxies");
+}
