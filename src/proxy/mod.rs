@@ -263,12 +263,14 @@ impl ProxyHttp for FluxgateProxy {
                     return Ok(true);
                 }
                 if let Some(role) = role
-                    && ipauth::answer(&live, session, role, ctx).await?
+                    && Box::pin(ipauth::answer(&live, session, role, ctx)).await?
                 {
                     return Ok(true);
                 }
                 if role == Some(crate::policy::Role::Login) {
-                    login::answer(self, session, ctx, body).await?;
+                    // Boxed: the exchange's future is large (pingora's connector), and inline it
+                    // would be part of, and copied with, every request's filter future.
+                    Box::pin(login::answer(self, session, ctx, body)).await?;
                     return Ok(true);
                 }
                 if ctx.websocket() {
