@@ -30,7 +30,13 @@ pub const MIN_SECRET_LEN: usize = 16;
 impl SecretSource {
     /// Reads the secret. Errors say which source failed and why, never the secret itself.
     pub fn resolve(&self) -> Result<Secret, String> {
-        self.resolve_with_min(MIN_SECRET_LEN)
+        let secret = self.resolve_with_min(MIN_SECRET_LEN)?;
+        if let Some(why) = placeholder(secret.expose()) {
+            return Err(format!(
+                "secret looks like a placeholder ({why}); generate one, e.g. `openssl rand -hex 32`"
+            ));
+        }
+        Ok(secret)
     }
 
     /// Like [`resolve`](Self::resolve), for secrets whose length fluxgate does not choose
@@ -73,6 +79,37 @@ impl SecretSource {
         }
         Ok(Secret::new(raw))
     }
+}
+
+/// Words that mark a value someone was meant to replace.
+const PLACEHOLDER_WORDS: [&str; 9] = [
+    "changeme",
+    "change-me",
+    "change_me",
+    "replace",
+    "placeholder",
+    "your-secret",
+    "yoursecret",
+    "example",
+    "xxxxxx",
+];
+
+/// Why `s` looks like a placeholder rather than a secret, if it does.
+// SECURITY: a shipped example value ("REPLACE-with-…", "change-me-…") or a run of one character
+// passes the length check but is public knowledge; starting with it would protect nothing.
+fn placeholder(s: &str) -> Option<&'static str> {
+    let lower = s.to_ascii_lowercase();
+    if PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w)) {
+        return Some("it contains a word like \"change-me\" or \"replace\"");
+    }
+    let mut seen = [false; 128];
+    for b in s.bytes() {
+        seen[(b & 0x7f) as usize] = true;
+    }
+    if seen.iter().filter(|x| **x).count() < 6 {
+        return Some("it repeats fewer than six different characters");
+    }
+    None
 }
 
 #[cfg(test)]
@@ -162,5 +199,37 @@ mod tests {
         let out = toml::to_string(&s).unwrap();
         assert!(!out.contains("0123456789abcdef"));
         assert!(out.contains("<redacted>"));
+    }
+
+    #[test]
+    fn placeholder_secrets_that_pass_the_length_check_are_refused() {
+        for value in [
+            "REPLACE-with-output-of-openssl-rand-hex-32",
+            "change-me-change-me-change-me",
+            "my-placeholder-secret-0123",
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "abababababababababababab",
+            "xxxxxxxxxxxxxxxxxxxxx-01",
+        ] {
+            let err = SecretSource {
+                value: Some(value.into()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(err.contains("placeholder"), "{value}: {err}");
+        }
+        // Real random secrets pass.
+        for value in [
+            "6f1c0b9e4a7d2e8f5c3b1a0d9e8f7c6b",
+            "q7Wd2-Kx9_Lm4Pz8Rt1Vb6Yn",
+        ] {
+            SecretSource {
+                value: Some(value.into()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap();
+        }
     }
 }

@@ -196,3 +196,19 @@ fn a_busy_port_is_a_clear_startup_error() {
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
 }
+
+#[test]
+fn the_shipped_placeholder_secrets_are_refused_at_start() {
+    // The values deploy/kubernetes/sidecar.yaml ships, which someone forgot to replace.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[admin]\nlisten = \"127.0.0.1:0\"\nsecret = { value = \"REPLACE-with-output-of-openssl-rand-hex-32\" }\n",
+    )
+    .unwrap();
+    let (code, _, err) = check(&path);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("admin.secret"), "{err}");
+    assert!(err.contains("placeholder"), "{err}");
+}
