@@ -1,4 +1,4 @@
-//! Subcommands: `run`, `check-config`, `demo`, `sessions …`, `version`.
+//! Subcommands: `run`, `check-config`, `demo`, `sessions …`, `explain`, `probe`, `version`.
 
 use crate::admin::client::AdminClient;
 use crate::app;
@@ -54,6 +54,19 @@ pub enum Command {
     },
     /// Manage sessions through a running instance's admin API.
     Sessions(SessionsArgs),
+    /// Health check for containers and orchestrators: GET /readyz (or /livez) on the admin
+    /// listener. Exit 0 when it answers 200, 1 otherwise, 69 when nothing answers.
+    Probe {
+        /// The admin listener, e.g. 127.0.0.1:9090.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+        /// Or read admin.listen from this config (0.0.0.0 is probed on loopback).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Liveness (/livez) instead of readiness (/readyz).
+        #[arg(long)]
+        live: bool,
+    },
     /// Decide one request with a config, without a network: the matched route, each stage's
     /// outcome, and the denial or the upstream plan. Exit code 0 when admitted, 1 when
     /// denied, 2 for a bad request line or header, 64 for an invalid config, 69 when the store
@@ -150,6 +163,11 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::CheckConfig { path } => check_config(&path),
         Command::Demo { port, backend } => crate::demo::run(port, backend),
         Command::Sessions(args) => sessions(args),
+        Command::Probe {
+            admin,
+            config,
+            live,
+        } => crate::probe::run(admin, config.as_deref(), live),
         Command::Explain {
             config,
             request,

@@ -27,4 +27,5 @@ pub mod denial;
 mod explain;
 mod forward_auth;
 mod logging;
+mod probe;
 mod proxy;

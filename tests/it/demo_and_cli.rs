@@ -407,3 +407,33 @@ fn ctrl_c(child: &mut std::process::Child) -> std::process::ExitStatus {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn probe_answers_for_a_running_instance_and_fails_for_a_dead_one() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, "");
+    let probe = |args: &[&str]| {
+        Command::new(bin())
+            .arg("probe")
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    let admin = fg.admin.to_string();
+    assert_eq!(probe(&["--admin", &admin]), Some(0));
+    assert_eq!(probe(&["--admin", &admin, "--live"]), Some(0));
+    // The address from a config, as the container's HEALTHCHECK reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("[admin]\nlisten = \"{admin}\"\n")).unwrap();
+    assert_eq!(probe(&["--config", cfg.to_str().unwrap()]), Some(0));
+    // Nothing listening: 69; no address at all: 64.
+    let closed = free_port().to_string();
+    assert_eq!(
+        probe(&["--admin", &format!("127.0.0.1:{closed}")]),
+        Some(69)
+    );
+    assert_eq!(probe(&[]), Some(64));
+}
