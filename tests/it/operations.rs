@@ -212,3 +212,109 @@ fn a_graceful_upgrade_hands_the_listener_to_the_new_binary_without_dropping_a_re
     assert_eq!(get(new.admin, "/livez").unwrap().status, 200);
     new.wait_log("admin listener bound after the upgrade");
 }
+
+/// `deploy/container.toml`, the file the Docker image runs.
+fn container_config() -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/container.toml"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_container_config_checks_and_names_a_missing_or_placeholder_secret() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/container.toml");
+    let check = |secret: Option<&str>| {
+        let mut c = std::process::Command::new(bin());
+        c.arg("check-config")
+            .arg(&path)
+            .env_remove("FLUXGATE_ADMIN_SECRET");
+        if let Some(s) = secret {
+            c.env("FLUXGATE_ADMIN_SECRET", s);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, normalized, err) = check(Some("6f1c0b9e4a7d2e8f5c3b1a0d9e8f7c6b"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(normalized.contains("0.0.0.0:8080"), "{normalized}");
+    let (code, _, err) = check(None);
+    assert_eq!(code, Some(64));
+    assert!(
+        err.contains("admin.secret") && err.contains("FLUXGATE_ADMIN_SECRET"),
+        "{err}"
+    );
+    let (code, _, err) = check(Some("REPLACE-with-output-of-openssl-rand-hex-32"));
+    assert_eq!(code, Some(64));
+    assert!(err.contains("placeholder"), "{err}");
+}
+
+#[test]
+fn the_images_start_command_serves_with_the_container_config() {
+    // The image runs `fluxgate run --config /etc/fluxgate/config.toml` on this file; here its
+    // ports become loopback port 0 and the store a temporary directory, nothing else changes.
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = container_config()
+        .replace("\"0.0.0.0:8080\"", "\"127.0.0.1:0\"")
+        .replace("\"0.0.0.0:9090\"", "\"127.0.0.1:0\"")
+        .replace("127.0.0.1:3000", &up.addr.to_string())
+        .replace(
+            "/var/lib/fluxgate/sessions.redb",
+            &dir.path().join("sessions.redb").display().to_string(),
+        );
+    let cfg = cfg.replacen(
+        "[server]\n",
+        &format!(
+            "[server]\nupgrade_socket = \"{}/upgrade.sock\"\n",
+            dir.path().display()
+        ),
+        1,
+    );
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("FLUXGATE_ADMIN_SECRET", "6f1c0b9e4a7d2e8f5c3b1a0d9e8f7c6b")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let started: Result<serde_json::Value, _> = serde_json::from_str(&line);
+    let checks = || {
+        let v = started
+            .as_ref()
+            .expect("the container config did not start");
+        let proxy: std::net::SocketAddr = v["proxy"][0].as_str().unwrap().parse().unwrap();
+        let admin = v["admin"].as_str().unwrap().to_string();
+        wait_until("the proxy accepts connections", || {
+            std::net::TcpStream::connect(proxy).is_ok()
+        });
+        Req::get("/users/@me")
+            .send(proxy)
+            .denial(401, "UNAUTHORIZED");
+        assert_eq!(up.count(), 0);
+        let probe = std::process::Command::new(bin())
+            .args(["probe", "--admin", &admin])
+            .status()
+            .unwrap();
+        assert!(probe.success());
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(checks));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
