@@ -210,3 +210,34 @@ fn the_readmes_fluxer_settings_pass_check_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_dockerfile_pins_the_toolchain_and_ships_the_tested_container_config() {
+    let dockerfile = read("deploy/Dockerfile");
+    let toolchain = read("rust-toolchain.toml");
+    let pin = toolchain
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .expect("rust-toolchain.toml names a channel")
+        .trim_matches('"');
+    assert!(
+        dockerfile.contains(&format!("ARG RUST_IMAGE=rust:{pin}-bookworm")),
+        "deploy/Dockerfile must build with rust:{pin}-bookworm (rust-toolchain.toml)"
+    );
+    let cargo = read("Cargo.toml");
+    let version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("version = "))
+        .unwrap()
+        .trim_matches('"');
+    assert!(
+        dockerfile.contains(&format!("org.opencontainers.image.version=\"{version}\"")),
+        "the image's version label must be Cargo.toml's {version}"
+    );
+    // The config the image runs is the one tests/it/operations.rs starts.
+    assert!(dockerfile.contains("deploy/container.toml /out/etc/fluxgate/config.toml"));
+    assert!(dockerfile.contains(r#"CMD ["run", "--config", "/etc/fluxgate/config.toml"]"#));
+    assert!(
+        dockerfile.contains(r#"["fluxgate", "probe", "--config", "/etc/fluxgate/config.toml"]"#)
+    );
+}
