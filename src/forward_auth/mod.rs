@@ -183,13 +183,21 @@ fn answer(status: StatusCode, headers: HeaderMap, body: Bytes) -> Answer {
 }
 
 /// The denial as the contract writes it, with the request id.
+/// The denial's JSON again, in a header of the answer: nginx's `auth_request` never passes the
+/// body on (nor any status but 401/403), so its recipe writes the denial from this header and
+/// `$upstream_status` instead of asking a second time (which would count twice against limits).
+pub const DENIAL_BODY: http::HeaderName = http::HeaderName::from_static("x-fluxgate-denial-body");
+
 fn denial(d: &Denial, request_id: &HeaderValue) -> Answer {
     let r = d.to_response();
-    let mut h = HeaderMap::with_capacity(r.headers.len() + 1);
+    let mut h = HeaderMap::with_capacity(r.headers.len() + 2);
     for (k, v) in r.headers {
         h.append(k, v);
     }
     h.insert(identity::REQUEST_ID, request_id.clone());
+    if let Ok(v) = HeaderValue::from_bytes(&r.body) {
+        h.insert(DENIAL_BODY, v);
+    }
     answer(r.status, h, r.body)
 }
 

@@ -154,11 +154,19 @@ fn identity_reaches_the_upstream_through_nginx_and_a_spoofed_user_id_never_does(
 
 #[test]
 fn a_denial_reaches_the_client_with_fluxgates_status_and_json_and_nothing_is_forwarded() {
-    let (up, _fg, nx) = setup("");
+    let (up, fg, nx) = setup("");
     let r = Req::get("/me")
         .header("X-Fluxgate-User-Id", "1")
         .send(nx.addr);
     r.denial(401, "UNAUTHORIZED");
+    // One decision per request: the error page writes the answer it already has.
+    assert_eq!(
+        fg.metric(
+            r#"fluxgate_forward_auth_decisions_total{outcome="denied",reason="no_credential"}"#
+        ),
+        1.0
+    );
+    assert!(r.header("x-fluxgate-denial-body").is_none());
     assert_eq!(
         r.header("www-authenticate"),
         Some(r#"Bearer realm="fluxgate""#)
