@@ -199,7 +199,7 @@ fn a_busy_port_is_a_clear_startup_error() {
 
 #[test]
 fn the_shipped_placeholder_secrets_are_refused_at_start() {
-    // The values deploy/kubernetes/sidecar.yaml ships, which someone forgot to replace.
+    // The kind of value an example Secret ships, left in place by someone who forgot to replace it.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(

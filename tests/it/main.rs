@@ -21,6 +21,8 @@ mod browser;
 mod config_check;
 mod cors;
 mod demo_and_cli;
+mod deploy;
+mod deploy_run;
 mod docs;
 mod edge;
 mod explain;
