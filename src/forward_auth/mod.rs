@@ -14,6 +14,7 @@
 //! refuses routes that rely on those unless they acknowledge it (`config/forward_auth.rs`).
 
 mod original;
+mod serve;
 
 use crate::denial::{BadRequest, Denial};
 use crate::identity;
@@ -22,11 +23,7 @@ use crate::pipeline::{RequestFacts, Verdict, admitted_reason};
 use crate::proxy::Live;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use original::Refusal;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,7 +36,13 @@ pub struct ForwardAuth {
     pub metrics: Arc<Metrics>,
 }
 
-type Answer = Response<Full<Bytes>>;
+/// A decision's answer, before `serve` writes it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
 
 /// Serves decisions on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -60,36 +63,25 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(state.decide(req, peer.ip()).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "forward-auth connection ended with an error");
-            }
-        });
+        tokio::spawn(serve::connection(stream, peer.ip(), state.clone()));
     }
 }
 
 impl ForwardAuth {
-    /// One decision. The body of the edge's request is never read.
-    pub async fn decide<B>(&self, req: Request<B>, peer: IpAddr) -> Answer {
+    /// One decision on the edge's request head (its body is never read).
+    pub async fn decide(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: HeaderMap,
+        peer: IpAddr,
+    ) -> Answer {
         let started = crate::clock::monotonic_now();
         let live = self.live.load_full();
         let peer = peer.to_canonical();
-        let request_id = identity::request_id(req.headers());
-        let asked = original::Asked {
-            method: req.method(),
-            target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
-        };
-        let original = match original::read(&live.forward_auth, peer, &asked, req.headers()) {
+        let request_id = identity::request_id(&headers);
+        let asked = original::Asked { method, target };
+        let original = match original::read(&live.forward_auth, peer, &asked, headers) {
             Ok(o) => o,
             Err(r) => {
                 self.metrics.forward_auth.inc("refused", r.reason());
@@ -116,24 +108,20 @@ impl ForwardAuth {
         settle(&live, &mut verdict).await;
         let (outcome, reason, answer) = match &verdict.outcome {
             Ok(a) => {
-                let mut h = HeaderMap::with_capacity(a.plan.set.len() + 16);
-                for (k, v) in &a.plan.set {
-                    h.insert(k.clone(), v.clone());
-                }
+                let names = pipeline.rules.names.all();
+                let limits = a.limit_headers.as_ref();
+                let mut h = Vec::with_capacity(a.plan.set.len() + names.len() + 4);
+                h.extend(a.plan.set.iter().cloned());
                 // SECURITY: every identity header is in the answer, empty when it does not
                 // apply, so an edge that copies a fixed list never invents one: Caddy 2.6's
                 // copy_headers sets a header missing from the answer to its placeholder's
                 // literal text; nginx and Traefik send nothing for an empty value.
-                for name in pipeline.rules.names.all() {
-                    if !h.contains_key(name) {
-                        h.insert(name.clone(), HeaderValue::from_static(""));
+                for name in names {
+                    if a.plan.get(name).is_none() {
+                        h.push((name.clone(), HeaderValue::from_static("")));
                     }
                 }
-                if let Some(limits) = &a.limit_headers {
-                    for (k, v) in limits.headers() {
-                        h.insert(k, v);
-                    }
-                }
+                h.extend(limits.into_iter().flat_map(|l| l.headers()));
                 let outcome = match &a.would_deny {
                     Some(d) => ("would_deny", d.reason()),
                     None => ("admitted", admitted_reason(a)),
@@ -141,7 +129,11 @@ impl ForwardAuth {
                 (
                     outcome.0,
                     outcome.1,
-                    answer(StatusCode::OK, h, Bytes::new()),
+                    Answer {
+                        status: StatusCode::OK,
+                        headers: h,
+                        body: Bytes::new(),
+                    },
                 )
             }
             Err(d) => ("denied", d.reason(), denial(d, &request_id)),
@@ -154,12 +146,33 @@ impl ForwardAuth {
                 route: live.route_name(verdict.route),
                 decision: outcome,
                 reason,
-                status: answer.status().as_u16(),
+                status: answer.status.as_u16(),
                 latency_us: started.elapsed().as_micros() as u64,
                 client_ip: verdict.client_ip,
             });
         }
         answer
+    }
+}
+
+impl ForwardAuth {
+    /// The answer to bytes that are not a request head (`serve`): 400, 408 or 431 in the
+    /// contract's JSON, counted like the other refusals.
+    fn unreadable(&self, status: StatusCode) -> Answer {
+        let (reason, message) = match status {
+            StatusCode::REQUEST_TIMEOUT => ("head_timeout", "The request head took too long."),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                ("head_too_large", "The request head is too large.")
+            }
+            _ => ("unparseable_request", "The request is not valid HTTP/1.1."),
+        };
+        self.metrics.forward_auth.inc("refused", reason);
+        let mut a = denial(
+            &Denial::BadRequest(BadRequest::Invalid(message)),
+            &identity::request_id(&HeaderMap::new()),
+        );
+        a.status = status;
+        a
     }
 }
 
@@ -175,13 +188,6 @@ async fn settle(live: &Live, v: &mut Verdict) {
     }
 }
 
-fn answer(status: StatusCode, headers: HeaderMap, body: Bytes) -> Answer {
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
-    r
-}
-
 /// The denial as the contract writes it, with the request id.
 /// The denial's JSON again, in a header of the answer: nginx's `auth_request` never passes the
 /// body on (nor any status but 401/403), so its recipe writes the denial from this header and
@@ -190,15 +196,21 @@ pub const DENIAL_BODY: http::HeaderName = http::HeaderName::from_static("x-fluxg
 
 fn denial(d: &Denial, request_id: &HeaderValue) -> Answer {
     let r = d.to_response();
-    let mut h = HeaderMap::with_capacity(r.headers.len() + 2);
-    for (k, v) in r.headers {
-        h.append(k, v);
-    }
-    h.insert(identity::REQUEST_ID, request_id.clone());
+    let mut h = Vec::with_capacity(r.headers.len() + 2);
+    h.extend(
+        r.headers
+            .into_iter()
+            .filter(|(k, _)| *k != identity::REQUEST_ID && *k != DENIAL_BODY),
+    );
+    h.push((identity::REQUEST_ID, request_id.clone()));
     if let Ok(v) = HeaderValue::from_bytes(&r.body) {
-        h.insert(DENIAL_BODY, v);
+        h.push((DENIAL_BODY, v));
     }
-    answer(r.status, h, r.body)
+    Answer {
+        status: r.status,
+        headers: h,
+        body: r.body,
+    }
 }
 
 fn refusal(r: Refusal, request_id: &HeaderValue) -> Answer {

@@ -105,7 +105,7 @@ pub fn read(
     rules: &ForwardAuthRules,
     peer: IpAddr,
     asked: &Asked<'_>,
-    h: &HeaderMap,
+    h: HeaderMap,
 ) -> Result<Original, Refusal> {
     // SECURITY: only a trusted edge may say what the original request was; anyone else could
     // name a public path while sending a private one.
@@ -128,25 +128,27 @@ pub fn read(
         else {
             return Err(Refusal::MissingUri);
         };
-        return finish(rules, peer, h, asked.method.clone(), rest.as_bytes());
+        let target = rest.as_bytes().to_vec();
+        return finish(rules, peer, h, asked.method.clone(), target);
     }
     // SECURITY: exactly one original method and URI across every configured name: a client
     // that adds a second one (through an edge that passes client headers on) is refused,
     // never allowed to choose which one counts.
     let m = single(
-        h,
+        &h,
         &rules.method_headers,
         Refusal::MissingMethod,
         Refusal::DuplicateMethod,
     )?;
     let method = Method::from_bytes(m.as_bytes()).map_err(|_| Refusal::InvalidMethod)?;
     let uri = single(
-        h,
+        &h,
         &rules.uri_headers,
         Refusal::MissingUri,
         Refusal::DuplicateUri,
     )?
-    .as_bytes();
+    .as_bytes()
+    .to_vec();
     finish(rules, peer, h, method, uri)
 }
 
@@ -154,9 +156,9 @@ pub fn read(
 fn finish(
     rules: &ForwardAuthRules,
     peer: IpAddr,
-    h: &HeaderMap,
+    h: HeaderMap,
     method: Method,
-    uri: &[u8],
+    uri: Vec<u8>,
 ) -> Result<Original, Refusal> {
     if uri.len() > rules.max_uri_bytes {
         return Err(Refusal::UriTooLong);
@@ -186,10 +188,10 @@ fn finish(
         [v] => Some(v.clone()),
         _ => return Err(Refusal::DuplicateHost),
     };
-    let client_ip = rules.client_ip.resolve(peer, h);
+    let client_ip = rules.client_ip.resolve(peer, &h);
     Ok(Original {
         method,
-        target: uri.to_vec(),
+        target: uri,
         tls,
         headers: pipeline_headers(rules, h, host),
         client_ip,
@@ -201,10 +203,9 @@ fn finish(
 /// address is already resolved and handed over as the peer.
 fn pipeline_headers(
     rules: &ForwardAuthRules,
-    h: &HeaderMap,
+    mut out: HeaderMap,
     host: Option<HeaderValue>,
 ) -> HeaderMap {
-    let mut out = h.clone();
     for n in rules.method_headers.iter().chain(&rules.uri_headers) {
         out.remove(n);
     }

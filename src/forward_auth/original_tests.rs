@@ -39,7 +39,7 @@ fn nginx(uri: &str) -> HeaderMap {
 
 #[test]
 fn an_nginx_description_is_read() {
-    let o = read(&rules(""), ip(LOOP), &ASKED, &nginx("/a?b=1")).unwrap();
+    let o = read(&rules(""), ip(LOOP), &ASKED, nginx("/a?b=1")).unwrap();
     assert_eq!(o.method, Method::GET);
     assert_eq!(o.target, b"/a?b=1");
     assert!(!o.tls);
@@ -55,7 +55,7 @@ fn a_traefik_description_is_read_with_scheme_and_host() {
         ("x-forwarded-host", "api.example"),
         ("host", "fluxgate:9000"),
     ]);
-    let o = read(&rules(""), ip(LOOP), &ASKED, &h).unwrap();
+    let o = read(&rules(""), ip(LOOP), &ASKED, h.clone()).unwrap();
     assert_eq!(o.method, Method::POST);
     assert!(o.tls);
     assert_eq!(o.headers.get("host").unwrap(), "api.example");
@@ -64,14 +64,14 @@ fn a_traefik_description_is_read_with_scheme_and_host() {
 
 #[test]
 fn forwarded_method_and_uri_from_an_untrusted_peer_are_refused() {
-    let r = read(&rules(""), ip("203.0.113.7"), &ASKED, &nginx("/a"));
+    let r = read(&rules(""), ip("203.0.113.7"), &ASKED, nginx("/a"));
     assert_eq!(r.unwrap_err(), Refusal::UntrustedEdge);
     // Listing edges replaces the loopback default.
     let r = read(
         &rules("trusted_edges = [\"10.0.0.0/8\"]\n"),
         ip(LOOP),
         &ASKED,
-        &nginx("/a"),
+        nginx("/a"),
     );
     assert_eq!(r.unwrap_err(), Refusal::UntrustedEdge);
     assert!(
@@ -79,7 +79,7 @@ fn forwarded_method_and_uri_from_an_untrusted_peer_are_refused() {
             &rules("trusted_edges = [\"10.0.0.0/8\"]\n"),
             ip("10.1.2.3"),
             &ASKED,
-            &nginx("/a")
+            nginx("/a")
         )
         .is_ok()
     );
@@ -91,18 +91,18 @@ fn a_missing_original_uri_or_method_is_refused() {
         &rules(""),
         ip(LOOP),
         &ASKED,
-        &headers(&[("x-original-method", "GET")]),
+        headers(&[("x-original-method", "GET")]),
     );
     assert_eq!(r.unwrap_err(), Refusal::MissingUri);
     let r = read(
         &rules(""),
         ip(LOOP),
         &ASKED,
-        &headers(&[("x-original-uri", "/a")]),
+        headers(&[("x-original-uri", "/a")]),
     );
     assert_eq!(r.unwrap_err(), Refusal::MissingMethod);
     assert_eq!(
-        read(&rules(""), ip(LOOP), &ASKED, &nginx("")).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, nginx("")).unwrap_err(),
         Refusal::MissingUri
     );
 }
@@ -112,26 +112,26 @@ fn a_second_original_uri_under_another_name_is_refused_not_chosen() {
     let mut h = nginx("/admin");
     h.append("x-forwarded-uri", HeaderValue::from_static("/public"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, h.clone()).unwrap_err(),
         Refusal::DuplicateUri
     );
     let mut h = nginx("/admin");
     h.append("x-original-uri", HeaderValue::from_static("/public"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, h.clone()).unwrap_err(),
         Refusal::DuplicateUri
     );
     let mut h = nginx("/a");
     h.append("x-forwarded-method", HeaderValue::from_static("DELETE"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, h.clone()).unwrap_err(),
         Refusal::DuplicateMethod
     );
 }
 
 #[test]
 fn absolute_over_long_and_raw_space_uris_are_refused() {
-    let r = |u: &str| read(&rules(""), ip(LOOP), &ASKED, &nginx(u)).unwrap_err();
+    let r = |u: &str| read(&rules(""), ip(LOOP), &ASKED, nginx(u)).unwrap_err();
     assert_eq!(r("http://evil.example/a"), Refusal::AbsoluteUri);
     assert_eq!(r("*"), Refusal::AbsoluteUri);
     assert_eq!(r("//evil.example/a"), Refusal::AbsoluteUri);
@@ -144,14 +144,14 @@ fn an_unknown_scheme_or_two_hosts_are_refused() {
     let mut h = nginx("/a");
     h.append("x-forwarded-proto", HeaderValue::from_static("gopher"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, h.clone()).unwrap_err(),
         Refusal::InvalidProto
     );
     let mut h = nginx("/a");
     h.append("x-forwarded-host", HeaderValue::from_static("a"));
     h.append("x-forwarded-host", HeaderValue::from_static("b"));
     assert_eq!(
-        read(&rules(""), ip(LOOP), &ASKED, &h).unwrap_err(),
+        read(&rules(""), ip(LOOP), &ASKED, h.clone()).unwrap_err(),
         Refusal::DuplicateHost
     );
 }
@@ -163,7 +163,7 @@ fn the_client_ip_is_the_edges_forwarded_for_past_trusted_hops_only() {
         "x-forwarded-for",
         HeaderValue::from_static("198.51.100.1, 203.0.113.9"),
     );
-    let o = read(&rules(""), ip(LOOP), &ASKED, &h).unwrap();
+    let o = read(&rules(""), ip(LOOP), &ASKED, h.clone()).unwrap();
     assert_eq!(o.client_ip, ip("203.0.113.9"));
     // The pipeline sees no forwarding header: the address is handed over resolved.
     assert!(o.headers.get("x-forwarded-for").is_none());
@@ -176,7 +176,7 @@ fn envoy_sends_the_original_request_itself_under_the_prefix() {
         method: &Method::DELETE,
         target: "/ext_authz/guilds/1?x=y",
     };
-    let o = read(&r, ip(LOOP), &asked, &headers(&[("host", "api.example")])).unwrap();
+    let o = read(&r, ip(LOOP), &asked, headers(&[("host", "api.example")])).unwrap();
     assert_eq!(o.method, Method::DELETE);
     assert_eq!(o.target, b"/guilds/1?x=y");
     // Outside the prefix, or a prefix that is only a prefix of a longer segment: refused.
@@ -186,7 +186,7 @@ fn envoy_sends_the_original_request_itself_under_the_prefix() {
             target,
         };
         assert_eq!(
-            read(&r, ip(LOOP), &asked, &HeaderMap::new()).err(),
+            read(&r, ip(LOOP), &asked, HeaderMap::new()).err(),
             Some(Refusal::MissingUri),
             "{target}"
         );
@@ -204,7 +204,7 @@ fn a_description_header_wins_over_the_envoy_form_and_must_be_complete() {
     // is refused, never mixed with the Envoy form.
     let h = headers(&[("x-original-uri", "/admin")]);
     assert_eq!(
-        read(&r, ip(LOOP), &asked, &h).err(),
+        read(&r, ip(LOOP), &asked, h.clone()).err(),
         Some(Refusal::MissingMethod)
     );
 }

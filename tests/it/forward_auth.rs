@@ -418,3 +418,105 @@ fn envoy_ext_authz_requests_are_decided_by_their_own_method_and_path() {
     Req::get("/public").send(fa).denial(400, "BAD_REQUEST");
     assert_eq!(up.count(), 0, "the decision endpoint never proxies");
 }
+
+/// Reads from `s` until the peer closes or `secs` pass; returns what arrived.
+fn read_all_within(s: &mut std::net::TcpStream, secs: u64) -> String {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn pipelined_decisions_are_answered_in_order_on_one_connection() {
+    use std::io::Write;
+    let (_up, fg, _nx) = setup("");
+    let mut s = std::net::TcpStream::connect(fg.forward_auth.unwrap()).unwrap();
+    let ask = |uri: &str, last: bool| {
+        format!(
+            "GET /_auth HTTP/1.1\r\nHost: fa\r\nX-Original-Method: GET\r\nX-Original-URI: {uri}\r\n{}\r\n",
+            if last { "Connection: close\r\n" } else { "" }
+        )
+    };
+    // Three heads in one write: public (200), private without a credential (401), public.
+    let all = format!(
+        "{}{}{}",
+        ask("/public", false),
+        ask("/me", false),
+        ask("/public", true)
+    );
+    s.write_all(all.as_bytes()).unwrap();
+    let out = read_all_within(&mut s, 10);
+    let statuses: Vec<&str> = out
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &out[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "401", "200"], "{out}");
+    assert!(out.contains("\"code\":\"UNAUTHORIZED\""), "{out}");
+}
+
+#[test]
+fn a_head_smuggled_in_a_body_is_never_decided() {
+    use std::io::Write;
+    let (_up, fg, _nx) = setup("");
+    let mut s = std::net::TcpStream::connect(fg.forward_auth.unwrap()).unwrap();
+    // SECURITY: the body is never read, so the connection closes after the first answer
+    // instead of reading the body's bytes as a second (public-looking) request.
+    let smuggled =
+        "GET /_auth HTTP/1.1\r\nX-Original-Method: GET\r\nX-Original-URI: /public\r\n\r\n";
+    let first = format!(
+        "POST /_auth HTTP/1.1\r\nX-Original-Method: GET\r\nX-Original-URI: /me\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    );
+    s.write_all(first.as_bytes()).unwrap();
+    let out = read_all_within(&mut s, 10);
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(out.contains("connection: close"), "{out}");
+}
+
+#[test]
+fn an_oversized_or_broken_head_gets_the_contracts_json_and_is_counted() {
+    use std::io::Write;
+    let (_up, fg, _nx) = setup("");
+    let fa = fg.forward_auth.unwrap();
+    let mut s = std::net::TcpStream::connect(fa).unwrap();
+    let big = format!(
+        "GET /_auth HTTP/1.1\r\nX-Original-Method: GET\r\nX-Original-URI: /public\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let _ = s.write_all(big.as_bytes());
+    let out = read_all_within(&mut s, 10);
+    assert!(
+        out.starts_with("HTTP/1.1 431"),
+        "{}",
+        &out[..out.len().min(300)]
+    );
+    assert!(out.contains("\"code\":\"BAD_REQUEST\""), "{out}");
+
+    let mut s = std::net::TcpStream::connect(fa).unwrap();
+    s.write_all(b"GET /_auth HTTP/1.1\r\nBad Header: x\r\n\r\n")
+        .unwrap();
+    let out = read_all_within(&mut s, 10);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains("\"code\":\"BAD_REQUEST\""), "{out}");
+    assert_eq!(
+        fg.metric(
+            r#"fluxgate_forward_auth_decisions_total{outcome="refused",reason="head_too_large"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        fg.metric(
+            r#"fluxgate_forward_auth_decisions_total{outcome="refused",reason="unparseable_request"}"#
+        ),
+        1.0
+    );
+}

@@ -1,0 +1,244 @@
+//! HTTP/1.1 for the decision endpoint: a keep-alive loop that parses request heads with
+//! `httparse` and writes each answer in one buffer.
+//!
+//! Why not hyper (which served this endpoint first): a decision is a bodiless request from an
+//! edge proxy on a pooled connection, answered with a few headers, and hyper's server machinery
+//! (dispatcher, service and body types, response encoder) cost more instructions per decision
+//! than the decision itself (callgrind figures in docs/performance.md). What this loop must
+//! still get right, and does: keep-alive and pipelined heads, `Connection: close` and HTTP/1.0,
+//! a deadline for a head from its first byte and one for an idle connection, a cap on the
+//! head's size, and requests with a body (the body is never read: the answer closes the
+//! connection, so no unread byte is taken for the next head).
+
+use super::{Answer, ForwardAuth};
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// From the first byte of a head to its end.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between requests on a kept-alive connection (nginx's upstream keep-alive default is 60 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// The largest head: the original URI (`max_uri_bytes`) plus the client's headers.
+pub(super) const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+
+/// A request head, owned, with what the connection needs to know about it.
+pub(super) struct Head {
+    pub method: Method,
+    pub target: String,
+    pub headers: HeaderMap,
+    /// The answer must close the connection: the client asked to, spoke HTTP/1.0, or sent a
+    /// body this endpoint does not read.
+    pub close: bool,
+}
+
+/// What the bytes so far hold.
+pub(super) enum Parsed {
+    /// A whole head, `len` bytes long.
+    Head(Head, usize),
+    Partial,
+    /// Not HTTP/1.x, or headers that are not valid: answered 400 and closed.
+    Bad,
+    TooLarge,
+}
+
+/// Parses one head from the front of `buf`.
+pub(super) fn parse(buf: &[u8]) -> Parsed {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut raw);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Parsed::TooLarge,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Parsed::TooLarge,
+        Err(_) => return Parsed::Bad,
+    };
+    if len > MAX_HEAD {
+        return Parsed::TooLarge;
+    }
+    let (Some(m), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Parsed::Bad;
+    };
+    let Ok(method) = Method::from_bytes(m.as_bytes()) else {
+        return Parsed::Bad;
+    };
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut close = version == 0;
+    for h in req.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
+            return Parsed::Bad;
+        };
+        if name == http::header::CONNECTION {
+            let v = value.as_bytes();
+            if has_token(v, b"close") {
+                close = true;
+            } else if version == 0 && has_token(v, b"keep-alive") {
+                close = false;
+            }
+        } else if name == http::header::TRANSFER_ENCODING
+            || (name == http::header::CONTENT_LENGTH && value.as_bytes() != b"0")
+        {
+            // The body is never read; closing after the answer keeps it from being taken
+            // for the next request's head.
+            close = true;
+        }
+        headers.append(name, value);
+    }
+    Parsed::Head(
+        Head {
+            method,
+            target: path.to_owned(),
+            headers,
+            close,
+        },
+        len,
+    )
+}
+
+fn has_token(v: &[u8], token: &[u8]) -> bool {
+    v.split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Serves one connection from `peer` until it closes, errs or times out.
+pub(super) async fn connection(mut stream: TcpStream, peer: IpAddr, state: Arc<ForwardAuth>) {
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut out = Vec::with_capacity(1024);
+    let mut date = Date::default();
+    loop {
+        let head = match read_head(&mut stream, &mut buf).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(status) => {
+                let answer = state.unreadable(status);
+                encode(&answer, true, false, &mut date, &mut out);
+                if stream.write_all(&out).await.is_ok() {
+                    linger(&mut stream).await;
+                }
+                return;
+            }
+        };
+        let answer = state
+            .decide(&head.method, &head.target, head.headers, peer)
+            .await;
+        out.clear();
+        encode(
+            &answer,
+            head.close,
+            head.method == Method::HEAD,
+            &mut date,
+            &mut out,
+        );
+        if stream.write_all(&out).await.is_err() || head.close {
+            return;
+        }
+    }
+}
+
+/// Closes after an error answer the way nginx's `lingering_close` does: stop writing, then
+/// read and drop what the client is still sending for a moment, so the kernel does not reset
+/// the connection over unread bytes and take the answer with it.
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut left = MAX_HEAD;
+    while left > 0 {
+        match tokio::time::timeout_at(until, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
+
+/// The next head: `Ok(None)` when the connection closed or idled out between requests,
+/// `Err(status)` when the bytes cannot be a head.
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Option<Head>, StatusCode> {
+    let mut deadline = None;
+    loop {
+        if !buf.is_empty() {
+            match parse(buf) {
+                Parsed::Head(head, len) => {
+                    buf.advance(len);
+                    return Ok(Some(head));
+                }
+                Parsed::Partial => {}
+                Parsed::Bad => return Err(StatusCode::BAD_REQUEST),
+                Parsed::TooLarge => return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            }
+        }
+        // SECURITY: a head must complete within HEAD_TIMEOUT of its first byte however
+        // slowly it trickles in (slowloris); an idle connection is dropped after IDLE_TIMEOUT.
+        let until = match (deadline, buf.is_empty()) {
+            (Some(d), _) => d,
+            (None, true) => tokio::time::Instant::now() + IDLE_TIMEOUT,
+            (None, false) => *deadline.insert(tokio::time::Instant::now() + HEAD_TIMEOUT),
+        };
+        match tokio::time::timeout_at(until, stream.read_buf(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+            Ok(Ok(_)) => {}
+            Err(_) if buf.is_empty() => return Ok(None),
+            Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
+        }
+    }
+}
+
+/// The `Date` header's value, formatted once a second.
+#[derive(Default)]
+struct Date {
+    second: u64,
+    text: String,
+}
+
+impl Date {
+    fn now(&mut self) -> &str {
+        let now = crate::clock::unix_now();
+        let s = now.as_secs();
+        if s != self.second || self.text.is_empty() {
+            self.second = s;
+            self.text = httpdate::fmt_http_date(std::time::UNIX_EPOCH + now);
+        }
+        &self.text
+    }
+}
+
+/// Writes `a` as an HTTP/1.1 response into `out` (a HEAD request's answer without its body).
+fn encode(a: &Answer, close: bool, head: bool, date: &mut Date, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(a.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(a.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &a.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(a.body.len()).as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(date.now().as_bytes());
+    if close {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    if !head {
+        out.extend_from_slice(&a.body);
+    }
+}
+
+#[cfg(test)]
+#[path = "serve_tests.rs"]
+mod tests;

@@ -1,0 +1,152 @@
+use super::*;
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+
+fn head(raw: &str) -> (Head, usize) {
+    match parse(raw.as_bytes()) {
+        Parsed::Head(h, n) => (h, n),
+        _ => panic!("not a head: {raw:?}"),
+    }
+}
+
+#[test]
+fn a_keep_alive_head_is_read_with_its_headers_in_order() {
+    let raw = "GET /_auth HTTP/1.1\r\nHost: a\r\nX-Original-URI: /x\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n";
+    let (h, n) = head(raw);
+    assert_eq!(n, raw.len());
+    assert_eq!(h.method, Method::GET);
+    assert_eq!(h.target, "/_auth");
+    assert!(!h.close);
+    let cookies: Vec<_> = h.headers.get_all("cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(h.headers["x-original-uri"], "/x");
+}
+
+#[test]
+fn pipelined_heads_are_read_one_at_a_time() {
+    let raw = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+    let (first, n) = head(raw);
+    assert_eq!(first.target, "/a");
+    let (second, m) = head(&raw[n..]);
+    assert_eq!(second.target, "/b");
+    assert_eq!(n + m, raw.len());
+}
+
+#[test]
+fn close_http_1_0_and_bodies_end_the_connection_after_the_answer() {
+    assert!(
+        head("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n")
+            .0
+            .close
+    );
+    assert!(head("GET / HTTP/1.0\r\n\r\n").0.close);
+    assert!(
+        !head("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .0
+            .close
+    );
+    // SECURITY: a body is never read, so it must never be parsed as the next request head.
+    assert!(head("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").0.close);
+    assert!(
+        head("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .0
+            .close
+    );
+    assert!(!head("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0.close);
+}
+
+#[test]
+fn a_smuggled_second_request_in_a_body_is_not_read_as_a_head() {
+    let raw = "GET /_auth HTTP/1.1\r\nContent-Length: 37\r\n\r\nGET /_auth HTTP/1.1\r\nX-Original-URI: /admin\r\n\r\n";
+    let (h, _) = head(raw);
+    assert!(
+        h.close,
+        "the connection ends before the body could be taken for a head"
+    );
+}
+
+#[test]
+fn partial_bad_and_oversized_heads_are_told_apart() {
+    assert!(matches!(
+        parse(b"GET /a HTTP/1.1\r\nHost: a"),
+        Parsed::Partial
+    ));
+    assert!(matches!(
+        parse(b"GET /a HTTP/1.1\r\nHo st: a\r\n\r\n"),
+        Parsed::Bad
+    ));
+    assert!(matches!(parse(b"\x16\x03\x01\x02\x00"), Parsed::Bad));
+    let mut big = b"GET /a HTTP/1.1\r\nX-A: ".to_vec();
+    big.resize(MAX_HEAD + 1, b'a');
+    assert!(matches!(parse(&big), Parsed::TooLarge));
+    let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+    let raw = format!("GET /a HTTP/1.1\r\n{many}\r\n");
+    assert!(matches!(parse(raw.as_bytes()), Parsed::TooLarge));
+}
+
+#[test]
+fn an_answer_is_written_as_one_http_1_1_response() {
+    let a = Answer {
+        status: StatusCode::UNAUTHORIZED,
+        headers: vec![(
+            HeaderName::from_static("content-type"),
+            HeaderValue::from_static("application/json"),
+        )],
+        body: Bytes::from_static(b"{\"code\":1}"),
+    };
+    let mut out = Vec::new();
+    let mut date = Date::default();
+    encode(&a, false, false, &mut date, &mut out);
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert!(text.starts_with("HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 10\r\ndate: "), "{text}");
+    assert!(text.ends_with(" GMT\r\n\r\n{\"code\":1}"), "{text}");
+    let mut resp = [httparse::EMPTY_HEADER; 8];
+    let mut r = httparse::Response::new(&mut resp);
+    assert!(r.parse(&out).unwrap().is_complete());
+
+    out.clear();
+    encode(&a, true, true, &mut date, &mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("content-length: 10\r\n"), "{text}");
+    assert!(
+        text.ends_with("connection: close\r\n\r\n"),
+        "a HEAD answer has no body: {text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_trickled_byte_by_byte_is_cut_off_at_its_deadline_from_the_first_byte() {
+    let (mut client, mut server) = tokio::io::duplex(1024);
+    let reader = tokio::spawn(async move {
+        let mut buf = BytesMut::new();
+        let started = tokio::time::Instant::now();
+        let r = read_head(&mut server, &mut buf).await;
+        (r.err(), started.elapsed())
+    });
+    // Slowloris: one byte every 3 s never finishes the head, and each byte must not restart
+    // the clock.
+    for b in b"GET /_auth HTTP/1.1\r\nX-Original-URI: /x" {
+        if client.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if reader.is_finished() {
+            break;
+        }
+    }
+    let (status, elapsed) = reader.await.unwrap();
+    assert_eq!(status, Some(StatusCode::REQUEST_TIMEOUT));
+    assert!(
+        elapsed <= HEAD_TIMEOUT + Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed_quietly_after_the_idle_timeout() {
+    let (_client, mut server) = tokio::io::duplex(1024);
+    let mut buf = BytesMut::new();
+    let started = tokio::time::Instant::now();
+    assert!(matches!(read_head(&mut server, &mut buf).await, Ok(None)));
+    assert_eq!(started.elapsed(), IDLE_TIMEOUT);
+}
