@@ -34,6 +34,7 @@ mod logs;
 mod network;
 mod operations;
 mod proxy_auth;
+mod proxy_protocol;
 mod rate_limits;
 mod redis_cluster;
 mod redis_store;
