@@ -26,6 +26,7 @@ mod edge;
 mod explain;
 mod forward_auth;
 mod forwarded;
+mod handshake;
 mod ip_authorization;
 mod ip_authorization_upstream;
 mod login_capture;
