@@ -8,7 +8,7 @@ use crate::metrics::Metrics;
 use crate::net::cidr::CidrSet;
 use crate::net::tls::CertResolver;
 use crate::proxy::FluxgateProxy;
-use crate::proxy::edge::Edge;
+use crate::proxy::edge::{Edge, ListenerKind, Listeners};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 use std::net::SocketAddr;
@@ -50,12 +50,17 @@ pub(super) fn proxy_service(
         .max_pending_accept_reset_streams(20)
         .max_local_error_reset_streams(Some(256));
     http.h2_options = Some(h2);
-    let mut service = Service::new(
-        "fluxgate proxy".to_string(),
-        Edge::new(http, limits, exempt, metrics),
-    );
+    // Every listener is plain TCP to pingora: the edge reads a PROXY header and runs the TLS
+    // handshake itself (see proxy/edge/accept.rs for why), so it needs each listener's kind.
+    let mut kinds = Listeners::default();
     for a in plain {
-        service.add_tcp(&a.to_string());
+        kinds.add(
+            *a,
+            ListenerKind {
+                proxy_protocol: cfg.proxy_protocol,
+                tls: None,
+            },
+        );
     }
     let mut resolvers = Vec::new();
     for (t, addr) in cfg.tls.iter().zip(tls) {
@@ -67,8 +72,21 @@ pub(super) fn proxy_service(
         if t.http2 {
             settings.enable_h2();
         }
-        service.add_tls_with_settings(&addr.to_string(), None, settings);
+        kinds.add(
+            *addr,
+            ListenerKind {
+                proxy_protocol: t.proxy_protocol,
+                tls: Some(Arc::new(settings.build())),
+            },
+        );
         resolvers.push(resolver);
+    }
+    let mut service = Service::new(
+        "fluxgate proxy".to_string(),
+        Edge::new(http, limits, exempt, kinds, metrics),
+    );
+    for a in plain.iter().chain(tls) {
+        service.add_tcp(&a.to_string());
     }
     Ok((service, resolvers))
 }

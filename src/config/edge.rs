@@ -31,6 +31,9 @@ pub struct ServerFile {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub h2_max_concurrent_streams: u32,
+    /// The `listen` addresses expect a PROXY protocol header first (v1 or v2).
+    pub proxy_protocol: bool,
+    pub proxy_protocol_timeout: Dur,
 }
 
 impl Default for ServerFile {
@@ -51,6 +54,8 @@ impl Default for ServerFile {
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             h2_max_concurrent_streams: 100,
+            proxy_protocol: false,
+            proxy_protocol_timeout: Dur::from_secs(5),
         }
     }
 }
@@ -62,6 +67,8 @@ pub struct TlsListenerFile {
     /// The first is served when the client's SNI matches none (or it sends none).
     pub certificates: Vec<CertFile>,
     pub http2: bool,
+    /// A PROXY protocol header comes first, before the TLS handshake.
+    pub proxy_protocol: bool,
 }
 
 impl Default for TlsListenerFile {
@@ -70,6 +77,7 @@ impl Default for TlsListenerFile {
             listen: String::new(),
             certificates: Vec::new(),
             http2: true,
+            proxy_protocol: false,
         }
     }
 }
@@ -116,6 +124,8 @@ impl Default for UpstreamFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
+    /// The plain listeners expect a PROXY protocol header.
+    pub proxy_protocol: bool,
     pub tls: Vec<TlsListener>,
     /// Worker threads (resolved: never 0).
     pub threads: usize,
@@ -131,6 +141,7 @@ pub struct TlsListener {
     pub listen: SocketAddr,
     pub certificates: Vec<CertPaths>,
     pub http2: bool,
+    pub proxy_protocol: bool,
 }
 
 pub(super) fn validate_server(s: &ServerFile, e: &mut Errors) -> ServerSettings {
@@ -163,6 +174,7 @@ pub(super) fn validate_server(s: &ServerFile, e: &mut Errors) -> ServerSettings 
         ("head_timeout", s.head_timeout),
         ("keepalive_timeout", s.keepalive_timeout),
         ("body_timeout", s.body_timeout),
+        ("proxy_protocol_timeout", s.proxy_protocol_timeout),
     ] {
         positive(d, p("server").key(key), e);
     }
@@ -183,6 +195,7 @@ pub(super) fn validate_server(s: &ServerFile, e: &mut Errors) -> ServerSettings 
     }
     ServerSettings {
         listen,
+        proxy_protocol: s.proxy_protocol,
         tls,
         threads: if s.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -202,7 +215,26 @@ pub(super) fn validate_server(s: &ServerFile, e: &mut Errors) -> ServerSettings 
             max_header_bytes: s.max_header_bytes,
             max_headers: s.max_headers,
             h2_max_concurrent_streams: s.h2_max_concurrent_streams,
+            proxy_protocol_timeout: s.proxy_protocol_timeout.0,
         },
+    }
+}
+
+/// PROXY protocol listeners believe only `client_ip.trusted_proxies`: with none, every
+/// connection to them would be closed.
+pub(super) fn check_proxy_protocol(file: &super::file::FileConfig, e: &mut Errors) {
+    if !file.client_ip.trusted_proxies.is_empty() {
+        return;
+    }
+    const WHY: &str = "needs client_ip.trusted_proxies: only those peers may send a PROXY header, \
+                       and connections from any other are closed";
+    if file.server.proxy_protocol {
+        e.at(p("server.proxy_protocol"), WHY);
+    }
+    for (i, t) in file.server.tls.iter().enumerate() {
+        if t.proxy_protocol {
+            e.at(p("server.tls").index(i).key("proxy_protocol"), WHY);
+        }
     }
 }
 
@@ -229,6 +261,7 @@ fn tls_listener(t: &TlsListenerFile, path: KeyPath, e: &mut Errors) -> Option<Tl
         listen: listen?,
         certificates,
         http2: t.http2,
+        proxy_protocol: t.proxy_protocol,
     })
 }
 

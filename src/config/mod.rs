@@ -68,7 +68,8 @@ pub struct BootConfig {
     /// `[redis]`, validated when something uses Redis.
     pub redis: Option<crate::redis_client::RedisSettings>,
     /// `client_ip.trusted_proxies` as the listeners see it: exempt from the per-address
-    /// connection cap (the client-IP resolution itself reloads).
+    /// connection cap, and the only peers whose PROXY protocol headers are read (the client-IP
+    /// resolution itself reloads).
     pub connection_cap_exempt: CidrSet,
     /// `[geoip]` databases.
     pub geoip: geoip::GeoSettings,

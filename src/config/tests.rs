@@ -204,3 +204,31 @@ fn sharing_backend_answers_defaults_to_the_redis_store_and_needs_a_backend() {
         "{e:?}"
     );
 }
+
+#[test]
+fn proxy_protocol_needs_trusted_proxies_and_is_read_per_listener() {
+    let e = errors("[server]\nproxy_protocol = true\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("server.proxy_protocol @2:")
+            && e[0].contains("needs client_ip.trusted_proxies"),
+        "{e:?}"
+    );
+    let c = parse(
+        "[server]\nproxy_protocol = true\nproxy_protocol_timeout = \"2s\"\n\
+         [client_ip]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        "t",
+    )
+    .unwrap();
+    assert!(c.boot.server.proxy_protocol);
+    assert_eq!(
+        c.boot.server.limits.proxy_protocol_timeout,
+        std::time::Duration::from_secs(2)
+    );
+    let c = parse("", "t").unwrap();
+    assert!(!c.boot.server.proxy_protocol);
+    assert_eq!(
+        c.boot.server.limits.proxy_protocol_timeout,
+        std::time::Duration::from_secs(5)
+    );
+}

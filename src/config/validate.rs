@@ -38,6 +38,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let server = edge::validate_server(&file.server, &mut e);
     let upstream = edge::validate_upstream(&file.upstream, &mut e);
     let client_ip = client_ip::validate_client_ip(&file.client_ip, &mut e);
+    edge::check_proxy_protocol(&file, &mut e);
     let accept = credentials::validate_credentials(&file.credentials, &mut e);
     // The backend's default validation URL is the upstream's own `/users/@me`.
     let upstream_base = match (&upstream.tls, upstream.addresses.first()) {

@@ -1,0 +1,248 @@
+//! One client connection's progress through its request heads ([`ConnState`]), and the
+//! stream wrapper that reports it ([`Guarded`]) while passing everything else through to
+//! pingora's stream.
+
+use async_trait::async_trait;
+use pingora::protocols::{
+    ALPN, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID,
+    UniqueIDType,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+// tokio's clock, so tests can pause it.
+use tokio::time::Instant;
+
+const IDLE: u8 = 0;
+const HEAD: u8 = 1;
+const BUSY: u8 = 2;
+
+/// Where a connection is in its request cycle.
+#[derive(Debug)]
+pub struct ConnState {
+    phase: AtomicU8,
+    /// When the current head started, in ms since `epoch`.
+    since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl ConnState {
+    pub(super) fn new() -> ConnState {
+        // The first head's clock starts at accept: a connection that never sends is a
+        // slowloris too.
+        ConnState {
+            phase: AtomicU8::new(HEAD),
+            since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The head was parsed: the request is being handled.
+    pub fn head_complete(&self) {
+        self.phase.store(BUSY, Ordering::Release);
+    }
+
+    /// The response is done; the connection waits for the next request.
+    pub fn request_done(&self) {
+        self.phase.store(IDLE, Ordering::Release);
+    }
+
+    fn bytes_arrived(&self) {
+        if self.phase.load(Ordering::Relaxed) == IDLE {
+            self.since_ms.store(self.now_ms(), Ordering::Release);
+            let _ = self
+                .phase
+                .compare_exchange(IDLE, HEAD, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves when a head has been in progress for longer than `limit`.
+    pub(super) async fn overdue(&self, limit: Duration) {
+        let limit_ms = limit.as_millis() as u64;
+        loop {
+            if self.phase.load(Ordering::Acquire) == HEAD {
+                let started = self.since_ms.load(Ordering::Acquire);
+                let now = self.now_ms();
+                if now >= started + limit_ms {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(started + limit_ms - now)).await;
+            } else {
+                // A head can only start after this sleep began, so it is looked at again no
+                // later than its own deadline.
+                tokio::time::sleep(limit).await;
+            }
+        }
+    }
+}
+
+/// The HTTP/2 client connection preface (`PRI * HTTP/2.0…`), in bytes.
+const H2_PREFACE: usize = 24;
+
+/// A client connection that reports request-head progress to its [`ConnState`].
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Stream,
+    state: Arc<ConnState>,
+    /// HTTP/2: preface bytes still to come. Once the preface is in, h2's own limits and the
+    /// idle timeout take over, and the head deadline no longer applies.
+    h2_preface_left: usize,
+}
+
+impl Guarded {
+    /// Wraps a connection that starts with an HTTP/2 preface when `h2` (negotiated by ALPN).
+    pub(super) fn new(inner: Stream, state: Arc<ConnState>, h2: bool) -> Guarded {
+        Guarded {
+            inner,
+            state,
+            h2_preface_left: if h2 { H2_PREFACE } else { 0 },
+        }
+    }
+
+    /// The state of the connection a request arrived on, when it is a guarded HTTP/1 one.
+    pub fn state_of(stream: Option<&Stream>) -> Option<&Arc<ConnState>> {
+        stream
+            .and_then(|s| s.as_any().downcast_ref::<Guarded>())
+            .map(|g| &g.state)
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if matches!(r, Poll::Ready(Ok(()))) && n > 0 {
+            if self.h2_preface_left > 0 {
+                self.h2_preface_left = self.h2_preface_left.saturating_sub(n);
+                if self.h2_preface_left == 0 {
+                    self.state.head_complete();
+                }
+            } else {
+                self.state.bytes_arrived();
+            }
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Guarded {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for Guarded {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Guarded {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Guarded {
+    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Guarded {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, d: pingora::protocols::raw_connect::ProxyDigest) {
+        self.inner.set_proxy_digest(d)
+    }
+}
+
+impl GetSocketDigest for Guarded {
+    fn get_socket_digest(&self) -> Option<Arc<pingora::protocols::SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, d: pingora::protocols::SocketDigest) {
+        self.inner.set_socket_digest(d)
+    }
+}
+
+#[async_trait]
+impl Peek for Guarded {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_in_progress_past_its_deadline_is_overdue_and_idle_time_is_not() {
+        let s = ConnState::new();
+        s.head_complete();
+        // Busy and idle phases never fire.
+        let quiet =
+            tokio::time::timeout(Duration::from_secs(30), s.overdue(Duration::from_secs(5)));
+        s.request_done();
+        assert!(quiet.await.is_err());
+        s.bytes_arrived();
+        let t0 = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(30), s.overdue(Duration::from_secs(5)))
+            .await
+            .expect("an unfinished head is overdue");
+        assert!(t0.elapsed() <= Duration::from_secs(6));
+    }
+}
