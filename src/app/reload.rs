@@ -105,12 +105,14 @@ impl Reloader {
         let sudo = super::sudo(live.sudo.take()).map_err(|e: StartupError| e.to_string())?;
         // The edge limits belong to the listeners, built once: keep the header limits the
         // HTTP/2 settings were built with.
+        let previous = self.live.load_full();
         let live = super::live(
             live,
             &self.started.server.limits,
             &self.rt,
             limiter.clone(),
             sudo.clone(),
+            Some(&previous),
         );
         self.live.store(Arc::new(live));
         self.admin_sudo.store(sudo);

@@ -42,3 +42,4 @@ mod store_suite;
 mod sudo;
 mod sudo_inband;
 mod transport;
+mod upstreams;
