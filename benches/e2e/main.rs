@@ -196,9 +196,10 @@ fn main() {
         _keep_logged = Some(logged);
     }
 
-    // (j): as (c), two replicas of the upstream behind round robin.
+    // (j): as (c), two replicas of the upstream behind round robin (in the smoke too when
+    // asked for with --rows).
     let mut _keep_replicas = None;
-    if o.full {
+    if o.full || o.only.as_deref().is_some_and(|r| r.contains('j')) {
         let (second, second_addr) = procs::upstream(CLIENT_CPU);
         let two = format!(
             "[upstream]\naddresses = [\"{upstream}\", \"{second_addr}\"]\nbalance = \"round_robin\"\n"
@@ -354,8 +355,9 @@ fn main() {
         rows.retain(|r| only.contains(r.key));
     }
     if !o.full {
-        // The smoke (under `cargo test`): two rows, one second each, to prove the harness runs.
-        rows.retain(|r| r.key == "a" || r.key == "c");
+        // The smoke (under `cargo test`): two rows, one second each, to prove the harness runs
+        // (and (j), when asked for with --rows).
+        rows.retain(|r| r.key == "a" || r.key == "c" || r.key == "j");
     } else {
         // Warm every row up once (connections, caches), then interleave the measured rounds.
         for r in &rows {

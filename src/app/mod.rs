@@ -161,12 +161,16 @@ pub(crate) fn sudo(
 /// The upstream pools for `settings`. An upstream whose settings did not change keeps its
 /// pool from `previous`: its health (checked and passive) and its balancer's position survive
 /// a reload that only touched routes; any change builds it afresh.
-fn upstreams(settings: Vec<UpstreamSettings>, previous: Option<&Live>) -> Vec<Arc<UpstreamPool>> {
+fn upstreams(
+    settings: Vec<UpstreamSettings>,
+    previous: &[Arc<UpstreamPool>],
+) -> Vec<Arc<UpstreamPool>> {
     settings
         .into_iter()
         .map(|s| {
             previous
-                .and_then(|l| l.upstreams.iter().find(|p| *p.settings() == s))
+                .iter()
+                .find(|p| *p.settings() == s)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(UpstreamPool::new(s)))
         })
@@ -220,7 +224,7 @@ pub(crate) fn live(
     Live {
         route_labels,
         pipeline: Arc::new(Pipeline::new(rules, rt.clone())),
-        upstreams: upstreams(cfg.upstreams, previous),
+        upstreams: upstreams(cfg.upstreams, previous.map_or(&[], |l| &l.upstreams)),
         access_log: cfg.access_log,
         forward_auth: cfg.forward_auth,
     }
