@@ -14,10 +14,7 @@ pub(super) fn metrics_text(state: &AdminState) -> String {
         .upstreams
         .iter()
         .map(|u| {
-            let addrs = u
-                .health(now)
-                .into_iter()
-                .map(|h| (h.addr, h.healthy, h.ejected));
+            let addrs = u.health(now).into_iter().map(|h| (h.healthy, h.ejected));
             (u.settings().name.as_str(), addrs.collect())
         })
         .collect();
@@ -39,14 +36,15 @@ pub(super) fn down(state: &AdminState) -> Vec<String> {
         .collect()
 }
 
-/// One upstream's addresses: (address, health check passes, ejected).
-type UpstreamRow<'a> = (&'a str, Vec<(std::net::SocketAddr, bool, bool)>);
+/// One upstream's addresses, in `addresses` order: (health check passes, ejected).
+type UpstreamRow<'a> = (&'a str, Vec<(bool, bool)>);
 
 /// A gauge: its name suffix, its help, and its value from (healthy, ejected).
 type Gauge = (&'static str, &'static str, fn(bool, bool) -> bool);
 
 /// The upstreams' health, read from the live config at scrape time (the set changes on
-/// reload). Labels are the operator's upstream names and addresses, never a client's.
+/// reload). Labels are the operator's upstream names and each address's position in its
+/// `addresses` list (`replica`): no IP is ever a label (the log lines name the address).
 fn render_upstreams(s: &mut String, rows: &[UpstreamRow<'_>]) {
     let gauges: [Gauge; 2] = [
         (
@@ -66,11 +64,11 @@ fn render_upstreams(s: &mut String, rows: &[UpstreamRow<'_>]) {
             "# HELP fluxgate_upstream_{name} Whether the address {help}.\n# TYPE fluxgate_upstream_{name} gauge"
         );
         for (up, addrs) in rows {
-            for (addr, h, e) in addrs {
+            for (replica, (h, e)) in addrs.iter().enumerate() {
                 let (up, v) = (crate::metrics::escaped(up), u8::from(value(*h, *e)));
                 let _ = writeln!(
                     s,
-                    "fluxgate_upstream_{name}{{upstream=\"{up}\",address=\"{addr}\"}} {v}"
+                    "fluxgate_upstream_{name}{{upstream=\"{up}\",replica=\"{replica}\"}} {v}"
                 );
             }
         }
@@ -80,7 +78,7 @@ fn render_upstreams(s: &mut String, rows: &[UpstreamRow<'_>]) {
         "# HELP fluxgate_upstream_usable_addresses Addresses healthy and not ejected.\n# TYPE fluxgate_upstream_usable_addresses gauge"
     );
     for (up, addrs) in rows {
-        let n = addrs.iter().filter(|(_, h, e)| *h && !*e).count();
+        let n = addrs.iter().filter(|(h, e)| *h && !*e).count();
         let _ = writeln!(
             s,
             "fluxgate_upstream_usable_addresses{{upstream=\"{}\"}} {n}",
@@ -96,14 +94,12 @@ mod tests {
     #[test]
     fn upstream_health_renders_one_gauge_per_address_and_a_usable_count() {
         let mut s = String::new();
-        let a: std::net::SocketAddr = "10.0.0.1:80".parse().unwrap();
-        let b: std::net::SocketAddr = "10.0.0.2:80".parse().unwrap();
-        render_upstreams(&mut s, &[("api", vec![(a, true, false), (b, false, true)])]);
+        render_upstreams(&mut s, &[("api", vec![(true, false), (false, true)])]);
         for line in [
-            r#"fluxgate_upstream_healthy{upstream="api",address="10.0.0.1:80"} 1"#,
-            r#"fluxgate_upstream_healthy{upstream="api",address="10.0.0.2:80"} 0"#,
-            r#"fluxgate_upstream_ejected{upstream="api",address="10.0.0.1:80"} 0"#,
-            r#"fluxgate_upstream_ejected{upstream="api",address="10.0.0.2:80"} 1"#,
+            r#"fluxgate_upstream_healthy{upstream="api",replica="0"} 1"#,
+            r#"fluxgate_upstream_healthy{upstream="api",replica="1"} 0"#,
+            r#"fluxgate_upstream_ejected{upstream="api",replica="0"} 0"#,
+            r#"fluxgate_upstream_ejected{upstream="api",replica="1"} 1"#,
             r#"fluxgate_upstream_usable_addresses{upstream="api"} 1"#,
             "# TYPE fluxgate_upstream_healthy gauge",
         ] {
