@@ -199,6 +199,21 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // Per-route forwarding: a route that strips `/api` rewrites the target (one allocation);
+    // routes that do not are the `pipeline/…` rows, where the check is one comparison.
+    let strip = fluxgate::policy::forward::Forward {
+        strip_segments: 1,
+        ..Default::default()
+    };
+    c.bench_function("routes/strip_prefix", |b| {
+        b.iter(|| {
+            strip.rewrite(
+                black_box("/api/v1/channels/123456789/messages?limit=50"),
+                false,
+            )
+        })
+    });
+
     let peer = "10.0.0.1".parse().unwrap();
     c.bench_function("client_ip/trusted_chain", |b| {
         b.iter(|| {

@@ -231,7 +231,7 @@ fn pipeline(cfg: Config, assumed: Option<SessionRecord>) -> Result<Arc<Pipeline>
     let limiter = Arc::new(crate::app::limiter(live.limits.clone(), &rt));
     let sudo =
         crate::app::sudo(live.sudo.take()).map_err(|e| ExplainError::Config(e.to_string()))?;
-    let live = crate::app::live(live, &boot.server.limits, &rt, limiter, sudo);
+    let live = crate::app::live(live, &boot.server.limits, &rt, limiter, sudo, None);
     Ok(live.pipeline)
 }
 
@@ -369,6 +369,8 @@ fn report(
             }
             out["auth_kind"] = json!(a.identity.auth_kind());
             out["upstream"] = json!({
+                // What the upstream's request line carries (a route may strip a prefix).
+                "target": a.plan.path.as_deref().unwrap_or(target),
                 "removed": removed,
                 "set": a.plan.set.iter().map(|(k, v)| json!([k.as_str(), String::from_utf8_lossy(v.as_bytes())])).collect::<Vec<_>>(),
                 "own_cookies_removed": a.plan.strip_own_cookies,
@@ -455,7 +457,8 @@ pub fn render_text(r: &Value) -> String {
         } else {
             removed.join(", ")
         };
-        let _ = writeln!(out, "upstream  stripped or rewritten: {removed}");
+        let _ = writeln!(out, "upstream  target: {}", s(&u["target"]));
+        let _ = writeln!(out, "          stripped or rewritten: {removed}");
         let _ = writeln!(out, "          set:");
         for h in u["set"].as_array().into_iter().flatten() {
             let _ = writeln!(out, "            {}: {}", s(&h[0]), s(&h[1]));

@@ -215,6 +215,10 @@ pub struct Metrics {
     /// fluxgate_forward_auth_decisions_total{outcome, reason}: the decision endpoint's answers
     /// (`refused` when the edge's description was not accepted).
     pub forward_auth: LabeledCounter,
+    /// fluxgate_upstream_retries_total: idempotent requests retried on another address.
+    pub upstream_retries: AtomicU64,
+    /// fluxgate_upstream_ejections_total: addresses ejected after consecutive connect failures.
+    pub upstream_ejections: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -242,6 +246,8 @@ impl Default for Metrics {
             would_deny: Default::default(),
             backend_shared: Default::default(),
             forward_auth: Default::default(),
+            upstream_retries: Default::default(),
+            upstream_ejections: Default::default(),
         }
     }
 }
@@ -391,6 +397,16 @@ impl Metrics {
                 "Logouts whose revocation failed in the store.",
                 &self.logout_errors,
             ),
+            (
+                "fluxgate_upstream_retries_total",
+                "Idempotent requests retried on another upstream address after a connect failure.",
+                &self.upstream_retries,
+            ),
+            (
+                "fluxgate_upstream_ejections_total",
+                "Upstream addresses ejected after consecutive connect failures.",
+                &self.upstream_ejections,
+            ),
         ] {
             let _ = writeln!(
                 s,
@@ -423,7 +439,7 @@ pub fn route_label(name: &str) -> &'static str {
 
 /// A label value in the exposition format: `\`, `"` and newlines escaped (route names are
 /// operator text).
-fn escaped(v: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escaped(v: &str) -> std::borrow::Cow<'_, str> {
     if !v.contains(['\\', '"', '\n']) {
         return v.into();
     }
@@ -446,62 +462,5 @@ fn family(s: &mut String, name: &str, help: &str, labels: (&str, &str), c: &Labe
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labeled_counter_counts_each_series() {
-        let c = LabeledCounter::default();
-        c.inc("denied", "no_credential");
-        c.inc("denied", "no_credential");
-        c.inc("admitted", "session");
-        assert_eq!(c.get("denied", "no_credential"), 2);
-        assert_eq!(c.get("admitted", "session"), 1);
-        assert_eq!(c.get("admitted", "nothing"), 0);
-    }
-
-    #[test]
-    fn concurrent_increments_are_not_lost() {
-        let c = std::sync::Arc::new(LabeledCounter::default());
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let c = c.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        c.inc("a", "x");
-                        c.inc("b", "y");
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(c.get("a", "x"), 40_000);
-        assert_eq!(c.get("b", "y"), 40_000);
-    }
-
-    #[test]
-    fn render_is_prometheus_text() {
-        let m = Metrics::default();
-        m.decisions.inc("denied", "no_credential");
-        m.count_store_read();
-        let out = m.render();
-        assert!(
-            out.contains("fluxgate_decisions_total{outcome=\"denied\",reason=\"no_credential\"} 1")
-        );
-        assert!(out.contains("fluxgate_store_reads_total 1"));
-        assert!(out.contains("# TYPE fluxgate_decisions_total counter"));
-    }
-
-    #[test]
-    fn a_route_name_is_interned_once_and_escaped_when_rendered() {
-        let a = route_label("GET /a \"quoted\"");
-        assert!(std::ptr::eq(a, route_label("GET /a \"quoted\"")));
-        let m = Metrics::default();
-        m.would_deny.inc("no_credential", a);
-        assert!(m.render().contains(
-            r#"fluxgate_would_deny_total{reason="no_credential",route="GET /a \"quoted\""} 1"#
-        ));
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

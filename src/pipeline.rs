@@ -122,6 +122,8 @@ pub struct Pipeline {
 struct Prelude<'a> {
     client_ip: IpAddr,
     policy: &'a Policy,
+    /// The route matched under a version prefix (prefix stripping keeps it).
+    prefixed: bool,
     upgrade: Upgrade,
     geo: GeoInfo,
     keys: KeyFacts<'a>,
@@ -198,6 +200,7 @@ impl Pipeline {
         let mut pre = Prelude {
             client_ip,
             policy,
+            prefixed: matched.prefixed,
             upgrade,
             geo: self.geo(client_ip),
             keys: KeyFacts {

@@ -36,6 +36,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         network: None,
         ip_authorization: false,
         rollout: Default::default(),
+        forward: Default::default(),
     }
 }
 
@@ -99,6 +100,17 @@ async fn pipeline() -> (Pipeline, Arc<MemStore>) {
             route("/guilds", policy(AuthMode::Required, &all, &["guilds"])),
             route("/me", policy(AuthMode::Required, &all, &["identify"])),
             route("/_rpc", policy(AuthMode::Internal, &[], &[])),
+            route(
+                "/api/*",
+                Policy {
+                    forward: crate::policy::forward::Forward {
+                        upstream: 2,
+                        strip_segments: 1,
+                        set_host: Some(HeaderValue::from_static("api.internal")),
+                    },
+                    ..policy(AuthMode::None, &all, &[])
+                },
+            ),
         ],
         policy(AuthMode::Required, &all, &[]),
         vec!["/v1".into()],
@@ -336,6 +348,22 @@ async fn routes_match_under_the_version_prefix() {
 
 fn admitted(v: Verdict) -> Admitted {
     v.outcome.expect("expected admission")
+}
+
+#[tokio::test]
+async fn a_stripping_route_plans_its_upstream_the_stripped_target_and_its_host() {
+    let (p, _) = pipeline().await;
+    let a = admitted(run(&p, "/api/v1/x?y=%41", &[]).await);
+    assert_eq!(a.plan.upstream, 2);
+    assert_eq!(a.plan.path.as_deref(), Some("/v1/x?y=%41"));
+    assert_eq!(a.plan.get(&http::header::HOST).unwrap(), "api.internal");
+    // Under the version prefix, the version stays in front.
+    let a = admitted(run(&p, "/v1/api/x", &[]).await);
+    assert_eq!(a.plan.path.as_deref(), Some("/v1/x"));
+    // Other routes: the default upstream, the target and Host as sent.
+    let a = admitted(run(&p, "/public", &[]).await);
+    assert_eq!((a.plan.upstream, a.plan.path.as_deref()), (0, None));
+    assert!(a.plan.get(&http::header::HOST).is_none());
 }
 
 #[tokio::test]

@@ -20,6 +20,8 @@
 //!     the upstream's `/users/@me` (loopback, the same process as the upstream); compare (c);
 //! (i) the nginx of (f) asking fluxgate's forward-auth endpoint (a cached cookie session + a
 //!     bucket) instead of the stub; compare (f).
+//! (j) as (c) with two upstream replicas behind round robin (pingora-load-balancing); compare
+//!     (c), which has one address and no balancer.
 
 #![allow(
     clippy::unwrap_used,
@@ -194,6 +196,28 @@ fn main() {
         _keep_logged = Some(logged);
     }
 
+    // (j): as (c), two replicas of the upstream behind round robin (in the smoke too when
+    // asked for with --rows).
+    let mut _keep_replicas = None;
+    if o.full || o.only.as_deref().is_some_and(|r| r.contains('j')) {
+        let (second, second_addr) = procs::upstream(CLIENT_CPU);
+        let two = format!(
+            "[upstream]\naddresses = [\"{upstream}\", \"{second_addr}\"]\nbalance = \"round_robin\"\n"
+        );
+        let lb = fluxgate(&bin, PROXY_CPU, "j", &format!("{two}{LIMIT}"));
+        let cookie = format!("Cookie: fluxer_session={}", lb.session("500"));
+        rows.push(Row {
+            key: "j",
+            title: "as (c), two upstream replicas, round robin",
+            load: wrk::Load {
+                url: format!("http://{}/x", lb.proxy),
+                headers: vec![cookie],
+                script: None,
+            },
+        });
+        _keep_replicas = Some((lb, second));
+    }
+
     // (h): misses against the backend resolver. A million rotating tokens at a 1 s cache TTL:
     // no token comes back within its TTL, so every request asks the backend.
     let mut _keep_backend = None;
@@ -331,8 +355,9 @@ fn main() {
         rows.retain(|r| only.contains(r.key));
     }
     if !o.full {
-        // The smoke (under `cargo test`): two rows, one second each, to prove the harness runs.
-        rows.retain(|r| r.key == "a" || r.key == "c");
+        // The smoke (under `cargo test`): two rows, one second each, to prove the harness runs
+        // (and (j), when asked for with --rows).
+        rows.retain(|r| r.key == "a" || r.key == "c" || r.key == "j");
     } else {
         // Warm every row up once (connections, caches), then interleave the measured rounds.
         for r in &rows {

@@ -107,7 +107,7 @@ pub fn table(
     };
     let _ = writeln!(
         t,
-        "Targets: (c)/(b) = {} (≥ 0.90); p99(c) − p99(b) = {} ms (≤ 0.3); (c)/(f) = {} (≥ 1.2); (d)/(c) = {} (≥ 0.95). Access log: (g)/(c) = {}. Backend misses: (h)/(c) = {}, p50(h) − p50(c) = {} ms. Forward auth: (i)/(f) = {} (≥ 0.90).",
+        "Targets: (c)/(b) = {} (≥ 0.90); p99(c) − p99(b) = {} ms (≤ 0.3); (c)/(f) = {} (≥ 1.2); (d)/(c) = {} (≥ 0.95). Access log: (g)/(c) = {}. Backend misses: (h)/(c) = {}, p50(h) − p50(c) = {} ms. Forward auth: (i)/(f) = {} (≥ 0.90). Two replicas, round robin: (j)/(c) = {}.",
         ratio("c", "b"),
         match (p99("c"), p99("b")) {
             (Some(c), Some(b)) => format!("{:.3}", c - b),
@@ -122,6 +122,7 @@ pub fn table(
             _ => "n/a".into(),
         },
         ratio("i", "f"),
+        ratio("j", "c"),
     );
     for n in notes {
         let _ = writeln!(t, "\nNote: {n}.");

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod client;
+mod upstreams;
 
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
@@ -95,7 +96,7 @@ async fn handle(req: Request<Incoming>, state: &AdminState) -> AdminResponse {
         (&Method::GET, "/readyz") => readyz(state).await,
         (&Method::GET, "/metrics") => Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(state.metrics.render())))
+            .body(Full::new(Bytes::from(upstreams::metrics_text(state))))
             .expect("static parts make a valid response"),
         (_, p) if p.starts_with("/v1/") => {
             if let Err(resp) = authorize(&parts.headers, state) {
@@ -119,7 +120,7 @@ async fn handle(req: Request<Incoming>, state: &AdminState) -> AdminResponse {
 
 async fn readyz(state: &AdminState) -> AdminResponse {
     let ping = tokio::time::timeout(Duration::from_secs(2), state.sessions.store().ping()).await;
-    let (status, mut body) = match ping {
+    let (status, body) = match ping {
         Ok(Ok(())) => (StatusCode::OK, json!({"status": "ready"})),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: store is not answering");
@@ -133,6 +134,17 @@ async fn readyz(state: &AdminState) -> AdminResponse {
             json!({"status": "unavailable", "reason": "store timeout"}),
         ),
     };
+    // An upstream with no usable address fails every request routed to it: not ready.
+    let down = upstreams::down(state);
+    let (status, mut body) = if down.is_empty() || status != StatusCode::OK {
+        (status, body)
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "reason": "upstream"}),
+        )
+    };
+    body["upstreams_down"] = json!(down);
     // Report mode forwards requests fluxgate would refuse: a probe or a dashboard should see it.
     let (mode, routes) = crate::policy::rollout::summary(&state.live.load().pipeline.rules.routes);
     body["rollout"] = json!(mode);

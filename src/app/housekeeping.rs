@@ -1,13 +1,16 @@
 //! Background work beside the proxy, on its own small runtime: the admin listener, the store
-//! sweeper or the Redis invalidation subscriber, the notifier, GeoIP and config reloads.
+//! sweeper or the Redis invalidation subscriber, the notifier, GeoIP and config reloads, and the
+//! upstreams' health checks.
 
 use super::Backend;
 use super::reload::Reloader;
 use crate::admin::{self, AdminState};
 use crate::net::geoip::GeoIp;
 use crate::policy::ipauth::notify;
+use crate::proxy::Live;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::redis::subscriber;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -68,6 +71,7 @@ impl BackgroundService for Housekeeping {
         if let Some(w) = self.notify_worker.lock().ok().and_then(|mut w| w.take()) {
             tokio::spawn(w.run(shutdown.clone()));
         }
+        tokio::spawn(health_checks(self.admin.live.clone(), shutdown.clone()));
         if self.geo.enabled() {
             tokio::spawn(reload_geoip(
                 self.geo.clone(),
@@ -127,6 +131,31 @@ async fn reload_geoip(geo: Arc<GeoIp>, every: Duration, mut shutdown: ShutdownWa
             Ok(()) => tracing::info!(forced, "GeoIP databases reloaded"),
             Err(e) => {
                 tracing::error!(error = %e, "GeoIP reload failed; keeping the databases in use")
+            }
+        }
+    }
+}
+
+/// How often the upstreams are looked at for a due health check.
+const HEALTH_TICK: Duration = Duration::from_millis(100);
+
+/// Runs the upstreams' health checks, each on its own interval. Driven from here rather than
+/// as pingora's background service per balancer, which is fixed when the server starts: the
+/// upstreams change on reload, and this loop always checks the set in use now (a replaced set
+/// stops being checked; requests still running on it finish with its last known health).
+async fn health_checks(live: Arc<ArcSwap<Live>>, mut shutdown: ShutdownWatch) {
+    let mut tick = tokio::time::interval(HEALTH_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = crate::clock::monotonic_now();
+        for pool in live.load().upstreams.iter() {
+            if pool.check_due(now) {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.run_check().await });
             }
         }
     }

@@ -17,6 +17,7 @@ use crate::policy::ipauth::notify::Notifier;
 use crate::policy::ratelimit::redis::RedisLimiter;
 use crate::policy::ratelimit::{Backend as LimitBackend, Limiter};
 use crate::policy::sudo::Sudo;
+use crate::proxy::UpstreamSettings;
 use crate::proxy::edge::EdgeLimits;
 use crate::proxy::{FluxgateProxy, Live, UpstreamPool};
 use crate::redis_client::Connections;
@@ -157,14 +158,35 @@ pub(crate) fn sudo(
     }
 }
 
+/// The upstream pools for `settings`. An upstream whose settings did not change keeps its
+/// pool from `previous`: its health (checked and passive) and its balancer's position survive
+/// a reload that only touched routes; any change builds it afresh.
+fn upstreams(
+    settings: Vec<UpstreamSettings>,
+    previous: &[Arc<UpstreamPool>],
+) -> Vec<Arc<UpstreamPool>> {
+    settings
+        .into_iter()
+        .map(|s| {
+            previous
+                .iter()
+                .find(|p| *p.settings() == s)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(UpstreamPool::new(s)))
+        })
+        .collect()
+}
+
 /// The reloadable part of the proxy, from a validated config.
-/// `edge`: the header limits the listeners were built with (they do not reload).
+/// `edge`: the header limits the listeners were built with (they do not reload);
+/// `previous`: the part it replaces, on reload.
 pub(crate) fn live(
     cfg: LiveConfig,
     edge: &EdgeLimits,
     rt: &Runtime,
     limits: Arc<Limiter>,
     sudo: Option<Arc<Sudo>>,
+    previous: Option<&Live>,
 ) -> Live {
     let hygiene = HygieneRules {
         max_header_bytes: edge.max_header_bytes,
@@ -202,7 +224,7 @@ pub(crate) fn live(
     Live {
         route_labels,
         pipeline: Arc::new(Pipeline::new(rules, rt.clone())),
-        upstream: UpstreamPool::new(cfg.upstream),
+        upstreams: upstreams(cfg.upstreams, previous.map_or(&[], |l| &l.upstreams)),
         access_log: cfg.access_log,
         forward_auth: cfg.forward_auth,
     }
@@ -245,8 +267,10 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
         graceful_shutdown_timeout_seconds: Some(boot.server.shutdown_timeout.as_secs().max(1)),
         upgrade_sock: boot.server.upgrade_socket.display().to_string(),
         pid_file: format!("{}.pid", boot.server.upgrade_socket.display()),
-        // One attempt per upstream address: a refused connection moves on to the next one.
-        max_retries: live_cfg.upstream.addresses.len().max(1),
+        // Attempts per request: the first and the most retries `[upstream] retries` allows
+        // (fixed here, so a reload can change `retries` within it); `proxy/attempt.rs` decides
+        // which failures are retried.
+        max_retries: 1 + crate::config::upstreams::MAX_RETRIES as usize,
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -366,6 +390,7 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
         &rt,
         limits.clone(),
         sudo.clone(),
+        None,
     )));
     let proxy = FluxgateProxy::new(live.clone(), metrics.clone(), server_cfg.limits);
     let (live_for_fa, metrics_for_fa) = (live.clone(), metrics.clone());

@@ -105,12 +105,14 @@ impl Reloader {
         let sudo = super::sudo(live.sudo.take()).map_err(|e: StartupError| e.to_string())?;
         // The edge limits belong to the listeners, built once: keep the header limits the
         // HTTP/2 settings were built with.
+        let previous = self.live.load_full();
         let live = super::live(
             live,
             &self.started.server.limits,
             &self.rt,
             limiter.clone(),
             sudo.clone(),
+            Some(&previous),
         );
         self.live.store(Arc::new(live));
         self.admin_sudo.store(sudo);
@@ -199,6 +201,28 @@ impl Reloader {
 #[cfg(test)]
 mod tests {
     use crate::config::parse;
+    use std::sync::Arc;
+
+    #[test]
+    fn an_unchanged_upstream_keeps_its_pool_and_a_changed_one_is_rebuilt() {
+        let cfg = |hc: &str| {
+            format!(
+                "[[upstream]]\nname = \"a\"\naddresses = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n\
+                 [[upstream]]\nname = \"b\"\naddresses = [\"127.0.0.1:3\"]\n{hc}\n\
+                 [routing.default]\nupstream = \"a\"\n[[route]]\npath = \"/b\"\nupstream = \"b\"\n"
+            )
+        };
+        let first = super::super::upstreams(parse(&cfg(""), "t").unwrap().live.upstreams, &[]);
+        // A route change only: both pools (and their health) carry over.
+        let same = super::super::upstreams(parse(&cfg(""), "t").unwrap().live.upstreams, &first);
+        assert!(Arc::ptr_eq(&first[0], &same[0]) && Arc::ptr_eq(&first[1], &same[1]));
+        // A health check added to "b": "a" carries over, "b" is new.
+        let hc = "[upstream.health_check]\npath = \"/h\"";
+        let next = super::super::upstreams(parse(&cfg(hc), "t").unwrap().live.upstreams, &same);
+        assert!(Arc::ptr_eq(&same[0], &next[0]));
+        assert!(!Arc::ptr_eq(&same[1], &next[1]));
+        assert!(next[1].settings().health_check.is_some());
+    }
 
     fn changes(old: &str, new: &str) -> Vec<&'static str> {
         let old = parse(old, "old.toml").expect("valid").boot;

@@ -1,14 +1,13 @@
-//! `[server]` (listeners, TLS, connection limits and timeouts) and `[upstream]`: the file
-//! structs with their defaults, and their validation.
+//! `[server]` (listeners, TLS, connection limits and timeouts): the file structs with their
+//! defaults, and their validation. (`[upstream]` lives in `upstreams.rs`.)
 
 use super::KeyPath;
 use super::validate::{Errors, p, positive, socket};
 use crate::duration::Dur;
 use crate::net::tls::CertPaths;
 use crate::proxy::edge::EdgeLimits;
-use crate::proxy::{UpstreamSettings, UpstreamTls};
 use serde::{Deserialize, Serialize};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -89,36 +88,6 @@ pub struct CertFile {
     pub cert: PathBuf,
     /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct UpstreamFile {
-    pub addresses: Vec<String>,
-    pub connect_timeout: Dur,
-    pub read_timeout: Dur,
-    pub write_timeout: Dur,
-    pub idle_timeout: Dur,
-    pub websocket_idle_timeout: Dur,
-    pub tls: bool,
-    pub tls_server_name: String,
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for UpstreamFile {
-    fn default() -> Self {
-        UpstreamFile {
-            addresses: vec!["127.0.0.1:3000".into()],
-            connect_timeout: Dur::from_secs(2),
-            read_timeout: Dur::from_secs(30),
-            write_timeout: Dur::from_secs(30),
-            idle_timeout: Dur::from_secs(60),
-            websocket_idle_timeout: Dur::from_secs(600),
-            tls: false,
-            tls_server_name: String::new(),
-            ca_file: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,66 +232,4 @@ fn tls_listener(t: &TlsListenerFile, path: KeyPath, e: &mut Errors) -> Option<Tl
         http2: t.http2,
         proxy_protocol: t.proxy_protocol,
     })
-}
-
-pub(super) fn validate_upstream(u: &UpstreamFile, e: &mut Errors) -> UpstreamSettings {
-    if u.addresses.is_empty() {
-        e.at(p("upstream.addresses"), "needs at least one address");
-    }
-    let mut addresses = Vec::new();
-    for (i, a) in u.addresses.iter().enumerate() {
-        // Names are resolved once, here: a per-request lookup would cost more than the proxying.
-        match a.to_socket_addrs().map(|mut it| it.next()) {
-            Ok(Some(sa)) => addresses.push(sa),
-            _ => e.at(
-                p("upstream.addresses").index(i),
-                format!("{a:?} is not a reachable host:port (use e.g. \"127.0.0.1:3000\")"),
-            ),
-        }
-    }
-    for (name, d) in [
-        ("connect_timeout", u.connect_timeout),
-        ("read_timeout", u.read_timeout),
-        ("write_timeout", u.write_timeout),
-        ("idle_timeout", u.idle_timeout),
-        ("websocket_idle_timeout", u.websocket_idle_timeout),
-    ] {
-        positive(d, p("upstream").key(name), e);
-    }
-    let tls = if u.tls {
-        // SECURITY: without a name, rustls in pingora would skip certificate verification
-        // entirely; a name is required so the upstream's certificate is always checked.
-        if u.tls_server_name.is_empty() {
-            e.at(
-                p("upstream.tls_server_name"),
-                "is required with tls = true: it is the SNI and the name the upstream's certificate must carry",
-            );
-        }
-        let ca = u.ca_file.as_ref().and_then(|path| {
-            crate::net::tls::load_ca(path)
-                .map_err(|msg| e.at(p("upstream.ca_file"), msg))
-                .ok()
-        });
-        Some(UpstreamTls {
-            server_name: u.tls_server_name.clone(),
-            ca,
-        })
-    } else {
-        if u.ca_file.is_some() || !u.tls_server_name.is_empty() {
-            e.at(
-                p("upstream.tls"),
-                "tls_server_name and ca_file only apply with tls = true",
-            );
-        }
-        None
-    };
-    UpstreamSettings {
-        addresses,
-        connect_timeout: u.connect_timeout.0,
-        read_timeout: u.read_timeout.0,
-        write_timeout: u.write_timeout.0,
-        idle_timeout: u.idle_timeout.0,
-        websocket_idle_timeout: u.websocket_idle_timeout.0,
-        tls,
-    }
 }

@@ -8,7 +8,7 @@ pub use super::cookies::CookiesFile;
 pub use super::cors::CorsFile;
 pub use super::credentials::CredentialsFile;
 pub use super::csrf::CsrfFile;
-pub use super::edge::{CertFile, ServerFile, TlsListenerFile, UpstreamFile};
+pub use super::edge::{CertFile, ServerFile, TlsListenerFile};
 pub use super::forward_auth::ForwardAuthFile;
 pub use super::geoip::GeoipFile;
 pub use super::identity::IdentityFile;
@@ -23,13 +23,15 @@ pub use super::rollout::RolloutFile;
 pub use super::routes::{RouteFile, RoutingFile};
 pub use super::sessions::{EmbeddedFile, SessionsFile};
 pub use super::sudo::SudoFile;
+pub use super::upstreams::{HealthCheckFile, UpstreamFile, UpstreamsFile};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileConfig {
     pub server: ServerFile,
-    pub upstream: UpstreamFile,
+    /// `[upstream]` (one table) or `[[upstream]]` (several, by name).
+    pub upstream: UpstreamsFile,
     pub client_ip: ClientIpFile,
     pub sessions: SessionsFile,
     pub redis: RedisFile,

@@ -2,8 +2,8 @@
 //! its validation into [`Config`]. Every problem is reported with its key path and the line and
 //! column where it is written; the process refuses to start on any of them.
 //!
-//! One module per TOML section (`[sessions]` → `sessions.rs`; `[server]` and `[upstream]` →
-//! `edge.rs`; `[rate_limits]` → `limits.rs`; `[routing]` and `[[route]]` → `routes.rs`), each
+//! One module per TOML section (`[sessions]` → `sessions.rs`; `[server]` → `edge.rs`;
+//! `[upstream]` → `upstreams.rs`; `[rate_limits]` → `limits.rs`; `[routing]` and `[[route]]` → `routes.rs`), each
 //! holding the section's file struct, its defaults, its validation and its tests. `file.rs`
 //! assembles the sections; `validate.rs` runs them in order and holds the shared helpers.
 
@@ -31,6 +31,7 @@ mod routes;
 pub mod secret;
 mod sessions;
 mod sudo;
+pub mod upstreams;
 mod validate;
 
 pub use crate::duration::Dur;
@@ -117,7 +118,8 @@ impl BootConfig {
 
 /// What a reload swaps: the rules of the request path and the upstream.
 pub struct LiveConfig {
-    pub upstream: crate::proxy::UpstreamSettings,
+    /// `[upstream]` or `[[upstream]]`, in file order (routes refer to them by index).
+    pub upstreams: Vec<crate::proxy::UpstreamSettings>,
     pub client_ip: ClientIpResolver,
     /// `[sessions]` keys the request path reads.
     pub sessions: SessionRules,
@@ -304,6 +306,7 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = rollout::warnings(&self.live.routes);
         out.extend(sudo::warnings(&self.live.routes, self.live.sudo.as_ref()));
+        out.extend(upstreams::unused(&self.live.upstreams, &self.live.routes));
         out
     }
 }

@@ -10,7 +10,6 @@ use super::rollout::MODES;
 use super::validate::{Errors, choice, p};
 use crate::credential::Kind;
 use crate::policy::Role;
-use crate::policy::ratelimit::keys::KeySpec;
 use crate::policy::rollout::{Rollout, reportable_route};
 use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
 use http::Method;
@@ -70,6 +69,15 @@ pub struct RouteFile {
     /// Forward-auth mode cannot see the upstream's answer, and this route relies on it: the
     /// operator knows (`config/forward_auth.rs`).
     pub forward_auth_ack: bool,
+    /// `None`: the default upstream (`[routing.default] upstream`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Leading literal segments of `path` the upstream does not see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<String>,
+    /// `None`: the client's `Host` goes upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_host: Option<String>,
 }
 
 impl Default for RouteFile {
@@ -93,6 +101,9 @@ impl Default for RouteFile {
             rollout: None,
             sudo_proofs: None,
             forward_auth_ack: false,
+            upstream: None,
+            strip_prefix: None,
+            set_host: None,
         }
     }
 }
@@ -126,6 +137,10 @@ pub(super) struct Ctx<'a> {
     pub rollout: Rollout,
     /// `[sudo] proofs`, for routes that do not say `sudo_proofs`.
     pub sudo_proofs: crate::policy::sudo_proof::SudoProofs,
+    /// The upstreams routes name.
+    pub upstreams: &'a [crate::proxy::UpstreamSettings],
+    /// Where routes without `upstream` go.
+    pub default_upstream: usize,
 }
 
 /// One route's policy (or the default's): each part is checked on its own, and every problem
@@ -144,6 +159,7 @@ fn policy(
     let network = network_ref(r, ctx, path, e);
     cross_checks(r, ctx, auth, role, path, e);
     let rollout = rollout(r, ctx, auth, role, path, e);
+    let forward = forward(r, ctx, pattern, path, e);
     Policy {
         auth,
         kinds,
@@ -168,6 +184,7 @@ fn policy(
         network,
         ip_authorization: r.ip_authorization,
         rollout,
+        forward,
     }
 }
 
@@ -256,65 +273,6 @@ fn role(r: &RouteFile, auth: AuthMode, path: &KeyPath, e: &mut Errors) -> Option
         );
     }
     role
-}
-
-/// The buckets and lockout a route names, resolved to their ids.
-struct LimitRefs {
-    buckets: Vec<u32>,
-    lockout: Option<u32>,
-    /// A key reads a field of the request body.
-    needs_body: bool,
-}
-
-/// `rate_limits` and `lockout`: each names a defined bucket or lockout, whose key this route
-/// can derive.
-fn limit_refs(
-    r: &RouteFile,
-    limits: &LimitsConfig,
-    pattern: Option<&Pattern>,
-    path: &KeyPath,
-    e: &mut Errors,
-) -> LimitRefs {
-    let mut out = LimitRefs {
-        buckets: Vec::new(),
-        lockout: None,
-        needs_body: false,
-    };
-    for (i, name) in r.rate_limits.iter().enumerate() {
-        let at = path.key("rate_limits").index(i);
-        match limits.buckets.iter().find(|b| &b.name == name) {
-            Some(b) => {
-                out.needs_body |= key_ref(&b.key, pattern, at, e);
-                out.buckets.push(b.id);
-            }
-            None => e.at(at, format!("no [[rate_limits.bucket]] is named {name:?}")),
-        }
-    }
-    if let Some(name) = &r.lockout {
-        let at = path.key("lockout");
-        match limits.lockouts.iter().find(|l| &l.name == name) {
-            Some(l) => {
-                out.needs_body |= key_ref(&l.key, pattern, at, e);
-                out.lockout = Some(l.id);
-            }
-            None => e.at(at, format!("no [[rate_limits.lockout]] is named {name:?}")),
-        }
-    }
-    out
-}
-
-/// A bucket's or lockout's key, as used on this route: a path parameter must be in the
-/// route's path. Returns whether the key reads the body.
-fn key_ref(k: &KeySpec, pattern: Option<&Pattern>, at: KeyPath, e: &mut Errors) -> bool {
-    if let KeySpec::Param(name) = k
-        && !pattern.is_some_and(|pt| pt.has_param(name))
-    {
-        e.at(
-            at,
-            format!("is keyed by path parameter {name:?}, which this route's path does not have"),
-        );
-    }
-    k.needs_body()
 }
 
 /// `network`: the index of a defined `[[network_rule]]`.
@@ -450,10 +408,15 @@ fn version_prefixes(list: &[String], e: &mut Errors) -> Vec<String> {
 /// `[routing.default]`: a policy for every request no route matches.
 fn default_policy(d: &RouteFile, ctx: &Ctx<'_>, e: &mut Errors) -> Policy {
     let dpath = p("routing.default");
-    if d.path.is_some() || !d.methods.is_empty() || d.name.is_some() || d.role.is_some() {
+    if d.path.is_some()
+        || !d.methods.is_empty()
+        || d.name.is_some()
+        || d.role.is_some()
+        || d.strip_prefix.is_some()
+    {
         e.at(
             dpath.clone(),
-            "the default policy takes no name, methods, path or role",
+            "the default policy takes no name, methods, path, role or strip_prefix",
         );
     }
     policy(d, ctx, None, &dpath, e)
@@ -504,6 +467,14 @@ fn methods(list: &[String], path: &KeyPath, e: &mut Errors) -> Vec<Method> {
     }
     methods
 }
+
+#[path = "routes_forward.rs"]
+mod forward;
+use forward::forward;
+
+#[path = "routes_limits.rs"]
+mod limit_refs;
+use limit_refs::limit_refs;
 
 #[cfg(test)]
 #[path = "routes_tests.rs"]

@@ -149,7 +149,7 @@ const CASES: &[Case] = &[
         defs: false,
         toml: "[routing.default]\nauth = \"internal\"\nrole = \"logout\"",
         want: &[
-            "routing.default: the default policy takes no name, methods, path or role",
+            "routing.default: the default policy takes no name, methods, path, role or strip_prefix",
             r#"routing.default.auth: "internal" needs at least one [[internal_secrets]] entry"#,
             r#"routing.default.role: logout routes need auth = "required": there must be a session to revoke"#,
         ],

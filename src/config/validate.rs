@@ -9,7 +9,7 @@ use super::{BootConfig, Config, ConfigError, LiveConfig, StoreSettings};
 use super::{
     admin, client_ip, cookies, cors, credentials, csrf, edge, forward_auth, geoip, identity,
     internal_secrets, ip_authorization, limits, logging, login, network, redis, rollout, routes,
-    sessions, sudo,
+    sessions, sudo, upstreams,
 };
 use crate::net::cidr::CidrSet;
 use http::HeaderName;
@@ -36,15 +36,20 @@ pub(super) fn p(s: &str) -> KeyPath {
 pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let mut e = Errors::default();
     let server = edge::validate_server(&file.server, &mut e);
-    let upstream = edge::validate_upstream(&file.upstream, &mut e);
+    let upstreams = upstreams::validate_upstreams(&file.upstream, &mut e);
+    let default_upstream =
+        upstreams::default_upstream(file.routing.default.upstream.as_deref(), &upstreams, &mut e);
     let client_ip = client_ip::validate_client_ip(&file.client_ip, &mut e);
     edge::check_proxy_protocol(&file, &mut e);
     let accept = credentials::validate_credentials(&file.credentials, &mut e);
-    // The backend's default validation URL is the upstream's own `/users/@me`.
-    let upstream_base = match (&upstream.tls, upstream.addresses.first()) {
-        (None, Some(a)) => Some(format!("http://{a}")),
-        _ => None,
-    };
+    // The backend's default validation URL is the default upstream's own `/users/@me`.
+    let upstream_base =
+        upstreams
+            .get(default_upstream)
+            .and_then(|u| match (&u.tls, u.addresses.first()) {
+                (None, Some(a)) => Some(format!("http://{a}")),
+                _ => None,
+            });
     let (sessions_boot, sessions) =
         sessions::validate_sessions(&file.sessions, upstream_base.as_deref(), &mut e);
     let mut limits = limits::validate_rate_limits(&file.rate_limits, &mut e);
@@ -88,6 +93,8 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
             has_backend: sessions_boot.backend.is_some(),
             sudo_proofs,
             rollout,
+            upstreams: &upstreams,
+            default_upstream,
         },
         &mut e,
     );
@@ -114,7 +121,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         forward_auth: fa_boot,
     };
     let live = LiveConfig {
-        upstream,
+        upstreams,
         client_ip,
         sessions,
         accept,

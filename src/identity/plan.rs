@@ -24,6 +24,11 @@ pub struct UpstreamPlan {
     /// Remove the client's forwarding headers (`X-Forwarded-*`, `X-Real-IP`, `Forwarded`):
     /// the peer is not a trusted proxy.
     pub strip_forwarded: bool,
+    /// Which upstream service the request goes to (index into the configured upstreams).
+    pub upstream: usize,
+    /// The request target the upstream gets instead of the client's (the route strips a
+    /// prefix); `None` forwards the client's byte for byte.
+    pub path: Option<String>,
 }
 
 impl UpstreamPlan {

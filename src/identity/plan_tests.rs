@@ -54,6 +54,8 @@ fn user_plan(names: &HeaderNames) -> UpstreamPlan {
         strip_own_cookies: true,
         drop_expect: false,
         strip_forwarded: true,
+        upstream: 0,
+        path: None,
     }
 }
 

@@ -82,8 +82,15 @@ impl Pipeline {
         let mut set = Vec::with_capacity(10);
         identity::identity_headers(&rules.names, &inj, &mut set);
         let now = self.rt.clock.now_secs();
+        // The route's rewrite: the upstream (and the assertion) see the stripped target.
+        let target = std::str::from_utf8(f.target).unwrap_or("/");
+        let forward = &pre.policy.forward;
+        let path = forward.rewrite(target, pre.prefixed);
+        if let Some(host) = &forward.set_host {
+            set.push((http::header::HOST, host.clone()));
+        }
         if let Some(asserter) = &rules.assertion {
-            let target = std::str::from_utf8(f.target).unwrap_or("/");
+            let target = path.as_deref().unwrap_or(target);
             let rid = f.request_id.to_str().ok();
             let token = asserter.sign(&inj, f.method.as_str(), target, rid, now);
             if let Ok(v) = http::HeaderValue::from_str(&token) {
@@ -128,6 +135,8 @@ impl Pipeline {
             strip_own_cookies: !pre.policy.pass_cookies,
             drop_expect: f.body_read,
             strip_forwarded: !trusted_peer,
+            upstream: forward.upstream,
+            path,
         }
     }
 }

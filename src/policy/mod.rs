@@ -4,6 +4,7 @@
 
 pub mod cors;
 pub mod csrf;
+pub mod forward;
 pub mod internal;
 pub mod ipauth;
 pub mod login;

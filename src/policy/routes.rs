@@ -97,6 +97,8 @@ pub struct Policy {
     pub ip_authorization: bool,
     /// Enforce denials, or only report the reportable ones (`policy::rollout`).
     pub rollout: super::rollout::Rollout,
+    /// Where the request goes and what the route changes on the way (`policy::forward`).
+    pub forward: super::forward::Forward,
 }
 
 /// One path segment of a pattern.
@@ -169,6 +171,16 @@ impl Pattern {
 
     pub fn as_str(&self) -> &str {
         &self.source
+    }
+
+    /// How many leading segments `prefix` (`/a/b`) removes, when they are literal segments
+    /// this pattern starts with (so every path the route matches begins with them).
+    pub fn literal_prefix(&self, prefix: &str) -> Option<usize> {
+        let body = prefix.strip_prefix('/')?;
+        let parts: Vec<&str> = body.split('/').collect();
+        let literal =
+            |(i, p): (usize, &&str)| matches!(self.segs.get(i), Some(Seg::Lit(l)) if l == *p);
+        (!body.is_empty() && parts.iter().enumerate().all(literal)).then_some(parts.len())
     }
 
     /// Whether the pattern has a `:name` parameter.
@@ -256,6 +268,8 @@ pub struct Matched<'t, 'p> {
     /// Index in the table (None for the default route), for cheap metric labels.
     pub index: Option<usize>,
     pub match_path: Cow<'p, str>,
+    /// Matched under a version prefix (`/v1/...` for a pattern written without it).
+    pub prefixed: bool,
 }
 
 impl RouteTable {
@@ -299,14 +313,15 @@ impl RouteTable {
             }
             let Some(p) = &r.pattern else { continue };
             if p.matches(&decoded) || unprefixed.is_some_and(|u| p.matches(u)) {
-                let match_path = match unprefixed {
-                    Some(u) if !p.matches(&decoded) => Cow::Owned(u.to_string()),
-                    _ => decoded.clone(),
+                let (match_path, prefixed) = match unprefixed {
+                    Some(u) if !p.matches(&decoded) => (Cow::Owned(u.to_string()), true),
+                    _ => (decoded.clone(), false),
                 };
                 return Matched {
                     route: r,
                     index: Some(i),
                     match_path,
+                    prefixed,
                 };
             }
         }
@@ -314,6 +329,7 @@ impl RouteTable {
             route: &self.default,
             index: None,
             match_path: decoded.clone(),
+            prefixed: false,
         }
     }
 
@@ -356,6 +372,7 @@ mod tests {
             network: None,
             ip_authorization: false,
             rollout: Default::default(),
+            forward: Default::default(),
         }
     }
 

@@ -43,18 +43,20 @@ pub async fn answer(
 ) -> Result<()> {
     let req = upstream_request(session, ctx, body.as_ref().map_or(0, Bytes::len))?;
     let live = ctx.live.clone();
-    let i = proxy.next_address();
-    let peer = live
-        .upstream
-        .peer(i % live.upstream.settings.addresses.len().max(1), false);
+    let peer = *super::attempt::next_peer(ctx)?;
     let (mut up, _reused) = proxy
         .login
         .get_http_session(&peer)
         .await
         .map_err(|e| e.into_up())?;
-    let s = &live.upstream.settings;
-    up.set_read_timeout(Some(s.read_timeout));
-    up.set_write_timeout(Some(s.write_timeout));
+    let Some((read_timeout, write_timeout, idle_timeout)) = ctx.pool().map(|p| {
+        let s = p.settings();
+        (s.read_timeout, s.write_timeout, s.idle_timeout)
+    }) else {
+        return Error::e_explain(InternalError, "the plan names no configured upstream");
+    };
+    up.set_read_timeout(Some(read_timeout));
+    up.set_write_timeout(Some(write_timeout));
     let head = send(&mut up, req, body).await.map_err(|e| e.into_up())?;
     ctx.upstream_status = Some(head.status.as_u16());
     let settings = &live.pipeline.rules.login;
@@ -103,7 +105,7 @@ pub async fn answer(
     if up.response_done() {
         proxy
             .login
-            .release_http_session(up, &peer, Some(s.idle_timeout))
+            .release_http_session(up, &peer, Some(idle_timeout))
             .await;
     }
     Ok(())
@@ -133,11 +135,15 @@ fn upstream_request(session: &Session, ctx: &RequestCtx, body_len: usize) -> Res
         return Error::e_explain(InternalError, "login exchange without admission");
     };
     let client = session.req_header();
-    let target = client
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    // The route's rewrite (prefix stripping), as for a proxied request.
+    let target = match &admitted.plan.path {
+        Some(p) => p.clone(),
+        None => client
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
+    };
     let mut req = RequestHeader::build(client.method.clone(), target.as_bytes(), None)?;
     for (name, value) in client.headers.iter() {
         req.append_header(name.clone(), value.clone())?;

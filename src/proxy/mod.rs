@@ -2,6 +2,8 @@
 //! writes denials, picks the upstream, edits the forwarded headers, maps proxy failures to the
 //! contract's JSON, and counts and logs every request once.
 
+mod attempt;
+mod balance;
 mod body;
 mod cookies;
 pub mod edge;
@@ -20,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, RequestFacts, RouteId, Verdict, admitted_reason};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+pub use balance::UpstreamPool;
 use edit::Upstream;
 use guard::guarded;
 use http::HeaderValue;
@@ -29,15 +32,16 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::{IpAddr, Ipv4Addr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
-pub use upstream::{UpstreamPool, UpstreamSettings, UpstreamTls};
+pub use upstream::{Balance, HashKey, HealthCheckSettings, UpstreamSettings, UpstreamTls};
 
 /// What a config reload replaces. Each request takes one snapshot when it starts and keeps it
 /// to the end, so a reload never mixes two configs within a request.
 pub struct Live {
     pub pipeline: Arc<Pipeline>,
-    pub upstream: UpstreamPool,
+    /// The upstream services, as configured; the plan names one by index.
+    pub upstreams: Vec<Arc<UpstreamPool>>,
     pub access_log: bool,
     /// Each route's name as a metric label (`fluxgate_would_deny_total`), by index.
     pub route_labels: Vec<&'static str>,
@@ -70,7 +74,6 @@ pub struct FluxgateProxy {
     pub metrics: Arc<Metrics>,
     /// Per-connection timeouts applied to every request (restart to change).
     pub edge: edge::EdgeLimits,
-    next: AtomicUsize,
     /// Connections for login capture's own exchanges (`login.rs`).
     login: pingora::connectors::http::Connector,
 }
@@ -81,15 +84,8 @@ impl FluxgateProxy {
             live,
             metrics,
             edge,
-            next: AtomicUsize::new(0),
             login: pingora::connectors::http::Connector::new(None),
         }
-    }
-
-    /// The upstream address for the next request (round robin).
-    fn next_address(&self) -> usize {
-        let n = self.live.load().upstream.settings.addresses.len().max(1);
-        self.next.fetch_add(1, Ordering::Relaxed) % n
     }
 }
 
@@ -128,6 +124,8 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
     /// The upstream's answer to an in-band sudo proof, as far as it is watched.
     sudo_watch: sudo::Watch,
+    /// The addresses tried so far.
+    attempts: attempt::Attempts,
 }
 
 /// Whether the raw head carried a `Content-Length` although `Transfer-Encoding` is present
@@ -202,6 +200,7 @@ impl ProxyHttp for FluxgateProxy {
             body_preread: false,
             upstream_status: None,
             sudo_watch: Default::default(),
+            attempts: Default::default(),
         }
     }
 
@@ -273,9 +272,11 @@ impl ProxyHttp for FluxgateProxy {
                     Box::pin(login::answer(self, session, ctx, body)).await?;
                     return Ok(true);
                 }
-                if ctx.websocket() {
+                if ctx.websocket()
+                    && let Some(pool) = ctx.pool()
+                {
                     // A WebSocket may stay quiet for long stretches between frames.
-                    session.set_read_timeout(Some(live.upstream.settings.websocket_idle_timeout));
+                    session.set_read_timeout(Some(pool.settings().websocket_idle_timeout));
                 }
                 logout::start(session, ctx);
                 Ok(false)
@@ -288,9 +289,30 @@ impl ProxyHttp for FluxgateProxy {
     }
 
     async fn upstream_peer(&self, _: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let u = &ctx.live.upstream;
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % u.settings.addresses.len();
-        Ok(Box::new(u.peer(i, ctx.websocket())))
+        attempt::next_peer(ctx)
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        attempt::connect_failed(session, ctx, e, &self.metrics)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        attempt::connected(ctx);
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -324,7 +346,7 @@ impl ProxyHttp for FluxgateProxy {
             self.metrics.panics.fetch_add(1, Ordering::Relaxed);
             return Error::e_explain(InternalError, "panic while preparing the upstream request");
         }
-        Ok(())
+        attempt::rewrite(upstream, admitted.plan.path.as_deref())
     }
 
     async fn request_body_filter(
@@ -368,23 +390,7 @@ impl ProxyHttp for FluxgateProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let denial = match (e.esource(), e.etype()) {
-            (_, ErrorType::HTTPStatus(_))
-            | (ErrorSource::Internal, _)
-            | (ErrorSource::Unset, _) => Some(Denial::Internal),
-            (
-                ErrorSource::Upstream,
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
-            ) => Some(Denial::GatewayTimeout),
-            (ErrorSource::Upstream, _) => Some(Denial::BadGateway),
-            (
-                ErrorSource::Downstream,
-                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
-            ) => None,
-            (ErrorSource::Downstream, _) => {
-                Some(Denial::BadRequest(crate::denial::BadRequest::Unparseable))
-            }
-        };
+        let denial = respond::denial_for(e);
         let Some(denial) = denial else {
             return FailToProxy {
                 error_code: 0,
@@ -440,7 +446,9 @@ impl ProxyHttp for FluxgateProxy {
         {
             self.report(ctx, v, reason, status);
         }
-        self.metrics.responses.inc(status_class(status), "");
+        self.metrics
+            .responses
+            .inc(respond::status_class(status), "");
         if ctx.live.access_log {
             let route = ctx
                 .verdict
@@ -483,16 +491,5 @@ impl FluxgateProxy {
             request_id = ctx.request_id.as_ref().and_then(|r| r.to_str().ok()).unwrap_or("-"),
             "report mode: would deny; forwarded without identity"
         );
-    }
-}
-
-fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
     }
 }

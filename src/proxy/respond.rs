@@ -139,3 +139,36 @@ pub async fn write_json(
     }
     Ok(())
 }
+
+/// The contract's answer to a proxying failure; `None` when the client is gone.
+pub(super) fn denial_for(e: &Error) -> Option<Denial> {
+    match (e.esource(), e.etype()) {
+        (_, ErrorType::HTTPStatus(_)) | (ErrorSource::Internal, _) | (ErrorSource::Unset, _) => {
+            Some(Denial::Internal)
+        }
+        (
+            ErrorSource::Upstream,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+        ) => Some(Denial::GatewayTimeout),
+        (ErrorSource::Upstream, _) => Some(Denial::BadGateway),
+        (
+            ErrorSource::Downstream,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+        ) => None,
+        (ErrorSource::Downstream, _) => {
+            Some(Denial::BadRequest(crate::denial::BadRequest::Unparseable))
+        }
+    }
+}
+
+/// A status as its class label.
+pub(super) fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}

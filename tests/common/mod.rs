@@ -65,14 +65,22 @@ where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
 {
+    serve_http_on("127.0.0.1:0".parse().unwrap(), handle)
+}
+
+/// [`serve_http`] on a given address (to restart a server where it was). Dropping the runtime
+/// stops it: the listener and every connection close.
+pub fn serve_http_on<F, Fut>(addr: SocketAddr, handle: F) -> (tokio::runtime::Runtime, SocketAddr)
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move {
         loop {
@@ -104,9 +112,14 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
+        Self::start_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// An upstream on `addr` (a stopped one's, to bring it back).
+    pub fn start_on(addr: SocketAddr) -> Upstream {
         let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let s2 = seen.clone();
-        let (rt, addr) = serve_http(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (rt, addr) = serve_http_on(addr, move |req: hyper::Request<hyper::body::Incoming>| {
             let seen = s2.clone();
             async move {
                 let (parts, body) = req.into_parts();

@@ -46,3 +46,5 @@ mod store_suite;
 mod sudo;
 mod sudo_inband;
 mod transport;
+mod upstream_balancing;
+mod upstreams;
