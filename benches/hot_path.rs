@@ -312,6 +312,7 @@ fn benches(c: &mut Criterion) {
         cookie_name: "fluxer_sudo_mode".into(),
         upstream_lifetime_secs: 300,
         proof_lockout: None,
+        capture_window: Default::default(),
     })
     .unwrap();
     let now = clock::system().now_secs();

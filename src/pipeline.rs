@@ -157,7 +157,7 @@ impl Pipeline {
             .rules
             .sudo
             .as_ref()
-            .is_some_and(|s| !matches!(s.presented(facts.headers), Ok(None)));
+            .is_some_and(|s| !matches!(s.presented(facts.headers), Ok(p) if p.is_empty()));
         if policy.sudo && policy.sudo_proofs != SudoProofs::Edge && !edge_proof {
             return BodyNeed::IfSmall;
         }
@@ -438,9 +438,9 @@ impl Pipeline {
     /// The expiry of a valid sudo proof presented with the request, if any.
     fn sudo_until(&self, f: &RequestFacts<'_>, s: &Session) -> Option<i64> {
         let sudo = self.rules.sudo.as_ref()?;
-        let token = sudo.presented(f.headers).ok()??;
-        sudo.verify(token, s.user_id(), Some(&s.sid), self.rt.clock.now_secs())
-            .ok()
+        let now = self.rt.clock.now_secs();
+        sudo.verify_presented(f.headers, s.user_id(), Some(&s.sid), now)
+            .map(|p| p.exp)
     }
 }
 

@@ -370,6 +370,7 @@ async fn the_plan_sets_every_identity_header_for_some_caller() {
             cookie_name: "fluxer_sudo_mode".into(),
             upstream_lifetime_secs: 300,
             proof_lockout: None,
+            capture_window: Default::default(),
         })
         .unwrap(),
     );

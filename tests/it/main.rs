@@ -40,5 +40,6 @@ mod redis_store;
 mod rollout;
 mod store_suite;
 mod sudo;
+mod sudo_capture;
 mod sudo_inband;
 mod transport;
