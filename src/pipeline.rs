@@ -185,10 +185,13 @@ impl Pipeline {
                 return Verdict::refused(client_ip, RouteId::Unrouted, Stage::Route, d);
             }
         };
-        let matched = self
-            .rules
-            .routes
-            .find(f.method, checked.path, checked.has_escapes);
+        let matched = match self.rules.routes.find_checked(f.method, &checked) {
+            Ok(m) => m,
+            Err(e) => {
+                let d = Denial::BadRequest(BadRequest::Path(e));
+                return Verdict::refused(client_ip, RouteId::Unrouted, Stage::Route, d);
+            }
+        };
         let route = matched.index.map_or(RouteId::Default, RouteId::Index);
         let policy = &matched.route.policy;
         // The proxy reads the body only when `body_needed` says so.

@@ -36,6 +36,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         network: None,
         ip_authorization: false,
         rollout: Default::default(),
+        allow_in_path: Default::default(),
     }
 }
 

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct RoutingFile {
     pub version_prefixes: Vec<String>,
+    /// Match literal path segments in any case, for an upstream that does.
+    pub case_insensitive_paths: bool,
     pub default: RouteFile,
 }
 
@@ -27,6 +29,7 @@ impl Default for RoutingFile {
     fn default() -> Self {
         RoutingFile {
             version_prefixes: vec!["/v1".into()],
+            case_insensitive_paths: false,
             default: RouteFile::default(),
         }
     }
@@ -70,6 +73,9 @@ pub struct RouteFile {
     /// Forward-auth mode cannot see the upstream's answer, and this route relies on it: the
     /// operator knows (`config/forward_auth.rs`).
     pub forward_auth_ack: bool,
+    /// Lenient-upstream spellings the route accepts (`semicolons`, `double_encoding`…).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_in_path: Vec<String>,
 }
 
 impl Default for RouteFile {
@@ -93,6 +99,7 @@ impl Default for RouteFile {
             rollout: None,
             sudo_proofs: None,
             forward_auth_ack: false,
+            allow_in_path: Vec::new(),
         }
     }
 }
@@ -168,6 +175,7 @@ fn policy(
         network,
         ip_authorization: r.ip_authorization,
         rollout,
+        allow_in_path: super::path_quirks::allow_in_path(&r.allow_in_path, path, e),
     }
 }
 
@@ -422,7 +430,8 @@ pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> 
         .enumerate()
         .filter_map(|(i, r)| route(r, ctx, &p("route").index(i), e))
         .collect();
-    Some(RouteTable::new(routes, default, prefixes))
+    let table = RouteTable::new(routes, default, prefixes);
+    Some(table.case_insensitive(f.routing.case_insensitive_paths))
 }
 
 /// `routing.version_prefixes`: each one path segment, like `/v1`.

@@ -79,6 +79,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], rollout: Rollout) -> Policy {
         network: None,
         ip_authorization: false,
         rollout,
+        allow_in_path: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod guard;
 mod ipauth;
 mod login;
 mod logout;
+mod raw;
 mod respond;
 mod sudo;
 mod upstream;
@@ -130,28 +131,10 @@ pub struct RequestCtx {
     sudo_watch: sudo::Watch,
 }
 
-/// Whether the raw head carried a `Content-Length` although `Transfer-Encoding` is present
-/// (pingora drops the length before the hooks see the headers).
-fn length_with_chunked(session: &Session) -> bool {
-    if !session
-        .req_header()
-        .headers
-        .contains_key(http::header::TRANSFER_ENCODING)
-    {
-        return false;
-    }
-    let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream() else {
-        return false;
-    };
-    h1.get_headers_raw_bytes()
-        .split(|&b| b == b'\n')
-        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
-}
-
 /// What the pipeline needs from the request head.
 fn facts<'a>(
     session: &'a Session,
-    peer: IpAddr,
+    (peer, sent_target): (IpAddr, Option<&'a [u8]>),
     request_id: &'a HeaderValue,
     body_read: bool,
     body: Option<&'a [u8]>,
@@ -160,12 +143,12 @@ fn facts<'a>(
     RequestFacts {
         method: &req.method,
         version: req.version,
-        target: req.raw_path(),
+        target: sent_target.unwrap_or(req.raw_path()),
         headers: &req.headers,
         peer,
         body,
         body_read,
-        length_with_chunked: length_with_chunked(session),
+        length_with_chunked: raw::length_with_chunked(session),
         request_id,
         tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
         authority: req.uri.authority().map(|a| a.as_str()),
@@ -236,9 +219,10 @@ impl ProxyHttp for FluxgateProxy {
                 return Ok(true);
             }
         };
+        let sent = raw::sent_target(session);
         let facts = facts(
             session,
-            peer,
+            (peer, sent.as_deref()),
             &request_id,
             ctx.body_preread,
             body.as_deref(),

@@ -28,6 +28,7 @@ mod forward_auth;
 mod forwarded;
 mod ip_authorization;
 mod ip_authorization_upstream;
+mod lenient_paths;
 mod login_capture;
 mod logout;
 mod logs;
