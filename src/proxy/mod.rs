@@ -261,6 +261,7 @@ impl ProxyHttp for FluxgateProxy {
                     // A WebSocket may stay quiet for long stretches between frames.
                     session.set_read_timeout(Some(live.upstream.settings.websocket_idle_timeout));
                 }
+                identity::settle_connection(&mut Upstream(session.req_header_mut()));
                 logout::start(session, ctx);
                 Ok(false)
             }
