@@ -343,7 +343,9 @@ impl ProxyHttp for FluxgateProxy {
         ctx.upstream_status = Some(resp.status.as_u16());
         sudo::on_response(resp, ctx);
         cookies::on_response(resp, ctx);
-        logout::on_response(self, resp, ctx).await;
+        if logout::on_response(self, resp, ctx).await.is_err() {
+            return Error::e_explain(InternalError, "logout: revocation failed");
+        }
         finish_response(resp, session, ctx)
     }
 
@@ -353,7 +355,9 @@ impl ProxyHttp for FluxgateProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        // A failure a filter already chose (a logout that could not revoke) is answered as such.
         let denial = match (e.esource(), e.etype()) {
+            _ if ctx.failure.is_some() => ctx.failure.take(),
             (_, ErrorType::HTTPStatus(_))
             | (ErrorSource::Internal, _)
             | (ErrorSource::Unset, _) => Some(Denial::Internal),
