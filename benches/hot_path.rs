@@ -295,8 +295,11 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             asserter.sign(
                 black_box(&inj),
-                "GET",
-                "/users/@me",
+                fluxgate::identity::assertion::Target {
+                    method: "GET",
+                    path: "/users/@me",
+                    host: Some("api.fluxer.app"),
+                },
                 Some("rid"),
                 1_900_000_000,
             )

@@ -83,9 +83,18 @@ impl Pipeline {
         identity::identity_headers(&rules.names, &inj, &mut set);
         let now = self.rt.clock.now_secs();
         if let Some(asserter) = &rules.assertion {
-            let target = std::str::from_utf8(f.target).unwrap_or("/");
+            let host = f
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or(f.authority);
+            let target = identity::assertion::Target {
+                method: f.method.as_str(),
+                path: std::str::from_utf8(f.target).unwrap_or("/"),
+                host,
+            };
             let rid = f.request_id.to_str().ok();
-            let token = asserter.sign(&inj, f.method.as_str(), target, rid, now);
+            let token = asserter.sign(&inj, target, rid, now);
             if let Ok(v) = http::HeaderValue::from_str(&token) {
                 set.push((rules.names[IdentityHeader::Assertion].clone(), v));
             }
