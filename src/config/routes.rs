@@ -6,12 +6,11 @@ use super::credentials::kinds;
 use super::file::FileConfig;
 use super::limits::LimitsConfig;
 use super::locate::KeyPath;
-use super::rollout::MODES;
 use super::validate::{Errors, choice, p};
 use crate::credential::Kind;
 use crate::policy::Role;
 use crate::policy::ratelimit::keys::KeySpec;
-use crate::policy::rollout::{Rollout, reportable_route};
+use crate::policy::rollout::Rollout;
 use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
 use http::Method;
 use serde::{Deserialize, Serialize};
@@ -150,7 +149,8 @@ fn policy(
     let limits = limit_refs(r, ctx.limits, pattern, path, e);
     let network = network_ref(r, ctx, path, e);
     cross_checks(r, ctx, auth, role, path, e);
-    let rollout = rollout(r, ctx, auth, role, path, e);
+    let rollout =
+        super::rollout::route_rollout(r.rollout.as_deref(), ctx.rollout, (auth, role), path, e);
     Policy {
         auth,
         kinds,
@@ -391,34 +391,6 @@ fn cross_checks(
             "sudo routes need [sudo] secret (the secret shared with the upstream)",
         );
     }
-}
-
-/// `rollout`: the route's own mode, or `[rollout] mode`. Internal-secret routes and the
-/// endpoints fluxgate answers itself are always enforced; asking for report mode on one by name
-/// is an error, the global mode simply passes them by.
-fn rollout(
-    r: &RouteFile,
-    ctx: &Ctx<'_>,
-    auth: AuthMode,
-    role: Option<Role>,
-    path: &KeyPath,
-    e: &mut Errors,
-) -> Rollout {
-    let own = r
-        .rollout
-        .as_deref()
-        .and_then(|s| choice(s, "rollout mode", MODES, path.key("rollout"), e));
-    let mode = own.unwrap_or(ctx.rollout);
-    if mode == Rollout::Report && !reportable_route(auth, role) {
-        if own.is_some() {
-            e.at(
-                path.key("rollout"),
-                "internal routes and the IP authorization endpoints are always enforced",
-            );
-        }
-        return Rollout::Enforce;
-    }
-    mode
 }
 
 pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<RouteTable> {
