@@ -310,8 +310,11 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             asserter.sign(
                 black_box(&inj),
-                "GET",
-                "/users/@me",
+                fluxgate::identity::assertion::Target {
+                    method: "GET",
+                    path: "/users/@me",
+                    host: Some("api.fluxer.app"),
+                },
                 Some("rid"),
                 1_900_000_000,
             )
@@ -327,6 +330,7 @@ fn benches(c: &mut Criterion) {
         cookie_name: "fluxer_sudo_mode".into(),
         upstream_lifetime_secs: 300,
         proof_lockout: None,
+        capture_window: Default::default(),
     })
     .unwrap();
     let now = clock::system().now_secs();

@@ -159,7 +159,7 @@ impl Pipeline {
             .rules
             .sudo
             .as_ref()
-            .is_some_and(|s| !matches!(s.presented(facts.headers), Ok(None)));
+            .is_some_and(|s| !matches!(s.presented(facts.headers), Ok(p) if p.is_empty()));
         if policy.sudo && policy.sudo_proofs != SudoProofs::Edge && !edge_proof {
             return BodyNeed::IfSmall;
         }
@@ -187,10 +187,13 @@ impl Pipeline {
                 return Verdict::refused(client_ip, RouteId::Unrouted, Stage::Route, d);
             }
         };
-        let matched = self
-            .rules
-            .routes
-            .find(f.method, checked.path, checked.has_escapes);
+        let matched = match self.rules.routes.find_checked(f.method, &checked) {
+            Ok(m) => m,
+            Err(e) => {
+                let d = Denial::BadRequest(BadRequest::Path(e));
+                return Verdict::refused(client_ip, RouteId::Unrouted, Stage::Route, d);
+            }
+        };
         let route = matched.index.map_or(RouteId::Default, RouteId::Index);
         let policy = &matched.route.policy;
         // The proxy reads the body only when `body_needed` says so.
@@ -441,9 +444,9 @@ impl Pipeline {
     /// The expiry of a valid sudo proof presented with the request, if any.
     fn sudo_until(&self, f: &RequestFacts<'_>, s: &Session) -> Option<i64> {
         let sudo = self.rules.sudo.as_ref()?;
-        let token = sudo.presented(f.headers).ok()??;
-        sudo.verify(token, s.user_id(), Some(&s.sid), self.rt.clock.now_secs())
-            .ok()
+        let now = self.rt.clock.now_secs();
+        sudo.verify_presented(f.headers, s.user_id(), Some(&s.sid), now)
+            .map(|p| p.exp)
     }
 }
 

@@ -37,6 +37,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], scopes: &[&str]) -> Policy {
         ip_authorization: false,
         rollout: Default::default(),
         forward: Default::default(),
+        allow_in_path: Default::default(),
     }
 }
 
@@ -398,6 +399,7 @@ async fn the_plan_sets_every_identity_header_for_some_caller() {
             cookie_name: "fluxer_sudo_mode".into(),
             upstream_lifetime_secs: 300,
             proof_lockout: None,
+            capture_window: Default::default(),
         })
         .unwrap(),
     );

@@ -25,6 +25,7 @@ pub mod locate;
 mod logging;
 mod login;
 mod network;
+mod path_quirks;
 mod redis;
 mod rollout;
 mod routes;

@@ -2,8 +2,11 @@
 //! the default for every route; a route's own `rollout` key overrides it. Reloadable: it is a
 //! rule of the request path, resolved into each route's policy.
 
+use super::locate::KeyPath;
 use super::validate::{Errors, choice, p};
-use crate::policy::rollout::Rollout;
+use crate::policy::Role;
+use crate::policy::rollout::{Rollout, reportable_route};
+use crate::policy::routes::AuthMode;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -43,6 +46,30 @@ pub fn warnings(routes: &crate::policy::RouteTable) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// `rollout`: the route's own mode, or `[rollout] mode`. Internal-secret routes and the
+/// endpoints fluxgate answers itself are always enforced; asking for report mode on one by name
+/// is an error, the global mode simply passes them by.
+pub(super) fn route_rollout(
+    own: Option<&str>,
+    default: Rollout,
+    (auth, role): (AuthMode, Option<Role>),
+    path: &KeyPath,
+    e: &mut Errors,
+) -> Rollout {
+    let own = own.and_then(|s| choice(s, "rollout mode", MODES, path.key("rollout"), e));
+    let mode = own.unwrap_or(default);
+    if mode == Rollout::Report && !reportable_route(auth, role) {
+        if own.is_some() {
+            e.at(
+                path.key("rollout"),
+                "internal routes and the IP authorization endpoints are always enforced",
+            );
+        }
+        return Rollout::Enforce;
+    }
+    mode
 }
 
 #[cfg(test)]

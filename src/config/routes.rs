@@ -6,11 +6,10 @@ use super::credentials::kinds;
 use super::file::FileConfig;
 use super::limits::LimitsConfig;
 use super::locate::KeyPath;
-use super::rollout::MODES;
 use super::validate::{Errors, choice, p};
 use crate::credential::Kind;
 use crate::policy::Role;
-use crate::policy::rollout::{Rollout, reportable_route};
+use crate::policy::rollout::Rollout;
 use crate::policy::routes::{AuthMode, KindSet, Pattern, Policy, Route, RouteTable};
 use http::Method;
 use serde::{Deserialize, Serialize};
@@ -19,6 +18,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct RoutingFile {
     pub version_prefixes: Vec<String>,
+    /// Match literal path segments in any case, for an upstream that does.
+    pub case_insensitive_paths: bool,
     pub default: RouteFile,
 }
 
@@ -26,6 +27,7 @@ impl Default for RoutingFile {
     fn default() -> Self {
         RoutingFile {
             version_prefixes: vec!["/v1".into()],
+            case_insensitive_paths: false,
             default: RouteFile::default(),
         }
     }
@@ -78,6 +80,9 @@ pub struct RouteFile {
     /// `None`: the client's `Host` goes upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub set_host: Option<String>,
+    /// Lenient-upstream spellings the route accepts (`semicolons`, `double_encoding`…).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_in_path: Vec<String>,
 }
 
 impl Default for RouteFile {
@@ -104,6 +109,7 @@ impl Default for RouteFile {
             upstream: None,
             strip_prefix: None,
             set_host: None,
+            allow_in_path: Vec::new(),
         }
     }
 }
@@ -158,7 +164,8 @@ fn policy(
     let limits = limit_refs(r, ctx.limits, pattern, path, e);
     let network = network_ref(r, ctx, path, e);
     cross_checks(r, ctx, auth, role, path, e);
-    let rollout = rollout(r, ctx, auth, role, path, e);
+    let rollout =
+        super::rollout::route_rollout(r.rollout.as_deref(), ctx.rollout, (auth, role), path, e);
     let forward = forward(r, ctx, pattern, path, e);
     Policy {
         auth,
@@ -185,6 +192,7 @@ fn policy(
         ip_authorization: r.ip_authorization,
         rollout,
         forward,
+        allow_in_path: super::path_quirks::allow_in_path(&r.allow_in_path, path, e),
     }
 }
 
@@ -343,34 +351,6 @@ fn cross_checks(
     }
 }
 
-/// `rollout`: the route's own mode, or `[rollout] mode`. Internal-secret routes and the
-/// endpoints fluxgate answers itself are always enforced; asking for report mode on one by name
-/// is an error, the global mode simply passes them by.
-fn rollout(
-    r: &RouteFile,
-    ctx: &Ctx<'_>,
-    auth: AuthMode,
-    role: Option<Role>,
-    path: &KeyPath,
-    e: &mut Errors,
-) -> Rollout {
-    let own = r
-        .rollout
-        .as_deref()
-        .and_then(|s| choice(s, "rollout mode", MODES, path.key("rollout"), e));
-    let mode = own.unwrap_or(ctx.rollout);
-    if mode == Rollout::Report && !reportable_route(auth, role) {
-        if own.is_some() {
-            e.at(
-                path.key("rollout"),
-                "internal routes and the IP authorization endpoints are always enforced",
-            );
-        }
-        return Rollout::Enforce;
-    }
-    mode
-}
-
 pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> Option<RouteTable> {
     let prefixes = version_prefixes(&f.routing.version_prefixes, e);
     let default = default_policy(&f.routing.default, ctx, e);
@@ -380,7 +360,8 @@ pub(super) fn validate_routes(f: &FileConfig, ctx: &Ctx<'_>, e: &mut Errors) -> 
         .enumerate()
         .filter_map(|(i, r)| route(r, ctx, &p("route").index(i), e))
         .collect();
-    Some(RouteTable::new(routes, default, prefixes))
+    let table = RouteTable::new(routes, default, prefixes);
+    Some(table.case_insensitive(f.routing.case_insensitive_paths))
 }
 
 /// `routing.version_prefixes`: each one path segment, like `/v1`.

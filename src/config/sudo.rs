@@ -9,7 +9,7 @@ use super::validate::{Errors, choice, is_cookie_name, p, positive};
 use crate::policy::ratelimit::gcra::Rate;
 use crate::policy::ratelimit::keys::KeySpec;
 use crate::policy::ratelimit::{LockoutDef, name_hash};
-use crate::policy::sudo::SudoSettings;
+use crate::policy::sudo::{CaptureWindow, SudoSettings};
 use crate::policy::sudo_proof::SudoProofs;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,8 @@ pub struct SudoFile {
     pub proof_max_failures: i64,
     pub proof_find_time: Dur,
     pub proof_ban_time: Dur,
+    /// "proof" or "lifetime": how long a cookie captured from an upstream's proof lasts.
+    pub capture_window: String,
 }
 
 impl Default for SudoFile {
@@ -47,12 +49,18 @@ impl Default for SudoFile {
             proof_max_failures: 10,
             proof_find_time: Dur::from_secs(900),
             proof_ban_time: Dur::from_secs(900),
+            capture_window: "proof".into(),
         }
     }
 }
 
 /// The lockout on wrong in-band proofs, as a limiter lockout keyed by user.
 pub const PROOF_LOCKOUT: &str = "sudo:proof";
+
+const CAPTURE_WINDOWS: &[(&str, CaptureWindow)] = &[
+    ("proof", CaptureWindow::Proof),
+    ("lifetime", CaptureWindow::Lifetime),
+];
 
 pub(super) const PROOFS: &[(&str, SudoProofs)] = &[
     ("edge", SudoProofs::Edge),
@@ -106,6 +114,14 @@ pub(super) fn validate_sudo(
         e.at(p("sudo.leeway"), "must be whole seconds, at most 5s");
     }
     positive(s.upstream_lifetime, p("sudo.upstream_lifetime"), e);
+    let capture_window = choice(
+        &s.capture_window,
+        "capture window",
+        CAPTURE_WINDOWS,
+        p("sudo.capture_window"),
+        e,
+    )
+    .unwrap_or_default();
     let secret = s.secret.as_ref()?;
     let secret = match secret.resolve() {
         Ok(v) => v,
@@ -123,6 +139,7 @@ pub(super) fn validate_sudo(
         upstream_lifetime_secs: s.upstream_lifetime.0.as_secs().max(1) as i64,
         cookie_name: s.cookie_name.clone(),
         proof_lockout,
+        capture_window,
     })
 }
 

@@ -111,7 +111,14 @@ impl ForwardAuth {
                 let names = pipeline.rules.names.all();
                 let limits = a.limit_headers.as_ref();
                 let mut h = Vec::with_capacity(a.plan.set.len() + names.len() + 4);
-                h.extend(a.plan.set.iter().cloned());
+                // The edge routes the request itself: a route's `set_host` is the proxy's.
+                h.extend(
+                    a.plan
+                        .set
+                        .iter()
+                        .filter(|(k, _)| *k != http::header::HOST)
+                        .cloned(),
+                );
                 // SECURITY: every identity header is in the answer, empty when it does not
                 // apply, so an edge that copies a fixed list never invents one: Caddy 2.6's
                 // copy_headers sets a header missing from the answer to its placeholder's

@@ -89,6 +89,64 @@ pub fn strip_untrusted(h: &mut impl HeaderEdit, names: &HeaderNames, forwarded: 
     }
 }
 
+/// `Connection` options that are about the connection itself rather than naming a header.
+const CONNECTION_OPTIONS: [&str; 3] = ["close", "keep-alive", "upgrade"];
+
+/// Settles the client's `Connection` nominations at this hop, before Pingora builds the
+/// upstream request: every nominated header is removed here (they were meant for fluxgate, the
+/// next hop), except `Host`, which the request needs and fluxgate keeps; and only the
+/// connection options (`close`, `keep-alive`, `upgrade`) stay in `Connection`.
+pub fn settle_connection(h: &mut impl HeaderEdit) {
+    let (doomed, kept) = {
+        let map = h.headers();
+        if !map.contains_key(http::header::CONNECTION) {
+            return;
+        }
+        let mut doomed: Vec<HeaderName> = Vec::new();
+        let mut kept: Vec<&str> = Vec::new();
+        let tokens = map
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(|t| t.trim_ascii())
+            .filter(|t| !t.is_empty());
+        for t in tokens {
+            if let Some(&o) = CONNECTION_OPTIONS
+                .iter()
+                .find(|o| t.eq_ignore_ascii_case(o.as_bytes()))
+            {
+                if !kept.contains(&o) {
+                    kept.push(o);
+                }
+                continue;
+            }
+            // SECURITY: a client naming Host or a forwarding header in `Connection` made
+            // Pingora refuse the whole request (a 400 on any route); the contract is that
+            // nominated headers are removed and fluxgate's own values are set (identity::apply
+            // runs after this). Host is never removed: the Connection token naming it is
+            // dropped instead.
+            for name in map.keys() {
+                if same_name(name.as_str().as_bytes(), t)
+                    && *name != http::header::HOST
+                    && !doomed.contains(name)
+                {
+                    doomed.push(name.clone());
+                }
+            }
+        }
+        (doomed, kept.join(", "))
+    };
+    for name in &doomed {
+        h.remove(name);
+    }
+    h.remove(&http::header::CONNECTION);
+    if let Ok(v) = HeaderValue::from_str(&kept)
+        && !kept.is_empty()
+    {
+        h.insert(http::header::CONNECTION, v);
+    }
+}
+
 /// What an admitted request gets injected.
 #[derive(Debug, Default)]
 pub struct Injection<'a> {
@@ -263,6 +321,33 @@ mod tests {
         assert!(m.get("x-other").is_none());
         assert!(m.get("accept").is_some());
         assert!(m.get("connection").is_some());
+    }
+
+    #[test]
+    fn connection_naming_forwarding_headers_or_host_is_settled_not_refused() {
+        let mut m = map(&[
+            ("connection", "X-Forwarded-For, keep-alive"),
+            (
+                "connection",
+                "x_forwarded_proto ,Host, \"x-forwarded-host\", :authority, Upgrade",
+            ),
+            ("host", "api.example"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("upgrade", "websocket"),
+            ("accept", "keep"),
+        ]);
+        settle_connection(&mut m);
+        assert_eq!(m.get("host").unwrap(), "api.example", "Host is kept");
+        assert!(m.get("x-forwarded-for").is_none());
+        assert!(m.get("x-forwarded-proto").is_none());
+        assert_eq!(m.get("upgrade").unwrap(), "websocket");
+        assert!(m.get("accept").is_some());
+        let c: Vec<_> = m.get_all("connection").iter().collect();
+        assert_eq!(c, ["keep-alive, upgrade"], "only connection options stay");
+        let mut none = map(&[("connection", "x-custom"), ("x-custom", "1")]);
+        settle_connection(&mut none);
+        assert!(none.is_empty());
     }
 
     #[test]

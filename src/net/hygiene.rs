@@ -27,6 +27,8 @@ pub enum HygieneError {
     AliasedHeader,
     /// An `Upgrade` to anything but a well-formed WebSocket handshake.
     Upgrade,
+    /// A method outside the standard set, or a standard one not in upper case (`get`).
+    Method,
 }
 
 impl HygieneError {
@@ -39,6 +41,7 @@ impl HygieneError {
             HygieneError::TooManyHeaders => "too_many_headers",
             HygieneError::AliasedHeader => "aliased_header",
             HygieneError::Upgrade => "unsupported_upgrade",
+            HygieneError::Method => "unsupported_method",
         }
     }
 
@@ -55,6 +58,7 @@ impl HygieneError {
                 "Header names with '_' that spell a protected header are not accepted."
             }
             HygieneError::Upgrade => "Only WebSocket upgrades are accepted.",
+            HygieneError::Method => "Only standard methods, in upper case, are accepted.",
         }
     }
 }
@@ -82,6 +86,19 @@ const ALWAYS_PROTECTED: &[&str] = &[
     "x-user-assertion",
 ];
 
+/// The methods a request may use (RFC 9110 §9 and PATCH), exactly as spelled there.
+const STANDARD_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::CONNECT,
+    Method::OPTIONS,
+    Method::TRACE,
+    Method::PATCH,
+];
+
 /// The request's head, as the checks need it.
 pub struct Head<'a> {
     pub method: &'a Method,
@@ -102,6 +119,12 @@ pub enum Upgrade {
 impl HygieneRules {
     /// Checks a request's head; on success, says whether it is a WebSocket upgrade.
     pub fn check(&self, head: &Head<'_>) -> Result<Upgrade, HygieneError> {
+        // SECURITY: routes match methods exactly, so `get` or `Delete` would miss a route's
+        // policy at an upstream that upper-cases methods, and a method no route names falls to
+        // the default policy at one that maps it to a handler anyway.
+        if !STANDARD_METHODS.contains(head.method) {
+            return Err(HygieneError::Method);
+        }
         let h = head.headers;
         // SECURITY: a length next to chunked framing is how request smuggling starts: one hop
         // reads the length, the next the chunks.
@@ -233,6 +256,22 @@ mod tests {
             headers: &m,
             length_with_chunked,
         })
+    }
+
+    #[test]
+    fn lowercase_and_non_standard_methods_are_refused() {
+        for m in ["get", "Delete", "post", "PROPFIND", "FOO", "GETS"] {
+            let m: Method = m.parse().unwrap();
+            assert_eq!(
+                check_with(&m, Version::HTTP_11, &[], false),
+                Err(HygieneError::Method),
+                "{m}"
+            );
+        }
+        for m in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+            let m: Method = m.parse().unwrap();
+            assert!(check_with(&m, Version::HTTP_11, &[], false).is_ok(), "{m}");
+        }
     }
 
     #[test]

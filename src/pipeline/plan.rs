@@ -90,9 +90,22 @@ impl Pipeline {
             set.push((http::header::HOST, host.clone()));
         }
         if let Some(asserter) = &rules.assertion {
-            let target = path.as_deref().unwrap_or(target);
+            // The assertion binds what the upstream sees: the rewritten path and Host.
+            let host = match &forward.set_host {
+                Some(h) => h.to_str().ok(),
+                None => f
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or(f.authority),
+            };
+            let target = identity::assertion::Target {
+                method: f.method.as_str(),
+                path: path.as_deref().unwrap_or(target),
+                host,
+            };
             let rid = f.request_id.to_str().ok();
-            let token = asserter.sign(&inj, f.method.as_str(), target, rid, now);
+            let token = asserter.sign(&inj, target, rid, now);
             if let Ok(v) = http::HeaderValue::from_str(&token) {
                 set.push((rules.names[IdentityHeader::Assertion].clone(), v));
             }

@@ -80,6 +80,7 @@ fn policy(auth: AuthMode, kinds: &[Kind], rollout: Rollout) -> Policy {
         ip_authorization: false,
         rollout,
         forward: Default::default(),
+        allow_in_path: Default::default(),
     }
 }
 

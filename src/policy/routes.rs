@@ -7,7 +7,7 @@
 //! with its own priority rules would not.
 
 use crate::credential::Kind;
-use crate::net::path::decode_for_matching;
+use crate::net::path::{CheckedPath, PathError, Quirks, decode_for_matching};
 use http::Method;
 use std::borrow::Cow;
 
@@ -99,6 +99,8 @@ pub struct Policy {
     pub rollout: super::rollout::Rollout,
     /// Where the request goes and what the route changes on the way (`policy::forward`).
     pub forward: super::forward::Forward,
+    /// Lenient-upstream spellings this route accepts in its paths (`allow_in_path`).
+    pub allow_in_path: Quirks,
 }
 
 /// One path segment of a pattern.
@@ -190,13 +192,14 @@ impl Pattern {
             .any(|s| matches!(s, Seg::Param(n) if n == name))
     }
 
-    /// Whether `path` (checked, decoded for matching, without query) matches.
-    fn matches(&self, path: &str) -> bool {
-        self.walk(path, |_, _| {})
+    /// Whether `path` (checked, decoded for matching, without query) matches; with `fold`,
+    /// literal segments match in any ASCII case.
+    fn matches(&self, path: &str, fold: bool) -> bool {
+        self.walk(path, fold, |_, _| {})
     }
 
     /// Walks `path` against the pattern, reporting each parameter.
-    fn walk<'p>(&self, path: &'p str, mut on_param: impl FnMut(&str, &'p str)) -> bool {
+    fn walk<'p>(&self, path: &'p str, fold: bool, mut on_param: impl FnMut(&str, &'p str)) -> bool {
         let body = path.strip_prefix('/').unwrap_or(path);
         // One trailing slash names the same resource (most routers agree), so it matches too.
         let body = body.strip_suffix('/').unwrap_or(body);
@@ -205,7 +208,14 @@ impl Pattern {
             match seg {
                 Seg::Rest => return parts.next().is_some(),
                 Seg::Lit(l) => {
-                    if parts.next() != Some(l.as_str()) {
+                    let same = |p: &str| {
+                        if fold {
+                            p.eq_ignore_ascii_case(l)
+                        } else {
+                            p == l
+                        }
+                    };
+                    if !parts.next().is_some_and(same) {
                         return false;
                     }
                 }
@@ -218,10 +228,11 @@ impl Pattern {
         parts.next().is_none()
     }
 
-    /// The value of `:name` in `path`, if the pattern matches and has that parameter.
+    /// The value of `:name` in `path`, if the pattern matches and has that parameter. Case is
+    /// ignored: the path was matched to this route already, with or without folding.
     pub fn param<'p>(&self, path: &'p str, name: &str) -> Option<&'p str> {
         let mut found = None;
-        if self.walk(path, |n, v| {
+        if self.walk(path, true, |n, v| {
             if n == name {
                 found = Some(v);
             }
@@ -259,6 +270,8 @@ pub struct RouteTable {
     routes: Vec<Route>,
     default: Route,
     prefixes: Vec<String>,
+    /// `routing.case_insensitive_paths`: literal segments and prefixes match in any case.
+    fold_case: bool,
 }
 
 /// The route a request matched and the path it matched with (prefix removed, decoded).
@@ -283,7 +296,14 @@ impl RouteTable {
                 policy: default,
             },
             prefixes,
+            fold_case: false,
         }
+    }
+
+    /// Matches literal segments and prefixes in any ASCII case, for an upstream that does.
+    pub fn case_insensitive(mut self, fold: bool) -> Self {
+        self.fold_case = fold;
+        self
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -312,9 +332,10 @@ impl RouteTable {
                 continue;
             }
             let Some(p) = &r.pattern else { continue };
-            if p.matches(&decoded) || unprefixed.is_some_and(|u| p.matches(u)) {
+            let fold = self.fold_case;
+            if p.matches(&decoded, fold) || unprefixed.is_some_and(|u| p.matches(u, fold)) {
                 let (match_path, prefixed) = match unprefixed {
-                    Some(u) if !p.matches(&decoded) => (Cow::Owned(u.to_string()), true),
+                    Some(u) if !p.matches(&decoded, fold) => (Cow::Owned(u.to_string()), true),
                     _ => (decoded.clone(), false),
                 };
                 return Matched {
@@ -333,9 +354,39 @@ impl RouteTable {
         }
     }
 
+    /// Finds the route for a checked path and holds it to the route's `allow_in_path`: a
+    /// lenient-upstream spelling the route does not allow is refused, and so is a `;params`
+    /// spelling that, stripped as such an upstream strips it, would pick another route.
+    pub fn find_checked<'t, 'p>(
+        &'t self,
+        method: &Method,
+        c: &CheckedPath<'p>,
+    ) -> Result<Matched<'t, 'p>, PathError> {
+        let m = self.find(method, c.path, c.has_escapes);
+        // SECURITY: `;`, double encoding, non-UTF-8 and encoded whitespace make a lenient
+        // upstream act on another path than the one matched; refused unless the route allows.
+        if let Some(e) = c.quirks.refused(m.route.policy.allow_in_path) {
+            return Err(e);
+        }
+        // SECURITY: even where `;` is allowed, `/users/@me/delete;x` must not reach a handler
+        // (read without `;x`) under another route's policy.
+        if c.quirks.contains(Quirks::SEMICOLON) {
+            let bare = without_params(c.path);
+            if self.find(method, &bare, c.has_escapes).index != m.index {
+                return Err(PathError::Semicolon);
+            }
+        }
+        Ok(m)
+    }
+
     fn strip_prefix<'a>(&self, path: &'a str) -> Option<&'a str> {
         self.prefixes.iter().find_map(|pre| {
-            let rest = path.strip_prefix(pre.as_str())?;
+            let rest = match path.get(..pre.len()) {
+                Some(head) if self.fold_case && head.eq_ignore_ascii_case(pre) => {
+                    &path[pre.len()..]
+                }
+                _ => path.strip_prefix(pre.as_str())?,
+            };
             if rest.is_empty() {
                 Some("/")
             } else if rest.starts_with('/') {
@@ -347,136 +398,24 @@ impl RouteTable {
     }
 }
 
+/// `path` with each segment's `;params` (`;` or `%3b`, any case) removed: what an upstream that
+/// strips path parameters acts on.
+fn without_params(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            let cut = seg.find(';').unwrap_or(seg.len());
+            let lower = seg.to_ascii_lowercase();
+            let cut = lower.find("%3b").map_or(cut, |at| at.min(cut));
+            &seg[..cut]
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[path = "routes_overlap.rs"]
 mod overlap;
 pub use overlap::methods_overlap;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy(auth: AuthMode) -> Policy {
-        Policy {
-            auth,
-            kinds: KindSet::of(&[Kind::Session]),
-            scopes: vec![],
-            pass_cookies: false,
-            forward_credential: true,
-            role: None,
-            buckets: vec![],
-            lockout: None,
-            needs_body: false,
-            sudo: false,
-            sudo_proofs: Default::default(),
-            csrf: true,
-            network: None,
-            ip_authorization: false,
-            rollout: Default::default(),
-            forward: Default::default(),
-        }
-    }
-
-    fn route(name: &str, methods: &[&str], path: &str, auth: AuthMode) -> Route {
-        Route {
-            name: name.into(),
-            methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
-            pattern: Some(Pattern::parse(path).unwrap()),
-            policy: policy(auth),
-        }
-    }
-
-    fn table() -> RouteTable {
-        RouteTable::new(
-            vec![
-                route("health", &["GET"], "/health", AuthMode::None),
-                route(
-                    "delete",
-                    &["POST"],
-                    "/guilds/:guild_id/delete",
-                    AuthMode::Required,
-                ),
-                route("guild", &[], "/guilds/:guild_id", AuthMode::None),
-                route("internal", &[], "/_internal/*", AuthMode::Internal),
-                route("shadowed", &["GET"], "/health", AuthMode::Required),
-            ],
-            policy(AuthMode::Required),
-            vec!["/v1".into()],
-        )
-    }
-
-    fn name(t: &RouteTable, m: &str, p: &str) -> String {
-        t.find(&m.parse().unwrap(), p, p.contains('%'))
-            .route
-            .name
-            .clone()
-    }
-
-    #[test]
-    fn first_match_wins_and_default_covers_the_rest() {
-        let t = table();
-        assert_eq!(name(&t, "GET", "/health"), "health");
-        assert_eq!(name(&t, "POST", "/health"), "default");
-        assert_eq!(name(&t, "GET", "/nothing"), "default");
-    }
-
-    #[test]
-    fn patterns_match_under_the_version_prefix() {
-        let t = table();
-        assert_eq!(name(&t, "GET", "/v1/health"), "health");
-        assert_eq!(name(&t, "POST", "/v1/guilds/123/delete"), "delete");
-        assert_eq!(name(&t, "GET", "/v1health"), "default");
-        assert_eq!(name(&t, "GET", "/v2/health"), "default");
-    }
-
-    #[test]
-    fn params_match_one_segment_and_can_be_read() {
-        let t = table();
-        assert_eq!(name(&t, "POST", "/guilds/123/delete"), "delete");
-        assert_eq!(name(&t, "GET", "/guilds/123"), "guild");
-        assert_eq!(name(&t, "GET", "/guilds/123/x"), "default");
-        let p = Pattern::parse("/guilds/:guild_id/delete").unwrap();
-        assert_eq!(p.param("/guilds/42/delete", "guild_id"), Some("42"));
-        assert_eq!(p.param("/guilds/42/other", "guild_id"), None);
-    }
-
-    #[test]
-    fn trailing_slash_matches_the_same_route() {
-        let t = table();
-        assert_eq!(name(&t, "POST", "/guilds/1/delete/"), "delete");
-        assert_eq!(name(&t, "GET", "/health/"), "health");
-    }
-
-    #[test]
-    fn rest_wildcard_needs_at_least_one_segment() {
-        let t = table();
-        assert_eq!(name(&t, "GET", "/_internal/a/b"), "internal");
-        assert_eq!(name(&t, "GET", "/_internal"), "default");
-    }
-
-    #[test]
-    fn head_is_matched_by_get_routes() {
-        let t = table();
-        assert_eq!(name(&t, "HEAD", "/health"), "health");
-    }
-
-    #[test]
-    fn percent_encoded_spelling_matches_the_decoded_route() {
-        // An upstream that decodes %64 to 'd' must see the same policy as fluxgate applied.
-        let t = table();
-        assert_eq!(name(&t, "POST", "/guilds/1/%64elete"), "delete");
-    }
-
-    #[test]
-    fn bad_patterns_are_refused_with_a_reason() {
-        for (p, frag) in [
-            ("users", "start with '/'"),
-            ("/a/*/b", "last segment"),
-            ("/a/:", "needs a name"),
-            ("/a//b", "segments never match"),
-            ("/a/%2f", "character"),
-        ] {
-            let e = Pattern::parse(p).unwrap_err();
-            assert!(e.contains(frag), "{p}: {e}");
-        }
-    }
-}
+#[path = "routes_tests.rs"]
+mod tests;

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub const SUDO_HEADER: http::HeaderName = http::HeaderName::from_static("x-fluxer-sudo-mode-jwt");
 /// Longest token accepted (a sudo JWT is ~250 bytes).
 const MAX_TOKEN: usize = 2048;
+/// Most proofs looked at in one request (header values and cookies together).
+const MAX_PRESENTED: usize = 4;
 
 /// `[sudo]`, validated.
 #[derive(Clone)]
@@ -34,6 +36,27 @@ pub struct SudoSettings {
     pub cookie_name: String,
     /// The limiter lockout counting wrong in-band proofs per user (`[sudo] proof_*`).
     pub proof_lockout: Option<u32>,
+    /// How long a cookie captured from an upstream's proof lasts (`[sudo] capture_window`).
+    pub capture_window: CaptureWindow,
+}
+
+/// How long the cookie fluxgate sets from an upstream's proof may last. Either way it is
+/// measured from the proof's `iat` (the moment the user proved), so echoing a proof back never
+/// renews it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaptureWindow {
+    /// Until the proof's own `exp` (Fluxer: 5 minutes after the user proved).
+    #[default]
+    Proof,
+    /// `lifetime` (15 minutes) after the proof's `iat`: the seed's window.
+    Lifetime,
+}
+
+/// The times of a verified proof.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proof {
+    pub iat: i64,
+    pub exp: i64,
 }
 
 /// Why a sudo token was refused; each is a test named after the attack it stops.
@@ -52,8 +75,10 @@ pub enum Refusal {
     Expired,
     /// `exp - iat` longer than the configured lifetime.
     TooLong,
-    /// Cookie and header (or two cookies) carry different tokens.
-    Disagree,
+    /// `iat` later than now (plus the leeway): a proof from the future would stretch the window.
+    FromTheFuture,
+    /// More than four proofs in one request.
+    TooMany,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -94,18 +119,18 @@ impl Sudo {
         })
     }
 
-    /// The token presented with a request, from the cookie or the header.
-    pub fn presented<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, Refusal> {
-        let mut found: Option<&str> = None;
+    /// The distinct tokens presented with a request, from the header and the cookies.
+    pub fn presented<'h>(&self, headers: &'h HeaderMap) -> Result<Vec<&'h str>, Refusal> {
+        let mut found: Vec<&str> = Vec::new();
         let mut take = |v: &'h str| -> Result<(), Refusal> {
-            match found {
-                // SECURITY: two different proofs are ambiguous; refuse rather than pick one.
-                Some(prev) if prev != v => Err(Refusal::Disagree),
-                _ => {
-                    found = Some(v);
-                    Ok(())
+            if !found.contains(&v) {
+                // Bounded: each one costs an HMAC.
+                if found.len() == MAX_PRESENTED {
+                    return Err(Refusal::TooMany);
                 }
+                found.push(v);
             }
+            Ok(())
         };
         for v in headers.get_all(&SUDO_HEADER) {
             take(v.to_str().map_err(|_| Refusal::Malformed)?)?;
@@ -123,6 +148,24 @@ impl Sudo {
         Ok(found)
     }
 
+    /// The valid proof among those presented (the one expiring first if several are), if any.
+    pub fn verify_presented(
+        &self,
+        headers: &HeaderMap,
+        user_id: &str,
+        sid: Option<&Sid>,
+        now: i64,
+    ) -> Option<Proof> {
+        // SECURITY: each presented proof is verified on its own, so a cookie planted beside the
+        // real one (from a sibling subdomain, or plain garbage) cannot block it; a proof only
+        // counts when it is valid for this very user and session.
+        self.presented(headers)
+            .ok()?
+            .into_iter()
+            .filter_map(|t| self.verify_proof(t, user_id, sid, now).ok())
+            .min_by_key(|p| p.exp)
+    }
+
     /// Verifies `token` for `user_id` and session `sid` at `now`. Returns its `exp`.
     pub fn verify(
         &self,
@@ -131,6 +174,17 @@ impl Sudo {
         sid: Option<&Sid>,
         now: i64,
     ) -> Result<i64, Refusal> {
+        self.verify_proof(token, user_id, sid, now).map(|p| p.exp)
+    }
+
+    /// Verifies `token` for `user_id` and session `sid` at `now`. Returns its times.
+    pub fn verify_proof(
+        &self,
+        token: &str,
+        user_id: &str,
+        sid: Option<&Sid>,
+        now: i64,
+    ) -> Result<Proof, Refusal> {
         if token.is_empty() || token.len() > MAX_TOKEN {
             return Err(Refusal::Malformed);
         }
@@ -169,14 +223,24 @@ impl Sudo {
             (None, _) if self.settings.bind_to_session => return Err(Refusal::OtherSession),
             _ => {}
         }
-        // SECURITY: the window is the configured one, whatever the issuer put in `exp`.
-        if c.exp - c.iat > self.settings.lifetime_secs || c.exp < c.iat {
+        // SECURITY: the window is the configured one, whatever the issuer put in `exp`; checked
+        // arithmetic, so extreme claims cannot wrap around into a valid-looking window.
+        let length = c.exp.checked_sub(c.iat).ok_or(Refusal::TooLong)?;
+        if !(0..=self.settings.lifetime_secs).contains(&length) {
             return Err(Refusal::TooLong);
         }
-        if c.exp + self.settings.leeway_secs <= now {
+        // SECURITY: a proof issued in the future would be valid for longer than the lifetime
+        // from now (and a captured cookie keeps its `iat`).
+        if c.iat > now.saturating_add(self.settings.leeway_secs) {
+            return Err(Refusal::FromTheFuture);
+        }
+        if c.exp.saturating_add(self.settings.leeway_secs) <= now {
             return Err(Refusal::Expired);
         }
-        Ok(c.exp)
+        Ok(Proof {
+            iat: c.iat,
+            exp: c.exp,
+        })
     }
 
     /// Mints a token for `user_id`, bound to `sid`, valid from `now` until `until`.
@@ -192,9 +256,27 @@ impl Sudo {
             .expect("HS256 signing with a valid key cannot fail")
     }
 
+    /// The cookie token for a proof the upstream issued: bound to `sid`, proving the same moment
+    /// as the proof (`iat`), and expiring per `capture_window`. None once that has passed.
+    pub fn capture(
+        &self,
+        user_id: &str,
+        sid: &Sid,
+        proof: Proof,
+        now: i64,
+    ) -> Option<(String, i64)> {
+        // SECURITY: the window is measured from when the user proved (the proof's `iat`), never
+        // from now, so an upstream that echoes a proof back cannot keep sudo alive forever.
+        let until = match self.settings.capture_window {
+            CaptureWindow::Proof => proof.exp,
+            CaptureWindow::Lifetime => proof.iat.checked_add(self.settings.lifetime_secs)?,
+        };
+        (until > now).then(|| (self.mint(user_id, sid, proof.iat, until), until))
+    }
+
     /// A token proving a fresh re-authentication now, for the full lifetime.
     pub fn grant(&self, user_id: &str, sid: &Sid, now: i64) -> (String, i64) {
-        let until = now + self.settings.lifetime_secs;
+        let until = now.saturating_add(self.settings.lifetime_secs);
         (self.mint(user_id, sid, now, until), until)
     }
 }

@@ -24,6 +24,7 @@ fn sudo_with(bind: bool, leeway_secs: i64) -> Sudo {
         cookie_name: "fluxer_sudo_mode".into(),
         upstream_lifetime_secs: 300,
         proof_lockout: None,
+        capture_window: Default::default(),
     })
     .unwrap()
 }
@@ -200,21 +201,85 @@ fn a_flipped_signature_bit_is_refused() {
 }
 
 #[test]
-fn a_token_in_both_places_that_disagree_is_refused() {
+fn a_planted_duplicate_sudo_cookie_does_not_block_the_real_proof() {
+    // A sibling subdomain can set `fluxer_sudo_mode=garbage` for the parent domain; the
+    // browser then sends both cookies. Refusing the pair would lock the user out of sudo.
     let s = sudo(false);
-    let a = forge(hs256(), claims(), SECRET);
-    let (b, _) = s.grant("42", &sid(), NOW);
+    let (real, until) = s.grant("42", &sid(), NOW);
+    let other_user = forge(
+        hs256(),
+        json!({"type": "sudo", "sub": "666", "iat": NOW, "exp": NOW + 900}),
+        SECRET,
+    );
+    for planted in ["garbage", other_user.as_str()] {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            format!("fluxer_sudo_mode={planted}; fluxer_sudo_mode={real}")
+                .parse()
+                .unwrap(),
+        );
+        let p = s.verify_presented(&h, "42", Some(&sid()), NOW + 1);
+        assert_eq!(p.map(|p| p.exp), Some(until), "planted {planted}");
+    }
+    // Planted proofs alone prove nothing.
     let mut h = HeaderMap::new();
-    h.insert(SUDO_HEADER, a.parse().unwrap());
-    h.insert(COOKIE, format!("fluxer_sudo_mode={b}").parse().unwrap());
-    assert_eq!(s.presented(&h), Err(Refusal::Disagree));
+    h.insert(SUDO_HEADER, other_user.parse().unwrap());
+    h.insert(COOKIE, "fluxer_sudo_mode=garbage".parse().unwrap());
+    assert_eq!(s.verify_presented(&h, "42", Some(&sid()), NOW + 1), None);
+}
+
+#[test]
+fn a_flood_of_presented_proofs_is_refused_unverified() {
+    let s = sudo(false);
+    let cookies: Vec<String> = (0..5).map(|i| format!("fluxer_sudo_mode=t{i}")).collect();
+    let mut h = HeaderMap::new();
+    h.insert(COOKIE, cookies.join("; ").parse().unwrap());
+    assert_eq!(s.presented(&h), Err(Refusal::TooMany));
+    // The same value repeated is one proof.
     let mut same = HeaderMap::new();
-    same.insert(SUDO_HEADER, a.parse().unwrap());
     same.insert(
         COOKIE,
-        format!("x=1; fluxer_sudo_mode={a}").parse().unwrap(),
+        "fluxer_sudo_mode=a; fluxer_sudo_mode=a".parse().unwrap(),
     );
-    assert_eq!(s.presented(&same), Ok(Some(a.as_str())));
+    same.insert(SUDO_HEADER, "a".parse().unwrap());
+    assert_eq!(s.presented(&same), Ok(vec!["a"]));
+}
+
+#[test]
+fn a_proof_issued_in_the_future_is_refused() {
+    // iat an hour ahead, exp 15 minutes after it: would give sudo for 75 minutes from now.
+    let c = json!({"type": "sudo", "sub": "42", "iat": NOW + 3600, "exp": NOW + 4500});
+    assert_eq!(
+        sudo(false).verify(&forge(hs256(), c, SECRET), "42", None, NOW),
+        Err(Refusal::FromTheFuture)
+    );
+    // Within the leeway is fine.
+    let c = json!({"type": "sudo", "sub": "42", "iat": NOW + 1, "exp": NOW + 600});
+    assert!(
+        sudo(false)
+            .verify(&forge(hs256(), c, SECRET), "42", None, NOW)
+            .is_ok()
+    );
+}
+
+#[test]
+fn extreme_claims_cannot_wrap_into_a_valid_window() {
+    for (iat, exp) in [
+        (i64::MIN, i64::MAX),
+        (-1, i64::MAX),
+        (i64::MAX, i64::MIN),
+        (NOW, i64::MAX),
+        (i64::MIN, NOW + 60),
+    ] {
+        let c = json!({"type": "sudo", "sub": "42", "iat": iat, "exp": exp});
+        assert!(
+            sudo(false)
+                .verify(&forge(hs256(), c, SECRET), "42", None, NOW)
+                .is_err(),
+            "iat {iat}, exp {exp}"
+        );
+    }
 }
 
 #[test]
@@ -222,4 +287,46 @@ fn garbage_never_panics() {
     for t in ["", ".", "..", "a.b.c", "eyJ.eyJ.", &"a".repeat(3000)] {
         assert!(check(t).is_err());
     }
+}
+
+/// Verifies `t` at `now` and captures it as the cookie's token, as the response side does.
+fn recapture(s: &Sudo, t: &str, now: i64) -> Option<(String, i64)> {
+    let proof = s.verify_proof(t, "42", Some(&sid()), now).ok()?;
+    s.capture("42", &sid(), proof, now)
+}
+
+#[test]
+fn an_echoed_proof_never_renews_the_sudo_window() {
+    let s = sudo(false);
+    // Fluxer's proof: 5 minutes from when the user proved.
+    let mut c = claims();
+    c["exp"] = json!(NOW + 300);
+    let upstream = forge(hs256(), c, SECRET);
+    let (cookie, until) = recapture(&s, &upstream, NOW + 290).expect("captured");
+    assert_eq!(until, NOW + 300, "the cookie ends with the proof");
+    // The cookie's token echoed back just before it ends, again and again: no later end.
+    let (again, until) = recapture(&s, &cookie, NOW + 299).expect("still valid");
+    assert_eq!(until, NOW + 300);
+    assert_eq!(
+        recapture(&s, &again, NOW + 302),
+        None,
+        "over with the proof"
+    );
+}
+
+#[test]
+fn the_lifetime_window_is_measured_from_when_the_user_proved() {
+    let mut settings = sudo(false).settings;
+    settings.capture_window = CaptureWindow::Lifetime;
+    let s = Sudo::new(settings).unwrap();
+    let mut c = claims();
+    c["exp"] = json!(NOW + 300);
+    let (cookie, until) = recapture(&s, &forge(hs256(), c, SECRET), NOW + 10).expect("captured");
+    assert_eq!(
+        until,
+        NOW + 900,
+        "the seed's 15 minutes, from the proof's iat"
+    );
+    let (_, until) = recapture(&s, &cookie, NOW + 800).expect("still valid");
+    assert_eq!(until, NOW + 900, "an echo is not a new re-authentication");
 }

@@ -44,10 +44,10 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx, peer: IpAddr) 
     }
     // The route is all that matters here; the request id is not read.
     let no_id = http::HeaderValue::from_static("-");
-    let need = ctx
-        .live
-        .pipeline
-        .body_needed(&super::facts(session, peer, &no_id, false, None));
+    let need =
+        ctx.live
+            .pipeline
+            .body_needed(&super::facts(session, (peer, None), &no_id, false, None));
     let req = session.req_header();
     let declared = req
         .headers

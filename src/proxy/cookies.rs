@@ -1,6 +1,7 @@
 //! Response-side cookie work: every `Set-Cookie` for the session or sudo cookie leaves with the
 //! configured attributes, and a sudo proof the upstream issued (`X-Fluxer-Sudo-Mode-JWT`) is
-//! re-issued as the `fluxer_sudo_mode` cookie, bound to the session.
+//! re-issued as the `fluxer_sudo_mode` cookie, bound to the session, on 2xx answers only, never
+//! for a proof fluxgate forwarded itself, and never outlasting the proof.
 
 use super::{Live, RequestCtx};
 use crate::pipeline::{Identity, Verdict};
@@ -43,6 +44,11 @@ fn capture_sudo(proxy: &Live, resp: &mut ResponseHeader, ctx: &RequestCtx) {
     let Some(sudo) = &proxy.pipeline.rules.sudo else {
         return;
     };
+    // SECURITY: only a successful answer vouches for a re-authentication; an error page that
+    // carries (or echoes) a proof does not.
+    if !resp.status.is_success() {
+        return;
+    }
     let Some(token) = resp
         .headers
         .get(&SUDO_HEADER)
@@ -57,16 +63,26 @@ fn capture_sudo(proxy: &Live, resp: &mut ResponseHeader, ctx: &RequestCtx) {
     let Identity::User(s) = &a.identity else {
         return;
     };
+    // SECURITY: the proof fluxgate forwarded with this request, echoed back, proves nothing new.
+    if a.plan
+        .set
+        .iter()
+        .any(|(n, v)| *n == SUDO_HEADER && v.as_bytes() == token.as_bytes())
+    {
+        return;
+    }
     let now = proxy.pipeline.rt.clock.now_secs();
     // The upstream's proof must be valid for this user (and, if it names one, this session);
-    // fluxgate then issues its own, bound to the session, for the full lifetime from now.
-    match sudo.verify(&token, s.user_id(), Some(&s.sid), now) {
-        Ok(_) => {
-            let (bound, _) = sudo.grant(s.user_id(), &s.sid, now);
+    // fluxgate then issues its own, bound to the session, never outlasting the proof.
+    match sudo.verify_proof(&token, s.user_id(), Some(&s.sid), now) {
+        Ok(proof) => {
+            let Some((bound, until)) = sudo.capture(s.user_id(), &s.sid, proof, now) else {
+                return;
+            };
             let cookie = proxy.pipeline.rules.cookies.set_cookie(
                 &sudo.settings.cookie_name,
                 &bound,
-                sudo.settings.lifetime_secs,
+                until - now,
             );
             let _ = resp.append_header(http::header::SET_COOKIE, cookie);
         }

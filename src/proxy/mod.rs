@@ -12,6 +12,7 @@ pub(crate) mod guard;
 mod ipauth;
 mod login;
 mod logout;
+mod raw;
 mod respond;
 mod sudo;
 mod upstream;
@@ -128,28 +129,10 @@ pub struct RequestCtx {
     attempts: attempt::Attempts,
 }
 
-/// Whether the raw head carried a `Content-Length` although `Transfer-Encoding` is present
-/// (pingora drops the length before the hooks see the headers).
-fn length_with_chunked(session: &Session) -> bool {
-    if !session
-        .req_header()
-        .headers
-        .contains_key(http::header::TRANSFER_ENCODING)
-    {
-        return false;
-    }
-    let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream() else {
-        return false;
-    };
-    h1.get_headers_raw_bytes()
-        .split(|&b| b == b'\n')
-        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
-}
-
 /// What the pipeline needs from the request head.
 fn facts<'a>(
     session: &'a Session,
-    peer: IpAddr,
+    (peer, sent_target): (IpAddr, Option<&'a [u8]>),
     request_id: &'a HeaderValue,
     body_read: bool,
     body: Option<&'a [u8]>,
@@ -158,12 +141,12 @@ fn facts<'a>(
     RequestFacts {
         method: &req.method,
         version: req.version,
-        target: req.raw_path(),
+        target: sent_target.unwrap_or(req.raw_path()),
         headers: &req.headers,
         peer,
         body,
         body_read,
-        length_with_chunked: length_with_chunked(session),
+        length_with_chunked: raw::length_with_chunked(session),
         request_id,
         tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
         authority: req.uri.authority().map(|a| a.as_str()),
@@ -235,9 +218,10 @@ impl ProxyHttp for FluxgateProxy {
                 return Ok(true);
             }
         };
+        let sent = raw::sent_target(session);
         let facts = facts(
             session,
-            peer,
+            (peer, sent.as_deref()),
             &request_id,
             ctx.body_preread,
             body.as_deref(),
@@ -278,6 +262,7 @@ impl ProxyHttp for FluxgateProxy {
                     // A WebSocket may stay quiet for long stretches between frames.
                     session.set_read_timeout(Some(pool.settings().websocket_idle_timeout));
                 }
+                identity::settle_connection(&mut Upstream(session.req_header_mut()));
                 logout::start(session, ctx);
                 Ok(false)
             }
@@ -380,7 +365,9 @@ impl ProxyHttp for FluxgateProxy {
         ctx.upstream_status = Some(resp.status.as_u16());
         sudo::on_response(resp, ctx);
         cookies::on_response(resp, ctx);
-        logout::on_response(self, resp, ctx).await;
+        if logout::on_response(self, resp, ctx).await.is_err() {
+            return Error::e_explain(InternalError, "logout: revocation failed");
+        }
         finish_response(resp, session, ctx)
     }
 
@@ -390,7 +377,11 @@ impl ProxyHttp for FluxgateProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let denial = respond::denial_for(e);
+        // A failure a filter already chose (a logout that could not revoke) is answered as such.
+        let denial = match ctx.failure.take() {
+            Some(d) => Some(d),
+            None => respond::denial_for(e),
+        };
         let Some(denial) = denial else {
             return FailToProxy {
                 error_code: 0,

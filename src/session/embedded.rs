@@ -41,10 +41,8 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (or creates) the store file. Fails if another process holds it.
     pub fn open(path: &Path, clock: SharedClock) -> Result<EmbeddedStore, String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
-        }
+        // SECURITY: the records are for this process only (0700 directory, 0600 file).
+        super::owner_only::prepare(path)?;
         let db = Database::create(path)
             .map_err(|e| format!("cannot open session store {}: {e}", path.display()))?;
         // Create the tables up front so readers never see "table does not exist".

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod embedded;
 pub mod invalidation;
 pub mod locations;
+mod owner_only;
 pub mod record;
 pub mod redis;
 pub mod store;

@@ -152,6 +152,17 @@ impl Upstream {
                     .filter_map(|v| v.split_once(':'))
                     .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
                     .collect();
+                // And request headers echoed back under their own name: `x-upstream-echo: Name`.
+                let echoes: Vec<(String, String)> = parts
+                    .headers
+                    .get_all("x-upstream-echo")
+                    .iter()
+                    .filter_map(|n| n.to_str().ok())
+                    .filter_map(|n| {
+                        let v = parts.headers.get(n)?.to_str().ok()?;
+                        Some((n.to_string(), v.to_string()))
+                    })
+                    .collect();
                 seen.lock().unwrap().push(Recorded {
                     method: parts.method.to_string(),
                     target: target.clone(),
@@ -165,7 +176,7 @@ impl Upstream {
                 let mut resp = hyper::Response::builder()
                     .status(status)
                     .header("content-type", "application/json");
-                for (k, v) in &replies {
+                for (k, v) in replies.iter().chain(&echoes) {
                     resp = resp.header(k.as_str(), v.as_str());
                 }
                 resp.body(Full::new(Bytes::from(format!(

@@ -73,3 +73,34 @@ fn a_trusted_proxys_forwarding_headers_are_kept_and_the_address_resolved() {
         vec!["198.51.100.7".to_string()]
     );
 }
+
+#[test]
+fn connection_naming_forwarding_headers_or_host_cannot_break_or_steer_the_request() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, "[[route]]\npath = \"/public\"\nauth = \"none\"\n");
+    for nominated in [
+        "X-Forwarded-For",
+        "x-forwarded-proto",
+        "Host",
+        "keep-alive, X-Forwarded-Host, X-Forwarded-For, Host",
+        "\"x-forwarded-for\", :authority",
+    ] {
+        up.clear();
+        let r = Req::get("/public")
+            .header("connection", nominated)
+            .header("x-forwarded-for", "203.0.113.66")
+            .send(fg.proxy);
+        assert_eq!(r.status, 200, "Connection: {nominated}: {}", r.text());
+        let seen = up.last();
+        assert_eq!(seen.all("x-forwarded-for"), vec!["127.0.0.1".to_string()]);
+        assert_eq!(seen.all("x-forwarded-proto"), vec!["http".to_string()]);
+        assert_eq!(seen.all("host"), vec![fg.proxy.to_string()], "Host is kept");
+        assert!(
+            seen.all("connection")
+                .iter()
+                .all(|c| !c.to_ascii_lowercase().contains("forwarded")),
+            "{:?}",
+            seen.all("connection")
+        );
+    }
+}

@@ -387,3 +387,34 @@ fn authorized_location_checks_for_cached_sessions_cost_no_store_read() {
     }
     assert_eq!(fg.metric("fluxgate_store_reads_total"), before);
 }
+
+#[test]
+fn one_session_cannot_open_a_ticket_per_address_of_its_64() {
+    // granularity = "ip": every address is a new location. Without a quota each opened a
+    // ticket and queued an approval mail.
+    let up = Upstream::start();
+    let hook = Receiver::start(0);
+    let (fg, _) = start(&up, &hook, "granularity = \"ip\"", false).unwrap();
+    let (tok, _) = fg.create_session(json!({"user_id": "42", "client_ip": GB}));
+    let mut held = 0;
+    for i in 1..=40 {
+        let r = get(&fg, &tok, &format!("2001:db8:1:2::{i:x}"));
+        match r.status {
+            403 => held += 1,
+            429 => {
+                assert!(r.header("retry-after").is_some());
+            }
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+    }
+    assert_eq!(held, 5, "five new tickets per user and ticket lifetime");
+    // Another user from elsewhere still gets a ticket and a mail.
+    let (other, _) = fg.create_session(json!({"user_id": "43", "client_ip": GB}));
+    get(&fg, &other, SE).denial(403, "IP_AUTHORIZATION_REQUIRED");
+    hook.wait_for(6);
+    assert_eq!(
+        hook.deliveries().len(),
+        6,
+        "5 for the flood, 1 for the other user"
+    );
+}

@@ -209,3 +209,34 @@ both_stores!(
         fg.wait_log("nothing revoked");
     }
 );
+
+#[test]
+fn a_logout_the_store_could_not_revoke_is_503_and_keeps_the_cookie() {
+    // Before: fluxgate answered the upstream's 2xx and cleared the cookies, so the user
+    // believed they were logged out while the token stayed valid.
+    if !crate::common::redis::available() {
+        return;
+    }
+    let up = Upstream::start();
+    let Some((fg, Some(mut redis))) = start(&up, true) else {
+        panic!("redis is available, so start gives one");
+    };
+    let (tok, _) = fg.create_session(json!({"user_id": "42"}));
+    let cookie = format!("fluxer_session={tok}");
+    // Cached, so the request itself is admitted while the store is down.
+    assert_eq!(
+        fg.send(&Req::get("/x").header("cookie", &cookie)).status,
+        200
+    );
+    redis.kill9();
+    let r = fg.send(
+        &Req::new("POST", "/auth/logout")
+            .header("cookie", &cookie)
+            .header("origin", "https://web.fluxer.app"),
+    );
+    r.denial(503, "SERVICE_UNAVAILABLE");
+    assert!(r.header("retry-after").is_some());
+    assert!(!clears_both_cookies(&r), "{:?}", r.headers);
+    assert_eq!(up.count(), 2, "the upstream was asked (and answered 2xx)");
+    assert_eq!(fg.metric("fluxgate_logout_errors_total"), 1.0);
+}

@@ -5,9 +5,9 @@ use fluxgate::credential::Sid;
 use fluxgate::policy::sudo::{Sudo, SudoSettings};
 use serde_json::json;
 
-const SECRET: &str = "sudo-shared-secret-0123456789";
+pub const SECRET: &str = "sudo-shared-secret-0123456789";
 
-fn config(extra_sudo: &str) -> String {
+pub fn config(extra_sudo: &str) -> String {
     format!(
         r#"
 [sudo]
@@ -31,7 +31,7 @@ path = "/auth/sudo"
 
 /// What the upstream (Fluxer) would send: a sudo JWT without `sid`, signed with the shared
 /// secret.
-fn upstream_token(user: &str) -> String {
+pub fn upstream_token(user: &str) -> String {
     let now = fluxgate::clock::unix_now().as_secs() as i64;
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -41,12 +41,35 @@ fn upstream_token(user: &str) -> String {
     .unwrap()
 }
 
-fn sudo_cookie(r: &Resp) -> Option<String> {
+pub fn sudo_cookie(r: &Resp) -> Option<String> {
     r.headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
         .map(|(_, v)| v.clone())
         .find(|v| v.starts_with("fluxer_sudo_mode=") && !v.starts_with("fluxer_sudo_mode=;"))
+}
+
+/// The claims of a sudo JWT signed with the shared secret (expiry not judged).
+pub fn claims_of(token: &str) -> serde_json::Value {
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.validate_exp = false;
+    v.set_required_spec_claims(&["exp"]);
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+        &v,
+    )
+    .unwrap()
+    .claims
+}
+
+/// A `Set-Cookie`'s `Max-Age`.
+pub fn max_age(set_cookie: &str) -> i64 {
+    set_cookie
+        .split(';')
+        .find_map(|a| a.trim().strip_prefix("Max-Age="))
+        .and_then(|v| v.parse().ok())
+        .expect("a Max-Age")
 }
 
 #[test]
@@ -75,24 +98,19 @@ fn capture_sets_a_bound_cookie_and_the_next_sensitive_request_passes() {
     let (tok, sid) = fg.create_session(json!({"user_id": "42"}));
     let session_cookie = format!("fluxer_session={tok}");
     let origin = "https://web.fluxer.app";
+    let proof = upstream_token("42");
     let r = fg.send(
         &Req::new("POST", "/auth/sudo")
             .header("cookie", &session_cookie)
             .header("origin", origin)
             .header(
                 "x-upstream-reply",
-                &format!("X-Fluxer-Sudo-Mode-JWT: {}", upstream_token("42")),
+                &format!("X-Fluxer-Sudo-Mode-JWT: {proof}"),
             ),
     );
     assert_eq!(r.status, 200);
     let set = sudo_cookie(&r).expect("fluxgate sets the sudo cookie");
-    for attr in [
-        "HttpOnly",
-        "Secure",
-        "SameSite=Strict",
-        "Path=/",
-        "Max-Age=900",
-    ] {
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attr), "{set} lacks {attr}");
     }
     let value = set
@@ -101,23 +119,15 @@ fn capture_sets_a_bound_cookie_and_the_next_sensitive_request_passes() {
         .unwrap()
         .trim_start_matches("fluxer_sudo_mode=")
         .to_string();
-    // The cookie's token is fluxgate's own: bound to this session, for the full lifetime.
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    v.validate_exp = false;
-    v.set_required_spec_claims(&["exp"]);
-    let claims = jsonwebtoken::decode::<serde_json::Value>(
-        &value,
-        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()).unwrap(),
-        &v,
-    )
-    .unwrap()
-    .claims;
+    // The cookie's token is fluxgate's own: bound to this session, ending with the proof.
+    let claims = claims_of(&value);
+    let upstream = claims_of(&proof);
     assert_eq!(claims["sid"], sid.as_str());
     assert_eq!(claims["sub"], "42");
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        900
-    );
+    assert_eq!(claims["iat"], upstream["iat"]);
+    assert_eq!(claims["exp"], upstream["exp"]);
+    let max_age = max_age(&set);
+    assert!((290..=300).contains(&max_age), "{set}");
     // The next sensitive request, from the browser: both cookies, allowed origin.
     let r = fg.send(
         &Req::new("POST", "/guilds/7/delete")
@@ -136,12 +146,14 @@ fn capture_sets_a_bound_cookie_and_the_next_sensitive_request_passes() {
         None,
         "fluxgate's cookies are not forwarded"
     );
-    // The API gets a proof of its own (forward_upstream_token is on by default), never the
-    // cookie's 15-minute token.
+    // The API gets a proof in its own window (forward_upstream_token is on by default), never
+    // lasting longer than the cookie's.
     let forwarded = seen
         .get("x-fluxer-sudo-mode-jwt")
         .expect("a proof for the API");
-    assert_ne!(forwarded, value);
+    let forwarded = claims_of(&forwarded);
+    assert_eq!(forwarded["sub"], "42");
+    assert!(forwarded["exp"].as_i64() <= claims["exp"].as_i64());
 }
 
 #[test]
@@ -284,6 +296,7 @@ fn a_fresh_token_in_the_upstreams_window_is_forwarded_by_default() {
         cookie_name: "fluxer_sudo_mode".into(),
         upstream_lifetime_secs: 300,
         proof_lockout: None,
+        capture_window: Default::default(),
     })
     .unwrap();
     let now = fluxgate::clock::unix_now().as_secs() as i64;

@@ -4,6 +4,7 @@
 //! token approves the location; `GET …/poll` and `POST …/resend` serve the waiting client.
 
 pub mod notify;
+mod quota;
 
 use crate::clock::SharedClock;
 use crate::denial::Denial;
@@ -64,6 +65,7 @@ pub struct IpAuth {
     notifier: Notifier,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    quota: quota::TicketQuota,
 }
 
 fn random(bytes: usize) -> String {
@@ -77,6 +79,17 @@ fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// 429 for a spent ticket quota (Fluxer's format, scope `user`).
+fn quota_denial(wait_secs: i64) -> Denial {
+    Denial::RateLimited(crate::denial::RateLimited {
+        retry_after_ms: wait_secs.max(1).saturating_mul(1000),
+        scope: crate::policy::ratelimit::Scope::User,
+        global: false,
+        bucket: None,
+        lockout: false,
+    })
+}
+
 impl IpAuth {
     pub fn new(
         settings: IpAuthSettings,
@@ -87,6 +100,7 @@ impl IpAuth {
         metrics: Arc<Metrics>,
     ) -> Self {
         IpAuth {
+            quota: quota::TicketQuota::new(settings.ticket_ttl_secs),
             settings,
             sessions,
             geo,
@@ -167,6 +181,12 @@ impl IpAuth {
         // SECURITY: a session from a place its user never approved is held until the user
         // approves it from their inbox; a stolen cookie used elsewhere is stopped here.
         let now = self.clock.now_secs();
+        // SECURITY: new tickets per user and per network are bounded, so one client cannot
+        // open a ticket (and send a mail) per address of a /64.
+        if let Err(wait) = self.quota.take(s.user_id(), ip, now) {
+            self.metrics.ip_auth.inc("ticket_quota", "");
+            return Err(quota_denial(wait));
+        }
         let token = random(32);
         let fresh = Ticket {
             v: 1,
@@ -188,10 +208,15 @@ impl IpAuth {
             .store()
             .open_ticket(&fresh, &hash(&token))
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| {
+                self.quota.give_back(s.user_id(), ip);
+                unavailable(e)
+            })?;
         if live.ticket == fresh.ticket {
             self.metrics.ip_auth.inc("ticket_opened", "");
             self.notify(&live, token);
+        } else {
+            self.quota.give_back(s.user_id(), ip);
         }
         Err(Denial::IpAuthorizationRequired {
             ticket: live.ticket.clone(),

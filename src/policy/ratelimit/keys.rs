@@ -104,24 +104,32 @@ impl KeyValue {
     }
 }
 
-/// Derives the key for `spec`; falls back to the client IP when the source is missing.
+/// Derives the key for `spec`; falls back to the client IP when a user, session or path
+/// parameter is missing. A body field never falls back (see `body_key`).
 pub fn derive(spec: &KeySpec, f: &KeyFacts<'_>) -> KeyValue {
     let found = match spec {
         KeySpec::Ip => None,
         KeySpec::User | KeySpec::UserOrIp => f.user.map(|u| (b'u', u.as_bytes().to_vec())),
         KeySpec::Session => f.session.map(|s| (b's', s.to_vec())),
         KeySpec::Param(name) => f.param.get(name).map(|v| (b'p', v.as_bytes().to_vec())),
-        KeySpec::Body(field) => f
-            .body
-            .and_then(|b| b.get(field))
-            .and_then(|v| v.as_str())
-            .map(|v| v.trim().to_lowercase())
-            .filter(|v| !v.is_empty() && v.len() <= 512)
-            .map(|v| (b'b', v.into_bytes())),
+        KeySpec::Body(field) => Some(body_key(f.body, field)),
     };
     match found {
         Some((tag, bytes)) => KeyValue { tag, bytes },
         None => KeyValue::ip(f.client_ip),
+    }
+}
+
+/// The key of a body field: its value, trimmed and lower-cased, when it is a non-empty string;
+/// otherwise one key shared by every such request.
+// SECURITY: falling back to the client IP turned a per-account lockout into a per-IP one for
+// anyone who left the field out or sent it as a number, array or object (which a lenient
+// upstream may still coerce to the account): rotating addresses then bought unlimited guesses.
+// Sharing one key instead means such requests are limited together, never less.
+fn body_key(body: Option<&serde_json::Value>, field: &str) -> (u8, Vec<u8>) {
+    match body.and_then(|b| b.get(field)).and_then(|v| v.as_str()) {
+        Some(v) if !v.trim().is_empty() => (b'b', v.trim().to_lowercase().into_bytes()),
+        _ => (b'm', Vec::new()),
     }
 }
 
@@ -171,17 +179,8 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_malformed_sources_fall_back_to_the_ip_never_to_no_limit() {
+    fn missing_sources_fall_back_to_the_ip_never_to_no_limit() {
         let ip = derive(&KeySpec::Ip, &facts(None, None));
-        let spec = KeySpec::Body("email".into());
-        for body in [
-            serde_json::json!({}),
-            serde_json::json!({"email": 5}),
-            serde_json::json!({"email": "  "}),
-        ] {
-            assert_eq!(derive(&spec, &facts(Some(&body), None)), ip);
-        }
-        assert_eq!(derive(&spec, &facts(None, None)), ip);
         assert_eq!(derive(&KeySpec::User, &facts(None, None)), ip);
         assert_eq!(
             derive(&KeySpec::Param("nope".into()), &facts(None, None)),
@@ -192,6 +191,35 @@ mod tests {
             derive(&KeySpec::Param("code".into()), &facts(None, None)),
             ip
         );
+    }
+
+    #[test]
+    fn a_missing_or_non_string_body_field_cannot_escape_the_account_lockout_by_rotating_ips() {
+        // Before: each of these was keyed by the client's address, so an attacker rotating
+        // addresses got a fresh lockout per address for the same account.
+        let spec = KeySpec::Body("email".into());
+        let shared = derive(&spec, &facts(None, None));
+        let bodies = [
+            serde_json::json!({}),
+            serde_json::json!({"email": null}),
+            serde_json::json!({"email": 5}),
+            serde_json::json!({"email": ["victim@example.com"]}),
+            serde_json::json!({"email": {"$ne": ""}}),
+            serde_json::json!({"email": "  "}),
+        ];
+        for body in &bodies {
+            assert_eq!(derive(&spec, &facts(Some(body), None)), shared, "{body}");
+            let mut other_ip = facts(Some(body), None);
+            other_ip.client_ip = "198.51.100.9".parse().unwrap();
+            assert_eq!(
+                derive(&spec, &other_ip),
+                shared,
+                "{body} from another address"
+            );
+        }
+        assert_ne!(shared, derive(&KeySpec::Ip, &facts(None, None)));
+        let real = serde_json::json!({"email": "victim@example.com"});
+        assert_ne!(derive(&spec, &facts(Some(&real), None)), shared);
     }
 
     #[test]
