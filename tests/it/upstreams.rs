@@ -142,6 +142,7 @@ upstream = "media"
 strip_prefix = "/media"
 set_host = "media.internal"
 auth = "none"
+allow_in_path = ["encoded_controls"]
 
 [[route]]
 path = "/admin"
