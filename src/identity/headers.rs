@@ -258,3 +258,7 @@ mod tests {
         assert_eq!(request_id(&m).len(), 32);
     }
 }
+
+#[cfg(test)]
+#[path = "headers_props.rs"]
+mod props;

@@ -278,3 +278,7 @@ mod robustness {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "path_props.rs"]
+mod props;

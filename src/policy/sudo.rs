@@ -170,10 +170,13 @@ impl Sudo {
             _ => {}
         }
         // SECURITY: the window is the configured one, whatever the issuer put in `exp`.
-        if c.exp - c.iat > self.settings.lifetime_secs || c.exp < c.iat {
+        // SECURITY: checked arithmetic: with `iat = i64::MIN`, `exp - iat` panicked (debug) or
+        // wrapped into a negative span that passed as short (release).
+        let span = c.exp.checked_sub(c.iat);
+        if span.is_none_or(|s| s > self.settings.lifetime_secs) || c.exp < c.iat {
             return Err(Refusal::TooLong);
         }
-        if c.exp + self.settings.leeway_secs <= now {
+        if c.exp.saturating_add(self.settings.leeway_secs) <= now {
             return Err(Refusal::Expired);
         }
         Ok(c.exp)
