@@ -26,6 +26,8 @@ mod demo;
 pub mod denial;
 mod explain;
 mod forward_auth;
+#[cfg(feature = "test-util")]
+pub mod fuzzing;
 mod logging;
 mod probe;
 mod proxy;

@@ -445,3 +445,7 @@ mod robustness {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "parse_props.rs"]
+mod props;

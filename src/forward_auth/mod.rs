@@ -13,7 +13,7 @@
 //! happens after the answer (no login capture, logout revocation or sudo capture); the config
 //! refuses routes that rely on those unless they acknowledge it (`config/forward_auth.rs`).
 
-mod original;
+pub(crate) mod original;
 mod serve;
 
 use crate::denial::{BadRequest, Denial};

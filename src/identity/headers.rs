@@ -392,3 +392,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "headers_props.rs"]
+mod props;

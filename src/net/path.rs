@@ -425,3 +425,7 @@ mod robustness {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "path_props.rs"]
+mod props;

@@ -330,3 +330,15 @@ fn the_lifetime_window_is_measured_from_when_the_user_proved() {
     let (_, until) = recapture(&s, &cookie, NOW + 800).expect("still valid");
     assert_eq!(until, NOW + 900, "an echo is not a new re-authentication");
 }
+
+/// Regression (issue 18, checked arithmetic): `iat = i64::MIN` wrapped `exp - iat` into a
+/// negative span that passed the lifetime check in release builds (and panicked in debug).
+#[test]
+fn a_proof_with_a_far_past_iat_cannot_wrap_its_window_short() {
+    let far_past = json!({"type": "sudo", "sub": "42", "iat": i64::MIN, "exp": NOW + 900,
+        "sid": sid().encode()});
+    assert_eq!(
+        check(&forge(hs256(), far_past, SECRET)),
+        Err(Refusal::TooLong)
+    );
+}

@@ -311,7 +311,7 @@ where
 }
 
 /// A validation answer: the user object.
-fn user_session(
+pub(crate) fn user_session(
     s: &BackendSettings,
     kind: Kind,
     body: &[u8],
@@ -337,7 +337,7 @@ fn user_session(
 }
 
 /// An RFC 7662 introspection answer.
-fn introspection(body: &[u8], now: i64) -> Result<Option<BackendSession>, BackendError> {
+pub(crate) fn introspection(body: &[u8], now: i64) -> Result<Option<BackendSession>, BackendError> {
     let v = json_object(body)?;
     match v.get("active") {
         Some(Value::Bool(true)) => {}

@@ -178,3 +178,7 @@ mod tests {
         assert!(r.check(Some(back), T0).0.allowed);
     }
 }
+
+#[cfg(test)]
+#[path = "gcra_props.rs"]
+mod props;

@@ -312,3 +312,7 @@ mod tests {
         assert!(now - T0 > 100 * 24 * 60 * MIN);
     }
 }
+
+#[cfg(test)]
+#[path = "window_props.rs"]
+mod props;
