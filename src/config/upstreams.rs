@@ -1,5 +1,5 @@
 //! `[upstream]` (one service) or `[[upstream]]` (several, by name): the file structs with their
-//! defaults, and their validation into [`UpstreamSettings`]: addresses and weights, timeouts,
+//! defaults, and their validation into `UpstreamSettings`: addresses and weights, timeouts,
 //! TLS, load balancing, passive ejection and the active health check.
 
 use super::KeyPath;
