@@ -28,7 +28,8 @@ pub fn forward_auth_read(
     headers: &HeaderMap,
 ) -> Result<OriginalRequest, &'static str> {
     let asked = crate::forward_auth::original::Asked { method, target };
-    crate::forward_auth::original::read(rules, peer, &asked, headers.clone())
+    let fields = crate::forward_auth::original::fields_of(headers);
+    crate::forward_auth::original::read(rules, peer, &asked, fields)
         .map(|o| OriginalRequest {
             method: o.method,
             target: o.target,

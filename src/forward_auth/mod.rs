@@ -73,15 +73,20 @@ impl ForwardAuth {
         &self,
         method: &Method,
         target: &str,
-        headers: HeaderMap,
+        fields: original::Fields,
         peer: IpAddr,
     ) -> Answer {
         let started = crate::clock::monotonic_now();
         let live = self.live.load_full();
         let peer = peer.to_canonical();
-        let request_id = identity::request_id(&headers);
+        let request_id = identity::request_id_among(
+            fields
+                .iter()
+                .filter(|(n, _)| *n == identity::REQUEST_ID)
+                .map(|(_, v)| v),
+        );
         let asked = original::Asked { method, target };
-        let original = match original::read(&live.forward_auth, peer, &asked, headers) {
+        let original = match original::read(&live.forward_auth, peer, &asked, fields) {
             Ok(o) => o,
             Err(r) => {
                 self.metrics.forward_auth.inc("refused", r.reason());

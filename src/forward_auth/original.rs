@@ -72,20 +72,102 @@ pub struct Original {
     pub client_ip: IpAddr,
 }
 
-/// The single value among `names`, if exactly one is present.
-fn single<'h>(
-    h: &'h HeaderMap,
-    names: &[HeaderName],
-    missing: Refusal,
-    duplicate: Refusal,
-) -> Result<&'h HeaderValue, Refusal> {
-    let mut values = names.iter().flat_map(|n| h.get_all(n).iter());
-    match (values.next(), values.next()) {
-        (None, _) => Err(missing),
-        (Some(v), None) => Ok(v),
-        (Some(_), Some(_)) => Err(duplicate),
+/// A head's header fields in wire order, as the decision server read them.
+pub type Fields = Vec<(HeaderName, HeaderValue)>;
+
+/// The fields of a header map (tests and fuzzing build requests that way).
+#[cfg(any(test, feature = "test-util"))]
+pub fn fields_of(h: &HeaderMap) -> Fields {
+    h.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// One description header's value, and whether it came more than once (across every name
+/// configured for it).
+#[derive(Default)]
+struct One {
+    value: Option<HeaderValue>,
+    repeated: bool,
+}
+
+impl One {
+    fn push(&mut self, v: HeaderValue) {
+        match self.value {
+            Some(_) => self.repeated = true,
+            None => self.value = Some(v),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// The single value, if exactly one is present.
+    fn single(self, missing: Refusal, duplicate: Refusal) -> Result<HeaderValue, Refusal> {
+        match self {
+            One { value: None, .. } => Err(missing),
+            One { repeated: true, .. } => Err(duplicate),
+            One { value: Some(v), .. } => Ok(v),
+        }
+    }
+
+    /// The value if present; `Err(duplicate)` if repeated.
+    fn optional(self, duplicate: Refusal) -> Result<Option<HeaderValue>, Refusal> {
+        match self {
+            One { repeated: true, .. } => Err(duplicate),
+            One { value, .. } => Ok(value),
+        }
     }
 }
+
+/// What the edge's fields say about the original request, sorted in one pass (no header map
+/// is built for fields that are only read once, and none is searched per name).
+#[derive(Default)]
+struct Description {
+    method: One,
+    uri: One,
+    proto: One,
+    host: One,
+    /// The client-address header's lines, in order.
+    client: Vec<HeaderValue>,
+    /// Everything else: the client's headers as the pipeline reads them.
+    rest: HeaderMap,
+}
+
+impl Description {
+    fn sort(rules: &ForwardAuthRules, fields: Fields) -> Description {
+        let mut d = Description {
+            rest: HeaderMap::with_capacity(fields.len()),
+            ..Description::default()
+        };
+        for (name, value) in fields {
+            if rules.method_headers.contains(&name) {
+                d.method.push(value);
+            } else if rules.uri_headers.contains(&name) {
+                d.uri.push(value);
+            } else if name == rules.host_header {
+                d.host.push(value);
+            } else if name == rules.proto_header {
+                d.proto.push(value);
+            } else if name == *rules.client_ip.header() {
+                d.client.push(value);
+            } else if !DROPPED.contains(&name) {
+                d.rest.append(name, value);
+            }
+        }
+        d
+    }
+}
+
+/// Fields the pipeline never sees: other forwarding headers (the client address is resolved
+/// and handed over as the peer) and the edge's own framing of its request to fluxgate.
+const DROPPED: [HeaderName; 6] = [
+    HeaderName::from_static("x-real-ip"),
+    http::header::FORWARDED,
+    HeaderName::from_static("x-forwarded-port"),
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONNECTION,
+];
 
 /// Whether `peer` may describe a request.
 pub fn trusted(rules: &ForwardAuthRules, peer: IpAddr) -> bool {
@@ -105,18 +187,15 @@ pub fn read(
     rules: &ForwardAuthRules,
     peer: IpAddr,
     asked: &Asked<'_>,
-    h: HeaderMap,
+    fields: Fields,
 ) -> Result<Original, Refusal> {
     // SECURITY: only a trusted edge may say what the original request was; anyone else could
     // name a public path while sending a private one.
     if !trusted(rules, peer) {
         return Err(Refusal::UntrustedEdge);
     }
-    let described = rules
-        .method_headers
-        .iter()
-        .chain(&rules.uri_headers)
-        .any(|n| h.contains_key(n));
+    let mut d = Description::sort(rules, fields);
+    let described = d.method.is_set() || d.uri.is_set();
     // Envoy `ext_authz` (HTTP service) sends the original method and path as its own, under
     // the configured prefix. A request that also carries description headers is read by them
     // only (and refused if they are ambiguous), never by both.
@@ -129,34 +208,26 @@ pub fn read(
             return Err(Refusal::MissingUri);
         };
         let target = rest.as_bytes().to_vec();
-        return finish(rules, peer, h, asked.method.clone(), target);
+        return finish(rules, peer, d, asked.method.clone(), target);
     }
     // SECURITY: exactly one original method and URI across every configured name: a client
     // that adds a second one (through an edge that passes client headers on) is refused,
     // never allowed to choose which one counts.
-    let m = single(
-        &h,
-        &rules.method_headers,
-        Refusal::MissingMethod,
-        Refusal::DuplicateMethod,
-    )?;
+    let m =
+        std::mem::take(&mut d.method).single(Refusal::MissingMethod, Refusal::DuplicateMethod)?;
     let method = Method::from_bytes(m.as_bytes()).map_err(|_| Refusal::InvalidMethod)?;
-    let uri = single(
-        &h,
-        &rules.uri_headers,
-        Refusal::MissingUri,
-        Refusal::DuplicateUri,
-    )?
-    .as_bytes()
-    .to_vec();
-    finish(rules, peer, h, method, uri)
+    let uri = std::mem::take(&mut d.uri)
+        .single(Refusal::MissingUri, Refusal::DuplicateUri)?
+        .as_bytes()
+        .to_vec();
+    finish(rules, peer, d, method, uri)
 }
 
 /// The checks every original URI passes, then the rest of the description.
 fn finish(
     rules: &ForwardAuthRules,
     peer: IpAddr,
-    h: HeaderMap,
+    d: Description,
     method: Method,
     uri: Vec<u8>,
 ) -> Result<Original, Refusal> {
@@ -177,59 +248,27 @@ fn finish(
     if !uri.iter().all(|b| (0x21..0x7f).contains(b)) {
         return Err(Refusal::InvalidUri);
     }
-    let tls = match h.get_all(&rules.proto_header).iter().collect::<Vec<_>>()[..] {
-        [] => false,
-        [v] if v.as_bytes().eq_ignore_ascii_case(b"https") => true,
-        [v] if v.as_bytes().eq_ignore_ascii_case(b"http") => false,
-        _ => return Err(Refusal::InvalidProto),
+    let tls = match d.proto.optional(Refusal::InvalidProto)? {
+        None => false,
+        Some(v) if v.as_bytes().eq_ignore_ascii_case(b"https") => true,
+        Some(v) if v.as_bytes().eq_ignore_ascii_case(b"http") => false,
+        Some(_) => return Err(Refusal::InvalidProto),
     };
-    let host = match h.get_all(&rules.host_header).iter().collect::<Vec<_>>()[..] {
-        [] => None,
-        [v] => Some(v.clone()),
-        _ => return Err(Refusal::DuplicateHost),
-    };
-    let client_ip = rules.client_ip.resolve(peer, &h);
+    let host = d.host.optional(Refusal::DuplicateHost)?;
+    let client_ip = rules.client_ip.resolve_lines(peer, d.client.iter());
+    // The pipeline's headers: the client's, with `Host` the original one.
+    let mut headers = d.rest;
+    if let Some(host) = host {
+        headers.insert(http::header::HOST, host);
+    }
     Ok(Original {
         method,
         target: uri,
         tls,
-        headers: pipeline_headers(rules, h, host),
+        headers,
         client_ip,
     })
 }
-
-/// The client's headers for the pipeline: the edge's description of the request removed (it
-/// is read above), `Host` the original one, and the forwarding headers gone: the client
-/// address is already resolved and handed over as the peer.
-fn pipeline_headers(
-    rules: &ForwardAuthRules,
-    mut out: HeaderMap,
-    host: Option<HeaderValue>,
-) -> HeaderMap {
-    for n in rules.method_headers.iter().chain(&rules.uri_headers) {
-        out.remove(n);
-    }
-    for n in [
-        &rules.host_header,
-        &rules.proto_header,
-        rules.client_ip.header(),
-        &X_REAL_IP,
-        &http::header::FORWARDED,
-        &X_FORWARDED_PORT,
-        &http::header::CONTENT_LENGTH,
-        &http::header::TRANSFER_ENCODING,
-        &http::header::CONNECTION,
-    ] {
-        out.remove(n);
-    }
-    if let Some(host) = host {
-        out.insert(http::header::HOST, host);
-    }
-    out
-}
-
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 
 #[cfg(test)]
 #[path = "original_tests.rs"]

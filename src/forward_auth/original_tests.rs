@@ -21,6 +21,16 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     h
 }
 
+/// `read` on a header map's fields (the server hands them over in wire order).
+fn read(
+    rules: &ForwardAuthRules,
+    peer: IpAddr,
+    asked: &Asked<'_>,
+    h: HeaderMap,
+) -> Result<Original, Refusal> {
+    super::read(rules, peer, asked, fields_of(&h))
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }

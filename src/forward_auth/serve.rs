@@ -10,14 +10,17 @@
 //! head's size, and requests with a body (the body is never read: the answer closes the
 //! connection, so no unread byte is taken for the next head).
 
+use super::original::Fields;
 use super::{Answer, ForwardAuth};
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// From the first byte of a head to its end.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,7 +34,8 @@ const MAX_HEADERS: usize = 128;
 pub(super) struct Head {
     pub method: Method,
     pub target: String,
-    pub headers: HeaderMap,
+    /// The header fields in wire order (no map: the reader sorts them in one pass).
+    pub fields: Fields,
     /// The answer must close the connection: the client asked to, spoke HTTP/1.0, or sent a
     /// body this endpoint does not read.
     pub close: bool,
@@ -67,7 +71,7 @@ pub(super) fn parse(buf: &[u8]) -> Parsed {
     let Ok(method) = Method::from_bytes(m.as_bytes()) else {
         return Parsed::Bad;
     };
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut fields = Vec::with_capacity(req.headers.len());
     let mut close = version == 0;
     for h in req.headers.iter() {
         let (Ok(name), Ok(value)) = (
@@ -90,13 +94,13 @@ pub(super) fn parse(buf: &[u8]) -> Parsed {
             // for the next request's head.
             close = true;
         }
-        headers.append(name, value);
+        fields.push((name, value));
     }
     Parsed::Head(
         Head {
             method,
             target: path.to_owned(),
-            headers,
+            fields,
             close,
         },
         len,
@@ -113,8 +117,9 @@ pub(super) async fn connection(mut stream: TcpStream, peer: IpAddr, state: Arc<F
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(1024);
     let mut date = Date::default();
+    let mut timer = Timer::new();
     loop {
-        let head = match read_head(&mut stream, &mut buf).await {
+        let head = match read_head(&mut stream, &mut buf, &mut timer).await {
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(status) => {
@@ -127,7 +132,7 @@ pub(super) async fn connection(mut stream: TcpStream, peer: IpAddr, state: Arc<F
             }
         };
         let answer = state
-            .decide(&head.method, &head.target, head.headers, peer)
+            .decide(&head.method, &head.target, head.fields, peer)
             .await;
         out.clear();
         encode(
@@ -140,6 +145,7 @@ pub(super) async fn connection(mut stream: TcpStream, peer: IpAddr, state: Arc<F
         if stream.write_all(&out).await.is_err() || head.close {
             return;
         }
+        timer.answered();
     }
 }
 
@@ -159,13 +165,39 @@ async fn linger(stream: &mut TcpStream) {
     }
 }
 
+/// The connection's one timer for both deadlines. It is armed once and moved only when it
+/// fires before the deadline that applies (then re-armed to it) or when a sooner deadline
+/// applies (a head that started arriving): a busy kept-alive connection does not register and
+/// cancel a timer in the runtime's wheel for every request.
+pub(super) struct Timer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Idle time counts from here: the accept, then the end of each answer.
+    idle_from: Instant,
+}
+
+impl Timer {
+    pub(super) fn new() -> Timer {
+        let now = Instant::now();
+        Timer {
+            sleep: Box::pin(tokio::time::sleep_until(now + IDLE_TIMEOUT)),
+            idle_from: now,
+        }
+    }
+
+    /// An answer went out: the idle clock starts again.
+    fn answered(&mut self) {
+        self.idle_from = Instant::now();
+    }
+}
+
 /// The next head: `Ok(None)` when the connection closed or idled out between requests,
 /// `Err(status)` when the bytes cannot be a head.
-async fn read_head<S: AsyncRead + Unpin>(
+pub(super) async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
+    timer: &mut Timer,
 ) -> Result<Option<Head>, StatusCode> {
-    let mut deadline = None;
+    let mut head_due = None;
     loop {
         if !buf.is_empty() {
             match parse(buf) {
@@ -180,16 +212,32 @@ async fn read_head<S: AsyncRead + Unpin>(
         }
         // SECURITY: a head must complete within HEAD_TIMEOUT of its first byte however
         // slowly it trickles in (slowloris); an idle connection is dropped after IDLE_TIMEOUT.
-        let until = match (deadline, buf.is_empty()) {
+        let due = match (head_due, buf.is_empty()) {
             (Some(d), _) => d,
-            (None, true) => tokio::time::Instant::now() + IDLE_TIMEOUT,
-            (None, false) => *deadline.insert(tokio::time::Instant::now() + HEAD_TIMEOUT),
+            (None, true) => timer.idle_from + IDLE_TIMEOUT,
+            (None, false) => *head_due.insert(Instant::now() + HEAD_TIMEOUT),
         };
-        match tokio::time::timeout_at(until, stream.read_buf(buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
-            Ok(Ok(_)) => {}
-            Err(_) if buf.is_empty() => return Ok(None),
-            Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
+        if timer.sleep.deadline() > due {
+            timer.sleep.as_mut().reset(due);
+        }
+        tokio::select! {
+            biased;
+            read = stream.read_buf(buf) => match read {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            },
+            () = &mut timer.sleep => {
+                if Instant::now() < due {
+                    // Armed for an earlier deadline that no longer applies.
+                    timer.sleep.as_mut().reset(due);
+                    continue;
+                }
+                return if buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(StatusCode::REQUEST_TIMEOUT)
+                };
+            }
         }
     }
 }

@@ -11,7 +11,8 @@ mod table;
 pub use cookies::{CookiePolicy, SameSite, strip_cookies};
 pub use headers::{
     FORWARDED, HeaderEdit, Injection, REQUEST_ID, X_FORWARDED_FOR, X_FORWARDED_HOST,
-    X_FORWARDED_PROTO, X_REAL_IP, identity_headers, request_id, settle_connection, strip_untrusted,
+    X_FORWARDED_PROTO, X_REAL_IP, identity_headers, request_id, request_id_among,
+    settle_connection, strip_untrusted,
 };
 pub use plan::{UpstreamPlan, apply};
 pub use table::{COUNT, HeaderNames, IdentityHeader};

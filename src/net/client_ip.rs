@@ -5,7 +5,7 @@
 //! from the right matters: everything left of the last trusted hop was written by the client.
 
 use super::cidr::CidrSet;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use std::net::{IpAddr, SocketAddr};
 
 /// Never walk more hops than this; a longer chain of trusted proxies is a misconfiguration
@@ -35,6 +35,16 @@ impl ClientIpResolver {
 
     /// Resolves the client address of a request that arrived from `peer`.
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.resolve_lines(peer, headers.get_all(&self.header).iter())
+    }
+
+    /// As [`resolve`](Self::resolve), from the lines of the configured header found without a
+    /// header map (the forward-auth server reads fields in wire order).
+    pub fn resolve_lines<'a>(
+        &self,
+        peer: IpAddr,
+        lines: impl DoubleEndedIterator<Item = &'a HeaderValue>,
+    ) -> IpAddr {
         let mut current = peer.to_canonical();
         // SECURITY: an empty trust list, or an untrusted peer, means forwarding headers are the
         // client's own words and are ignored.
@@ -43,7 +53,7 @@ impl ClientIpResolver {
         }
         // Several header lines are one list, in order (RFC 9110 §5.3); walk them last to first.
         let mut hops = 0;
-        for line in headers.get_all(&self.header).iter().rev() {
+        for line in lines.rev() {
             for entry in line.as_bytes().rsplit(|&b| b == b',') {
                 hops += 1;
                 if hops > MAX_HOPS {
