@@ -86,6 +86,10 @@ struct Row {
     key: &'static str,
     title: &'static str,
     load: wrk::Load<'static>,
+    /// The processes on the proxy CPU that serve the row, whose CPU time per request is
+    /// reported; with two, the first's share is also reported on its own (the decider of the
+    /// forward-auth rows (f) and (i)).
+    cpu: Vec<u32>,
 }
 
 const LIMIT: &str = r#"
@@ -135,6 +139,7 @@ fn main() {
                 headers: vec![],
                 script: None,
             },
+            cpu: vec![],
         },
         Row {
             key: "b",
@@ -144,6 +149,7 @@ fn main() {
                 headers: vec![],
                 script: None,
             },
+            cpu: vec![none.proc.pid()],
         },
         Row {
             key: "c",
@@ -153,6 +159,7 @@ fn main() {
                 headers: vec![cookie.clone()],
                 script: None,
             },
+            cpu: vec![embedded.proc.pid()],
         },
     ];
 
@@ -169,6 +176,7 @@ fn main() {
                 headers: vec![cookie],
                 script: None,
             },
+            cpu: vec![base.proc.pid()],
         });
         _keep_ab = Some(base);
     }
@@ -192,6 +200,7 @@ fn main() {
                 headers: vec![cookie],
                 script: None,
             },
+            cpu: vec![logged.proc.pid()],
         });
         _keep_logged = Some(logged);
     }
@@ -214,6 +223,7 @@ fn main() {
                 headers: vec![cookie],
                 script: None,
             },
+            cpu: vec![lb.proc.pid()],
         });
         _keep_replicas = Some((lb, second));
     }
@@ -242,6 +252,7 @@ fn main() {
                 headers: vec![],
                 script: Some(lua),
             },
+            cpu: vec![misses.proc.pid()],
         });
         _keep_backend = Some(misses);
     }
@@ -286,6 +297,7 @@ fn main() {
                 headers: vec![redis_cookie],
                 script: None,
             },
+            cpu: vec![on_redis.proc.pid()],
         });
         rows.push(Row {
             key: "e",
@@ -295,6 +307,7 @@ fn main() {
                 headers: vec![],
                 script: Some(lua),
             },
+            cpu: vec![misses.proc.pid()],
         });
         // Dropped in order: the proxies stop before their Redis.
         _keep_redis.push((on_redis, misses, r));
@@ -314,6 +327,7 @@ fn main() {
                 headers: vec![cookie.clone()],
                 script: None,
             },
+            cpu: n.pids(),
         });
         _keep_nginx = Some(n);
     } else if o.full {
@@ -341,6 +355,7 @@ fn main() {
                 headers: vec![fa_cookie],
                 script: None,
             },
+            cpu: [fa.proc.pid()].into_iter().chain(n.pids()).collect(),
         });
         _keep_fa = Some((n, fa));
     }
@@ -368,15 +383,30 @@ fn main() {
     let mut samples: Vec<Vec<wrk::Sample>> = vec![Vec::new(); rows.len()];
     for round in 0..o.rounds {
         for (i, r) in rows.iter().enumerate() {
-            let s = wrk::run(CLIENT_CPU, &r.load, o.conns, dur);
+            let before: Vec<f64> = r.cpu.iter().map(|p| cpu_secs(*p)).collect();
+            let mut s = wrk::run(CLIENT_CPU, &r.load, o.conns, dur);
+            let used: Vec<f64> = r
+                .cpu
+                .iter()
+                .zip(&before)
+                .map(|(p, b)| cpu_secs(*p) - b)
+                .collect();
+            let per_req = |secs: f64| secs * 1e6 / (s.requests.max(1) as f64);
+            if !used.is_empty() {
+                s.cpu_us = per_req(used.iter().sum());
+            }
+            if used.len() > 1 {
+                s.own_cpu_us = per_req(used[0]);
+            }
             eprintln!(
-                "round {} row {}: {:.0} req/s p50 {:.3} ms p99 {:.3} ms errors {}",
+                "round {} row {}: {:.0} req/s p50 {:.3} ms p99 {:.3} ms errors {} CPU {:.1} µs/req",
                 round + 1,
                 r.key,
                 s.rps,
                 s.p50_ms,
                 s.p99_ms,
-                s.errors
+                s.errors,
+                s.cpu_us
             );
             samples[i].push(s);
         }

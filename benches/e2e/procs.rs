@@ -89,6 +89,37 @@ impl Proc {
     }
 }
 
+/// User + system CPU seconds a process (all its threads) has used so far, from
+/// `/proc/<pid>/stat`; 0 when it cannot be read.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) end with ')': utime and stime are
+    // fields 14 and 15 of the whole line, 12 and 13 after it.
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / clock_ticks()
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
 /// The upstream: this same binary re-executed with `--upstream <port>`.
 pub fn upstream(cpu: usize) -> (Proc, SocketAddr) {
     let port = free_port();
@@ -293,10 +324,21 @@ pub fn seed_sessions(port: u16, n: usize) -> Vec<String> {
 /// nginx `auth_request` in front of the upstream, asking a second nginx that answers 200:
 /// the best case of the forward-auth pattern.
 pub struct Nginx {
-    _front: Proc,
-    _auth: Option<Proc>,
+    front: Proc,
+    auth: Option<Proc>,
     pub addr: SocketAddr,
     _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// The processes: the stub's (when there is one), then the front's.
+    pub fn pids(&self) -> Vec<u32> {
+        self.auth
+            .iter()
+            .chain([&self.front])
+            .map(|p| p.pid())
+            .collect()
+    }
 }
 
 /// nginx with `auth_request`, asking `decider` (fluxgate's forward-auth endpoint, copying its
@@ -391,8 +433,8 @@ pub fn nginx(cpu: usize, upstream: SocketAddr, decider: Option<SocketAddr>) -> N
     let addr: SocketAddr = ([127, 0, 0, 1], front_port).into();
     wait_port(addr);
     Nginx {
-        _front: front,
-        _auth: auth,
+        front,
+        auth,
         addr,
         _dir: dir,
     }

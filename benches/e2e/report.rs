@@ -4,9 +4,14 @@ use super::wrk::Sample;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// The median of the numbers that are not NaN: NaN when all are, 0 when there are none.
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
+    }
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
     }
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
@@ -82,18 +87,24 @@ pub fn table(
     );
     let _ = writeln!(
         t,
-        "| row | setup | req/s | p50 ms | p99 ms | ÷ (b) | ÷ (f) | errors |"
+        "| row | setup | req/s | p50 ms | p99 ms | ÷ (b) | ÷ (f) | errors | CPU µs/req |"
     );
-    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, (key, title)) in rows.iter().enumerate() {
         let r = med(i, |s| s.rps);
         let ratio = |base: Option<f64>| {
             base.map_or("–".to_string(), |b| format!("{:.2}", r / b.max(1.0)))
         };
         let errors: u64 = samples[i].iter().map(|s| s.errors).sum();
+        let cpu = med(i, |s| s.cpu_us);
+        let cpu = if cpu.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{cpu:.1}")
+        };
         let _ = writeln!(
             t,
-            "| ({key}) | {title} | {r:.0} | {:.3} | {:.3} | {} | {} | {errors} |",
+            "| ({key}) | {title} | {r:.0} | {:.3} | {:.3} | {} | {} | {errors} | {cpu} |",
             med(i, |s| s.p50_ms),
             med(i, |s| s.p99_ms),
             ratio(rps("b")),
@@ -123,6 +134,18 @@ pub fn table(
         },
         ratio("i", "f"),
         ratio("j", "c"),
+    );
+    let own = |k: &str| {
+        find(k)
+            .map(|i| med(i, |s| s.own_cpu_us))
+            .filter(|v| !v.is_nan())
+            .map_or("n/a".to_string(), |v| format!("{v:.1}"))
+    };
+    let _ = writeln!(
+        t,
+        "\nCPU µs/req: user + system time of the row's processes on the proxy CPU (not wrk, the upstream or Redis) per request. The decider's own share: (f) the stub nginx {} µs, (i) fluxgate's forward-auth endpoint {} µs per decision; the rest of those rows is the front nginx.",
+        own("f"),
+        own("i"),
     );
     for n in notes {
         let _ = writeln!(t, "\nNote: {n}.");

@@ -6,13 +6,20 @@ use std::process::Command;
 use std::time::Duration;
 
 /// One measurement.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Sample {
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     /// Non-2xx/3xx responses and socket errors.
     pub errors: u64,
+    /// Requests completed.
+    pub requests: u64,
+    /// CPU time (user + system) of the row's processes on the proxy CPU, per request (NaN when
+    /// the row names none).
+    pub cpu_us: f64,
+    /// The same for the first of them alone (the decider of rows (f) and (i)), or NaN.
+    pub own_cpu_us: f64,
 }
 
 /// What to send.
@@ -37,6 +44,20 @@ fn ms(s: &str) -> Option<f64> {
     None
 }
 
+impl Default for Sample {
+    fn default() -> Sample {
+        Sample {
+            rps: 0.0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            errors: 0,
+            requests: 0,
+            cpu_us: f64::NAN,
+            own_cpu_us: f64::NAN,
+        }
+    }
+}
+
 pub fn parse(out: &str) -> Sample {
     let mut s = Sample::default();
     for line in out.lines() {
@@ -47,6 +68,8 @@ pub fn parse(out: &str) -> Sample {
             s.p50_ms = ms(v).unwrap_or(0.0);
         } else if let Some(v) = l.strip_prefix("99%") {
             s.p99_ms = ms(v).unwrap_or(0.0);
+        } else if let Some((n, _)) = l.split_once(" requests in ") {
+            s.requests = n.trim().parse().unwrap_or(0);
         } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
             s.errors += v.trim().parse::<u64>().unwrap_or(0);
         } else if let Some(v) = l.strip_prefix("Socket errors:") {
@@ -97,5 +120,6 @@ mod tests {
         assert!((s.p50_ms - 0.412).abs() < 1e-9);
         assert_eq!(s.p99_ms, 2.13);
         assert_eq!(s.errors, 3);
+        assert_eq!(s.requests, 1000);
     }
 }

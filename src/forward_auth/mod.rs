@@ -111,56 +111,28 @@ impl ForwardAuth {
         let mut verdict =
             crate::proxy::guard::guarded(pipeline.evaluate(&facts), peer, &self.metrics).await;
         settle(&live, &mut verdict).await;
-        let (outcome, reason, answer) = match &verdict.outcome {
+        let (route, client_ip) = (verdict.route, verdict.client_ip);
+        let (outcome, reason, answer) = match verdict.outcome {
             Ok(a) => {
-                let names = pipeline.rules.names.all();
-                let limits = a.limit_headers.as_ref();
-                let mut h = Vec::with_capacity(a.plan.set.len() + names.len() + 4);
-                // The edge routes the request itself: a route's `set_host` is the proxy's.
-                h.extend(
-                    a.plan
-                        .set
-                        .iter()
-                        .filter(|(k, _)| *k != http::header::HOST)
-                        .cloned(),
-                );
-                // SECURITY: every identity header is in the answer, empty when it does not
-                // apply, so an edge that copies a fixed list never invents one: Caddy 2.6's
-                // copy_headers sets a header missing from the answer to its placeholder's
-                // literal text; nginx and Traefik send nothing for an empty value.
-                for name in names {
-                    if a.plan.get(name).is_none() {
-                        h.push((name.clone(), HeaderValue::from_static("")));
-                    }
-                }
-                h.extend(limits.into_iter().flat_map(|l| l.headers()));
                 let outcome = match &a.would_deny {
                     Some(d) => ("would_deny", d.reason()),
-                    None => ("admitted", admitted_reason(a)),
+                    None => ("admitted", admitted_reason(&a)),
                 };
-                (
-                    outcome.0,
-                    outcome.1,
-                    Answer {
-                        status: StatusCode::OK,
-                        headers: h,
-                        body: Bytes::new(),
-                    },
-                )
+                (outcome.0, outcome.1, admitted(pipeline, a))
             }
-            Err(d) => ("denied", d.reason(), denial(d, &request_id)),
+            Err(d) => ("denied", d.reason(), denial(&d, &request_id)),
         };
         self.metrics.forward_auth.inc(outcome, reason);
         if live.access_log {
             crate::logging::access(&crate::logging::AccessLine {
                 request_id: request_id.to_str().unwrap_or("-"),
                 method: original.method.as_str(),
-                route: live.route_name(verdict.route),
+                route: live.route_name(route),
                 decision: outcome,
                 reason,
                 status: answer.status.as_u16(),
                 latency_us: started.elapsed().as_micros() as u64,
-                client_ip: verdict.client_ip,
+                client_ip,
             });
         }
         answer
@@ -185,6 +157,32 @@ impl ForwardAuth {
         );
         a.status = status;
         a
+    }
+}
+
+/// The 200 for an admitted request: the upstream plan's headers (moved, not copied), every
+/// identity header, and the `X-RateLimit-*` headers.
+fn admitted(pipeline: &crate::pipeline::Pipeline, a: crate::pipeline::Admitted) -> Answer {
+    let names = pipeline.rules.names.all();
+    let set = a.plan.set;
+    // SECURITY: every identity header is in the answer, empty when it does not apply, so an
+    // edge that copies a fixed list never invents one: Caddy 2.6's copy_headers sets a header
+    // missing from the answer to its placeholder's literal text; nginx and Traefik send
+    // nothing for an empty value.
+    let absent = names.each_ref().map(|n| !set.iter().any(|(k, _)| k == n));
+    let mut h = Vec::with_capacity(set.len() + names.len() + 4);
+    // The edge routes the request itself: a route's `set_host` is the proxy's.
+    h.extend(set.into_iter().filter(|(k, _)| *k != http::header::HOST));
+    for (name, absent) in names.iter().zip(absent) {
+        if absent {
+            h.push((name.clone(), HeaderValue::from_static("")));
+        }
+    }
+    h.extend(a.limit_headers.iter().flat_map(|l| l.headers()));
+    Answer {
+        status: StatusCode::OK,
+        headers: h,
+        body: Bytes::new(),
     }
 }
 

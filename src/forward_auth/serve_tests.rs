@@ -158,6 +158,9 @@ async fn an_idle_connection_is_closed_quietly_after_the_idle_timeout() {
     let (_client, mut server) = tokio::io::duplex(1024);
     let mut buf = BytesMut::new();
     let started = tokio::time::Instant::now();
-    assert!(matches!(read_head(&mut server, &mut buf, &mut Timer::new()).await, Ok(None)));
+    assert!(matches!(
+        read_head(&mut server, &mut buf, &mut Timer::new()).await,
+        Ok(None)
+    ));
     assert_eq!(started.elapsed(), IDLE_TIMEOUT);
 }
