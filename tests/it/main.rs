@@ -51,3 +51,4 @@ mod sudo_inband;
 mod transport;
 mod upstream_balancing;
 mod upstreams;
+mod websocket_revocation;
