@@ -229,6 +229,15 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
         let state = Arc::new(ConnState::new());
         let guarded: Stream = Box::new(Guarded::new(stream, state.clone(), h2));
         tokio::select! {
+            // Revocation first: a revoked tunnel also makes its reads fail (`Guarded`), and the
+            // connection must be counted as cut by the revocation, not as ended by that error.
+            biased;
+            // SECURITY: a WebSocket tunnel whose session was revoked is cut at once, both
+            // ways (dropping the connection's future closes the client and upstream sockets).
+            () = state.revoked() => {
+                self.metrics.connections_refused.inc("session_revoked", "");
+                None
+            }
             r = self.inner.process_new(guarded, shutdown) => r,
             // SECURITY: a request head must arrive whole within the deadline (slowloris).
             () = state.overdue(self.limits.head_timeout) => {

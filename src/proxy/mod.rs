@@ -15,6 +15,7 @@ mod logout;
 mod raw;
 mod respond;
 mod sudo;
+mod tunnel;
 mod upstream;
 
 use crate::denial::Denial;
@@ -127,6 +128,8 @@ pub struct RequestCtx {
     sudo_watch: sudo::Watch,
     /// The addresses tried so far.
     attempts: attempt::Attempts,
+    /// A WebSocket tunnel's registration, closed on revocation (`tunnel`).
+    tunnel: Option<crate::session::tunnels::TunnelGuard>,
 }
 
 /// What the pipeline needs from the request head.
@@ -184,6 +187,7 @@ impl ProxyHttp for FluxgateProxy {
             upstream_status: None,
             sudo_watch: Default::default(),
             attempts: Default::default(),
+            tunnel: None,
         }
     }
 
@@ -254,6 +258,11 @@ impl ProxyHttp for FluxgateProxy {
                     // Boxed: the exchange's future is large (pingora's connector), and inline it
                     // would be part of, and copied with, every request's filter future.
                     Box::pin(login::answer(self, session, ctx, body)).await?;
+                    return Ok(true);
+                }
+                if let Some(d) = tunnel::register(session, ctx)? {
+                    respond::write_denial(session, &d, ctx).await?;
+                    ctx.failure = Some(d);
                     return Ok(true);
                 }
                 if ctx.websocket()

@@ -27,6 +27,7 @@ use super::backend::BackendResolver;
 use super::record::{CacheMeta, RecordError, Session, SessionRecord};
 use super::redis::shared::SharedAnswers;
 use super::store::{SessionStore, StoreError};
+use super::tunnels::Tunnels;
 use crate::clock::{Millis, SharedClock};
 use crate::credential::{Kind, Sid};
 use crate::metrics::Metrics;
@@ -113,13 +114,13 @@ pub struct SessionCache {
     /// Last known good positive entries, kept for the stale grace period (serve-stale only).
     /// Separate from `cache` so a stale entry can wait here while `cache` reloads.
     last_good: Option<quick_cache::sync::Cache<u64, Arc<Session>>>,
-    store: Arc<dyn SessionStore>,
+    pub(super) store: Arc<dyn SessionStore>,
     /// Asked about tokens the store does not know (`[sessions.backend]`).
     backend: Option<Arc<BackendResolver>>,
     /// Where positive backend answers are shared with other instances (`share`).
     shared: Option<SharedAnswers>,
     clock: SharedClock,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     settings: CacheSettings,
     generation: AtomicU64,
     sid_stripes: Box<[AtomicU64]>,
@@ -129,6 +130,8 @@ pub struct SessionCache {
     /// How long after its read an entry may be trusted (see [`SessionCache::set_vouch`]).
     vouch_ms: AtomicI64,
     hasher: std::hash::RandomState,
+    /// WebSocket tunnels by session and user, closed on revocation.
+    tunnels: Arc<Tunnels>,
 }
 
 /// Outcome of a lookup, for metrics.
@@ -170,11 +173,17 @@ impl SessionCache {
             cleared_at: AtomicU64::new(0),
             vouch_ms: AtomicI64::new(VOUCH_FOREVER),
             hasher: std::hash::RandomState::new(),
+            tunnels: Arc::default(),
         }
     }
 
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
+    }
+
+    /// The open WebSocket tunnels, which every eviction closes.
+    pub fn tunnels(&self) -> &Arc<Tunnels> {
+        &self.tunnels
     }
 
     /// Asks `backend` about tokens the store does not know.
@@ -280,6 +289,11 @@ impl SessionCache {
     }
 
     /// No revocation, user-wide eviction or clear happened since the entry's read started.
+    /// Whether `s`, as resolved earlier, has not been revoked or evicted since.
+    pub fn is_current(&self, s: &Arc<Session>) -> bool {
+        self.not_revoked(&s.sid, &Slot::Found(s.clone()))
+    }
+
     fn not_revoked(&self, sid: &Sid, slot: &Slot) -> bool {
         let m = slot.meta();
         self.sid_stripes[sid_stripe(sid)].load(Ordering::Acquire) <= m.generation
@@ -443,12 +457,16 @@ impl SessionCache {
         if let Some(last_good) = &self.last_good {
             last_good.remove(&key(sid));
         }
+        // SECURITY: a revoked session's WebSocket tunnels close now, on every instance that
+        // learns of the revocation, instead of running on forever.
+        self.tunnels.close_session(sid);
     }
 
     /// Forgets every cached session of `user_id`.
     pub fn evict_user(&self, user_id: &str) {
         let g = self.next_generation();
         self.user_stripes[self.user_stripe(user_id)].fetch_max(g, Ordering::AcqRel);
+        self.tunnels.close_user(user_id);
     }
 
     /// Forgets everything (e.g. when invalidations may have been missed).
@@ -460,37 +478,6 @@ impl SessionCache {
         if let Some(last_good) = &self.last_good {
             last_good.clear();
         }
-    }
-
-    /// Revokes one session in the store and evicts it here.
-    pub async fn revoke(&self, sid: &Sid) -> Result<Option<String>, StoreError> {
-        // The shared backend answer goes first: the store's revocation tells every instance to
-        // evict, and an instance that evicts must not find the answer in Redis again.
-        let shared = self.forget_shared(sid).await?;
-        let user = self.store.revoke(sid).await?.or(shared);
-        self.evict(sid).await;
-        if user.is_some() {
-            self.metrics.revocations.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(user)
-    }
-
-    /// Revokes every session of a user in the store and evicts them here.
-    pub async fn revoke_user(&self, user_id: &str) -> Result<Vec<Sid>, StoreError> {
-        let mut sids = self.forget_shared_user(user_id).await?;
-        for sid in self.store.revoke_user(user_id).await? {
-            if !sids.contains(&sid) {
-                sids.push(sid);
-            }
-        }
-        self.evict_user(user_id);
-        for sid in &sids {
-            self.evict(sid).await;
-        }
-        self.metrics
-            .revocations
-            .fetch_add(sids.len() as u64, Ordering::Relaxed);
-        Ok(sids)
     }
 
     /// Entries currently held (tests and metrics).

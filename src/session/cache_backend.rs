@@ -130,7 +130,10 @@ impl SessionCache {
     }
 
     /// Deletes the shared answer for `sid` (none shared: `None`).
-    pub(super) async fn forget_shared(&self, sid: &Sid) -> Result<Option<String>, StoreError> {
+    pub(in crate::session) async fn forget_shared(
+        &self,
+        sid: &Sid,
+    ) -> Result<Option<String>, StoreError> {
         match &self.shared {
             Some(s) => s.forget(sid).await,
             None => Ok(None),
@@ -138,7 +141,10 @@ impl SessionCache {
     }
 
     /// Deletes every shared answer of `user_id`.
-    pub(super) async fn forget_shared_user(&self, user_id: &str) -> Result<Vec<Sid>, StoreError> {
+    pub(in crate::session) async fn forget_shared_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<Sid>, StoreError> {
         match &self.shared {
             Some(s) => s.forget_user(user_id).await,
             None => Ok(Vec::new()),

@@ -9,9 +9,11 @@ pub mod locations;
 mod owner_only;
 pub mod record;
 pub mod redis;
+mod revoke;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tunnels;
 
 pub use cache::{CacheSettings, SessionCache};
 pub use record::{Session, SessionRecord};

@@ -5,9 +5,11 @@
 //! 40 MB per million keys. When a shard is full, entries that no longer matter (a full bucket,
 //! an expired ban) are swept; live entries are never evicted, so a flood of fresh keys cannot
 //! reset a victim's limit or erase its lockout counter. If the sweep frees nothing, new keys
-//! share one overflow state per bucket until room appears: a flood is limited as one client,
+//! are limited in the bucket's overflow sketch (see `overflow`) until room appears: the flood
+//! is limited in aggregate, a key outside the table is limited only by the slots it shares,
 //! and nobody already tracked loses anything.
 
+use super::overflow::Sketch;
 use crate::clock::Millis;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -59,8 +61,8 @@ pub struct LocalTable<E: Stored = Entry> {
     shards: Box<[Mutex<Shard<E>>]>,
     per_shard: usize,
     hasher: std::hash::RandomState,
-    /// Shared state per bucket (or lockout) for keys that found no room.
-    overflow: Mutex<HashMap<u32, E>>,
+    /// Where keys that found no room are limited.
+    overflow: Sketch<E>,
 }
 
 impl<E: Stored> LocalTable<E> {
@@ -77,7 +79,7 @@ impl<E: Stored> LocalTable<E> {
                 .collect(),
             per_shard,
             hasher: std::hash::RandomState::new(),
-            overflow: Mutex::new(HashMap::new()),
+            overflow: Sketch::default(),
         }
     }
 
@@ -93,25 +95,15 @@ impl<E: Stored> LocalTable<E> {
         h.finish()
     }
 
-    /// Runs `f` on the state of `key` (None when absent); `f` may set or clear it.
-    pub fn with<R>(
+    /// Runs `f` on the state of `key` (None when absent; `f` may set or clear it), or returns
+    /// `None` without running `f` when the key is not tracked and there is no room for it
+    /// (then the overflow sketch limits it).
+    pub fn try_with<R>(
         &self,
         key: u64,
-        bucket: u32,
         now: Millis,
         f: impl FnOnce(&mut Option<E>) -> R,
-    ) -> R {
-        self.with_placed(key, bucket, now, f).0
-    }
-
-    /// As [`with`](Self::with), and whether the state was the bucket's shared overflow state.
-    pub fn with_placed<R>(
-        &self,
-        key: u64,
-        bucket: u32,
-        now: Millis,
-        f: impl FnOnce(&mut Option<E>) -> R,
-    ) -> (R, bool) {
+    ) -> Option<R> {
         let shard = &self.shards[(key >> 58) as usize % SHARDS];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = s.map.get(&key).copied() {
@@ -125,7 +117,7 @@ impl<E: Stored> LocalTable<E> {
                     s.map.remove(&key);
                 }
             }
-            return (r, false);
+            return Some(r);
         }
         if s.map.len() >= self.per_shard && now >= s.next_sweep {
             s.map.retain(|_, e| !e.idle(now));
@@ -133,38 +125,20 @@ impl<E: Stored> LocalTable<E> {
                 s.next_sweep = now + SWEEP_BACKOFF_MS;
             }
         }
-        if s.map.len() < self.per_shard {
-            let mut slot = None;
-            let r = f(&mut slot);
-            if let Some(n) = slot {
-                s.map.insert(key, n);
-            }
-            return (r, false);
+        if s.map.len() >= self.per_shard {
+            return None;
         }
-        drop(s);
-        (self.with_overflow(bucket, f), true)
-    }
-
-    /// Runs `f` on the bucket's shared overflow state (where keys that found no room live).
-    pub fn with_overflow<R>(&self, bucket: u32, f: impl FnOnce(&mut Option<E>) -> R) -> R {
-        let mut o = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
-        let mut slot = o.get(&bucket).copied();
+        let mut slot = None;
         let r = f(&mut slot);
-        match slot {
-            Some(n) => o.insert(bucket, n),
-            None => o.remove(&bucket),
-        };
-        r
+        if let Some(n) = slot {
+            s.map.insert(key, n);
+        }
+        Some(r)
     }
 
-    /// The bucket's overflow state (tests).
-    #[cfg(test)]
-    pub fn overflow_state(&self, bucket: u32) -> Option<E> {
-        self.overflow
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&bucket)
-            .copied()
+    /// The overflow sketches, for keys that found no room.
+    pub fn overflow(&self) -> &Sketch<E> {
+        &self.overflow
     }
 
     /// Entries held (tests and metrics).
@@ -195,7 +169,7 @@ mod tests {
     const T0: Millis = 1_800_000_000_000;
 
     fn take(t: &LocalTable, rate: Rate, key: u64, now: Millis) -> bool {
-        t.with(key, 0, now, |slot| {
+        t.try_with(key, now, |slot| {
             let (o, new) = rate.check(slot.map(|e| e.tat), now);
             if let Some(n) = new {
                 *slot = Some(Entry {
@@ -205,6 +179,11 @@ mod tests {
                 });
             }
             o.allowed
+        })
+        .unwrap_or_else(|| {
+            t.overflow()
+                .with(0, key, |s| super::super::overflow::take(rate, s, now))
+                .allowed
         })
     }
 

@@ -13,6 +13,8 @@
 pub mod gcra;
 pub mod keys;
 pub mod local;
+mod local_ops;
+pub mod overflow;
 pub mod redis;
 pub mod stage;
 pub mod window;
@@ -20,7 +22,7 @@ pub mod window;
 use crate::clock::{Millis, SharedClock};
 use gcra::{Outcome, Rate};
 use keys::{KeySpec, KeyValue};
-use local::{Entry, LocalTable};
+use local::LocalTable;
 use redis::{RedisLimiter, Reserved};
 use sha2::{Digest, Sha256};
 use window::FailureLog;
@@ -85,8 +87,9 @@ pub struct Reservation {
     pub lockout: u32,
     pub key: KeyValue,
     on_redis: bool,
-    /// Taken in the local table's shared overflow state (the table was full): settled there.
-    in_overflow: bool,
+    /// Taken in the local overflow sketch (the table was full): the slots that took a place,
+    /// where it is settled.
+    overflow: Option<u8>,
 }
 
 /// A lockout's answer.
@@ -175,25 +178,6 @@ impl Limiter {
         &self.local
     }
 
-    fn local_check(&self, b: &BucketDef, key: &KeyValue, now: Millis) -> Checked {
-        let k = self.local.key(b.id, &[&[key.tag], &key.bytes]);
-        let outcome = self.local.with(k, b.id, now, |slot| {
-            let (o, new) = b.rate.check(slot.map(|e| e.tat), now);
-            if let Some(tat) = new {
-                *slot = Some(Entry {
-                    tat,
-                    ban_until: 0,
-                    limit: b.rate.limit as u32,
-                });
-            }
-            o
-        });
-        Checked {
-            outcome,
-            at_ms: now,
-        }
-    }
-
     /// Takes one request from `b` for `key`.
     pub async fn check(&self, b: &BucketDef, key: &KeyValue) -> Result<Checked, Unavailable> {
         let now = self.clock.now_ms();
@@ -213,53 +197,13 @@ impl Limiter {
         }
     }
 
-    fn local_lockout_key(&self, l: &LockoutDef, key: &KeyValue) -> u64 {
-        // Lockout ids live in their own half of the id space.
-        self.local.key(l.id | 1 << 31, &[&[key.tag], &key.bytes])
-    }
-
-    /// A reservation on the local table, and whether it went to the overflow state.
-    fn local_reserve(&self, l: &LockoutDef, key: &KeyValue, now: Millis) -> (Reserved, bool) {
-        let k = self.local_lockout_key(l, key);
-        let max = l.rate.limit as usize;
-        self.lockout_logs.with_placed(k, l.id, now, |slot| {
-            let log = slot.get_or_insert_with(|| FailureLog::new(l.rate.window_ms));
-            match log.reserve(now, max) {
-                window::Reserve::Allowed => Reserved::Allowed,
-                window::Reserve::Denied {
-                    retry_after_ms,
-                    banned,
-                } => Reserved::Denied {
-                    retry_after_ms,
-                    banned,
-                },
-            }
-        })
-    }
-
-    fn local_finish(&self, l: &LockoutDef, r: &Reservation, failed: bool, now: Millis) {
-        let settle = |slot: &mut Option<FailureLog>| {
-            if let Some(log) = slot.as_mut() {
-                log.finish(now, l.rate.limit as usize, l.ban_ms, failed);
-            }
-        };
-        // Settled where it was taken: a key that found no room reserved in the overflow state,
-        // even if room has appeared since.
-        if r.in_overflow {
-            self.lockout_logs.with_overflow(l.id, settle)
-        } else {
-            let k = self.local_lockout_key(l, &r.key);
-            self.lockout_logs.with(k, l.id, now, settle)
-        }
-    }
-
     /// Reserves one attempt on lockout `l` for `key`.
     pub async fn attempt(&self, l: &LockoutDef, key: &KeyValue) -> Result<Attempt, Unavailable> {
         let now = self.clock.now_ms();
-        let ((reserved, in_overflow), on_redis) = match &self.backend {
+        let ((reserved, overflow), on_redis) = match &self.backend {
             Backend::Local => (self.local_reserve(l, key, now), false),
             Backend::Redis(r) => match r.reserve(&l.name, l.rate, key).await {
-                Ok(v) => ((v, false), true),
+                Ok(v) => ((v, None), true),
                 Err(e) if self.lockouts_fall_back_local => {
                     tracing::warn!(error = %e, lockout = %l.name, "lockout: Redis failed; using the local counter");
                     (self.local_reserve(l, key, now), false)
@@ -275,7 +219,7 @@ impl Limiter {
                 lockout: l.id,
                 key: key.clone(),
                 on_redis,
-                in_overflow,
+                overflow,
             }),
             Reserved::Denied { retry_after_ms, .. } => Attempt::Denied {
                 retry_after_ms,
@@ -306,130 +250,5 @@ impl Limiter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::ManualClock;
-
-    fn lockout() -> LockoutDef {
-        LockoutDef {
-            name: "login".into(),
-            id: 0,
-            key: KeySpec::Ip,
-            statuses: vec![401],
-            rate: Rate {
-                limit: 3,
-                window_ms: 600_000,
-            },
-            ban_ms: 900_000,
-            name_hash: name_hash("login"),
-        }
-    }
-
-    fn limiter(clock: SharedClock) -> Limiter {
-        let mut l = Limiter::none(clock);
-        l.lockouts = vec![lockout()];
-        l
-    }
-
-    fn key(s: &str) -> KeyValue {
-        KeyValue {
-            tag: b'b',
-            bytes: s.as_bytes().to_vec(),
-        }
-    }
-
-    #[tokio::test]
-    async fn three_failures_ban_for_the_ban_time_and_successes_are_refunded() {
-        let clock = ManualClock::new(1_800_000_000_000);
-        let l = limiter(clock.clone());
-        let def = lockout();
-        // Successful attempts never count.
-        for _ in 0..10 {
-            let Attempt::Allowed(r) = l.attempt(&def, &key("a")).await.unwrap() else {
-                panic!()
-            };
-            l.settle(&r, false).await;
-        }
-        for _ in 0..3 {
-            let Attempt::Allowed(r) = l.attempt(&def, &key("a")).await.unwrap() else {
-                panic!()
-            };
-            l.settle(&r, true).await;
-        }
-        let Attempt::Denied { retry_after_ms, .. } = l.attempt(&def, &key("a")).await.unwrap()
-        else {
-            panic!("the fourth attempt must be refused")
-        };
-        assert_eq!(retry_after_ms, 900_000);
-        // Another key is untouched; the ban ends after ban_time.
-        assert!(matches!(
-            l.attempt(&def, &key("b")).await.unwrap(),
-            Attempt::Allowed(_)
-        ));
-        clock.advance_ms(900_000);
-        assert!(matches!(
-            l.attempt(&def, &key("a")).await.unwrap(),
-            Attempt::Allowed(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_reservation_taken_in_the_overflow_state_is_settled_there() {
-        // A full table (64 keys, one per shard) sends new keys to the shared overflow state.
-        // If room appears before such an attempt is answered, its failure must still be
-        // recorded, and its place given back, where the attempt was counted.
-        let clock = ManualClock::new(1_800_000_000_000);
-        let def = lockout();
-        let l = Limiter::new(
-            Vec::new(),
-            vec![def.clone()],
-            None,
-            Backend::Local,
-            LimiterSettings {
-                max_local_keys: 64,
-                ..Default::default()
-            },
-            clock.clone(),
-        );
-        let mut own = Vec::new();
-        let mut in_overflow = None;
-        for i in 0..10_000 {
-            if let Attempt::Allowed(r) = l.attempt(&def, &key(&format!("k{i}"))).await.unwrap() {
-                if r.in_overflow {
-                    in_overflow = Some(r);
-                    break;
-                }
-                own.push(r);
-            }
-        }
-        let x = in_overflow.expect("the table fills up");
-        for r in &own {
-            l.settle(r, false).await;
-        }
-        clock.advance_ms(1_000);
-        l.settle(&x, true).await;
-        let o = l
-            .lockout_logs
-            .overflow_state(def.id)
-            .expect("overflow state");
-        assert_eq!(
-            o.counts(),
-            (0, 1),
-            "(in flight, failures) in the overflow state"
-        );
-    }
-
-    #[tokio::test]
-    async fn concurrent_attempts_beyond_the_limit_are_refused_before_any_answer() {
-        let clock = ManualClock::new(1_800_000_000_000);
-        let l = limiter(clock);
-        let def = lockout();
-        let mut allowed = 0;
-        for _ in 0..50 {
-            if let Attempt::Allowed(_) = l.attempt(&def, &key("a")).await.unwrap() {
-                allowed += 1;
-            }
-        }
-        assert_eq!(allowed, 3);
-    }
-}
+#[path = "limiter_tests.rs"]
+mod tests;

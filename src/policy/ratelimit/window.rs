@@ -153,13 +153,22 @@ impl FailureLog {
     /// Settles a reserved attempt: a failure is logged (and bans the key once `max` failures
     /// fall within the window); anything else gives the place back. Returns whether it banned.
     pub fn finish(&mut self, now: Millis, max: usize, ban_ms: Millis, failed: bool) -> bool {
+        self.release(now);
+        failed && self.fail(now, max, ban_ms)
+    }
+
+    /// Gives back the place of one attempt in flight (any: they are interchangeable).
+    pub fn release(&mut self, now: Millis) {
         self.prune(now);
         if let Some(i) = (0..self.len as usize).find(|&i| !self.is_failure(i)) {
             self.remove(i);
         }
-        if !failed {
-            return false;
-        }
+    }
+
+    /// Logs one failure (and bans once `max` failures fall within the window). Returns
+    /// whether it banned.
+    pub fn fail(&mut self, now: Millis, max: usize, ban_ms: Millis) -> bool {
+        self.prune(now);
         self.push(now, true);
         if self.failures() >= max.min(MAX_FAILURES) {
             self.ban_until = now + ban_ms;
@@ -176,6 +185,11 @@ impl FailureLog {
     pub fn counts(&self) -> (usize, usize) {
         let failures = self.failures();
         (self.len as usize - failures, failures)
+    }
+
+    /// Serving a ban at `now`.
+    pub fn banned(&self, now: Millis) -> bool {
+        self.ban_until > now
     }
 
     /// Nothing left worth keeping (for sweeping the local table).

@@ -9,7 +9,7 @@ use pingora::protocols::{
 };
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -27,6 +27,10 @@ pub struct ConnState {
     /// When the current head started, in ms since `epoch`.
     since_ms: AtomicU64,
     epoch: Instant,
+    /// The session of a tunnel on this connection was revoked: nothing more passes, and the
+    /// connection closes (see [`ConnState::revoked`]).
+    revoked: AtomicBool,
+    revoked_wake: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -37,6 +41,8 @@ impl ConnState {
             phase: AtomicU8::new(HEAD),
             since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            revoked: AtomicBool::new(false),
+            revoked_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -63,6 +69,19 @@ impl ConnState {
         }
     }
 
+    fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// Resolves once a tunnel's session on this connection has been revoked.
+    pub(super) async fn revoked(&self) {
+        while !self.is_revoked() {
+            // `notify_one` keeps a permit when nobody waits yet, so a close between the check
+            // and this wait is not lost.
+            self.revoked_wake.notified().await;
+        }
+    }
+
     /// Resolves when a head has been in progress for longer than `limit`.
     pub(super) async fn overdue(&self, limit: Duration) {
         let limit_ms = limit.as_millis() as u64;
@@ -81,6 +100,18 @@ impl ConnState {
             }
         }
     }
+}
+
+impl crate::session::tunnels::Closer for ConnState {
+    fn close(&self) {
+        self.revoked.store(true, Ordering::Release);
+        self.revoked_wake.notify_one();
+    }
+}
+
+/// What a read or write gets once the connection's tunnel was revoked.
+fn revoked_error() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "session revoked")
 }
 
 /// The HTTP/2 client connection preface (`PRI * HTTP/2.0…`), in bytes.
@@ -120,6 +151,11 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        // SECURITY: once its session is revoked, no further byte of a tunnel is read, so no
+        // frame sent after the revocation can reach the upstream.
+        if self.state.is_revoked() {
+            return Poll::Ready(Err(revoked_error()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -143,6 +179,9 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.state.is_revoked() {
+            return Poll::Ready(Err(revoked_error()));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -156,6 +195,9 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if self.state.is_revoked() {
+            return Poll::Ready(Err(revoked_error()));
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
