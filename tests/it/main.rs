@@ -32,6 +32,7 @@ mod handshake;
 mod ip_authorization;
 mod ip_authorization_upstream;
 mod lenient_paths;
+mod limiter_agreement;
 mod lockout_flood;
 mod login_capture;
 mod logout;
