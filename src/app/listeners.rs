@@ -72,11 +72,13 @@ pub(super) fn proxy_service(
         if t.http2 {
             settings.enable_h2();
         }
+        let mut acceptor = settings.build();
+        harden(&mut acceptor);
         kinds.add(
             *addr,
             ListenerKind {
                 proxy_protocol: t.proxy_protocol,
-                tls: Some(Arc::new(settings.build())),
+                tls: Some(Arc::new(acceptor)),
             },
         );
         resolvers.push(resolver);
@@ -89,6 +91,17 @@ pub(super) fn proxy_service(
         service.add_tcp(&a.to_string());
     }
     Ok((service, resolvers))
+}
+
+/// Tightens the rustls config pingora built (TLS 1.2 and 1.3, rustls' AEAD-only, forward-secret
+/// suites, the ALPN and the certificate resolver set above).
+fn harden(acceptor: &mut pingora::listeners::tls::Acceptor) {
+    let mut cfg = pingora::tls::ServerConfig::clone(acceptor.acceptor.config());
+    // SECURITY: the server's suite order wins (rustls': AES-256-GCM, AES-128-GCM, then
+    // ChaCha20-Poly1305), so a client cannot steer a TLS 1.2 handshake to the weakest suite
+    // both sides share (testssl.sh: "no cipher order configured").
+    cfg.ignore_client_order = true;
+    acceptor.acceptor = pingora::tls::TlsAcceptor::from(Arc::new(cfg));
 }
 
 /// Serves the forward-auth decision endpoint on its own runtime.

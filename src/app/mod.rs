@@ -392,7 +392,15 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
         sudo.clone(),
         None,
     )));
-    let proxy = FluxgateProxy::new(live.clone(), metrics.clone(), server_cfg.limits);
+    let hsts = crate::proxy::HstsListeners::new(
+        server_cfg
+            .tls
+            .iter()
+            .zip(&tls_addrs)
+            .filter_map(|(t, a)| t.hsts.map(|h| (*a, h.header_value()))),
+    );
+    let proxy =
+        FluxgateProxy::new(live.clone(), metrics.clone(), server_cfg.limits).with_hsts(hsts);
     let (live_for_fa, metrics_for_fa) = (live.clone(), metrics.clone());
 
     let (service, resolvers) = listeners::proxy_service(

@@ -68,6 +68,8 @@ pub struct TlsListenerFile {
     pub http2: bool,
     /// A PROXY protocol header comes first, before the TLS handshake.
     pub proxy_protocol: bool,
+    /// `Strict-Transport-Security` on every answer over this listener (off when absent).
+    pub hsts: Option<HstsFile>,
 }
 
 impl Default for TlsListenerFile {
@@ -77,6 +79,26 @@ impl Default for TlsListenerFile {
             certificates: Vec::new(),
             http2: true,
             proxy_protocol: false,
+            hsts: None,
+        }
+    }
+}
+
+/// `hsts = { max_age = "365d", include_subdomains = false, preload = false }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HstsFile {
+    pub max_age: Dur,
+    pub include_subdomains: bool,
+    pub preload: bool,
+}
+
+impl Default for HstsFile {
+    fn default() -> Self {
+        HstsFile {
+            max_age: Dur::from_secs(HSTS_PRELOAD_MIN_SECS),
+            include_subdomains: false,
+            preload: false,
         }
     }
 }
@@ -88,6 +110,9 @@ pub struct CertFile {
     pub cert: PathBuf,
     /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// DER: an OCSP response for the certificate, stapled to handshakes that ask for one.
+    /// fluxgate never fetches it; it is re-read when the file changes.
+    pub ocsp_response: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +136,79 @@ pub struct TlsListener {
     pub certificates: Vec<CertPaths>,
     pub http2: bool,
     pub proxy_protocol: bool,
+    /// The `Strict-Transport-Security` policy of this listener's answers.
+    pub hsts: Option<Hsts>,
+}
+
+/// A validated `Strict-Transport-Security` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hsts {
+    pub max_age_secs: u64,
+    pub include_subdomains: bool,
+    pub preload: bool,
+}
+
+impl Hsts {
+    /// The header's value, e.g. `max-age=31536000; includeSubDomains; preload`.
+    pub fn header_value(&self) -> http::HeaderValue {
+        let mut v = format!("max-age={}", self.max_age_secs);
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        // Digits, letters, `=`, `;` and spaces only: always a valid header value.
+        http::HeaderValue::try_from(v).unwrap_or_else(|_| http::HeaderValue::from_static(""))
+    }
+}
+
+/// hstspreload.org's minimum `max-age` for preloading: one year.
+const HSTS_PRELOAD_MIN_SECS: u64 = 365 * 86_400;
+/// The longest `max-age` accepted: two years (what browsers honour at most, and a typo in
+/// days would otherwise pin clients to HTTPS for decades).
+const HSTS_MAX_SECS: u64 = 2 * 365 * 86_400;
+
+fn hsts(h: &HstsFile, path: KeyPath, e: &mut Errors) -> Option<Hsts> {
+    let ms = h.max_age.0.as_millis();
+    let secs = h.max_age.0.as_secs();
+    let mut ok = true;
+    if !ms.is_multiple_of(1000) {
+        e.at(
+            path.key("max_age"),
+            "must be whole seconds (max-age is sent in seconds)",
+        );
+        ok = false;
+    } else if secs > HSTS_MAX_SECS {
+        e.at(
+            path.key("max_age"),
+            "must be at most 730d (two years); \"0s\" tells browsers to forget the policy",
+        );
+        ok = false;
+    }
+    if h.preload {
+        // SECURITY: a preload request the list would refuse (or that would preload less than
+        // the operator believes) is refused here instead of at hstspreload.org.
+        if !h.include_subdomains {
+            e.at(
+                path.key("preload"),
+                "needs include_subdomains = true (hstspreload.org requires it)",
+            );
+            ok = false;
+        }
+        if secs < HSTS_PRELOAD_MIN_SECS {
+            e.at(
+                path.key("preload"),
+                "needs max_age of at least 365d (hstspreload.org requires one year)",
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(Hsts {
+        max_age_secs: secs,
+        include_subdomains: h.include_subdomains,
+        preload: h.preload,
+    })
 }
 
 pub(super) fn validate_server(s: &ServerFile, e: &mut Errors) -> ServerSettings {
@@ -218,18 +316,28 @@ fn tls_listener(t: &TlsListenerFile, path: KeyPath, e: &mut Errors) -> Option<Tl
     let mut certificates = Vec::new();
     for (i, c) in t.certificates.iter().enumerate() {
         // Loaded here so a bad file is a config error with its key path, not a startup failure.
-        match crate::net::tls::load_pair(&c.cert, &c.key) {
-            Ok(_) => certificates.push(CertPaths {
+        let at = path.key("certificates").index(i);
+        let pair = crate::net::tls::load_pair(&c.cert, &c.key).map_err(|msg| e.at(at.clone(), msg));
+        let ocsp = match &c.ocsp_response {
+            Some(f) => crate::net::tls::load_ocsp(f)
+                .map(|_| ())
+                .map_err(|msg| e.at(at.key("ocsp_response"), msg)),
+            None => Ok(()),
+        };
+        if pair.is_ok() && ocsp.is_ok() {
+            certificates.push(CertPaths {
                 cert: c.cert.clone(),
                 key: c.key.clone(),
-            }),
-            Err(msg) => e.at(path.key("certificates").index(i), msg),
+                ocsp: c.ocsp_response.clone(),
+            });
         }
     }
+    let hsts = t.hsts.as_ref().and_then(|h| hsts(h, path.key("hsts"), e));
     Some(TlsListener {
         listen: listen?,
         certificates,
         http2: t.http2,
         proxy_protocol: t.proxy_protocol,
+        hsts,
     })
 }

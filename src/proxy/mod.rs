@@ -9,6 +9,7 @@ mod cookies;
 pub mod edge;
 mod edit;
 pub(crate) mod guard;
+mod hsts;
 mod ipauth;
 mod login;
 mod logout;
@@ -27,6 +28,7 @@ use async_trait::async_trait;
 pub use balance::UpstreamPool;
 use edit::Upstream;
 use guard::guarded;
+pub use hsts::HstsListeners;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -78,6 +80,8 @@ pub struct FluxgateProxy {
     pub edge: edge::EdgeLimits,
     /// Connections for login capture's own exchanges (`login.rs`).
     login: pingora::connectors::http::Connector,
+    /// The TLS listeners' `Strict-Transport-Security` (restart to change, as listeners are).
+    hsts: HstsListeners,
 }
 
 impl FluxgateProxy {
@@ -87,14 +91,24 @@ impl FluxgateProxy {
             metrics,
             edge,
             login: pingora::connectors::http::Connector::new(None),
+            hsts: HstsListeners::default(),
         }
+    }
+
+    /// Sends `Strict-Transport-Security` on the answers of these TLS listeners.
+    pub fn with_hsts(mut self, hsts: HstsListeners) -> Self {
+        self.hsts = hsts;
+        self
     }
 }
 
 /// What every answer to an admitted request carries, proxied or not: the limit headers, the
-/// request id, and CORS for an allowed origin.
+/// request id, CORS for an allowed origin, and the TLS listener's HSTS.
 fn finish_response(resp: &mut ResponseHeader, session: &Session, ctx: &RequestCtx) -> Result<()> {
     respond::cors(resp, session, ctx, false)?;
+    // SECURITY: the listener's HSTS policy replaces the upstream's own, so an upstream cannot
+    // weaken (max-age=0) or widen (includeSubDomains, preload) what the edge promises.
+    hsts::apply(resp, ctx.hsts.as_ref())?;
     if let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict
         && let Some(h) = &a.limit_headers
     {
@@ -130,6 +144,9 @@ pub struct RequestCtx {
     attempts: attempt::Attempts,
     /// A WebSocket tunnel's registration, closed on revocation (`tunnel`).
     tunnel: Option<crate::session::tunnels::TunnelGuard>,
+    /// `Strict-Transport-Security` for every answer, when the request came over a TLS
+    /// listener that sends it.
+    hsts: Option<HeaderValue>,
 }
 
 /// What the pipeline needs from the request head.
@@ -188,17 +205,19 @@ impl ProxyHttp for FluxgateProxy {
             sudo_watch: Default::default(),
             attempts: Default::default(),
             tunnel: None,
+            hsts: None,
         }
     }
 
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(state) = edge::Guarded::state_of(session.stream()) {
             state.head_complete();
         }
+        ctx.hsts = self.hsts.for_session(session);
         // Idle time before the next request; pingora would otherwise wait forever on
         // HTTP/1.1. Only where keep-alive is still on (not after `Connection: close`, nor
         // while shutting down).

@@ -65,13 +65,14 @@ pub async fn write_preflight(session: &mut Session, ctx: &RequestCtx) -> Result<
     if let Some(id) = &ctx.request_id {
         h.insert_header(identity::REQUEST_ID, id.clone())?;
     }
+    super::hsts::apply(&mut h, ctx.hsts.as_ref())?;
     session.write_response_header(Box::new(h), true).await
 }
 
 /// Writes `denial` as the contract's JSON response.
 pub async fn write_denial(session: &mut Session, denial: &Denial, ctx: &RequestCtx) -> Result<()> {
     let r = denial.to_response();
-    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 6))?;
+    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 7))?;
     for (k, v) in r.headers {
         h.insert_header(k, v)?;
     }
@@ -82,6 +83,7 @@ pub async fn write_denial(session: &mut Session, denial: &Denial, ctx: &RequestC
     // Every denial to an allowed origin carries the CORS headers of a success, so the page
     // can read Fluxer's error JSON.
     cors(&mut h, session, ctx, true)?;
+    super::hsts::apply(&mut h, ctx.hsts.as_ref())?;
     // An unread request body would have to be drained before the connection could carry the
     // next request; refusing to read what we already refused is cheaper and safer.
     // SECURITY: after a malformed request, nothing more on the connection can be trusted to
@@ -132,6 +134,7 @@ pub async fn write_json(
         h.insert_header(identity::REQUEST_ID, id.clone())?;
     }
     cors(&mut h, session, ctx, true)?;
+    super::hsts::apply(&mut h, ctx.hsts.as_ref())?;
     let end = body.is_empty();
     session.write_response_header(Box::new(h), end).await?;
     if !end {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-fn check(path: &Path) -> (i32, String, String) {
+pub(super) fn check(path: &Path) -> (i32, String, String) {
     let out = Command::new(crate::common::bin())
         .arg("check-config")
         .arg(path)

@@ -49,6 +49,7 @@ mod store_suite;
 mod sudo;
 mod sudo_capture;
 mod sudo_inband;
+mod tls_hardening;
 mod transport;
 mod upstream_balancing;
 mod upstreams;

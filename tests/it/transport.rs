@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A self-signed certificate for `names`, written as `<file>.pem` and `<file>.key`.
-fn cert(dir: &Path, file: &str, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
+pub(super) fn cert(dir: &Path, file: &str, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
     let c =
         rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();
@@ -26,7 +26,7 @@ fn cert(dir: &Path, file: &str, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
 }
 
 /// A client trusting exactly `roots`, limited to `versions`, offering `alpn`.
-fn client(
+pub(super) fn client(
     roots: &[&[u8]],
     versions: &[&'static rustls::SupportedProtocolVersion],
     alpn: &[&[u8]],
@@ -47,7 +47,7 @@ fn client(
 
 /// A TLS connection to `addr` as `sni`: the peer's leaf certificate, the negotiated protocol
 /// version and ALPN, and the stream.
-fn tls_connect(
+pub(super) fn tls_connect(
     addr: SocketAddr,
     cfg: Arc<rustls::ClientConfig>,
     sni: &str,
@@ -67,11 +67,11 @@ fn leaf(s: &rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> Vec<u8>
     s.conn.peer_certificates().unwrap()[0].to_vec()
 }
 
-fn tls_config(dir: &Path, up: SocketAddr, tls: &str, extra: &str) -> String {
+pub(super) fn tls_config(dir: &Path, up: SocketAddr, tls: &str, extra: &str) -> String {
     base_config(dir, up, extra).replace("[upstream]", &format!("{tls}\n[upstream]"))
 }
 
-fn https_get(
+pub(super) fn https_get(
     s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     path: &str,
     headers: &str,
