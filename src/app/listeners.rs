@@ -49,6 +49,10 @@ pub(super) fn proxy_service(
         .max_concurrent_reset_streams(10)
         .max_pending_accept_reset_streams(20)
         .max_local_error_reset_streams(Some(256));
+    // SECURITY: extended CONNECT (RFC 8441, WebSockets over HTTP/2) stays off: not advertised,
+    // so clients use HTTP/1.1 for WebSockets, and a `:protocol` sent anyway is reset by h2 as
+    // malformed. Pingora cannot tunnel it to the upstream, and revocation closes a WebSocket by
+    // closing its connection (docs/contract.md §2).
     http.h2_options = Some(h2);
     // Every listener is plain TCP to pingora: the edge reads a PROXY header and runs the TLS
     // handshake itself (see proxy/edge/accept.rs for why), so it needs each listener's kind.

@@ -138,6 +138,8 @@ const OVERDUE_GRACE: Duration = Duration::from_secs(3);
 enum End {
     Served(Option<Stream>),
     Revoked,
+    /// The edge answered a head itself (`answer`); the connection ends.
+    Answered,
     Overdue,
 }
 
@@ -259,11 +261,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
             // ways (dropping the connection's future closes the client and upstream sockets).
             () = state.revoked() => End::Revoked,
             r = &mut served => End::Served(r),
+            () = state.answered() => End::Answered,
             // SECURITY: a request head must arrive whole within the deadline (slowloris).
             () = state.overdue(self.limits.head_timeout) => End::Overdue,
         };
         match end {
             End::Served(r) => r,
+            End::Answered => None,
             End::Revoked => {
                 self.metrics.connections_refused.inc("session_revoked", "");
                 None
@@ -276,7 +280,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
                 // The HTTP/1 reader answers 408 and ends; bounded, in case pingora is not
                 // reading (then the connection is dropped as before).
                 state.expire();
-                let _ = tokio::time::timeout(OVERDUE_GRACE, served).await;
+                let answered = async {
+                    tokio::select! {
+                        _ = &mut served => {}
+                        () = state.answered() => {}
+                    }
+                };
+                let _ = tokio::time::timeout(OVERDUE_GRACE, answered).await;
                 None
             }
         }

@@ -39,6 +39,8 @@ pub struct ConnState {
     expired: AtomicBool,
     /// The HTTP/1 reader, woken when the head expires.
     reader: AtomicWaker,
+    /// The edge's own answer was written and the connection drained: it ends here.
+    answered: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -53,7 +55,13 @@ impl ConnState {
             revoked_wake: tokio::sync::Notify::new(),
             expired: AtomicBool::new(false),
             reader: AtomicWaker::new(),
+            answered: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves once the edge has answered a head itself and the connection can be dropped.
+    pub(super) async fn answered(&self) {
+        self.answered.notified().await
     }
 
     /// The head is overdue: the HTTP/1 reader answers 408 and ends the connection.
@@ -200,9 +208,7 @@ impl Guarded {
             self.answer_with(&Denial::Limit(Limit::HeadTimeout));
         }
         if self.answer.is_some() {
-            // The answer is written and the connection drained; pingora then reads its end.
-            ready!(self.poll_answer(cx));
-            return Poll::Ready(Ok(()));
+            return self.answered(cx);
         }
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
@@ -224,8 +230,16 @@ impl Guarded {
         // Pingora never sees the head that went over: the edge answers instead.
         buf.set_filled(before);
         self.answer_with(&Denial::Limit(limit));
+        self.answered(cx)
+    }
+
+    /// Drives the edge's answer; once it is done, the edge drops the connection (`answered`)
+    /// while pingora's read stays pending, so pingora does not log a failed read as an error.
+    fn answered(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         ready!(self.poll_answer(cx));
-        Poll::Ready(Ok(()))
+        // `notify_one` keeps its permit until the edge looks.
+        self.state.answered.notify_one();
+        Poll::Pending
     }
 
     /// Whether pingora is starting its own answer to a head that never reached the hooks,
