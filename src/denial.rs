@@ -173,12 +173,13 @@ pub enum Limit {
 }
 
 impl From<HygieneError> for Denial {
-    /// Oversized header sections are 431 (as the edge answers the ones too large to parse);
-    /// every other hygiene failure is a malformed request.
+    /// Oversized header sections are 431 (as the edge answers the ones too large to parse),
+    /// `CONNECT` is 405; every other hygiene failure is a malformed request.
     fn from(e: HygieneError) -> Denial {
         match e {
             HygieneError::HeadersTooLarge => Denial::Limit(Limit::HeadersTooLarge),
             HygieneError::TooManyHeaders => Denial::Limit(Limit::TooManyHeaders),
+            HygieneError::Connect => Denial::MethodNotAllowed,
             e => Denial::BadRequest(BadRequest::Hygiene(e)),
         }
     }

@@ -37,6 +37,9 @@ pub(super) fn proxy_service(
     // An HTTP/2 connection without streams is closed after the keep-alive timeout, as an idle
     // HTTP/1 connection is.
     options.h2_idle_timeout = Some(limits.keepalive_timeout);
+    // `CONNECT` reaches the pipeline, whose hygiene refuses every one (405 in the contract's
+    // JSON, on HTTP/1 and HTTP/2 alike); pingora's own refusal would be a bare 405.
+    options.allow_connect_method_proxying = true;
     http.server_options = Some(options);
     // SECURITY: conservative HTTP/2 limits against stream floods (rapid reset), CONTINUATION
     // floods and oversized frames; the h2 crate enforces them.

@@ -2,7 +2,8 @@
 //! client over TLS: fluxgate does not advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL`, so clients
 //! open their WebSockets over HTTP/1.1; an extended CONNECT sent anyway is reset
 //! (`PROTOCOL_ERROR`, as RFC 8441 §3 requires), reaches no upstream, and the connection's
-//! other streams carry on. Why: docs/contract.md §2, "WebSockets".
+//! other streams carry on; a plain `CONNECT` is 405 in the contract's JSON. Why:
+//! docs/contract.md §2, "WebSockets".
 
 use crate::common::*;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -49,6 +50,8 @@ fn connector(root: &[u8]) -> tokio_rustls::TlsConnector {
 struct Seen {
     advertised: bool,
     extended_connect: Result<u16, Option<h2::Reason>>,
+    /// A plain CONNECT (a tunnel to another host): status and body.
+    plain_connect: Result<(u16, String), Option<h2::Reason>>,
     before: u16,
     after: u16,
 }
@@ -89,11 +92,31 @@ async fn try_h2_websocket(addr: std::net::SocketAddr, root: Vec<u8>) -> Seen {
         Ok(r) => Ok(r.status().as_u16()),
         Err(e) => Err(e.reason()),
     };
+    let mut ready = send.clone().ready().await.unwrap();
+    let tunnel = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("evil.example:443")
+        .body(())
+        .unwrap();
+    let (resp, _body) = ready.send_request(tunnel, false).unwrap();
+    let plain_connect = match resp.await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let mut body = r.into_body();
+            let mut text = Vec::new();
+            while let Some(Ok(chunk)) = body.data().await {
+                text.extend_from_slice(&chunk);
+            }
+            Ok((status, String::from_utf8_lossy(&text).into_owned()))
+        }
+        Err(e) => Err(e.reason()),
+    };
     let (after, _) = get(send).await;
     driver.abort();
     Seen {
         advertised,
         extended_connect,
+        plain_connect,
         before,
         after,
     }
@@ -120,6 +143,11 @@ fn a_websocket_over_http2_is_refused_with_a_stream_reset_and_never_forwarded() {
         Err(Some(h2::Reason::PROTOCOL_ERROR)),
         "an extended CONNECT was answered"
     );
+    // A plain CONNECT reaches the pipeline and is refused in the contract's JSON.
+    let (status, body) = seen.plain_connect.expect("an answer to a plain CONNECT");
+    assert_eq!(status, 405);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
     // The connection's other streams are unaffected.
     assert_eq!((seen.before, seen.after), (200, 200));
     assert_eq!(up.count(), 2, "only the two GETs reached the upstream");

@@ -70,7 +70,10 @@ fn assert_own_answer(fg: &Fluxgate, bytes: &[u8], status: u16, code: &str) -> Re
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     let id = r.header("x-request-id").expect("a request id");
     assert!(
-        (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+        (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)),
         "{id}"
     );
     assert_eq!(
@@ -145,7 +148,7 @@ fn bytes_that_are_not_http_get_the_contracts_400_instead_of_pingoras_bare_one() 
 }
 
 #[test]
-fn connect_is_405_in_the_contracts_json() {
+fn a_connect_tunnel_is_405_in_the_contracts_json_and_never_opened() {
     let (up, fg) = setup();
     let r = assert_own_answer(
         &fg,
@@ -154,8 +157,16 @@ fn connect_is_405_in_the_contracts_json() {
         "METHOD_NOT_ALLOWED",
     );
     assert!(r.header("allow").is_some_and(|a| a.contains("GET")));
+    // Aimed at an open route, a tunnel is still refused before routing.
+    let r = assert_own_answer(
+        &fg,
+        b"CONNECT /public HTTP/1.1\r\nHost: a\r\nX-Request-Id: mine-1\r\n\r\n",
+        405,
+        "METHOD_NOT_ALLOWED",
+    );
+    assert_eq!(r.header("x-request-id"), Some("mine-1"));
     assert_eq!(up.count(), 0);
-    assert_eq!(denied(&fg, "method_not_allowed"), 1.0);
+    assert_eq!(denied(&fg, "method_not_allowed"), 2.0);
 }
 
 #[test]

@@ -11,8 +11,10 @@
 //!   itself: 414 for a request line over [`MAX_REQUEST_LINE`], 431 for a header section over
 //!   `server.max_header_bytes` or with more than `server.max_headers` fields. Pingora never
 //!   sees those bytes, so it never buffers more than the bounds (not its own 1 MiB).
-//! - [`replacement`] recognises pingora's own bare `400`/`405` (written while the head was
-//!   still unparsed) and writes the contract's answer instead.
+//! - [`replacement`] recognises pingora's own bare `400` (written while the head was still
+//!   unparsed) and writes the contract's answer instead; likewise its `405` for `CONNECT`,
+//!   should that refusal ever be pingora's again (fluxgate lets `CONNECT` through to the
+//!   pipeline, which refuses it in JSON on HTTP/2 too: `app/listeners.rs`).
 //! - A head past `server.head_timeout` gets 408 (the edge's watchdog marks the connection).
 //!
 //! Each answer is written in full, the write side shut, and what the client still sends read
