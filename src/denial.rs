@@ -110,6 +110,10 @@ fn secs(ms: i64) -> HeaderValue {
 pub enum Denial {
     /// 400: the request is malformed (path, headers, framing).
     BadRequest(BadRequest),
+    /// 408, 413, 414, 431: the request is over one of the edge's bounds.
+    Limit(Limit),
+    /// 405: a method fluxgate does not proxy (`CONNECT`, refused by Pingora before routing).
+    MethodNotAllowed,
     /// 401: no valid credential.
     Unauthorized(Unauthenticated),
     /// 403: the credential kind is not accepted on this route.
@@ -153,6 +157,34 @@ pub enum BadRequest {
     Invalid(&'static str),
 }
 
+/// Which bound of the edge a request went over (each has its own status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// 413: a body that must be read before deciding is over the bound.
+    BodyTooLarge,
+    /// 414: the request line is over the bound.
+    RequestLineTooLong,
+    /// 431: the header section is over `server.max_header_bytes`.
+    HeadersTooLarge,
+    /// 431: more header fields than `server.max_headers`.
+    TooManyHeaders,
+    /// 408: the request head did not arrive whole within `server.head_timeout`.
+    HeadTimeout,
+}
+
+impl From<HygieneError> for Denial {
+    /// Oversized header sections are 431 (as the edge answers the ones too large to parse),
+    /// `CONNECT` is 405; every other hygiene failure is a malformed request.
+    fn from(e: HygieneError) -> Denial {
+        match e {
+            HygieneError::HeadersTooLarge => Denial::Limit(Limit::HeadersTooLarge),
+            HygieneError::TooManyHeaders => Denial::Limit(Limit::TooManyHeaders),
+            HygieneError::Connect => Denial::MethodNotAllowed,
+            e => Denial::BadRequest(BadRequest::Hygiene(e)),
+        }
+    }
+}
+
 /// A denial rendered for the wire.
 #[derive(Debug, Clone)]
 pub struct DenialResponse {
@@ -167,6 +199,13 @@ impl Denial {
     pub fn status(&self) -> StatusCode {
         match self {
             Denial::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Denial::Limit(Limit::BodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            Denial::Limit(Limit::RequestLineTooLong) => StatusCode::URI_TOO_LONG,
+            Denial::Limit(Limit::HeadersTooLarge | Limit::TooManyHeaders) => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            Denial::Limit(Limit::HeadTimeout) => StatusCode::REQUEST_TIMEOUT,
+            Denial::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Denial::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Denial::AccessDenied
             | Denial::MissingOauthScope { .. }
@@ -188,6 +227,13 @@ impl Denial {
     pub fn code(&self) -> &'static str {
         match self {
             Denial::BadRequest(_) => "BAD_REQUEST",
+            Denial::Limit(Limit::BodyTooLarge) => "PAYLOAD_TOO_LARGE",
+            Denial::Limit(Limit::RequestLineTooLong) => "URI_TOO_LONG",
+            Denial::Limit(Limit::HeadersTooLarge | Limit::TooManyHeaders) => {
+                "REQUEST_HEADER_FIELDS_TOO_LARGE"
+            }
+            Denial::Limit(Limit::HeadTimeout) => "REQUEST_TIMEOUT",
+            Denial::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Denial::Unauthorized(_) => "UNAUTHORIZED",
             Denial::AccessDenied => "ACCESS_DENIED",
             Denial::MissingOauthScope { .. } => "MISSING_OAUTH_SCOPE",
@@ -210,6 +256,12 @@ impl Denial {
             Denial::BadRequest(BadRequest::Unparseable) => "unparseable_request",
             Denial::BadRequest(BadRequest::Hygiene(h)) => h.reason(),
             Denial::BadRequest(BadRequest::Invalid(_)) => "invalid_request",
+            Denial::Limit(Limit::BodyTooLarge) => "body_too_large",
+            Denial::Limit(Limit::RequestLineTooLong) => "request_line_too_long",
+            Denial::Limit(Limit::HeadersTooLarge) => "headers_too_large",
+            Denial::Limit(Limit::TooManyHeaders) => "too_many_headers",
+            Denial::Limit(Limit::HeadTimeout) => "head_timeout",
+            Denial::MethodNotAllowed => "method_not_allowed",
             Denial::Unauthorized(u) => u.reason(),
             Denial::AccessDenied => "kind_not_accepted",
             Denial::MissingOauthScope { .. } => "missing_scope",
@@ -234,6 +286,12 @@ impl Denial {
             Denial::BadRequest(BadRequest::Unparseable) => "Malformed request.",
             Denial::BadRequest(BadRequest::Hygiene(h)) => h.message(),
             Denial::BadRequest(BadRequest::Invalid(why)) => why,
+            Denial::Limit(Limit::BodyTooLarge) => "The request body is too large.",
+            Denial::Limit(Limit::RequestLineTooLong) => "The request line is too long.",
+            Denial::Limit(Limit::HeadersTooLarge) => "The request headers are too large.",
+            Denial::Limit(Limit::TooManyHeaders) => "The request has too many headers.",
+            Denial::Limit(Limit::HeadTimeout) => "The request head took too long.",
+            Denial::MethodNotAllowed => "This method is not accepted.",
             Denial::Unauthorized(_) => "Unauthorized",
             Denial::AccessDenied => "This credential type cannot access this resource.",
             Denial::MissingOauthScope { .. } => "Missing required OAuth2 scope.",
@@ -266,6 +324,12 @@ impl Denial {
             (
                 HeaderName::from_static("cache-control"),
                 HeaderValue::from_static("no-store"),
+            ),
+            // SECURITY: a client must never sniff a denial's JSON as HTML (reflected content in
+            // a message or ticket rendered as a page).
+            (
+                HeaderName::from_static("x-content-type-options"),
+                HeaderValue::from_static("nosniff"),
             ),
         ];
         match self {
@@ -326,7 +390,14 @@ impl Denial {
                     headers.extend(b.headers());
                 }
             }
+            Denial::MethodNotAllowed => {
+                headers.push((
+                    HeaderName::from_static("allow"),
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"),
+                ));
+            }
             Denial::BadRequest(_)
+            | Denial::Limit(_)
             | Denial::InvalidApiOrigin
             | Denial::Forbidden
             | Denial::AccessDenied

@@ -176,7 +176,7 @@ impl Pipeline {
         let upgrade = match self.rules.hygiene.check(&f.head()) {
             Ok(u) => u,
             Err(e) => {
-                let d = Denial::BadRequest(BadRequest::Hygiene(e));
+                let d = Denial::from(e);
                 return Verdict::refused(client_ip, RouteId::Unrouted, Stage::Route, d);
             }
         };

@@ -37,6 +37,9 @@ pub(super) fn proxy_service(
     // An HTTP/2 connection without streams is closed after the keep-alive timeout, as an idle
     // HTTP/1 connection is.
     options.h2_idle_timeout = Some(limits.keepalive_timeout);
+    // `CONNECT` reaches the pipeline, whose hygiene refuses every one (405 in the contract's
+    // JSON, on HTTP/1 and HTTP/2 alike); pingora's own refusal would be a bare 405.
+    options.allow_connect_method_proxying = true;
     http.server_options = Some(options);
     // SECURITY: conservative HTTP/2 limits against stream floods (rapid reset), CONTINUATION
     // floods and oversized frames; the h2 crate enforces them.
@@ -49,6 +52,10 @@ pub(super) fn proxy_service(
         .max_concurrent_reset_streams(10)
         .max_pending_accept_reset_streams(20)
         .max_local_error_reset_streams(Some(256));
+    // SECURITY: extended CONNECT (RFC 8441, WebSockets over HTTP/2) stays off: not advertised,
+    // so clients use HTTP/1.1 for WebSockets, and a `:protocol` sent anyway is reset by h2 as
+    // malformed. Pingora cannot tunnel it to the upstream, and revocation closes a WebSocket by
+    // closing its connection (docs/contract.md §2).
     http.h2_options = Some(h2);
     // Every listener is plain TCP to pingora: the edge reads a PROXY header and runs the TLS
     // handshake itself (see proxy/edge/accept.rs for why), so it needs each listener's kind.

@@ -16,7 +16,7 @@
 pub(crate) mod original;
 mod serve;
 
-use crate::denial::{BadRequest, Denial};
+use crate::denial::{BadRequest, Denial, Limit};
 use crate::identity;
 use crate::metrics::Metrics;
 use crate::pipeline::{RequestFacts, Verdict, admitted_reason};
@@ -143,20 +143,18 @@ impl ForwardAuth {
     /// The answer to bytes that are not a request head (`serve`): 400, 408 or 431 in the
     /// contract's JSON, counted like the other refusals.
     fn unreadable(&self, status: StatusCode) -> Answer {
-        let (reason, message) = match status {
-            StatusCode::REQUEST_TIMEOUT => ("head_timeout", "The request head took too long."),
+        let (reason, d) = match status {
+            StatusCode::REQUEST_TIMEOUT => ("head_timeout", Denial::Limit(Limit::HeadTimeout)),
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
-                ("head_too_large", "The request head is too large.")
+                ("head_too_large", Denial::Limit(Limit::HeadersTooLarge))
             }
-            _ => ("unparseable_request", "The request is not valid HTTP/1.1."),
+            _ => (
+                "unparseable_request",
+                Denial::BadRequest(BadRequest::Unparseable),
+            ),
         };
         self.metrics.forward_auth.inc("refused", reason);
-        let mut a = denial(
-            &Denial::BadRequest(BadRequest::Invalid(message)),
-            &identity::request_id(&HeaderMap::new()),
-        );
-        a.status = status;
-        a
+        denial(&d, &identity::request_id(&HeaderMap::new()))
     }
 }
 

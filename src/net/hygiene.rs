@@ -29,6 +29,8 @@ pub enum HygieneError {
     Upgrade,
     /// A method outside the standard set, or a standard one not in upper case (`get`).
     Method,
+    /// `CONNECT`: fluxgate opens no tunnels (405).
+    Connect,
 }
 
 impl HygieneError {
@@ -42,6 +44,7 @@ impl HygieneError {
             HygieneError::AliasedHeader => "aliased_header",
             HygieneError::Upgrade => "unsupported_upgrade",
             HygieneError::Method => "unsupported_method",
+            HygieneError::Connect => "method_not_allowed",
         }
     }
 
@@ -59,6 +62,7 @@ impl HygieneError {
             }
             HygieneError::Upgrade => "Only WebSocket upgrades are accepted.",
             HygieneError::Method => "Only standard methods, in upper case, are accepted.",
+            HygieneError::Connect => "This method is not accepted.",
         }
     }
 }
@@ -124,6 +128,12 @@ impl HygieneRules {
         // the default policy at one that maps it to a handler anyway.
         if !STANDARD_METHODS.contains(head.method) {
             return Err(HygieneError::Method);
+        }
+        // SECURITY: a CONNECT would turn the connection (or an HTTP/2 stream) into a tunnel to
+        // wherever it names; fluxgate proxies requests, so every one is refused, whatever its
+        // target or route.
+        if *head.method == Method::CONNECT {
+            return Err(HygieneError::Connect);
         }
         let h = head.headers;
         // SECURITY: a length next to chunked framing is how request smuggling starts: one hop
@@ -272,6 +282,18 @@ mod tests {
             let m: Method = m.parse().unwrap();
             assert!(check_with(&m, Version::HTTP_11, &[], false).is_ok(), "{m}");
         }
+    }
+
+    #[test]
+    fn a_connect_tunnel_is_refused_whatever_it_names() {
+        assert_eq!(
+            check_with(&Method::CONNECT, Version::HTTP_11, &[], false),
+            Err(HygieneError::Connect)
+        );
+        assert_eq!(
+            check_with(&Method::CONNECT, Version::HTTP_2, &[], false),
+            Err(HygieneError::Connect)
+        );
     }
 
     #[test]

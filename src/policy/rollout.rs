@@ -68,6 +68,8 @@ pub fn reportable(d: &Denial) -> bool {
         | Denial::Forbidden
         | Denial::RateLimited(_) => true,
         Denial::BadRequest(_)
+        | Denial::Limit(_)
+        | Denial::MethodNotAllowed
         | Denial::StoreUnavailable { .. }
         | Denial::LimiterUnavailable
         | Denial::BadGateway

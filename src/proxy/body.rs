@@ -7,7 +7,7 @@
 //! routes. Routes without body-keyed limits never read ahead.
 
 use super::RequestCtx;
-use crate::denial::{BadRequest, Denial};
+use crate::denial::{Denial, Limit};
 use crate::pipeline::BodyNeed;
 use bytes::Bytes;
 use pingora::prelude::*;
@@ -32,9 +32,7 @@ pub enum Preread {
 // per-account lockout. So chunked and unknown-length bodies are read too, and larger ones are
 // refused.
 fn too_large() -> Denial {
-    Denial::BadRequest(BadRequest::Invalid(
-        "the body of this request must be at most 16 KiB",
-    ))
+    Denial::Limit(Limit::BodyTooLarge)
 }
 
 /// Reads the body when the route needs it (at most 16 KiB, whatever its framing).

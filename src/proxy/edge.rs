@@ -16,6 +16,7 @@
 //! the TLS handshake, so handshakes count too.
 
 mod accept;
+mod answer;
 mod guarded;
 
 pub use accept::{ListenerKind, Listeners};
@@ -125,6 +126,21 @@ pub struct Edge<A> {
     listeners: Listeners,
     per_ip: PerIp,
     metrics: Arc<Metrics>,
+    /// What HTTP/1 connections answer with themselves (shared by all of them).
+    bounds: Arc<answer::Bounds>,
+}
+
+/// How long pingora gets to let the edge answer 408 and close, once a head is overdue (the
+/// answer's own lingering close takes at most a second).
+const OVERDUE_GRACE: Duration = Duration::from_secs(3);
+
+/// How a connection's HTTP handling ended.
+enum End {
+    Served(Option<Stream>),
+    Revoked,
+    /// The edge answered a head itself (`answer`); the connection ends.
+    Answered,
+    Overdue,
 }
 
 impl<A> Edge<A> {
@@ -135,6 +151,11 @@ impl<A> Edge<A> {
         listeners: Listeners,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let bounds = Arc::new(answer::Bounds {
+            max_header_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+            metrics: metrics.clone(),
+        });
         Edge {
             inner: Arc::new(inner),
             limits,
@@ -142,6 +163,7 @@ impl<A> Edge<A> {
             listeners,
             per_ip: PerIp::default(),
             metrics,
+            bounds,
         }
     }
 
@@ -227,21 +249,44 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
         // streams.
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let state = Arc::new(ConnState::new());
-        let guarded: Stream = Box::new(Guarded::new(stream, state.clone(), h2));
-        tokio::select! {
+        let guarded: Stream =
+            Box::new(Guarded::new(stream, state.clone(), h2, self.bounds.clone()));
+        let served = self.inner.process_new(guarded, shutdown);
+        tokio::pin!(served);
+        let end = tokio::select! {
             // Revocation first: a revoked tunnel also makes its reads fail (`Guarded`), and the
             // connection must be counted as cut by the revocation, not as ended by that error.
             biased;
             // SECURITY: a WebSocket tunnel whose session was revoked is cut at once, both
             // ways (dropping the connection's future closes the client and upstream sockets).
-            () = state.revoked() => {
+            () = state.revoked() => End::Revoked,
+            r = &mut served => End::Served(r),
+            () = state.answered() => End::Answered,
+            // SECURITY: a request head must arrive whole within the deadline (slowloris).
+            () = state.overdue(self.limits.head_timeout) => End::Overdue,
+        };
+        match end {
+            End::Served(r) => r,
+            End::Answered => None,
+            End::Revoked => {
                 self.metrics.connections_refused.inc("session_revoked", "");
                 None
             }
-            r = self.inner.process_new(guarded, shutdown) => r,
-            // SECURITY: a request head must arrive whole within the deadline (slowloris).
-            () = state.overdue(self.limits.head_timeout) => {
+            End::Overdue => {
                 self.metrics.connections_refused.inc("head_timeout", "");
+                if h2 {
+                    return None;
+                }
+                // The HTTP/1 reader answers 408 and ends; bounded, in case pingora is not
+                // reading (then the connection is dropped as before).
+                state.expire();
+                let answered = async {
+                    tokio::select! {
+                        _ = &mut served => {}
+                        () = state.answered() => {}
+                    }
+                };
+                let _ = tokio::time::timeout(OVERDUE_GRACE, answered).await;
                 None
             }
         }

@@ -88,7 +88,12 @@ pub async fn write_denial(session: &mut Session, denial: &Denial, ctx: &RequestC
     // next request; refusing to read what we already refused is cheaper and safer.
     // SECURITY: after a malformed request, nothing more on the connection can be trusted to
     // be framed the way it looks (smuggling); close it.
-    if request_has_body(session) || matches!(denial, Denial::BadRequest(_)) {
+    if request_has_body(session)
+        || matches!(
+            denial,
+            Denial::BadRequest(_) | Denial::Limit(_) | Denial::MethodNotAllowed
+        )
+    {
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;

@@ -532,6 +532,7 @@ impl Resp {
         assert_eq!(self.status, status, "body: {}", self.text());
         assert_eq!(self.header("content-type"), Some("application/json"));
         assert_eq!(self.header("cache-control"), Some("no-store"));
+        assert_eq!(self.header("x-content-type-options"), Some("nosniff"));
         let v = self.json();
         assert_eq!(v["code"], code, "{v}");
         assert!(v["message"].is_string(), "{v}");

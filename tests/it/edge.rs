@@ -96,12 +96,17 @@ fn read_one(s: &mut TcpStream) -> Resp {
 
 /// A refused request: 400, exactly one response, connection closed, nothing forwarded.
 fn assert_refused(up: &Upstream, fg: &Fluxgate, what: &str, bytes: &str) -> Resp {
+    assert_refused_with(up, fg, what, bytes, 400)
+}
+
+/// As [`assert_refused`], with `status`.
+fn assert_refused_with(up: &Upstream, fg: &Fluxgate, what: &str, bytes: &str, status: u16) -> Resp {
     up.clear();
     let x = exchange(fg.proxy, bytes.as_bytes(), Duration::from_secs(5));
     let r = x.resp();
     assert_eq!(
         r.status,
-        400,
+        status,
         "{what}: {:?}",
         String::from_utf8_lossy(&x.raw)
     );
@@ -251,21 +256,23 @@ fn header_floods_over_the_size_or_count_limit_are_refused() {
     let up = Upstream::start();
     let fg = start_with_server_keys(&up, "max_header_bytes = 4096\nmax_headers = 20");
     let big = "a".repeat(5000);
-    let r = assert_refused(
+    let r = assert_refused_with(
         &up,
         &fg,
         "oversized section",
         &format!("GET /public HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"),
+        431,
     );
-    r.denial(400, "BAD_REQUEST");
+    r.denial(431, "REQUEST_HEADER_FIELDS_TOO_LARGE");
     let many: String = (0..25).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let r = assert_refused(
+    let r = assert_refused_with(
         &up,
         &fg,
         "too many headers",
         &format!("GET /public HTTP/1.1\r\nHost: a\r\n{many}\r\n"),
+        431,
     );
-    r.denial(400, "BAD_REQUEST");
+    r.denial(431, "REQUEST_HEADER_FIELDS_TOO_LARGE");
     // Just under both limits passes.
     let some: String = (0..15).map(|i| format!("X-H{i}: v\r\n")).collect();
     let r = send_raw(

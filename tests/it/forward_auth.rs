@@ -499,7 +499,10 @@ fn an_oversized_or_broken_head_gets_the_contracts_json_and_is_counted() {
         "{}",
         &out[..out.len().min(300)]
     );
-    assert!(out.contains("\"code\":\"BAD_REQUEST\""), "{out}");
+    assert!(
+        out.contains("\"code\":\"REQUEST_HEADER_FIELDS_TOO_LARGE\""),
+        "{out}"
+    );
 
     let mut s = std::net::TcpStream::connect(fa).unwrap();
     s.write_all(b"GET /_auth HTTP/1.1\r\nBad Header: x\r\n\r\n")

@@ -157,7 +157,7 @@ fn missing_or_malformed_bodies_are_limited_by_ip_and_oversized_ones_are_refused(
     let fg2 = Fluxgate::start(up.addr, LIMITS);
     up.clear();
     let r = fg2.send(&Req::new("POST", "/auth/email").body(big.as_bytes()));
-    r.denial(400, "BAD_REQUEST");
+    r.denial(413, "PAYLOAD_TOO_LARGE");
     assert_eq!(up.count(), 0);
 }
 
@@ -192,7 +192,7 @@ fn a_chunked_body_cannot_dodge_a_lockout_keyed_by_its_email() {
     assert_eq!(up.count(), before);
     // A chunked body over 16 KiB is refused rather than keyed by IP.
     let big = json!({"email": "other@example.com", "pad": "p".repeat(20 * 1024)}).to_string();
-    send_raw(fg.proxy, &chunked("/auth/guess", &big, "401")).denial(400, "BAD_REQUEST");
+    send_raw(fg.proxy, &chunked("/auth/guess", &big, "401")).denial(413, "PAYLOAD_TOO_LARGE");
     assert_eq!(up.count(), before);
 }
 

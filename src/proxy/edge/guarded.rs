@@ -1,8 +1,12 @@
 //! One client connection's progress through its request heads ([`ConnState`]), and the
 //! stream wrapper that reports it ([`Guarded`]) while passing everything else through to
-//! pingora's stream.
+//! pingora's stream. On HTTP/1 the wrapper also answers heads that never reach the request
+//! hooks (`answer`).
 
+use super::answer::{Answer, Bounds, HeadScan, replacement};
+use crate::denial::{Denial, Limit};
 use async_trait::async_trait;
+use futures_util::task::AtomicWaker;
 use pingora::protocols::{
     ALPN, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID,
     UniqueIDType,
@@ -10,7 +14,7 @@ use pingora::protocols::{
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 // tokio's clock, so tests can pause it.
@@ -31,6 +35,12 @@ pub struct ConnState {
     /// connection closes (see [`ConnState::revoked`]).
     revoked: AtomicBool,
     revoked_wake: tokio::sync::Notify,
+    /// The head went past its deadline: the next read answers 408 (HTTP/1).
+    expired: AtomicBool,
+    /// The HTTP/1 reader, woken when the head expires.
+    reader: AtomicWaker,
+    /// The edge's own answer was written and the connection drained: it ends here.
+    answered: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -43,7 +53,25 @@ impl ConnState {
             epoch: Instant::now(),
             revoked: AtomicBool::new(false),
             revoked_wake: tokio::sync::Notify::new(),
+            expired: AtomicBool::new(false),
+            reader: AtomicWaker::new(),
+            answered: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves once the edge has answered a head itself and the connection can be dropped.
+    pub(super) async fn answered(&self) {
+        self.answered.notified().await
+    }
+
+    /// The head is overdue: the HTTP/1 reader answers 408 and ends the connection.
+    pub(super) fn expire(&self) {
+        self.expired.store(true, Ordering::Release);
+        self.reader.wake();
+    }
+
+    fn in_head(&self) -> bool {
+        self.phase.load(Ordering::Acquire) == HEAD
     }
 
     fn now_ms(&self) -> u64 {
@@ -60,13 +88,16 @@ impl ConnState {
         self.phase.store(IDLE, Ordering::Release);
     }
 
-    fn bytes_arrived(&self) {
+    /// True when these bytes start a new head.
+    fn bytes_arrived(&self) -> bool {
         if self.phase.load(Ordering::Relaxed) == IDLE {
             self.since_ms.store(self.now_ms(), Ordering::Release);
-            let _ = self
+            return self
                 .phase
-                .compare_exchange(IDLE, HEAD, Ordering::AcqRel, Ordering::Relaxed);
+                .compare_exchange(IDLE, HEAD, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
         }
+        false
     }
 
     fn is_revoked(&self) -> bool {
@@ -125,15 +156,107 @@ pub struct Guarded {
     /// HTTP/2: preface bytes still to come. Once the preface is in, h2's own limits and the
     /// idle timeout take over, and the head deadline no longer applies.
     h2_preface_left: usize,
+    /// HTTP/1: the current head's scan, and what the edge answers with (None on HTTP/2).
+    h1: Option<(HeadScan, Arc<Bounds>)>,
+    /// The edge's own answer, once it is answering: then nothing else is read or written.
+    answer: Option<Answer>,
 }
 
 impl Guarded {
     /// Wraps a connection that starts with an HTTP/2 preface when `h2` (negotiated by ALPN).
-    pub(super) fn new(inner: Stream, state: Arc<ConnState>, h2: bool) -> Guarded {
+    pub(super) fn new(
+        inner: Stream,
+        state: Arc<ConnState>,
+        h2: bool,
+        bounds: Arc<Bounds>,
+    ) -> Guarded {
         Guarded {
             inner,
             state,
             h2_preface_left: if h2 { H2_PREFACE } else { 0 },
+            h1: (!h2).then(|| (HeadScan::default(), bounds)),
+            answer: None,
+        }
+    }
+
+    /// Starts the edge's own answer (HTTP/1 only).
+    fn answer_with(&mut self, denial: &Denial) {
+        if let Some((_, bounds)) = &self.h1 {
+            self.answer = Some(Answer::new(denial, bounds));
+        }
+    }
+
+    /// Drives the edge's answer, if it is answering; ready once it is done.
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        match &mut self.answer {
+            Some(a) => a.poll(&mut self.inner, cx).map(|()| true),
+            None => Poll::Ready(false),
+        }
+    }
+
+    /// Reads the next bytes on HTTP/1: scanned while a head arrives, and answered by the
+    /// edge when the head goes over a bound or past its deadline.
+    fn poll_read_h1(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.state.reader.register(cx.waker());
+        if self.answer.is_none() && self.state.expired.load(Ordering::Acquire) {
+            // SECURITY: a head past its deadline is answered and the connection closed
+            // (slowloris), with the contract's 408 rather than a silent close.
+            self.answer_with(&Denial::Limit(Limit::HeadTimeout));
+        }
+        if self.answer.is_some() {
+            return self.answered(cx);
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let Some((scan, bounds)) = &mut self.h1 else {
+            return Poll::Ready(Ok(()));
+        };
+        if buf.filled().len() == before {
+            return Poll::Ready(Ok(()));
+        }
+        if self.state.bytes_arrived() {
+            *scan = HeadScan::default();
+        }
+        if !self.state.in_head() {
+            return Poll::Ready(Ok(()));
+        }
+        let Some(limit) = scan.feed(&buf.filled()[before..], bounds) else {
+            return Poll::Ready(Ok(()));
+        };
+        // Pingora never sees the head that went over: the edge answers instead.
+        buf.set_filled(before);
+        self.answer_with(&Denial::Limit(limit));
+        self.answered(cx)
+    }
+
+    /// Drives the edge's answer; once it is done, the edge drops the connection (`answered`)
+    /// while pingora's read stays pending, so pingora does not log a failed read as an error.
+    fn answered(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.poll_answer(cx));
+        // `notify_one` keeps its permit until the edge looks.
+        self.state.answered.notify_one();
+        Poll::Pending
+    }
+
+    /// Whether pingora is starting its own answer to a head that never reached the hooks,
+    /// which the edge replaces (HTTP/1 only).
+    fn replaces(&mut self, written: &[u8]) -> bool {
+        if self.answer.is_some() {
+            return true;
+        }
+        if self.h1.is_none() || !self.state.in_head() {
+            return false;
+        }
+        match replacement(written) {
+            Some(d) => {
+                self.answer_with(&d);
+                true
+            }
+            None => false,
         }
     }
 
@@ -156,17 +279,16 @@ impl AsyncRead for Guarded {
         if self.state.is_revoked() {
             return Poll::Ready(Err(revoked_error()));
         }
+        if self.h1.is_some() {
+            return self.poll_read_h1(cx, buf);
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
-        if matches!(r, Poll::Ready(Ok(()))) && n > 0 {
-            if self.h2_preface_left > 0 {
-                self.h2_preface_left = self.h2_preface_left.saturating_sub(n);
-                if self.h2_preface_left == 0 {
-                    self.state.head_complete();
-                }
-            } else {
-                self.state.bytes_arrived();
+        if matches!(r, Poll::Ready(Ok(()))) && n > 0 && self.h2_preface_left > 0 {
+            self.h2_preface_left = self.h2_preface_left.saturating_sub(n);
+            if self.h2_preface_left == 0 {
+                self.state.head_complete();
             }
         }
         r
@@ -182,12 +304,23 @@ impl AsyncWrite for Guarded {
         if self.state.is_revoked() {
             return Poll::Ready(Err(revoked_error()));
         }
+        if self.replaces(buf) {
+            // Pingora's own bytes are dropped; the edge's answer goes out instead.
+            ready!(self.poll_answer(cx));
+            return Poll::Ready(Ok(buf.len()));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if ready!(self.poll_answer(cx)) {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if ready!(self.poll_answer(cx)) {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
     fn poll_write_vectored(
@@ -197,6 +330,14 @@ impl AsyncWrite for Guarded {
     ) -> Poll<std::io::Result<usize>> {
         if self.state.is_revoked() {
             return Poll::Ready(Err(revoked_error()));
+        }
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if self.replaces(first) {
+            ready!(self.poll_answer(cx));
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
@@ -208,6 +349,9 @@ impl AsyncWrite for Guarded {
 #[async_trait]
 impl Shutdown for Guarded {
     async fn shutdown(&mut self) {
+        if std::future::poll_fn(|cx| self.poll_answer(cx)).await {
+            return;
+        }
         self.inner.shutdown().await
     }
 }
@@ -280,7 +424,7 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(30), s.overdue(Duration::from_secs(5)));
         s.request_done();
         assert!(quiet.await.is_err());
-        s.bytes_arrived();
+        assert!(s.bytes_arrived());
         let t0 = tokio::time::Instant::now();
         tokio::time::timeout(Duration::from_secs(30), s.overdue(Duration::from_secs(5)))
             .await
