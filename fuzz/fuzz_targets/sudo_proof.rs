@@ -79,6 +79,7 @@ fn sudo(bind: bool) -> &'static Sudo {
             cookie_name: "fluxer_sudo_mode".into(),
             upstream_lifetime_secs: 300,
             proof_lockout: None,
+            capture_window: Default::default(),
         })
         .expect("valid sudo settings")
     };

@@ -66,6 +66,7 @@ pub(super) fn proxy_service(
             ListenerKind {
                 proxy_protocol: cfg.proxy_protocol,
                 tls: None,
+                hsts: None,
             },
         );
     }
@@ -86,6 +87,7 @@ pub(super) fn proxy_service(
             ListenerKind {
                 proxy_protocol: t.proxy_protocol,
                 tls: Some(Arc::new(acceptor)),
+                hsts: t.hsts.map(|h| h.header_value()),
             },
         );
         resolvers.push(resolver);

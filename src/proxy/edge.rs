@@ -130,6 +130,10 @@ pub struct Edge<A> {
     bounds: Arc<answer::Bounds>,
 }
 
+/// A connection ready for HTTP: its stream, its per-address slot, and the listener's
+/// `Strict-Transport-Security` value for the edge's own answers.
+type Ready<'a> = (Stream, Option<Slot<'a>>, Option<http::HeaderValue>);
+
 /// How long pingora gets to let the edge answer 408 and close, once a head is overdue (the
 /// answer's own lingering close takes at most a second).
 const OVERDUE_GRACE: Duration = Duration::from_secs(3);
@@ -188,8 +192,8 @@ impl<A> Edge<A> {
     }
 
     /// Everything before HTTP: the PROXY header, the per-address slot, the TLS handshake.
-    /// Returns the stream HTTP is spoken on and the slot it holds.
-    async fn before_http(&self, stream: Stream) -> Result<(Stream, Option<Slot<'_>>), Refused> {
+    /// Returns the stream HTTP is spoken on, the slot it holds and the listener's HSTS header.
+    async fn before_http(&self, stream: Stream) -> Result<Ready<'_>, Refused> {
         let local = local_addr(&stream);
         let Some(kind) = local.and_then(|a| self.listeners.lookup(a)) else {
             // Every listener is registered with its bound address; this is a bug, not a client.
@@ -198,7 +202,7 @@ impl<A> Edge<A> {
         };
         let mut client = peer_ip(&stream);
         if !kind.proxy_protocol && kind.tls.is_none() {
-            return Ok((stream, self.admit(client)?));
+            return Ok((stream, self.admit(client)?, None));
         }
         let mut l4 = accept::into_l4(stream)?;
         if kind.proxy_protocol {
@@ -218,7 +222,7 @@ impl<A> Edge<A> {
             Some(tls) => accept::tls_handshake(tls, l4, self.limits.head_timeout).await?,
             None => Box::new(l4),
         };
-        Ok((stream, slot))
+        Ok((stream, slot, kind.hsts.clone()))
     }
 }
 
@@ -237,7 +241,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let (stream, _slot) = match self.before_http(stream).await {
+        let (stream, _slot, hsts) = match self.before_http(stream).await {
             Ok(s) => s,
             Err(refused) => {
                 self.metrics.connections_refused.inc(refused.reason(), "");
@@ -249,8 +253,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
         // streams.
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let state = Arc::new(ConnState::new());
-        let guarded: Stream =
-            Box::new(Guarded::new(stream, state.clone(), h2, self.bounds.clone()));
+        let guarded: Stream = Box::new(Guarded::new(
+            stream,
+            state.clone(),
+            h2,
+            self.bounds.clone(),
+            hsts,
+        ));
         let served = self.inner.process_new(guarded, shutdown);
         tokio::pin!(served);
         let end = tokio::select! {

@@ -93,8 +93,28 @@ fn hsts_is_on_every_answer_over_tls_and_replaces_the_upstreams() {
     let r = over_tls(tls, &root, &slow);
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(hsts_of(&r), [POLICY]);
+    // The edge's own answer to a head it refuses before pingora parses it: 431.
+    let oversized = format!(
+        "GET /users/@me HTTP/1.1\r\nHost: a.test\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(200 * 1024)
+    );
+    let roots: [&[u8]; 1] = [&root];
+    let mut s = tls_connect(tls, client(&roots, rustls::ALL_VERSIONS, &[]), "a.test").unwrap();
+    let _ = s.write_all(oversized.as_bytes());
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let r = parse_response(&buf);
+    r.denial(431, "REQUEST_HEADER_FIELDS_TOO_LARGE");
+    assert_eq!(hsts_of(&r), [POLICY]);
 
     // SECURITY: never over plain HTTP, even from the same process and config.
+    let mut s = std::net::TcpStream::connect(fg.proxy).unwrap();
+    let _ = s.write_all(oversized.as_bytes());
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let r = parse_response(&buf);
+    r.denial(431, "REQUEST_HEADER_FIELDS_TOO_LARGE");
+    assert!(hsts_of(&r).is_empty(), "{:?}", r.headers);
     for req in [Req::get("/users/@me"), preflight()] {
         let r = req.send(fg.proxy);
         assert!(r.status == 401 || r.status == 204, "{}", r.status);

@@ -29,6 +29,8 @@ pub struct ListenerKind {
     pub proxy_protocol: bool,
     /// TLS, after the PROXY header if there is one.
     pub tls: Option<Arc<Acceptor>>,
+    /// `Strict-Transport-Security` on the edge's own answers (TLS listeners with `hsts` only).
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// The listeners of the proxy service, by the address they were bound to.
@@ -197,6 +199,7 @@ mod tests {
         ListenerKind {
             proxy_protocol: pp,
             tls: None,
+            hsts: None,
         }
     }
 

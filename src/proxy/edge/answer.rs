@@ -168,7 +168,7 @@ pub fn replacement(written: &[u8]) -> Option<Denial> {
 }
 
 /// The HTTP/1.1 bytes of `denial`'s answer, closing the connection.
-fn render(denial: &Denial) -> Bytes {
+fn render(denial: &Denial, hsts: Option<&http::HeaderValue>) -> Bytes {
     let r = denial.to_response();
     let mut out = Vec::with_capacity(256 + r.body.len());
     let reason = r.status.canonical_reason().unwrap_or("");
@@ -176,6 +176,11 @@ fn render(denial: &Denial) -> Bytes {
     for (k, v) in &r.headers {
         out.extend_from_slice(k.as_str().as_bytes());
         out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(v) = hsts {
+        out.extend_from_slice(b"strict-transport-security: ");
         out.extend_from_slice(v.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -209,7 +214,7 @@ pub struct Answer {
 
 impl Answer {
     /// Starts answering with `denial`, and counts it.
-    pub fn new(denial: &Denial, b: &Bounds) -> Answer {
+    pub fn new(denial: &Denial, b: &Bounds, hsts: Option<&http::HeaderValue>) -> Answer {
         let status = denial.status().as_u16();
         b.metrics.decisions.inc("denied", denial.reason());
         b.metrics
@@ -217,7 +222,7 @@ impl Answer {
             .inc(crate::proxy::respond::status_class(status), "");
         tracing::debug!(status, reason = denial.reason(), "the edge answered a head");
         Answer {
-            out: render(denial),
+            out: render(denial, hsts),
             stage: Stage::Write,
             linger: Box::pin(tokio::time::sleep(LINGER)),
             drained: 0,
@@ -331,7 +336,7 @@ mod tests {
 
     #[test]
     fn an_answer_is_the_contracts_json_with_nosniff_and_an_id() {
-        let out = render(&Denial::Limit(Limit::HeadersTooLarge));
+        let out = render(&Denial::Limit(Limit::HeadersTooLarge), None);
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(text.contains("\r\nx-content-type-options: nosniff\r\n"));

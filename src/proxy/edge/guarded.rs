@@ -160,6 +160,8 @@ pub struct Guarded {
     h1: Option<(HeadScan, Arc<Bounds>)>,
     /// The edge's own answer, once it is answering: then nothing else is read or written.
     answer: Option<Answer>,
+    /// The listener's `Strict-Transport-Security`, for that answer (TLS listeners only).
+    hsts: Option<http::HeaderValue>,
 }
 
 impl Guarded {
@@ -169,6 +171,7 @@ impl Guarded {
         state: Arc<ConnState>,
         h2: bool,
         bounds: Arc<Bounds>,
+        hsts: Option<http::HeaderValue>,
     ) -> Guarded {
         Guarded {
             inner,
@@ -176,13 +179,14 @@ impl Guarded {
             h2_preface_left: if h2 { H2_PREFACE } else { 0 },
             h1: (!h2).then(|| (HeadScan::default(), bounds)),
             answer: None,
+            hsts,
         }
     }
 
     /// Starts the edge's own answer (HTTP/1 only).
     fn answer_with(&mut self, denial: &Denial) {
         if let Some((_, bounds)) = &self.h1 {
-            self.answer = Some(Answer::new(denial, bounds));
+            self.answer = Some(Answer::new(denial, bounds, self.hsts.as_ref()));
         }
     }
 
