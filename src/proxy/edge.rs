@@ -19,7 +19,7 @@ mod accept;
 mod answer;
 mod guarded;
 
-pub use accept::{ListenerKind, Listeners};
+pub use accept::{ListenerKind, Listeners, by_local_addr};
 use accept::{Refused, local_addr};
 pub use guarded::{ConnState, Guarded};
 

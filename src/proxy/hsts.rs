@@ -41,16 +41,7 @@ impl HstsListeners {
 
     /// The header of the listener bound to exactly `local`, else of a wildcard one on its port.
     fn lookup(&self, local: SocketAddr) -> Option<&HeaderValue> {
-        let ip = local.ip().to_canonical();
-        let same_port = || {
-            self.by_addr
-                .iter()
-                .filter(|(a, _)| a.port() == local.port())
-        };
-        same_port()
-            .find(|(a, _)| a.ip().to_canonical() == ip)
-            .or_else(|| same_port().find(|(a, _)| a.ip().is_unspecified()))
-            .map(|(_, v)| v)
+        super::edge::by_local_addr(&self.by_addr, local)
     }
 }
 

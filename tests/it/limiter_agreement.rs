@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn limiter(redis: &RedisServer, prefix: &str) -> RedisLimiter {
     let conns = Connections::new(RedisSettings {
@@ -147,7 +147,7 @@ fn redis_and_local_lockouts_agree_on_every_decision() {
                 window_ms: WINDOW_MS,
             };
             let redis_limiter = limiter(&redis, &format!("lockagree{}:", case.get()));
-            let started = Instant::now();
+            let started = fluxgate::clock::monotonic_now();
             // The local clock stands still: within the window and the ban, time cannot matter.
             let now = 1_800_000_000_000;
             let mut local: HashMap<u8, FailureLog> = HashMap::new();

@@ -48,17 +48,19 @@ impl Listeners {
     /// The listener a connection with this local address was accepted on: the one bound to
     /// exactly that address, else a wildcard one (`0.0.0.0`, `[::]`) on its port.
     pub fn lookup(&self, local: SocketAddr) -> Option<&ListenerKind> {
-        let ip = local.ip().to_canonical();
-        let same_port = || {
-            self.by_addr
-                .iter()
-                .filter(|(a, _)| a.port() == local.port())
-        };
-        same_port()
-            .find(|(a, _)| a.ip().to_canonical() == ip)
-            .or_else(|| same_port().find(|(a, _)| a.ip().is_unspecified()))
-            .map(|(_, k)| k)
+        by_local_addr(&self.by_addr, local)
     }
+}
+
+/// The entry of the listener a connection with local address `local` came in on: the one bound
+/// to exactly that address, else a wildcard one (`0.0.0.0`, `[::]`) on its port.
+pub fn by_local_addr<T>(listeners: &[(SocketAddr, T)], local: SocketAddr) -> Option<&T> {
+    let ip = local.ip().to_canonical();
+    let same_port = || listeners.iter().filter(|(a, _)| a.port() == local.port());
+    same_port()
+        .find(|(a, _)| a.ip().to_canonical() == ip)
+        .or_else(|| same_port().find(|(a, _)| a.ip().is_unspecified()))
+        .map(|(_, k)| k)
 }
 
 /// The local address of an accepted connection.
