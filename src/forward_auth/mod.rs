@@ -118,7 +118,7 @@ impl ForwardAuth {
                     Some(d) => ("would_deny", d.reason()),
                     None => ("admitted", admitted_reason(&a)),
                 };
-                (outcome.0, outcome.1, admitted(pipeline, a))
+                (outcome.0, outcome.1, admitted(pipeline, a, original.nginx))
             }
             Err(d) => ("denied", d.reason(), denial(&d, &request_id)),
         };
@@ -159,15 +159,26 @@ impl ForwardAuth {
 }
 
 /// The 200 for an admitted request: the upstream plan's headers (moved, not copied), every
-/// identity header, and the `X-RateLimit-*` headers.
-fn admitted(pipeline: &crate::pipeline::Pipeline, a: crate::pipeline::Admitted) -> Answer {
+/// identity header (unless `nginx` described the request), and the `X-RateLimit-*` headers.
+fn admitted(
+    pipeline: &crate::pipeline::Pipeline,
+    a: crate::pipeline::Admitted,
+    nginx: bool,
+) -> Answer {
     let names = pipeline.rules.names.all();
     let set = a.plan.set;
     // SECURITY: every identity header is in the answer, empty when it does not apply, so an
     // edge that copies a fixed list never invents one: Caddy 2.6's copy_headers sets a header
-    // missing from the answer to its placeholder's literal text; nginx and Traefik send
-    // nothing for an empty value.
-    let absent = names.each_ref().map(|n| !set.iter().any(|(k, _)| k == n));
+    // missing from the answer to its placeholder's literal text, and Envoy keeps the client's
+    // copy of a header the answer lacks. nginx needs no stand-ins: `auth_request_set` reads a
+    // missing header as empty, and `proxy_set_header` with an empty value sends nothing and
+    // drops the client's copy all the same, so its answers stay shorter (every header is
+    // parsed by the edge on every request).
+    let absent = if nginx {
+        [false; crate::identity::COUNT]
+    } else {
+        names.each_ref().map(|n| !set.iter().any(|(k, _)| k == n))
+    };
     let mut h = Vec::with_capacity(set.len() + names.len() + 4);
     // The edge routes the request itself: a route's `set_host` is the proxy's.
     h.extend(set.into_iter().filter(|(k, _)| *k != http::header::HOST));

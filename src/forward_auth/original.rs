@@ -70,7 +70,16 @@ pub struct Original {
     pub headers: HeaderMap,
     /// The client, resolved past the trusted edges (and trusted proxies).
     pub client_ip: IpAddr,
+    /// Described in nginx's `auth_request` convention (`X-Original-URI`): the edge copies each
+    /// identity header with `auth_request_set` + `proxy_set_header`, where a missing header and
+    /// an empty one both send nothing and drop the client's copy, so the answer needs no empty
+    /// stand-ins (see `admitted`).
+    pub nginx: bool,
 }
+
+/// nginx's conventional name for the original URI. Caddy and Traefik always send their own
+/// `X-Forwarded-Uri` (a second URI header is refused as a duplicate), and Envoy sends none.
+const NGINX_URI: HeaderName = HeaderName::from_static("x-original-uri");
 
 /// A head's header fields in wire order, as the decision server read them.
 pub type Fields = Vec<(HeaderName, HeaderValue)>;
@@ -125,6 +134,8 @@ impl One {
 struct Description {
     method: One,
     uri: One,
+    /// The URI came as `X-Original-URI`.
+    nginx: bool,
     proto: One,
     host: One,
     /// The client-address header's lines, in order.
@@ -143,6 +154,7 @@ impl Description {
             if rules.method_headers.contains(&name) {
                 d.method.push(value);
             } else if rules.uri_headers.contains(&name) {
+                d.nginx = name == NGINX_URI;
                 d.uri.push(value);
             } else if name == rules.host_header {
                 d.host.push(value);
@@ -255,6 +267,7 @@ fn finish(
         Some(_) => return Err(Refusal::InvalidProto),
     };
     let host = d.host.optional(Refusal::DuplicateHost)?;
+    let nginx = d.nginx;
     let client_ip = rules.client_ip.resolve_lines(peer, d.client.iter());
     // The pipeline's headers: the client's, with `Host` the original one.
     let mut headers = d.rest;
@@ -267,6 +280,7 @@ fn finish(
         tls,
         headers,
         client_ip,
+        nginx,
     })
 }
 

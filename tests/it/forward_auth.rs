@@ -119,10 +119,14 @@ fn identity_reaches_the_upstream_through_nginx_and_a_spoofed_user_id_never_does(
     let r = Req::get("/me?x=1")
         .header("Authorization", &format!("Bearer {token}"))
         .header("X-Fluxgate-User-Id", "1")
+        .header("X-Fluxgate-Scopes", "admin")
         .header("X-Forwarded-Uri", "/public")
         .send(nx.addr);
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = up.last();
+    // SECURITY: the session has no scopes, so fluxgate's answer to nginx has no scopes header
+    // at all; the recipe's proxy_set_header still drops the client's copy.
+    assert_eq!(seen.get("x-fluxgate-scopes"), None);
     assert_eq!(seen.target, "/me?x=1");
     assert_eq!(
         seen.get("x-fluxgate-user-id").as_deref(),
@@ -259,7 +263,22 @@ fn traefik_and_caddy_headers_are_understood_and_answered_with_the_plan() {
     assert_eq!(r.header("x-forwarded-for"), Some("203.0.113.5"));
     assert_eq!(r.header("x-forwarded-proto"), Some("https"));
     assert_eq!(r.header("x-forwarded-host"), Some("api.example"));
+    // Every identity header is named, empty where it does not apply: Caddy's copy_headers and
+    // Envoy would otherwise invent a value or keep the client's.
+    assert_eq!(r.header("x-fluxgate-scopes"), Some(""));
+    assert_eq!(r.header("x-fluxgate-assertion"), Some(""));
     assert!(r.text().is_empty());
+    // nginx's convention (X-Original-URI) gets only the headers that apply: nginx treats a
+    // missing header as empty, and the answer stays short.
+    let r = Req::get("/")
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", "/me")
+        .header("Authorization", &format!("Bearer {token}"))
+        .send(fg.forward_auth.unwrap());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fluxgate-user-id"), Some("42"));
+    assert_eq!(r.header("x-fluxgate-scopes"), None);
+    assert_eq!(r.header("x-fluxgate-assertion"), None);
     let r = Req::get("/")
         .header("X-Forwarded-Method", "GET")
         .header("X-Forwarded-Uri", "/me")
