@@ -37,6 +37,8 @@ pub struct Opts {
     /// uniform in the range).
     pub gap: (f64, f64),
     pub down: (f64, f64),
+    /// Load before the first fault, after which RSS and fds are read as the start.
+    pub warmup: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -84,10 +86,9 @@ pub struct Report {
     pub failures_outside: u64,
     pub faults: Vec<Fault>,
     /// (RSS bytes, open fds) of the loaded instance and of the second, at start and end.
-    pub a_start: (u64, usize),
-    pub a_end: (u64, usize),
-    pub b_start: (u64, usize),
-    pub b_end: (u64, usize),
+    /// RSS and open fds of the loaded instance and of the second one.
+    pub a: Usage,
+    pub b: Usage,
     pub alive: bool,
     /// The end of the loaded instance's log (warnings and errors), to explain a failure.
     pub log_tail: String,
@@ -104,8 +105,22 @@ fn wait(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     None
 }
 
-fn usage(pid: u32) -> (u64, usize) {
-    (procs::rss(pid), procs::fds(pid))
+/// (RSS bytes, open fds) of a process: before the load, after the warm-up (before the first
+/// fault), at the end, and the largest seen (sampled after each fault, or every 5 s).
+#[derive(Clone, Copy, Default)]
+pub struct Usage {
+    pub idle: (u64, usize),
+    pub warm: (u64, usize),
+    pub end: (u64, usize),
+    pub max: (u64, usize),
+}
+
+impl Usage {
+    fn sample(&mut self, pid: u32) -> (u64, usize) {
+        let u = (procs::rss(pid), procs::fds(pid));
+        self.max = (self.max.0.max(u.0), self.max.1.max(u.1));
+        u
+    }
 }
 
 struct World {
@@ -154,7 +169,9 @@ pub fn run(o: &Opts) -> Report {
         reloads: 0,
         probe_open: false,
     };
-    let (a_start, b_start) = (usage(w.a.pid()), usage(w.b.pid()));
+    let (mut ua, mut ub) = (Usage::default(), Usage::default());
+    ua.idle = ua.sample(w.a.pid());
+    ub.idle = ub.sample(w.b.pid());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -187,13 +204,27 @@ pub fn run(o: &Opts) -> Report {
         end,
     )));
 
+    std::thread::sleep(Duration::from_secs(o.warmup));
+    ua.warm = ua.sample(w.a.pid());
+    ub.warm = ub.sample(w.b.pid());
     let mut faults = Vec::new();
     // Each round runs every kind once, in a random order: a short run still sees all four.
     let mut round: Vec<Kind> = Vec::new();
     let margin = Duration::from_secs_f64(o.down.1 + 5.0);
     loop {
         let gap = Duration::from_secs_f64(o.gap.0 + rng.f64() * (o.gap.1 - o.gap.0));
-        if !o.faults || monotonic_now() + gap + margin > end {
+        if !o.faults {
+            if monotonic_now() >= end {
+                break;
+            }
+            std::thread::sleep(
+                Duration::from_secs(5).min(end.saturating_duration_since(monotonic_now())),
+            );
+            ua.sample(w.a.pid());
+            ub.sample(w.b.pid());
+            continue;
+        }
+        if monotonic_now() + gap + margin > end {
             break;
         }
         std::thread::sleep(gap);
@@ -206,6 +237,8 @@ pub fn run(o: &Opts) -> Report {
         let f = fault(&mut w, kind, down);
         eprintln!("t={:.1}s {:?}: {}", f.at_ms as f64 / 1000.0, f.kind, f.note);
         faults.push(f);
+        ua.sample(w.a.pid());
+        ub.sample(w.b.pid());
     }
     rt.block_on(async {
         for c in clients.drain(..) {
@@ -217,9 +250,10 @@ pub fn run(o: &Opts) -> Report {
         }
     });
     let secs = start.elapsed().as_secs_f64();
-    let (a_end, b_end) = (usage(w.a.pid()), usage(w.b.pid()));
+    ua.end = ua.sample(w.a.pid());
+    ub.end = ub.sample(w.b.pid());
     let alive = w.a.alive() && w.b.alive();
-    report(o, &w, faults, secs, [a_start, a_end, b_start, b_end], alive)
+    report(o, &w, faults, secs, [ua, ub], alive)
 }
 
 fn report(
@@ -227,7 +261,7 @@ fn report(
     w: &World,
     mut faults: Vec<Fault>,
     secs: f64,
-    usage: [(u64, usize); 4],
+    usage: [Usage; 2],
     alive: bool,
 ) -> Report {
     let s = &w.stats;
@@ -266,10 +300,8 @@ fn report(
         canary_upstream_hits: w.upstream.canary_hits.load(Ordering::Relaxed),
         failures_outside: outside,
         faults,
-        a_start: usage[0],
-        a_end: usage[1],
-        b_start: usage[2],
-        b_end: usage[3],
+        a: usage[0],
+        b: usage[1],
         alive,
         log_tail: {
             let log = std::fs::read_to_string(&w.a.stderr_log).unwrap_or_default();

@@ -49,6 +49,7 @@ fn main() {
         sessions: 500,
         gap: (4.0, 16.0),
         down: (1.0, 5.0),
+        warmup: 3,
     };
     eprintln!("chaos soak: {secs} s, seed {seed} (rerun the same faults with --seed {seed})");
     let plain = (!args.iter().any(|a| a == "--no-plain")).then(|| {

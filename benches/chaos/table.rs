@@ -1,7 +1,7 @@
 //! The chaos soak's report: one Markdown table with the plain soak (when one ran) beside the
 //! chaos soak, then one row per kind of fault. This is what docs/reliability.md shows.
 
-use super::driver::{Fault, Kind, Report};
+use super::driver::{Fault, Kind, Report, Usage};
 
 fn classes(c: &[u64; 5], broken: u64) -> String {
     format!("{} / {} / {} / {} / {}", c[1], c[2], c[3], c[4], broken)
@@ -9,6 +9,20 @@ fn classes(c: &[u64; 5], broken: u64) -> String {
 
 fn mb(b: u64) -> String {
     format!("{:.1}", b as f64 / 1_048_576.0)
+}
+
+fn rss(u: &Usage) -> String {
+    format!(
+        "{} → {} → {} ({})",
+        mb(u.idle.0),
+        mb(u.warm.0),
+        mb(u.end.0),
+        mb(u.max.0)
+    )
+}
+
+fn fds(u: &Usage) -> String {
+    format!("{} → {} → {} ({})", u.idle.1, u.warm.1, u.end.1, u.max.1)
 }
 
 /// min / median / max of some milliseconds, or "–".
@@ -45,6 +59,9 @@ pub fn table(plain: Option<&Report>, chaos: &Report) -> String {
     row("duration (s)", &|r| format!("{:.0}", r.secs));
     row("load requests", &|r| r.requests.to_string());
     row("throughput (req/s)", &|r| format!("{:.0}", r.throughput()));
+    row("2xx per second", &|r| {
+        format!("{:.0}", r.class[1] as f64 / r.secs)
+    });
     row("2xx / 3xx / 4xx / 5xx / broken connections", &|r| {
         classes(&r.class, r.conn_errors)
     });
@@ -85,18 +102,22 @@ pub fn table(plain: Option<&Report>, chaos: &Report) -> String {
                 .to_string()
         },
     );
-    row("loaded instance RSS start → end (MB)", &|r| {
-        format!("{} → {}", mb(r.a_start.0), mb(r.a_end.0))
-    });
-    row("loaded instance open fds start → end", &|r| {
-        format!("{} → {}", r.a_start.1, r.a_end.1)
-    });
-    row("second instance RSS start → end (MB)", &|r| {
-        format!("{} → {}", mb(r.b_start.0), mb(r.b_end.0))
-    });
-    row("second instance open fds start → end", &|r| {
-        format!("{} → {}", r.b_start.1, r.b_end.1)
-    });
+    row(
+        "loaded instance RSS (MB): idle → after warm-up → end (max)",
+        &|r| rss(&r.a),
+    );
+    row(
+        "loaded instance open fds: idle → after warm-up → end (max)",
+        &|r| fds(&r.a),
+    );
+    row(
+        "second instance RSS (MB): idle → after warm-up → end (max)",
+        &|r| rss(&r.b),
+    );
+    row(
+        "second instance open fds: idle → after warm-up → end (max)",
+        &|r| fds(&r.b),
+    );
     row("both instances alive at the end", &|r| {
         if r.alive { "yes" } else { "**no**" }.into()
     });

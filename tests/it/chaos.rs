@@ -29,6 +29,7 @@ fn revoked_and_invalid_tokens_are_never_admitted_through_redis_upstream_and_relo
         sessions: 20,
         gap: (0.5, 2.0),
         down: (0.5, 1.5),
+        warmup: 1,
     });
     eprintln!("{}\n{}", table::table(None, &r), table::faults(&r));
     eprintln!("end of the loaded instance's log:\n{}", r.log_tail);
