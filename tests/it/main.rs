@@ -18,6 +18,7 @@ mod backend_fake;
 mod backend_sessions;
 mod backend_shared;
 mod browser;
+mod chaos;
 mod config_check;
 mod cors;
 mod demo_and_cli;
