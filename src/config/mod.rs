@@ -8,6 +8,7 @@
 //! assembles the sections; `validate.rs` runs them in order and holds the shared helpers.
 
 mod admin;
+mod assertion;
 mod client_ip;
 mod cookies;
 mod cors;
