@@ -301,3 +301,23 @@ fn the_pyjwt_example_verifies_an_assertion_from_a_live_fluxgate() {
         assert_eq!(run(&forged, &host).status.code(), Some(1));
     }
 }
+
+#[test]
+fn the_forward_auth_endpoint_never_admits_a_jwks_request_upstream() {
+    // The proxy answers the JWKS itself; an edge asking the decision endpoint would forward the
+    // request upstream past the route's rules, so it is refused there.
+    let up = Upstream::start();
+    let fg = Fluxgate::start(
+        up.addr,
+        &format!(
+            "[forward_auth]\nlisten = \"127.0.0.1:0\"\n{}",
+            identity("ES256", &[key("es256-a.pem", "a", "")])
+        ),
+    );
+    let r = Req::get("/")
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", "/.well-known/jwks.json")
+        .send(fg.forward_auth.unwrap());
+    r.denial(403, "FORBIDDEN");
+    assert_eq!(up.count(), 0);
+}
