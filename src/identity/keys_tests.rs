@@ -107,3 +107,25 @@ fn a_key_of_the_wrong_type_or_form_is_refused_with_the_reason() {
     assert!(err(sec1, KeyAlg::Es256).contains("pkcs8 -topk8"));
     assert!(err(b"not a pem", KeyAlg::EdDsa).contains("not a PEM file"));
 }
+
+#[test]
+fn the_default_kid_is_the_rfc_7638_thumbprint() {
+    // Computed here from the published members, in the RFC's order, with no library's help.
+    use base64::Engine;
+    use sha2::Digest;
+    for (pem, alg) in [(ES_A, KeyAlg::Es256), (ED_A, KeyAlg::EdDsa)] {
+        let k = key(pem, alg, None, Window::default());
+        let jwk: serde_json::Value = serde_json::from_str(k.public_jwk()).unwrap();
+        let canonical = match alg {
+            KeyAlg::Es256 => format!(
+                r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#,
+                jwk["x"], jwk["y"]
+            ),
+            KeyAlg::EdDsa => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":{}}}"#, jwk["x"]),
+        };
+        let digest = sha2::Sha256::digest(canonical.as_bytes());
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+        assert_eq!(k.kid(), expected, "{alg:?}");
+        assert_eq!(jwk["kid"], expected);
+    }
+}
