@@ -215,7 +215,7 @@ fn explain(req: crate::explain::Request, json: bool) -> i32 {
 }
 
 fn run(path: &std::path::Path, upgrade: bool) -> i32 {
-    let cfg = match config::load(path) {
+    let cfg = match config::load_generating(path) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");

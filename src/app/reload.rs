@@ -86,7 +86,7 @@ impl Reloader {
         let Some(path) = &self.source else {
             return Err("no config file to reload (started without one)".into());
         };
-        let cfg = config::load(path).map_err(|e| e.to_string())?;
+        let cfg = config::load_generating(path).map_err(|e| e.to_string())?;
         for w in cfg.warnings() {
             tracing::warn!("{w}");
         }

@@ -4,11 +4,12 @@
 //! `/.well-known/jwks.json`. Key files are read here, at load and on every reload, so a missing
 //! or wrong key is a config error naming the file, never a failure at the first request.
 
+use super::ConfigError;
 use super::identity::IdentityFile;
 use super::locate::KeyPath;
 use super::validate::{Errors, choice, p};
 use crate::identity::assertion::Asserter;
-use crate::identity::keys::{KeyAlg, KeyRing, SigningKey, Window};
+use crate::identity::keys::{KeyAlg, KeyRing, SigningKey, Window, generate_pem};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub struct AssertionKeyFile {
     /// RFC 3339 time until which this key is published (absent: while listed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_until: Option<String>,
+    /// When `file` does not exist, `run` (and a reload) writes a new key there, mode 0600.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generate: bool,
 }
 
 /// What `assertion_algorithm` selects.
@@ -94,6 +98,50 @@ pub(super) fn validate_assertion(i: &IdentityFile, e: &mut Errors) -> Option<Arc
     }
 }
 
+/// The asymmetric algorithm `assertion_algorithm` names, if any (validation reports the rest).
+fn key_alg(name: &str) -> Option<KeyAlg> {
+    match name {
+        "ES256" => Some(KeyAlg::Es256),
+        "EdDSA" => Some(KeyAlg::EdDsa),
+        _ => None,
+    }
+}
+
+/// Writes a new key for each `generate = true` entry whose file does not exist (mode 0600,
+/// never replacing a file). For `run` and reload only: `check-config` never writes.
+pub(super) fn generate_missing(i: &IdentityFile) -> Result<(), ConfigError> {
+    let Some(alg) = key_alg(&i.assertion_algorithm) else {
+        return Ok(());
+    };
+    for (n, f) in i.assertion_keys.iter().enumerate() {
+        if !f.generate || f.file.exists() {
+            continue;
+        }
+        let fail = |msg: String| ConfigError {
+            path: p("identity.assertion_keys").index(n).key("file"),
+            message: format!("cannot generate {}: {msg}", f.file.display()),
+            at_key: false,
+        };
+        let pem = generate_pem(alg).map_err(fail)?;
+        write_private(&f.file, pem.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        tracing::info!(file = %f.file.display(), "generated a new assertion key");
+    }
+    Ok(())
+}
+
+/// Creates `path` readable by its owner only, failing if it exists.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// Loads every key, each problem reported at its own key path.
 fn key_ring(files: &[AssertionKeyFile], alg: KeyAlg, ttl: i64, e: &mut Errors) -> Option<KeyRing> {
     if files.is_empty() {
@@ -117,12 +165,16 @@ fn key_ring(files: &[AssertionKeyFile], alg: KeyAlg, ttl: i64, e: &mut Errors) -
             e.at(at.key("kid"), "must be 1-128 printable ASCII characters");
             continue;
         }
-        let key = std::fs::read(&f.file)
-            .map_err(|err| format!("cannot read {}: {err}", f.file.display()))
-            .and_then(|pem| {
-                SigningKey::from_pem(&pem, alg, f.kid.as_deref(), window)
-                    .map_err(|why| format!("{} {why}", f.file.display()))
-            });
+        // A key still to be generated (check-config, explain): checked with a throwaway one.
+        let read = if f.generate && !f.file.exists() {
+            generate_pem(alg).map(String::into_bytes)
+        } else {
+            std::fs::read(&f.file).map_err(|err| format!("cannot read {}: {err}", f.file.display()))
+        };
+        let key = read.and_then(|pem| {
+            SigningKey::from_pem(&pem, alg, f.kid.as_deref(), window)
+                .map_err(|why| format!("{} {why}", f.file.display()))
+        });
         match key {
             Ok(k) => {
                 if keys.iter().any(|o| o.kid() == k.kid()) {

@@ -297,6 +297,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(&src, &name)
 }
 
+/// As [`load`], for `run` and reload: first writes the assertion keys marked `generate = true`
+/// whose files do not exist yet (`config/assertion.rs`). `check-config`, `explain` and `probe`
+/// use [`load`], which never writes.
+pub fn load_generating(path: &Path) -> Result<Config, ConfigErrors> {
+    // A file that does not parse is reported by `load`, with every problem.
+    if let Ok(src) = std::fs::read_to_string(path)
+        && let Ok(file) = toml::from_str::<FileConfig>(&src)
+    {
+        assertion::generate_missing(&file.identity).map_err(|e| ConfigErrors {
+            source_name: path.display().to_string(),
+            problems: vec![(e, None)],
+        })?;
+    }
+    load(path)
+}
+
 impl Config {
     /// The normalized config as TOML, defaults filled in, secrets redacted.
     pub fn normalized(&self) -> String {

@@ -168,6 +168,40 @@ impl SigningKey {
     }
 }
 
+/// A new private key for `alg`, as PKCS#8 PEM (`generate = true` keys).
+pub fn generate_pem(alg: KeyAlg) -> Result<String, String> {
+    // The fixed DER before the 32 secret bytes: RFC 8410 for Ed25519; for P-256 an RFC 5915
+    // ECPrivateKey (version 1, the scalar, no optional public key: readers derive it) inside
+    // RFC 5208's PrivateKeyInfo. Written by hand: the crates that could encode these few bytes
+    // (p256's and ed25519-dalek's PKCS#8 encoders) would add features and a random-number
+    // adapter for nothing more; the loader below checks the result like any configured key.
+    const ED25519: &[u8] = &[
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    const P256: &[u8] = &[
+        0x30, 0x41, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
+        0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x27, 0x30, 0x25,
+        0x02, 0x01, 0x01, 0x04, 0x20,
+    ];
+    let prefix = match alg {
+        KeyAlg::Es256 => P256,
+        KeyAlg::EdDsa => ED25519,
+    };
+    // A random 256-bit string is a valid P-256 scalar but with probability ~2^-32: bounded
+    // retries.
+    for _ in 0..4 {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| format!("the OS random generator failed: {e}"))?;
+        let der = [prefix, &secret].concat();
+        secret.fill(0);
+        if SigningKey::from_pkcs8_der(&der, alg, Some("new"), Window::default()).is_ok() {
+            return Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der)));
+        }
+    }
+    Err("no valid key came out of the random generator".into())
+}
+
 /// The configured keys, in rotation order.
 #[derive(Debug)]
 pub struct KeyRing {

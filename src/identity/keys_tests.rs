@@ -129,3 +129,24 @@ fn the_default_kid_is_the_rfc_7638_thumbprint() {
         assert_eq!(jwk["kid"], expected);
     }
 }
+
+#[test]
+fn generated_keys_load_as_their_algorithm_and_differ() {
+    for alg in [KeyAlg::Es256, KeyAlg::EdDsa] {
+        let one = generate_pem(alg).unwrap();
+        let two = generate_pem(alg).unwrap();
+        assert_ne!(one, two);
+        let k = SigningKey::from_pem(one.as_bytes(), alg, None, Window::default()).unwrap();
+        let other = match alg {
+            KeyAlg::Es256 => KeyAlg::EdDsa,
+            KeyAlg::EdDsa => KeyAlg::Es256,
+        };
+        assert!(SigningKey::from_pem(one.as_bytes(), other, None, Window::default()).is_err());
+        let ring = KeyRing::new(vec![k]);
+        let tok = ring
+            .signer(0)
+            .sign(&serde_json::json!({"sub": "7"}))
+            .unwrap();
+        assert_eq!(claims_with(&ring, &tok, 0)["sub"], "7");
+    }
+}

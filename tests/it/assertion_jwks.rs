@@ -321,3 +321,40 @@ fn the_forward_auth_endpoint_never_admits_a_jwks_request_upstream() {
     r.denial(403, "FORBIDDEN");
     assert_eq!(up.count(), 0);
 }
+
+#[test]
+fn a_generated_key_is_written_0600_at_first_start_and_kept_across_restarts() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let pem = dir.path().join("assertion.pem");
+    let up = Upstream::start();
+    let extra = format!(
+        "[identity]\nassertion_algorithm = \"EdDSA\"\n[[identity.assertion_keys]]\nfile = \"{}\"\ngenerate = true\n",
+        pem.display()
+    );
+    let cfg = base_config(dir.path(), up.addr, &extra);
+    // check-config checks it with a throwaway key and writes nothing.
+    std::fs::write(dir.path().join("check.toml"), &cfg).unwrap();
+    let check = std::process::Command::new(bin())
+        .arg("check-config")
+        .arg(dir.path().join("check.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(!pem.exists(), "check-config wrote the key");
+
+    let fg = Fluxgate::start_with(dir.clone(), &cfg);
+    let mode = std::fs::metadata(&pem).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let first = kids(&jwks(&fg));
+    assert_eq!(first.len(), 1);
+    let token = assertion(&fg, &up);
+    verify_example::verify(&jwks(&fg), &token, &fg.proxy.to_string()).unwrap();
+    let dir = fg.stop();
+    let fg = Fluxgate::start_with(dir, &cfg);
+    assert_eq!(kids(&jwks(&fg)), first, "the key was replaced on restart");
+}
