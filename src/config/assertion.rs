@@ -109,9 +109,11 @@ fn key_alg(name: &str) -> Option<KeyAlg> {
 
 /// Writes a new key for each `generate = true` entry whose file does not exist (mode 0600,
 /// never replacing a file). For `run` and reload only: `check-config` never writes.
-pub(super) fn generate_missing(i: &IdentityFile) -> Result<(), ConfigError> {
+/// Returns the files written.
+pub(super) fn generate_missing(i: &IdentityFile) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut written = Vec::new();
     let Some(alg) = key_alg(&i.assertion_algorithm) else {
-        return Ok(());
+        return Ok(written);
     };
     for (n, f) in i.assertion_keys.iter().enumerate() {
         if !f.generate || f.file.exists() {
@@ -124,9 +126,9 @@ pub(super) fn generate_missing(i: &IdentityFile) -> Result<(), ConfigError> {
         };
         let pem = generate_pem(alg).map_err(fail)?;
         write_private(&f.file, pem.as_bytes()).map_err(|e| fail(e.to_string()))?;
-        tracing::info!(file = %f.file.display(), "generated a new assertion key");
+        written.push(f.file.clone());
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Creates `path` readable by its owner only, failing if it exists.

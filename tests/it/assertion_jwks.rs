@@ -348,6 +348,7 @@ fn a_generated_key_is_written_0600_at_first_start_and_kept_across_restarts() {
     assert!(!pem.exists(), "check-config wrote the key");
 
     let fg = Fluxgate::start_with(dir.clone(), &cfg);
+    fg.wait_log("generated a new assertion key");
     let mode = std::fs::metadata(&pem).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     let first = kids(&jwks(&fg));
