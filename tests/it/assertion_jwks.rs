@@ -359,3 +359,32 @@ fn a_generated_key_is_written_0600_at_first_start_and_kept_across_restarts() {
     let fg = Fluxgate::start_with(dir, &cfg);
     assert_eq!(kids(&jwks(&fg)), first, "the key was replaced on restart");
 }
+
+#[test]
+fn a_jwks_request_never_reaches_the_upstream_even_with_a_route_for_its_path() {
+    // SECURITY: while fluxgate publishes keys there, the path is fluxgate's: a route cannot send
+    // it upstream (where an upstream's own file could shadow the keys). Other methods are
+    // ordinary requests.
+    let up = Upstream::start();
+    let fg = Fluxgate::start(
+        up.addr,
+        &format!(
+            "[[route]]\npath = \"/.well-known/*\"\nauth = \"none\"\n{}",
+            identity("ES256", &[key("es256-a.pem", "a", "")])
+        ),
+    );
+    for target in ["/.well-known/jwks.json", "/.well-known/jwks.json?refresh=1"] {
+        let r = fg.send(&Req::get(target));
+        assert_eq!(r.status, 200);
+        assert_eq!(kids(&serde_json::from_slice(&r.body).unwrap()), ["a"]);
+        let head = fg.send(&Req::new("HEAD", target));
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+    }
+    assert_eq!(up.count(), 0, "a JWKS request was forwarded");
+    assert_eq!(
+        fg.send(&Req::new("POST", "/.well-known/jwks.json")).status,
+        200
+    );
+    assert_eq!(up.count(), 1, "other methods follow the routes");
+}
