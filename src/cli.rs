@@ -215,7 +215,7 @@ fn explain(req: crate::explain::Request, json: bool) -> i32 {
 }
 
 fn run(path: &std::path::Path, upgrade: bool) -> i32 {
-    let cfg = match config::load(path) {
+    let (cfg, generated) = match config::load_generating(path) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
@@ -224,6 +224,9 @@ fn run(path: &std::path::Path, upgrade: bool) -> i32 {
         }
     };
     let _log = crate::logging::init(&cfg.boot.logging);
+    for file in generated {
+        tracing::info!(file = %file.display(), "generated a new assertion key");
+    }
     for w in cfg.warnings() {
         tracing::warn!("{w}");
     }

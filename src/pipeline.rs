@@ -51,6 +51,7 @@ pub use runtime::Runtime;
 use crate::credential::Kind;
 use crate::denial::{BadRequest, Denial};
 use crate::identity::assertion::Asserter;
+use crate::identity::keys::JWKS_PATH;
 use crate::identity::{CookiePolicy, HeaderNames};
 use crate::net::client_ip::ClientIpResolver;
 use crate::net::geoip::GeoInfo;
@@ -187,6 +188,9 @@ impl Pipeline {
                 return Verdict::refused(client_ip, RouteId::Unrouted, Stage::Route, d);
             }
         };
+        if let Some(jwks) = self.jwks(f, checked.path, client_ip) {
+            return jwks;
+        }
         let matched = match self.rules.routes.find_checked(f.method, &checked) {
             Ok(m) => m,
             Err(e) => {
@@ -295,6 +299,38 @@ impl Pipeline {
             plan: self.plan(f, pre, &Identity::Anonymous, None),
             would_deny: None,
             preflight: cors.mode == CorsMode::Edge,
+            jwks: false,
+        })
+    }
+
+    /// A request for the published assertion keys, answered by fluxgate before routing: the
+    /// keys are public, a backend needs them whatever the routes say, and no route may send
+    /// the path upstream while fluxgate publishes keys there.
+    // SECURITY: admitted with no identity and nothing forwarded; what is served is the public
+    // JWKS alone (`identity::keys`).
+    fn jwks(&self, f: &RequestFacts<'_>, path: &str, client_ip: IpAddr) -> Option<Verdict> {
+        if path != JWKS_PATH
+            || !matches!(*f.method, http::Method::GET | http::Method::HEAD)
+            || self.rules.assertion.as_ref()?.keys().is_none()
+        {
+            return None;
+        }
+        Some(Verdict {
+            client_ip,
+            route: RouteId::Unrouted,
+            stage: Stage::Route,
+            outcome: Ok(Admitted {
+                identity: Identity::Anonymous,
+                role: None,
+                limit_headers: None,
+                websocket: false,
+                plan: Default::default(),
+                would_deny: None,
+                preflight: false,
+                jwks: true,
+            }),
+            reservation: None,
+            sudo_attempt: None,
         })
     }
 

@@ -94,6 +94,7 @@ async fn handle(req: Request<Incoming>, state: &AdminState) -> AdminResponse {
     match (&parts.method, path.as_str()) {
         (&Method::GET, "/livez") => json_response(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/readyz") => readyz(state).await,
+        (&Method::GET, crate::identity::keys::JWKS_PATH) => jwks(state),
         (&Method::GET, "/metrics") => Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
             .body(Full::new(Bytes::from(upstreams::metrics_text(state))))
@@ -116,6 +117,29 @@ async fn handle(req: Request<Incoming>, state: &AdminState) -> AdminResponse {
         }
         _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint"),
     }
+}
+
+/// The assertion keys' JWKS, as on the proxy listener: public, so no admin secret is asked.
+fn jwks(state: &AdminState) -> AdminResponse {
+    let live = state.live.load();
+    let Some(ring) = live
+        .pipeline
+        .rules
+        .assertion
+        .as_ref()
+        .and_then(|a| a.keys())
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "assertions are not signed with published keys (identity.assertion_algorithm)",
+        );
+    };
+    Response::builder()
+        .header("content-type", "application/jwk-set+json")
+        .header("cache-control", crate::identity::keys::JWKS_CACHE_CONTROL)
+        .body(Full::new(Bytes::from(ring.jwks(state.clock.now_secs()))))
+        .expect("static parts make a valid response")
 }
 
 async fn readyz(state: &AdminState) -> AdminResponse {

@@ -86,7 +86,10 @@ impl Reloader {
         let Some(path) = &self.source else {
             return Err("no config file to reload (started without one)".into());
         };
-        let cfg = config::load(path).map_err(|e| e.to_string())?;
+        let (cfg, generated) = config::load_generating(path).map_err(|e| e.to_string())?;
+        for file in generated {
+            tracing::info!(file = %file.display(), "generated a new assertion key");
+        }
         for w in cfg.warnings() {
             tracing::warn!("{w}");
         }

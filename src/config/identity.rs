@@ -1,15 +1,14 @@
 //! `[identity]`: the names of the headers that tell the upstream who is calling (one per
-//! variant of the identity-header table), and the signed assertion.
+//! variant of the identity-header table), and the signed assertion (validated in
+//! `config/assertion.rs`).
 
 use super::Dur;
+use super::assertion::AssertionKeyFile;
 use super::secret::SecretSource;
 use super::validate::{Errors, header_name, p};
-use crate::identity::assertion::Asserter;
 use crate::identity::{HeaderNames, IdentityHeader};
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -29,6 +28,11 @@ pub struct IdentityFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assertion_secret: Option<SecretSource>,
     pub assertion_ttl: Dur,
+    /// "HS256" (with `assertion_secret`), "ES256" or "EdDSA" (with `assertion_keys`).
+    pub assertion_algorithm: String,
+    /// The asymmetric keys, in rotation order (`config/assertion.rs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assertion_keys: Vec<AssertionKeyFile>,
 }
 
 impl IdentityFile {
@@ -70,6 +74,8 @@ impl Default for IdentityFile {
             assertion_header: d(H::Assertion),
             assertion_secret: None,
             assertion_ttl: Dur::from_secs(60),
+            assertion_algorithm: "HS256".into(),
+            assertion_keys: Vec::new(),
         }
     }
 }
@@ -119,25 +125,6 @@ pub(super) fn validate_identity(i: &IdentityFile, e: &mut Errors) -> Option<Head
             .map(|(_, n)| n.clone())
             .expect("every identity header has a validated name")
     }))
-}
-
-/// The signer of `X-Fluxgate-Assertion`, when `identity.assertion_secret` is set.
-pub(super) fn validate_assertion(i: &IdentityFile, e: &mut Errors) -> Option<Arc<Asserter>> {
-    let ttl = i.assertion_ttl.0;
-    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(300) {
-        e.at(
-            p("identity.assertion_ttl"),
-            "must be between 1s and 5m: an assertion is meant to be used at once",
-        );
-    }
-    // HS256 wants a key as long as its output: 32 bytes.
-    match i.assertion_secret.as_ref()?.resolve_with_min(32) {
-        Ok(s) => Some(Arc::new(Asserter::new(&s, ttl.as_secs() as i64))),
-        Err(msg) => {
-            e.at(p("identity.assertion_secret"), msg);
-            None
-        }
-    }
 }
 
 #[cfg(test)]

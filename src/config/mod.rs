@@ -8,6 +8,7 @@
 //! assembles the sections; `validate.rs` runs them in order and holds the shared helpers.
 
 mod admin;
+mod assertion;
 mod client_ip;
 mod cookies;
 mod cors;
@@ -48,7 +49,7 @@ use crate::net::client_ip::ClientIpResolver;
 use crate::policy::{InternalSecrets, KindSet, RouteTable};
 use locate::{Located, Seg};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A validated configuration, in two parts by when it takes effect. Whether a key reloads is
 /// decided by the struct it goes into: [`BootConfig`] is built once at start (a change waits
@@ -294,6 +295,23 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         )],
     })?;
     parse(&src, &name)
+}
+
+/// As [`load`], for `run` and reload: first writes the assertion keys marked `generate = true`
+/// whose files do not exist yet (`config/assertion.rs`). `check-config`, `explain` and `probe`
+/// use [`load`], which never writes. With the config, the key files written.
+pub fn load_generating(path: &Path) -> Result<(Config, Vec<PathBuf>), ConfigErrors> {
+    let mut written = Vec::new();
+    // A file that does not parse is reported by `load`, with every problem.
+    if let Ok(src) = std::fs::read_to_string(path)
+        && let Ok(file) = toml::from_str::<FileConfig>(&src)
+    {
+        written = assertion::generate_missing(&file.identity).map_err(|e| ConfigErrors {
+            source_name: path.display().to_string(),
+            problems: vec![(e, None)],
+        })?;
+    }
+    Ok((load(path)?, written))
 }
 
 impl Config {

@@ -7,9 +7,9 @@ use super::file::FileConfig;
 use super::locate::KeyPath;
 use super::{BootConfig, Config, ConfigError, LiveConfig, StoreSettings};
 use super::{
-    admin, client_ip, cookies, cors, credentials, csrf, edge, forward_auth, geoip, identity,
-    internal_secrets, ip_authorization, limits, logging, login, network, redis, rollout, routes,
-    sessions, sudo, upstreams,
+    admin, assertion, client_ip, cookies, cors, credentials, csrf, edge, forward_auth, geoip,
+    identity, internal_secrets, ip_authorization, limits, logging, login, network, redis, rollout,
+    routes, sessions, sudo, upstreams,
 };
 use crate::net::cidr::CidrSet;
 use http::HeaderName;
@@ -100,7 +100,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     );
     ip_authorization::check_routes(&file, ip_auth_mode, &mut e);
     let identity = identity::validate_identity(&file.identity, &mut e);
-    let assertion = identity::validate_assertion(&file.identity, &mut e);
+    let assertion = assertion::validate_assertion(&file.identity, &mut e);
     let admin = admin::validate_admin(&file.admin, &mut e);
     let logging = logging::validate_logging(&file.logging, &mut e);
     sudo::validate_sudo_cookie_name(&file, &mut e);

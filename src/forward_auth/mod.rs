@@ -113,6 +113,13 @@ impl ForwardAuth {
         settle(&live, &mut verdict).await;
         let (route, client_ip) = (verdict.route, verdict.client_ip);
         let (outcome, reason, answer) = match verdict.outcome {
+            // SECURITY: the pipeline admits a JWKS request only because the proxy answers it
+            // itself; an edge would forward it upstream past the route's rules. Refused here
+            // (the admin listener serves the JWKS to backends behind an edge).
+            Ok(a) if a.jwks => {
+                let d = Denial::Forbidden;
+                ("denied", d.reason(), denial(&d, &request_id))
+            }
             Ok(a) => {
                 let outcome = match &a.would_deny {
                     Some(d) => ("would_deny", d.reason()),

@@ -1,13 +1,16 @@
 //! `X-Fluxgate-Assertion` (contract §4): the identity fluxgate injected, plus the method, path
-//! and a short validity, as an HS256 JWT. A backend that verifies it knows the identity headers
-//! came from fluxgate for this very request, even if something between fluxgate and the backend
-//! could add headers. Off unless `[identity] assertion_secret` is set.
+//! and a short validity, as a JWT: HS256 with a shared secret, or ES256 / EdDSA with keys whose
+//! public halves fluxgate publishes as a JWKS (`keys.rs`). A backend that verifies it knows the
+//! identity headers came from fluxgate for this very request, even if something between
+//! fluxgate and the backend could add headers. Off unless `[identity] assertion_secret` (HS256)
+//! or `assertion_keys` (ES256, EdDSA) is set.
 //!
 //! Each assertion is bound to the host the client asked for and carries a `jti` fluxgate
 //! generated (the request id may be the client's own choice), so a backend can refuse a
 //! captured assertion replayed against another host or a second time within its short life.
 
 use super::Injection;
+use super::keys::KeyRing;
 use crate::secret::Secret;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
@@ -15,10 +18,17 @@ use serde::Serialize;
 /// The issuer every assertion names.
 pub const ISSUER: &str = "fluxgate";
 
-/// Signs assertions with the configured secret.
+/// Signs assertions with the configured secret or keys.
 pub struct Asserter {
-    key: EncodingKey,
+    signer: Signer,
     ttl_secs: i64,
+}
+
+enum Signer {
+    /// HS256 with `assertion_secret`.
+    Hmac(EncodingKey),
+    /// ES256 or EdDSA with `assertion_keys`, published as a JWKS.
+    Keys(KeyRing),
 }
 
 impl std::fmt::Debug for Asserter {
@@ -88,9 +98,27 @@ fn jti() -> String {
 impl Asserter {
     pub fn new(secret: &Secret, ttl_secs: i64) -> Asserter {
         Asserter {
-            key: EncodingKey::from_secret(secret.expose().as_bytes())
-                .expect("an HMAC key of any length is valid"),
+            signer: Signer::Hmac(
+                EncodingKey::from_secret(secret.expose().as_bytes())
+                    .expect("an HMAC key of any length is valid"),
+            ),
             ttl_secs,
+        }
+    }
+
+    /// An asserter signing with asymmetric keys.
+    pub fn with_keys(keys: KeyRing, ttl_secs: i64) -> Asserter {
+        Asserter {
+            signer: Signer::Keys(keys),
+            ttl_secs,
+        }
+    }
+
+    /// The published keys, when assertions are signed with asymmetric keys.
+    pub fn keys(&self) -> Option<&KeyRing> {
+        match &self.signer {
+            Signer::Keys(k) => Some(k),
+            Signer::Hmac(_) => None,
         }
     }
 
@@ -128,8 +156,14 @@ impl Asserter {
             iat: now,
             exp: now + self.ttl_secs,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
-            .expect("HS256 signing with a valid key cannot fail")
+        match &self.signer {
+            Signer::Hmac(key) => jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
+                .expect("HS256 signing with a valid key cannot fail"),
+            Signer::Keys(ring) => ring
+                .signer(now)
+                .sign(&claims)
+                .expect("a key that signed at load signs again"),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod assertion;
 mod cookies;
 mod headers;
+pub mod keys;
 mod plan;
 mod table;
 

@@ -94,6 +94,9 @@ pub struct Admitted {
     /// A CORS preflight from an allowed origin that fluxgate answers itself (`[cors] mode =
     /// "edge"`); nothing goes upstream.
     pub preflight: bool,
+    /// A request for the assertion keys' JWKS (`/.well-known/jwks.json`), which fluxgate
+    /// answers itself; nothing goes upstream.
+    pub jwks: bool,
 }
 
 /// The stages of the request path, in order; `pipeline.rs`'s module doc says why each stands

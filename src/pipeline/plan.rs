@@ -39,6 +39,7 @@ impl Pipeline {
             plan,
             would_deny: None,
             preflight: false,
+            jwks: false,
         }
     }
 

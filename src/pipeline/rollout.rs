@@ -32,6 +32,7 @@ impl Pipeline {
             plan,
             would_deny: Some(d),
             preflight: false,
+            jwks: false,
         })
     }
 

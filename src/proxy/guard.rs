@@ -58,6 +58,7 @@ mod tests {
                         plan: Default::default(),
                         would_deny: None,
                         preflight: false,
+                        jwks: false,
                     }),
                     reservation: None,
                     sudo_attempt: None,

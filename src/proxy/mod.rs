@@ -268,6 +268,14 @@ impl ProxyHttp for FluxgateProxy {
                     respond::write_preflight(session, ctx).await?;
                     return Ok(true);
                 }
+                if ctx
+                    .verdict
+                    .as_ref()
+                    .is_some_and(|v| matches!(&v.outcome, Ok(a) if a.jwks))
+                {
+                    respond::write_jwks(session, ctx).await?;
+                    return Ok(true);
+                }
                 if let Some(role) = role
                     && Box::pin(ipauth::answer(&live, session, role, ctx)).await?
                 {

@@ -69,6 +69,31 @@ pub async fn write_preflight(session: &mut Session, ctx: &RequestCtx) -> Result<
     session.write_response_header(Box::new(h), true).await
 }
 
+/// The assertion keys' JWKS (`/.well-known/jwks.json`), cacheable for a short while.
+pub async fn write_jwks(session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+    let pipeline = &ctx.live.pipeline;
+    let body = match pipeline.rules.assertion.as_ref().and_then(|a| a.keys()) {
+        Some(ring) => Bytes::from(ring.jwks(pipeline.rt.clock.now_secs())),
+        None => return Error::e_explain(InternalError, "JWKS admitted without keys"),
+    };
+    let mut h = ResponseHeader::build(http::StatusCode::OK, Some(6))?;
+    h.insert_header("content-type", "application/jwk-set+json")?;
+    h.insert_header("cache-control", identity::keys::JWKS_CACHE_CONTROL)?;
+    h.insert_header("content-length", body.len())?;
+    if let Some(id) = &ctx.request_id {
+        h.insert_header(identity::REQUEST_ID, id.clone())?;
+    }
+    super::hsts::apply(&mut h, ctx.hsts.as_ref())?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(h), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
 /// Writes `denial` as the contract's JSON response.
 pub async fn write_denial(session: &mut Session, denial: &Denial, ctx: &RequestCtx) -> Result<()> {
     let r = denial.to_response();

@@ -14,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod assertion_jwks;
 mod backend_fake;
 mod backend_sessions;
 mod backend_shared;
