@@ -203,10 +203,11 @@ fn a_revocation_on_another_instance_closes_the_websocket_through_redis() {
     assert_revoked_count(&a, 1.0);
 }
 
-/// The tunnels closed by revocation, as counted (the count follows the close by moments).
+/// The tunnels closed by revocation, as counted (the count follows the close by moments; the
+/// bound is generous because the whole suite runs at once on two cores).
 fn assert_revoked_count(fg: &Fluxgate, want: f64) {
     let series = "fluxgate_connections_closed_total{reason=\"session_revoked\"}";
-    let deadline = monotonic_now() + Duration::from_secs(5);
+    let deadline = monotonic_now() + Duration::from_secs(20);
     while fg.metric(series) < want && monotonic_now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
