@@ -76,8 +76,9 @@ impl ForwardAuth {
         fields: original::Fields,
         peer: IpAddr,
     ) -> Answer {
-        let started = crate::clock::monotonic_now();
         let live = self.live.load_full();
+        // Only the access log reports the latency: no clock read without it.
+        let started = live.access_log.then(crate::clock::monotonic_now);
         let peer = peer.to_canonical();
         let request_id = identity::request_id_among(
             fields
@@ -138,7 +139,7 @@ impl ForwardAuth {
                 decision: outcome,
                 reason,
                 status: answer.status.as_u16(),
-                latency_us: started.elapsed().as_micros() as u64,
+                latency_us: started.map_or(0, |s| s.elapsed().as_micros() as u64),
                 client_ip,
             });
         }
