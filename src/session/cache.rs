@@ -161,7 +161,7 @@ impl SessionCache {
     }
 
     /// The live session for `sid`, from the cache or the store.
-    pub async fn resolve(self: &Arc<Self>, sid: &Sid) -> Result<Option<Arc<Session>>, StoreError> {
+    pub async fn resolve(self: &Arc<Self>, sid: &Sid) -> Result<Option<Session>, StoreError> {
         self.resolve_with(sid, None).await
     }
 
@@ -171,7 +171,7 @@ impl SessionCache {
         self: &Arc<Self>,
         kind: Kind,
         token: &str,
-    ) -> Result<Option<Arc<Session>>, StoreError> {
+    ) -> Result<Option<Session>, StoreError> {
         let sid = Sid::of(token);
         let ask = self
             .backend
@@ -184,7 +184,7 @@ impl SessionCache {
         self: &Arc<Self>,
         sid: &Sid,
         token: Option<(Kind, Arc<str>)>,
-    ) -> Result<Option<Arc<Session>>, StoreError> {
+    ) -> Result<Option<Session>, StoreError> {
         // A stale entry can only be re-inserted by a load that overlapped a revocation; retrying
         // a couple of times converges, and the last resort is an uncached read.
         for _ in 0..3 {
@@ -248,7 +248,7 @@ impl SessionCache {
 
     /// No revocation, user-wide eviction or clear happened since the entry's read started.
     /// Whether `s`, as resolved earlier, has not been revoked or evicted since.
-    pub fn is_current(&self, s: &Arc<Session>) -> bool {
+    pub fn is_current(&self, s: &Session) -> bool {
         self.not_revoked(&s.sid, &s.meta, false)
     }
 
@@ -389,7 +389,7 @@ impl SessionCache {
 
     /// A positive entry read within the stale grace period, for answering while the store is
     /// down. Never a revoked session, never when serve-stale is off.
-    pub async fn stale(&self, sid: &Sid) -> Option<Arc<Session>> {
+    pub async fn stale(&self, sid: &Sid) -> Option<Session> {
         let grace = self.settings.stale_grace_ms?;
         let e = self.last_good.as_ref()?.get(sid)?;
         let m = e.meta();

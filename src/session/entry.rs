@@ -4,8 +4,8 @@
 //! A million cached sessions must fit in 150 MB (issue 17), and with quick_cache's own slot
 //! (the 32-byte sid key, its hash table and list links) that leaves about 80 bytes for this
 //! value. So the entry is stored inline in the cache, not behind an `Arc`: an `Arc<Session>`
-//! per entry cost a malloc'd block of ~190 bytes plus another for the user id. A hit builds the
-//! [`Session`] requests use from it (one allocation, freed with the request).
+//! per entry cost a malloc'd block of ~190 bytes plus another for the user id. A hit copies
+//! out the [`Session`] requests use (by value: no allocation, no shared reference count).
 //!
 //! Layout (80 bytes, checked by a test): the user id inline (`SmolStr`, ids up to 23 bytes, so
 //! every Fluxer snowflake), the rare OAuth2 part (scopes, client id) behind one shared pointer,
@@ -126,7 +126,7 @@ impl Entry {
 
     /// The session for requests (`None` for a negative entry). Takes the entry (a copy out of
     /// the cache) so the user id and the shared part move instead of being cloned again.
-    pub(super) fn session(self, sid: Sid) -> Option<Arc<Session>> {
+    pub(super) fn session(self, sid: Sid) -> Option<Session> {
         if self.is_absent() {
             return None;
         }
@@ -139,7 +139,7 @@ impl Entry {
             None
         };
         let (meta, expires_at) = (self.meta(), self.expires_at());
-        Some(Arc::new(Session {
+        Some(Session {
             sid,
             user: self.user,
             kind: self.kind,
@@ -148,7 +148,7 @@ impl Entry {
             client_ip,
             extra: self.extra,
             meta,
-        }))
+        })
     }
 }
 

@@ -120,7 +120,7 @@ pub fn is_scope(s: &str) -> bool {
 /// A resolved session, as requests see it. The cache keeps a more compact form
 /// (`entry.rs`) and builds this on every hit; header values not kept ready are computed on
 /// demand.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Session {
     pub sid: Sid,
     /// The user id (validated: ASCII letters, digits, '_', '-'), inline up to 23 bytes.
