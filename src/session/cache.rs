@@ -72,14 +72,14 @@ pub struct Locations {
 /// per-entry bookkeeping alone measured about 380 bytes here: with it a million cached sessions
 /// could not fit even a 300 MB budget.
 pub struct SessionCache {
-    cache: quick_cache::sync::Cache<Sid, Entry>,
+    cache: quick_cache::sync::Cache<Key, Entry>,
     /// Loads in progress, so concurrent misses for one sid share one store read (and its error).
     inflight: Mutex<HashMap<Sid, Flight>>,
     /// Each user's authorized locations (IP authorization), evicted with the user's sessions.
     locations: quick_cache::sync::Cache<String, Arc<Locations>>,
     /// Last known good positive entries, kept for the stale grace period (serve-stale only).
     /// Separate from `cache` so a stale entry can wait here while `cache` reloads.
-    last_good: Option<quick_cache::sync::Cache<Sid, Entry>>,
+    last_good: Option<quick_cache::sync::Cache<Key, Entry>>,
     pub(super) store: Arc<dyn SessionStore>,
     /// Asked about tokens the store does not know (`[sessions.backend]`).
     backend: Option<Arc<BackendResolver>>,
@@ -98,6 +98,20 @@ pub struct SessionCache {
     hasher: std::hash::RandomState,
     /// WebSocket tunnels by session and user, closed on revocation.
     tunnels: Arc<Tunnels>,
+}
+
+/// The cache key: the whole sid, compared whole, but hashed (by the cache's seeded hasher) from
+/// its first 8 bytes only: a sid is a SHA-256 output, and hashing 8 bytes is cheaper on every
+/// hit than hashing 32.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key(Sid);
+
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(u64::from_le_bytes(
+            self.0.0[..8].try_into().expect("a sid has 32 bytes"),
+        ));
+    }
 }
 
 /// Outcome of a lookup, for metrics.
@@ -189,7 +203,7 @@ impl SessionCache {
         // a couple of times converges, and the last resort is an uncached read.
         for _ in 0..3 {
             let now = self.clock.now_ms();
-            if let Some(entry) = self.cache.get(sid) {
+            if let Some(entry) = self.cache.get(&Key(*sid)) {
                 if self.is_fresh(sid, &entry, now) {
                     let label = if entry.is_absent() { NEGATIVE_HIT } else { HIT };
                     self.metrics.cache.inc(label, "");
@@ -221,7 +235,7 @@ impl SessionCache {
                     async move {
                         let r = this.load(sid, token).await;
                         if let Ok(entry) = &r {
-                            this.cache.insert(sid, entry.clone());
+                            this.cache.insert(Key(sid), entry.clone());
                         }
                         this.inflight
                             .lock()
@@ -319,7 +333,7 @@ impl SessionCache {
         let sid = s.sid;
         let entry = Entry::found(s, meta);
         if let Some(last_good) = &self.last_good {
-            last_good.insert(sid, entry.clone());
+            last_good.insert(Key(sid), entry.clone());
         }
         entry
     }
@@ -335,7 +349,7 @@ impl SessionCache {
             self.clock.now_ms(),
             None,
         );
-        self.cache.insert(sid, entry);
+        self.cache.insert(Key(sid), entry);
         Ok(())
     }
 
@@ -391,7 +405,7 @@ impl SessionCache {
     /// down. Never a revoked session, never when serve-stale is off.
     pub async fn stale(&self, sid: &Sid) -> Option<Session> {
         let grace = self.settings.stale_grace_ms?;
-        let e = self.last_good.as_ref()?.get(sid)?;
+        let e = self.last_good.as_ref()?.get(&Key(*sid))?;
         let m = e.meta();
         let now = self.clock.now_ms();
         let fresh_enough = now < m.loaded_at.saturating_add(grace);
@@ -408,9 +422,9 @@ impl SessionCache {
     pub async fn evict(&self, sid: &Sid) {
         let g = self.next_generation();
         self.sid_stripes[sid_stripe(sid)].fetch_max(g, Ordering::AcqRel);
-        self.cache.remove(sid);
+        self.cache.remove(&Key(*sid));
         if let Some(last_good) = &self.last_good {
-            last_good.remove(sid);
+            last_good.remove(&Key(*sid));
         }
         // SECURITY: a revoked session's WebSocket tunnels close now, on every instance that
         // learns of the revocation, instead of running on forever.
