@@ -11,7 +11,6 @@ use crate::policy::csrf::is_unsafe;
 use crate::policy::internal::SecretRefusal;
 use crate::session::{Session, StoreError};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 impl Pipeline {
     pub(super) fn internal(
@@ -83,7 +82,7 @@ impl Pipeline {
         &self,
         facts: &RequestFacts<'f>,
         allow_stale: bool,
-    ) -> Result<(Arc<Session>, Option<&'f str>), Denial> {
+    ) -> Result<(Session, Option<&'f str>), Denial> {
         let unauth = |u| Denial::Unauthorized(u);
         match credential::extract(facts.headers, &self.rules.cookie_name) {
             Extracted::Absent => Err(unauth(Unauthenticated::Missing)),
@@ -109,7 +108,7 @@ impl Pipeline {
                 }
                 // SECURITY: with several session cookies (cookie tossing from a sibling
                 // domain), exactly one must be valid; otherwise we cannot know whose it is.
-                let mut valid: Option<(Arc<Session>, &'f str)> = None;
+                let mut valid: Option<(Session, &'f str)> = None;
                 let mut count = 0;
                 for token in candidates.as_slice() {
                     if let Some(s) = self.resolve(Kind::Session, token, allow_stale).await?
@@ -136,7 +135,7 @@ impl Pipeline {
         kind: Kind,
         token: &str,
         allow_stale: bool,
-    ) -> Result<Option<Arc<Session>>, Denial> {
+    ) -> Result<Option<Session>, Denial> {
         let e: StoreError = match self.rt.sessions.resolve_token(kind, token).await {
             Ok(s) => return Ok(s),
             Err(e) => e,

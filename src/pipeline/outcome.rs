@@ -8,7 +8,6 @@ use crate::policy::ratelimit::Reservation;
 use crate::session::Session;
 use http::{HeaderMap, HeaderValue, Method, Version};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// What the pipeline needs to know about a request.
 pub struct RequestFacts<'a> {
@@ -61,7 +60,7 @@ pub enum BodyNeed {
 #[derive(Debug, Clone)]
 pub enum Identity {
     Anonymous,
-    User(Arc<Session>),
+    User(Session),
     /// Index into the configured internal secrets.
     Internal(usize),
 }

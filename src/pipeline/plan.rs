@@ -66,12 +66,13 @@ impl Pipeline {
             asn: geo.asn,
             ..Default::default()
         };
-        let sid_header;
+        let (sid_header, user_header);
         match identity {
             Identity::Anonymous => {}
             Identity::User(s) => {
                 sid_header = s.sid_header();
-                inj.user_id = Some(s.user_header());
+                user_header = s.user_header();
+                inj.user_id = Some(&user_header);
                 inj.session_id = Some(&sid_header);
                 inj.scopes = s.scopes_header();
                 inj.client_id = s.client_id_header();

@@ -24,6 +24,7 @@
 //!   the request fails closed).
 
 use super::backend::BackendResolver;
+use super::entry::Entry;
 use super::record::{CacheMeta, RecordError, Session, SessionRecord};
 use super::redis::shared::SharedAnswers;
 use super::store::{SessionStore, StoreError};
@@ -38,7 +39,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-const STRIPES: usize = 4096;
+pub(super) const STRIPES: usize = 4096;
 
 /// Cache tuning, from `[sessions]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,42 +55,7 @@ pub struct CacheSettings {
 /// Trust entries without limit (invalidations are reliable or there is one instance).
 const VOUCH_FOREVER: Millis = Millis::MAX;
 
-/// "No such session", remembered for `negative_ttl`.
-#[derive(Debug)]
-struct Absent {
-    sid: Sid,
-    meta: CacheMeta,
-}
-
-/// What the cache holds for a sid.
-#[derive(Debug, Clone)]
-enum Slot {
-    Found(Arc<Session>),
-    Absent(Arc<Absent>),
-}
-
-impl Slot {
-    fn sid(&self) -> &Sid {
-        match self {
-            Slot::Found(s) => &s.sid,
-            Slot::Absent(a) => &a.sid,
-        }
-    }
-    fn meta(&self) -> &CacheMeta {
-        match self {
-            Slot::Found(s) => &s.meta,
-            Slot::Absent(a) => &a.meta,
-        }
-    }
-    fn session(&self) -> Option<Arc<Session>> {
-        match self {
-            Slot::Found(s) => Some(s.clone()),
-            Slot::Absent(_) => None,
-        }
-    }
-}
-
-type Flight = Shared<BoxFuture<'static, Result<Slot, StoreError>>>;
+type Flight = Shared<BoxFuture<'static, Result<Entry, StoreError>>>;
 
 /// A user's authorized locations as read from the store.
 #[derive(Debug)]
@@ -101,19 +67,19 @@ pub struct Locations {
 
 /// Sessions by sid, in front of a [`SessionStore`].
 ///
-/// The map is quick_cache (S3-FIFO, bounded by entry count) keyed by the first 8 bytes of the
-/// sid (a SHA-256 output) with the full sid checked on every hit. Chosen over moka, whose
+/// The map is quick_cache (S3-FIFO, bounded by entry count) keyed by the sid's 32 bytes, each
+/// value a compact [`Entry`] stored inline (no allocation per entry). Chosen over moka, whose
 /// per-entry bookkeeping alone measured about 380 bytes here: with it a million cached sessions
-/// could not fit the 300 MB budget.
+/// could not fit even a 300 MB budget.
 pub struct SessionCache {
-    cache: quick_cache::sync::Cache<u64, Slot>,
+    cache: quick_cache::sync::Cache<Key, Entry>,
     /// Loads in progress, so concurrent misses for one sid share one store read (and its error).
     inflight: Mutex<HashMap<Sid, Flight>>,
     /// Each user's authorized locations (IP authorization), evicted with the user's sessions.
     locations: quick_cache::sync::Cache<String, Arc<Locations>>,
     /// Last known good positive entries, kept for the stale grace period (serve-stale only).
     /// Separate from `cache` so a stale entry can wait here while `cache` reloads.
-    last_good: Option<quick_cache::sync::Cache<u64, Arc<Session>>>,
+    last_good: Option<quick_cache::sync::Cache<Key, Entry>>,
     pub(super) store: Arc<dyn SessionStore>,
     /// Asked about tokens the store does not know (`[sessions.backend]`).
     backend: Option<Arc<BackendResolver>>,
@@ -134,16 +100,26 @@ pub struct SessionCache {
     tunnels: Arc<Tunnels>,
 }
 
+/// The cache key: the whole sid, compared whole, but hashed (by the cache's seeded hasher) from
+/// its first 8 bytes only: a sid is a SHA-256 output, and hashing 8 bytes is cheaper on every
+/// hit than hashing 32.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key(Sid);
+
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(u64::from_le_bytes(
+            self.0.0[..8].try_into().expect("a sid has 32 bytes"),
+        ));
+    }
+}
+
 /// Outcome of a lookup, for metrics.
 const HIT: &str = "hit";
 const NEGATIVE_HIT: &str = "negative_hit";
 const MISS: &str = "miss";
 const STALE: &str = "stale";
 const STALE_SERVED: &str = "stale_served";
-
-fn key(sid: &Sid) -> u64 {
-    u64::from_le_bytes(sid.0[..8].try_into().expect("a sid has 32 bytes"))
-}
 
 impl SessionCache {
     pub fn new(
@@ -199,7 +175,7 @@ impl SessionCache {
     }
 
     /// The live session for `sid`, from the cache or the store.
-    pub async fn resolve(self: &Arc<Self>, sid: &Sid) -> Result<Option<Arc<Session>>, StoreError> {
+    pub async fn resolve(self: &Arc<Self>, sid: &Sid) -> Result<Option<Session>, StoreError> {
         self.resolve_with(sid, None).await
     }
 
@@ -209,7 +185,7 @@ impl SessionCache {
         self: &Arc<Self>,
         kind: Kind,
         token: &str,
-    ) -> Result<Option<Arc<Session>>, StoreError> {
+    ) -> Result<Option<Session>, StoreError> {
         let sid = Sid::of(token);
         let ask = self
             .backend
@@ -222,30 +198,26 @@ impl SessionCache {
         self: &Arc<Self>,
         sid: &Sid,
         token: Option<(Kind, Arc<str>)>,
-    ) -> Result<Option<Arc<Session>>, StoreError> {
+    ) -> Result<Option<Session>, StoreError> {
         // A stale entry can only be re-inserted by a load that overlapped a revocation; retrying
         // a couple of times converges, and the last resort is an uncached read.
         for _ in 0..3 {
             let now = self.clock.now_ms();
-            if let Some(slot) = self.cache.get(&key(sid)).filter(|s| s.sid() == sid) {
-                if self.is_fresh(sid, &slot, now) {
-                    let label = if matches!(slot, Slot::Found(_)) {
-                        HIT
-                    } else {
-                        NEGATIVE_HIT
-                    };
+            if let Some(entry) = self.cache.get(&Key(*sid)) {
+                if self.is_fresh(sid, &entry, now) {
+                    let label = if entry.is_absent() { NEGATIVE_HIT } else { HIT };
                     self.metrics.cache.inc(label, "");
-                    return Ok(slot.session());
+                    return Ok(entry.session(*sid));
                 }
                 self.metrics.cache.inc(STALE, "");
             }
             self.metrics.cache.inc(MISS, "");
-            let slot = self.load_shared(*sid, token.clone()).await?;
-            if self.is_fresh(sid, &slot, self.clock.now_ms()) {
-                return Ok(slot.session());
+            let entry = self.load_shared(*sid, token.clone()).await?;
+            if self.is_fresh(sid, &entry, self.clock.now_ms()) {
+                return Ok(entry.session(*sid));
             }
         }
-        Ok(self.load(*sid, token).await?.session())
+        Ok(self.load(*sid, token).await?.session(*sid))
     }
 
     /// Joins the load of `sid` in progress, or starts one (which inserts into the cache).
@@ -253,7 +225,7 @@ impl SessionCache {
         self: &Arc<Self>,
         sid: Sid,
         token: Option<(Kind, Arc<str>)>,
-    ) -> Result<Slot, StoreError> {
+    ) -> Result<Entry, StoreError> {
         let flight = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             inflight
@@ -262,8 +234,8 @@ impl SessionCache {
                     let this = self.clone();
                     async move {
                         let r = this.load(sid, token).await;
-                        if let Ok(slot) = &r {
-                            this.cache.insert(key(&sid), slot.clone());
+                        if let Ok(entry) = &r {
+                            this.cache.insert(Key(sid), entry.clone());
                         }
                         this.inflight
                             .lock()
@@ -279,31 +251,31 @@ impl SessionCache {
         flight.await
     }
 
-    fn is_fresh(&self, sid: &Sid, slot: &Slot, now: Millis) -> bool {
-        let m = slot.meta();
+    fn is_fresh(&self, sid: &Sid, entry: &Entry, now: Millis) -> bool {
+        let m = entry.meta();
         now < m.fresh_until
             && now
                 < m.loaded_at
                     .saturating_add(self.vouch_ms.load(Ordering::Acquire))
-            && self.not_revoked(sid, slot)
+            && self.not_revoked(sid, &m, entry.is_absent())
     }
 
     /// No revocation, user-wide eviction or clear happened since the entry's read started.
     /// Whether `s`, as resolved earlier, has not been revoked or evicted since.
-    pub fn is_current(&self, s: &Arc<Session>) -> bool {
-        self.not_revoked(&s.sid, &Slot::Found(s.clone()))
+    pub fn is_current(&self, s: &Session) -> bool {
+        self.not_revoked(&s.sid, &s.meta, false)
     }
 
-    fn not_revoked(&self, sid: &Sid, slot: &Slot) -> bool {
-        let m = slot.meta();
+    /// `absent`: a negative entry, which no user-wide eviction concerns.
+    fn not_revoked(&self, sid: &Sid, m: &CacheMeta, absent: bool) -> bool {
         self.sid_stripes[sid_stripe(sid)].load(Ordering::Acquire) <= m.generation
-            && (matches!(slot, Slot::Absent(_))
+            && (absent
                 || self.user_stripes[m.user_stripe as usize].load(Ordering::Acquire)
                     <= m.generation)
             && self.cleared_at.load(Ordering::Acquire) <= m.generation
     }
 
-    async fn load(&self, sid: Sid, token: Option<(Kind, Arc<str>)>) -> Result<Slot, StoreError> {
+    async fn load(&self, sid: Sid, token: Option<(Kind, Arc<str>)>) -> Result<Entry, StoreError> {
         // The generation is read before the store so that any revocation finishing after this
         // point stamps a newer generation than the entry carries.
         let generation = self.generation.load(Ordering::Acquire);
@@ -334,25 +306,22 @@ impl SessionCache {
         });
         Ok(match session {
             Some(s) => self.found(s, generation, now, shared_left),
-            None => Slot::Absent(Arc::new(Absent {
-                sid,
-                meta: CacheMeta {
-                    fresh_until: now.saturating_add(self.settings.negative_ttl_ms),
-                    loaded_at: now,
-                    generation,
-                    user_stripe: 0,
-                },
-            })),
+            None => Entry::absent(CacheMeta {
+                fresh_until: now.saturating_add(self.settings.negative_ttl_ms),
+                loaded_at: now,
+                generation,
+                user_stripe: 0,
+            }),
         })
     }
 
     /// A session read at `generation`, as a cache entry fresh for the TTL (or `cap`, what a
     /// shared answer has left, when shorter; never past its expiry), and remembered as last
     /// good.
-    fn found(&self, mut s: Session, generation: u64, now: Millis, cap: Option<Millis>) -> Slot {
+    fn found(&self, s: Session, generation: u64, now: Millis, cap: Option<Millis>) -> Entry {
         let ttl = cap.map_or(self.settings.ttl_ms, |l| l.min(self.settings.ttl_ms));
         let ttl_end = now.saturating_add(ttl);
-        s.meta = CacheMeta {
+        let meta = CacheMeta {
             fresh_until: match s.expires_at {
                 Some(exp) => ttl_end.min(exp.saturating_mul(1000)),
                 None => ttl_end,
@@ -361,11 +330,12 @@ impl SessionCache {
             generation,
             user_stripe: self.user_stripe(s.user_id()) as u32,
         };
-        let s = Arc::new(s);
+        let sid = s.sid;
+        let entry = Entry::found(s, meta);
         if let Some(last_good) = &self.last_good {
-            last_good.insert(key(&s.sid), s.clone());
+            last_good.insert(Key(sid), entry.clone());
         }
-        Slot::Found(s)
+        entry
     }
 
     /// Caches a session the backend has just issued (login capture) as if the backend had been
@@ -373,13 +343,13 @@ impl SessionCache {
     pub fn prime(&self, token: &str, record: SessionRecord) -> Result<(), RecordError> {
         let sid = Sid::of(token);
         let generation = self.generation.load(Ordering::Acquire);
-        let slot = self.found(
+        let entry = self.found(
             Session::new(sid, record)?,
             generation,
             self.clock.now_ms(),
             None,
         );
-        self.cache.insert(key(&sid), slot);
+        self.cache.insert(Key(sid), entry);
         Ok(())
     }
 
@@ -433,29 +403,28 @@ impl SessionCache {
 
     /// A positive entry read within the stale grace period, for answering while the store is
     /// down. Never a revoked session, never when serve-stale is off.
-    pub async fn stale(&self, sid: &Sid) -> Option<Arc<Session>> {
+    pub async fn stale(&self, sid: &Sid) -> Option<Session> {
         let grace = self.settings.stale_grace_ms?;
-        let s = self.last_good.as_ref()?.get(&key(sid))?;
-        if s.sid != *sid {
+        let e = self.last_good.as_ref()?.get(&Key(*sid))?;
+        let m = e.meta();
+        let now = self.clock.now_ms();
+        let fresh_enough = now < m.loaded_at.saturating_add(grace);
+        let not_expired = e.expires_at().is_none_or(|x| x > now.div_euclid(1000));
+        if !(fresh_enough && not_expired && self.not_revoked(sid, &m, false)) {
             return None;
         }
-        let now = self.clock.now_ms();
-        let fresh_enough = now < s.meta.loaded_at.saturating_add(grace);
-        let not_expired = !s.is_expired(now.div_euclid(1000));
-        let slot = Slot::Found(s.clone());
-        (fresh_enough && not_expired && self.not_revoked(sid, &slot)).then(|| {
-            self.metrics.cache.inc(STALE_SERVED, "");
-            s
-        })
+        let s = e.session(*sid)?;
+        self.metrics.cache.inc(STALE_SERVED, "");
+        Some(s)
     }
 
     /// Forgets `sid` everywhere in this process. Call after the store no longer has it.
     pub async fn evict(&self, sid: &Sid) {
         let g = self.next_generation();
         self.sid_stripes[sid_stripe(sid)].fetch_max(g, Ordering::AcqRel);
-        self.cache.remove(&key(sid));
+        self.cache.remove(&Key(*sid));
         if let Some(last_good) = &self.last_good {
-            last_good.remove(&key(sid));
+            last_good.remove(&Key(*sid));
         }
         // SECURITY: a revoked session's WebSocket tunnels close now, on every instance that
         // learns of the revocation, instead of running on forever.

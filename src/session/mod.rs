@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod cache;
 pub mod embedded;
+mod entry;
 pub mod invalidation;
 pub mod locations;
 mod owner_only;
