@@ -68,7 +68,7 @@ pub struct Locations {
 /// Sessions by sid, in front of a [`SessionStore`].
 ///
 /// The map is quick_cache (S3-FIFO, bounded by entry count) keyed by the sid's 32 bytes, each
-/// value a compact [`Entry`] stored inline (no allocation per entry). Chosen over moka, whose
+/// value a compact `Entry` (`session::entry`) stored inline (no allocation per entry). Chosen over moka, whose
 /// per-entry bookkeeping alone measured about 380 bytes here: with it a million cached sessions
 /// could not fit even a 300 MB budget.
 pub struct SessionCache {
