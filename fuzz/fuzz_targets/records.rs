@@ -26,8 +26,8 @@ fuzz_target!(|input: (u8, i64, &[u8])| {
             assert_eq!(s.user_id(), rec.user_id);
             for v in [
                 Some(s.user_header()),
-                s.client_id_header(),
-                s.scopes_header(),
+                s.client_id_header().cloned(),
+                s.scopes_header().cloned(),
             ]
             .into_iter()
             .flatten()
