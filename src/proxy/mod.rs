@@ -287,7 +287,7 @@ impl ProxyHttp for FluxgateProxy {
                     Box::pin(login::answer(self, session, ctx, body)).await?;
                     return Ok(true);
                 }
-                if let Some(d) = tunnel::register(session, ctx)? {
+                if let Some(d) = tunnel::register(session, ctx).await? {
                     respond::write_denial(session, &d, ctx).await?;
                     ctx.failure = Some(d);
                     return Ok(true);

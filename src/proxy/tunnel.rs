@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// Registers the tunnel of an admitted WebSocket handshake; a denial when its session was
 /// revoked between the decision and now.
-pub(super) fn register(session: &Session, ctx: &mut RequestCtx) -> Result<Option<Denial>> {
+pub(super) async fn register(session: &Session, ctx: &mut RequestCtx) -> Result<Option<Denial>> {
     let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict else {
         return Ok(None);
     };
@@ -31,13 +31,25 @@ pub(super) fn register(session: &Session, ctx: &mut RequestCtx) -> Result<Option
         // a tunnel that could not be closed on revocation is not opened.
         return Error::e_explain(InternalError, "a WebSocket on an unguarded connection");
     };
-    let cache = &ctx.live.pipeline.rt.sessions;
+    let pipeline = &ctx.live.pipeline;
     let closer: Arc<dyn Closer> = state.clone();
     // SECURITY: a WebSocket is authorized once, at its handshake; registered here, it is
     // closed when its session or user is revoked instead of outliving the revocation.
-    let guard = cache
-        .tunnels()
-        .open((s.sid, s.user_id()), closer, || cache.is_current(s));
+    let sessions = &pipeline.rt.sessions;
+    let reopened = match sessions.open_tunnel(s, closer) {
+        Ok(g) => Ok(Some(g)),
+        // Boxed: the rare slow way stays out of every request's filter future.
+        Err(closer) => Box::pin(sessions.reopen_tunnel(s, closer)).await,
+    };
+    let guard = match reopened {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "session store failed while opening a WebSocket tunnel");
+            return Ok(Some(Denial::StoreUnavailable {
+                retry_after_secs: pipeline.rules.store_retry_after_secs,
+            }));
+        }
+    };
     match guard {
         Some(g) => {
             ctx.tunnel = Some(g);

@@ -462,6 +462,8 @@ fn sid_stripe(sid: &Sid) -> usize {
 
 #[path = "cache_backend.rs"]
 mod backend_answers;
+#[path = "cache_tunnel.rs"]
+mod tunnel;
 
 #[cfg(test)]
 #[path = "cache_tests.rs"]

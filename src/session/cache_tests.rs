@@ -312,3 +312,62 @@ async fn unknown_sessions_are_never_served_stale() {
     clock.advance_ms(3_000);
     assert!(cache.stale(&sid).await.is_none());
 }
+
+struct NoClose;
+impl crate::session::tunnels::Closer for NoClose {
+    fn close(&self) {}
+}
+
+/// A tunnel for `sid`, the fast way or, when the cache cannot vouch, after asking the store.
+async fn tunnel(cache: &Arc<SessionCache>, s: &Session) -> Option<TunnelGuard> {
+    match cache.open_tunnel(s, Arc::new(NoClose)) {
+        Ok(g) => Some(g),
+        Err(closer) => cache.reopen_tunnel(s, closer).await.unwrap(),
+    }
+}
+
+use crate::session::record::Session;
+use crate::session::tunnels::TunnelGuard;
+
+#[tokio::test]
+async fn a_cache_clear_between_decision_and_upgrade_does_not_refuse_the_tunnel() {
+    let (store, _clock, cache) = setup();
+    let sid = Sid::of("ws");
+    store.records.lock().unwrap().insert(sid, record("7", None));
+    let s = cache.resolve(&sid).await.unwrap().unwrap();
+    // What the Redis subscriber does on (re)subscribing: a precaution, not a revocation.
+    cache.clear();
+    assert!(!cache.is_current(&s), "the cache alone cannot vouch");
+    assert!(tunnel(&cache, &s).await.is_some());
+    assert_eq!(cache.tunnels().open_count(), 0, "the guard was dropped");
+}
+
+#[tokio::test]
+async fn tunnel_of_a_session_revoked_after_its_decision_is_refused() {
+    let (store, _clock, cache) = setup();
+    let sid = Sid::of("ws");
+    store.records.lock().unwrap().insert(sid, record("7", None));
+    let s = cache.resolve(&sid).await.unwrap().unwrap();
+    store.records.lock().unwrap().remove(&sid);
+    cache.evict(&sid).await;
+    assert!(tunnel(&cache, &s).await.is_none());
+    // The store's word must be about the same user.
+    store.records.lock().unwrap().insert(sid, record("8", None));
+    assert!(tunnel(&cache, &s).await.is_none(), "another user's record");
+}
+
+#[tokio::test]
+async fn tunnel_of_a_session_expired_after_its_decision_is_refused() {
+    let (store, clock, cache) = setup();
+    let sid = Sid::of("ws");
+    let exp = T0 / 1000 + 10;
+    store
+        .records
+        .lock()
+        .unwrap()
+        .insert(sid, record("7", Some(exp)));
+    let s = cache.resolve(&sid).await.unwrap().unwrap();
+    clock.advance_ms(10_000);
+    cache.clear();
+    assert!(tunnel(&cache, &s).await.is_none());
+}

@@ -120,15 +120,17 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, sid: &Sid) -> Result<Option<SessionRecord>, StoreError> {
-        let key = self.session_key(sid);
+        let key = &self.session_key(sid);
         // The key's own TTL too, in the same round trip: a backend may expire a session with
         // the key's TTL alone (or sooner than `expires_at`), and the cache must not serve it
         // past that.
         let (bytes, pttl): (Option<Vec<u8>>, i64) = self
-            .run(
-                |mut c| async move { redis::pipe().get(&key).pttl(&key).query_async(&mut c).await },
+            .conns
+            .run_retry(
+                |mut c| async move { redis::pipe().get(key).pttl(key).query_async(&mut c).await },
             )
-            .await?;
+            .await
+            .map_err(StoreError::from)?;
         let Some(mut record) = bytes.and_then(|b| self.decode(sid, &b)) else {
             return Ok(None);
         };

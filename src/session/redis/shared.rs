@@ -58,12 +58,14 @@ impl SharedAnswers {
 
     /// The shared answer for `sid` and how many milliseconds it has left, if any.
     pub async fn get(&self, sid: &Sid) -> Result<Option<(SessionRecord, Millis)>, StoreError> {
-        let key = self.key(sid);
+        let key = &self.key(sid);
         let (bytes, pttl): (Option<Vec<u8>>, i64) = self
-            .run(
-                |mut c| async move { redis::pipe().get(&key).pttl(&key).query_async(&mut c).await },
+            .conns
+            .run_retry(
+                |mut c| async move { redis::pipe().get(key).pttl(key).query_async(&mut c).await },
             )
-            .await?;
+            .await
+            .map_err(StoreError::from)?;
         // SECURITY: an entry without an expiry (or an unreadable one) was not written by us as
         // we write them; it is ignored and the backend is asked, never trusted without a bound.
         let Some(bytes) = bytes.filter(|_| pttl > 0) else {
