@@ -167,10 +167,36 @@ impl Connections {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        let work = async { f(self.get().await?).await };
+        self.bounded(work).await
+    }
+
+    /// As [`run`](Self::run), for the commands on the request path (session and shared
+    /// answer reads, the limiters' scripts): a connection idle through a Redis restart learns
+    /// it was dropped only from the first command it sends, which would turn into a 503; the
+    /// manager reconnects, and the command gets one more try within the same timeout. Safe
+    /// to repeat: reads are, and the limiters' scripts err on the side of counting once more
+    /// (never of admitting).
+    pub async fn run_retry<T, F, Fut>(&self, f: F) -> Result<T, RedisFailure>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let work = async {
-            let c = self.get().await?;
-            f(c).await
+            match f(self.get().await?).await {
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                    f(self.get().await?).await
+                }
+                r => r,
+            }
         };
+        self.bounded(work).await
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, RedisFailure> {
         match tokio::time::timeout(self.settings.command_timeout, work).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(RedisFailure::Error(e.to_string())),

@@ -567,3 +567,41 @@ fn serve_stale_never_answers_on_sudo_routes() {
     );
     fg.send(&sensitive).denial(503, "SERVICE_UNAVAILABLE");
 }
+
+#[test]
+fn an_instance_idle_through_a_redis_restart_answers_its_first_requests() {
+    // Every worker's connection went dead with the old server; the first command on each
+    // learns it only by failing. That must not become a 503 for a valid session.
+    require_redis!();
+    let mut redis = RedisServer::start();
+    let up = Upstream::start();
+    let fg = start(&up, &redis, "");
+    // Open each worker's Redis connection (a fresh connection each lands on any worker).
+    for i in 0..16 {
+        let r = fg.send(&Req::get("/x").header("authorization", &format!("flx_{i:036}")));
+        assert_eq!(r.status, 401);
+    }
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            get(fg.admin, "/readyz")
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+        })
+        .is_some()
+    );
+    let record = r#"{"v":1,"user_id":"903","kind":"session","created_at":1767225600,"expires_at":null,"scopes":[]}"#;
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..16 {
+        let token = format!("flx_restartedToken{i:022}");
+        let sid = fluxgate::credential::Sid::of(&token).encode();
+        redis.cli(&["SET", &format!("fluxgate:session:{sid}"), record]);
+        let r = fg.send(&Req::get("/x").header("authorization", &token));
+        *statuses.entry(r.status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "first requests after the restart: {statuses:?}"
+    );
+}

@@ -169,10 +169,10 @@ impl RedisLimiter {
         rate: Rate,
         key: &KeyValue,
     ) -> Result<(Outcome, Millis), RedisFailure> {
-        let k = format!("{}rl:{bucket}:{}", self.prefix, hash(key));
+        let k = &format!("{}rl:{bucket}:{}", self.prefix, hash(key));
         let v: Vec<i64> = self
             .conns
-            .run(|mut c| async move {
+            .run_retry(|mut c| async move {
                 self.bucket
                     .key(k)
                     .arg(rate.limit)
@@ -202,10 +202,10 @@ impl RedisLimiter {
         rate: Rate,
         key: &KeyValue,
     ) -> Result<Reserved, RedisFailure> {
-        let k = format!("{}lo:{lockout}:{}", self.prefix, hash(key));
+        let k = &format!("{}lo:{lockout}:{}", self.prefix, hash(key));
         let v: Vec<i64> = self
             .conns
-            .run(|mut c| async move {
+            .run_retry(|mut c| async move {
                 self.reserve
                     .key(k)
                     .arg(rate.limit)
@@ -235,9 +235,9 @@ impl RedisLimiter {
         key: &KeyValue,
         failed: bool,
     ) -> Result<(), RedisFailure> {
-        let k = format!("{}lo:{lockout}:{}", self.prefix, hash(key));
+        let k = &format!("{}lo:{lockout}:{}", self.prefix, hash(key));
         self.conns
-            .run(|mut c| async move {
+            .run_retry(|mut c| async move {
                 self.finish
                     .key(k)
                     .arg(rate.limit)
