@@ -3,7 +3,7 @@
 use clap::Parser;
 
 // mimalloc: malloc and free were about a sixth of fluxgate's CPU time under load with the
-// system allocator (measured with perf); see the performance section of the README.
+// system allocator (measured with perf); see docs/performance.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

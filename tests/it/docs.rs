@@ -176,12 +176,12 @@ fn the_readme_stage_diagram_matches_the_pipeline_module_doc() {
 }
 
 #[test]
-fn the_readmes_fluxer_settings_pass_check_config() {
-    let readme = read("README.md");
-    let section = readme
+fn the_guides_fluxer_settings_pass_check_config() {
+    let guide = read("docs/guide.md");
+    let section = guide
         .split("## Fronting a Fluxer API")
         .nth(1)
-        .expect("README has a `## Fronting a Fluxer API` section");
+        .expect("docs/guide.md has a `## Fronting a Fluxer API` section");
     let block = section
         .split("```toml\n")
         .nth(1)
@@ -206,7 +206,7 @@ fn the_readmes_fluxer_settings_pass_check_config() {
         .unwrap();
     assert!(
         out.status.success(),
-        "the README's Fluxer settings do not pass check-config:\n{}",
+        "the guide's Fluxer settings do not pass check-config:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

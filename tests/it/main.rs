@@ -46,6 +46,7 @@ mod own_answers;
 mod proxy_auth;
 mod proxy_protocol;
 mod rate_limits;
+mod readme;
 mod redis_cluster;
 mod redis_store;
 mod rollout;

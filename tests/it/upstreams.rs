@@ -293,16 +293,17 @@ fn check_config_names_the_key_and_line_of_each_upstream_mistake() {
 }
 
 #[test]
-fn the_readmes_several_services_layout_passes_check_config_without_warnings() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
-    let block = readme
+fn the_guides_several_services_layout_passes_check_config_without_warnings() {
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide.md"),
+    )
+    .unwrap();
+    let block = guide
         .split("## Several services behind one fluxgate")
         .nth(1)
         .and_then(|s| s.split("```toml\n").nth(1))
         .and_then(|b| b.split("```").next())
-        .expect("a ```toml block in the README's several-services section");
+        .expect("a ```toml block in the guide's several-services section");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("layout.toml");
     std::fs::write(
