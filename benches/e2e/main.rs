@@ -21,13 +21,20 @@
 //! (i) the nginx of (f) asking fluxgate's forward-auth endpoint (a cached cookie session + a
 //!     bucket) instead of the stub; compare (f).
 //! (j) as (c) with two upstream replicas behind round robin (pingora-load-balancing); compare
-//!     (c), which has one address and no balancer.
+//!     (c), which has one address and no balancer;
+//! Every row forwards to one upstream: `--upstream-kind nginx` (the default when nginx is
+//! installed: one nginx worker answering `200 ok`, as a real server would) or `hyper` (this
+//! binary's own one-thread hyper server, which answers faster and so flatters every proxy).
+//!
+//! (p) a bare Pingora proxy (`bare.rs`: same Pingora, allocator and runtime settings, no
+//!     auth): the floor fluxgate's (b) is compared with.
 
 #![allow(
     clippy::unwrap_used,
     reason = "bench set-up: a failed unwrap stops the bench run, with its location"
 )]
 
+mod bare;
 mod procs;
 #[path = "../../tests/common/redis.rs"]
 mod redis_server;
@@ -38,6 +45,10 @@ use fluxgate::clock::monotonic_now;
 use procs::*;
 use std::path::PathBuf;
 use std::time::Duration;
+
+// The allocator fluxgate ships with, so that row (p)'s bare Pingora runs on it too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// CPU for the proxies under test; the load generator, upstream and Redis get the other one.
 const PROXY_CPU: usize = 0;
@@ -53,6 +64,9 @@ struct Opts {
     only: Option<String>,
     /// Another fluxgate binary for row (x).
     ab: Option<PathBuf>,
+    /// The upstream every row forwards to: nginx answering 200 (as a real server would; the
+    /// default when nginx is installed) or this binary's own hyper server (`hyper`).
+    nginx_upstream: bool,
 }
 
 fn opts() -> Opts {
@@ -78,6 +92,12 @@ fn opts() -> Opts {
         soak: get("--soak").and_then(|v| v.parse().ok()),
         only: get("--rows"),
         ab: get("--ab").map(PathBuf::from),
+        nginx_upstream: match get("--upstream-kind").as_deref() {
+            Some("hyper") => false,
+            Some("nginx") => true,
+            Some(other) => panic!("--upstream-kind {other}: use nginx or hyper"),
+            None => full && have("nginx"),
+        },
     }
 }
 
@@ -111,15 +131,33 @@ fn main() {
         serve_upstream(args[i + 1].parse().unwrap());
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--bare-pingora") {
+        bare::serve(args[i + 1].parse().unwrap(), args[i + 2].parse().unwrap());
+        return;
+    }
     let o = opts();
     if !have("wrk") {
         eprintln!("SKIPPED e2e: wrk is not installed (apt-get install wrk)");
         return;
     }
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_fluxgate"));
-    let (_up, upstream) = upstream(CLIENT_CPU);
+    // The hyper upstream always runs: row (h)'s `/users/@me` is its.
+    let (_hyper_up, hyper_upstream) = upstream(CLIENT_CPU);
+    let start_upstream = || {
+        if o.nginx_upstream {
+            let (p, dir, addr) = nginx_upstream(CLIENT_CPU);
+            (Some((p, dir)), addr)
+        } else {
+            (None, hyper_upstream)
+        }
+    };
+    let (_nginx_up, upstream) = start_upstream();
     let upstream_cfg = format!("[upstream]\naddresses = [\"{upstream}\"]\n");
-    let mut notes: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = vec![if o.nginx_upstream {
+        "upstream: nginx, one worker, answering 200 (`--upstream-kind hyper` for the in-process one)".into()
+    } else {
+        "upstream: this binary's one-thread hyper server (`--upstream-kind nginx` for nginx)".into()
+    }];
 
     // (b) and (c): always.
     let none = fluxgate(
@@ -162,6 +200,26 @@ fn main() {
             cpu: vec![embedded.proc.pid()],
         },
     ];
+
+    // (p): the floor, a bare Pingora proxy with fluxgate's allocator and runtime settings.
+    let mut _keep_bare = None;
+    if o.full || o.only.as_deref().is_some_and(|r| r.contains('p')) {
+        let (proc, addr) = bare_pingora(PROXY_CPU, upstream);
+        rows.insert(
+            1,
+            Row {
+                key: "p",
+                title: "bare Pingora 0.9.1 (no auth; mimalloc, 1 thread, no work stealing)",
+                load: wrk::Load {
+                    url: format!("http://{addr}/x"),
+                    headers: vec![],
+                    script: None,
+                },
+                cpu: vec![proc.pid()],
+            },
+        );
+        _keep_bare = Some(proc);
+    }
 
     // (x): as (c), served by the binary given with --ab.
     let mut _keep_ab = None;
@@ -209,7 +267,12 @@ fn main() {
     // asked for with --rows).
     let mut _keep_replicas = None;
     if o.full || o.only.as_deref().is_some_and(|r| r.contains('j')) {
-        let (second, second_addr) = procs::upstream(CLIENT_CPU);
+        let (second, second_addr) = if o.nginx_upstream {
+            start_upstream()
+        } else {
+            let (p, a) = procs::upstream(CLIENT_CPU);
+            (Some((p, tempfile::tempdir().unwrap())), a)
+        };
         let two = format!(
             "[upstream]\naddresses = [\"{upstream}\", \"{second_addr}\"]\nbalance = \"round_robin\"\n"
         );
@@ -238,7 +301,7 @@ fn main() {
             PROXY_CPU,
             "h",
             &format!(
-                "{upstream_cfg}[sessions]\nstore = \"backend\"\ncache_ttl = \"1s\"\nnegative_ttl = \"1s\"\n[sessions.backend]\nvalidate_url = \"http://{upstream}/users/@me\"\n{LIMIT}"
+                "{upstream_cfg}[sessions]\nstore = \"backend\"\ncache_ttl = \"1s\"\nnegative_ttl = \"1s\"\n[sessions.backend]\nvalidate_url = \"http://{hyper_upstream}/users/@me\"\n{LIMIT}"
             ),
         );
         let lua = backend_dir.path().join("rotate.lua");
@@ -361,7 +424,8 @@ fn main() {
     }
 
     if let Some(secs) = o.soak {
-        soak(&embedded, &rows[2].load, o.conns, secs);
+        let c = rows.iter().find(|r| r.key == "c").unwrap();
+        soak(&embedded, &c.load, o.conns, secs);
         return;
     }
 
@@ -372,7 +436,7 @@ fn main() {
     if !o.full {
         // The smoke (under `cargo test`): two rows, one second each, to prove the harness runs
         // (and (j), when asked for with --rows).
-        rows.retain(|r| r.key == "a" || r.key == "c" || r.key == "j");
+        rows.retain(|r| matches!(r.key, "a" | "c" | "j" | "p"));
     } else {
         // Warm every row up once (connections, caches), then interleave the measured rounds.
         for r in &rows {

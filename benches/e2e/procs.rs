@@ -135,6 +135,21 @@ pub fn upstream(cpu: usize) -> (Proc, SocketAddr) {
     (Proc { child }, addr)
 }
 
+/// Row (p)'s bare Pingora: this same binary re-executed with `--bare-pingora <port> <upstream>`.
+pub fn bare_pingora(cpu: usize, upstream: SocketAddr) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let exe = std::env::current_exe().unwrap();
+    let child = pinned(cpu, &exe)
+        .args(["--bare-pingora", &port.to_string(), &upstream.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_port(addr);
+    (Proc { child }, addr)
+}
+
 /// Serves `200 ok` as fast as it can, on one thread (the `--upstream` mode).
 pub fn serve_upstream(port: u16) {
     use http_body_util::Full;
@@ -409,26 +424,8 @@ pub fn nginx(cpu: usize, upstream: SocketAddr, decider: Option<SocketAddr>) -> N
         ),
     )
     .unwrap();
-    let bin = if Path::new("/usr/sbin/nginx").exists() {
-        PathBuf::from("/usr/sbin/nginx")
-    } else {
-        PathBuf::from("nginx")
-    };
-    let start = |d: &Path| {
-        let child = pinned(cpu, &bin)
-            .arg("-p")
-            .arg(d)
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Proc { child }
-    };
-    let auth = decider.is_none().then(|| start(&auth_dir));
-    let front = start(&front_dir);
+    let auth = decider.is_none().then(|| start_nginx(cpu, &auth_dir));
+    let front = start_nginx(cpu, &front_dir);
     wait_port(([127, 0, 0, 1], auth_port).into());
     let addr: SocketAddr = ([127, 0, 0, 1], front_port).into();
     wait_port(addr);
@@ -438,4 +435,44 @@ pub fn nginx(cpu: usize, upstream: SocketAddr, decider: Option<SocketAddr>) -> N
         addr,
         _dir: dir,
     }
+}
+
+/// `nginx -p dir -c dir/nginx.conf`, in the foreground, pinned to `cpu`.
+fn start_nginx(cpu: usize, d: &Path) -> Proc {
+    let bin = if Path::new("/usr/sbin/nginx").exists() {
+        PathBuf::from("/usr/sbin/nginx")
+    } else {
+        PathBuf::from("nginx")
+    };
+    let child = pinned(cpu, &bin)
+        .arg("-p")
+        .arg(d)
+        .arg("-c")
+        .arg(d.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Proc { child }
+}
+
+/// The upstream as a real server would be: nginx answering `200 ok` to everything, one
+/// worker (`--upstream-kind nginx`, the default for the published table).
+pub fn nginx_upstream(cpu: usize) -> (Proc, tempfile::TempDir, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path();
+    std::fs::write(
+        d.join("nginx.conf"),
+        format!(
+            "master_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi; keepalive_requests 1000000;\n server {{ listen 127.0.0.1:{port}; default_type text/plain; location / {{ return 200 \"ok\"; }} }} }}\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let proc = start_nginx(cpu, d);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_port(addr);
+    (proc, dir, addr)
 }

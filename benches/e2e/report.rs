@@ -147,6 +147,21 @@ pub fn table(
         own("f"),
         own("i"),
     );
+    // Issue 17's targets against the floor, in CPU per request (steadier than req/s here).
+    let cpu = |k: &str| {
+        find(k)
+            .map(|i| med(i, |s| s.cpu_us))
+            .filter(|v| !v.is_nan())
+    };
+    let show =
+        |v: Option<f64>, digits: usize| v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
+    let _ = writeln!(
+        t,
+        "\nAgainst the floor, CPU µs/req: (b)/(p) = {} (≤ 1.10); (c) − (b) = {} µs (≤ 2); (g) − (c) = {} µs (≤ 1.5).",
+        show(cpu("b").zip(cpu("p")).map(|(b, p)| b / p), 2),
+        show(cpu("c").zip(cpu("b")).map(|(c, b)| c - b), 1),
+        show(cpu("g").zip(cpu("c")).map(|(g, c)| g - c), 1),
+    );
     for n in notes {
         let _ = writeln!(t, "\nNote: {n}.");
     }
