@@ -5,7 +5,9 @@
 //! Options after `--`: `--rounds N` (3), `--secs S` (8), `--conns C` (64), `--rows abc` (only
 //! those rows), `--soak SECS` (a separate RSS-over-time run of row c), `--ab PATH` (adds row
 //! (x): row (c) served by another fluxgate binary, e.g. a build of an earlier commit, so a
-//! change is measured before/after in one interleaved run). Under `cargo test` (no `--bench`), it runs a short smoke of a few
+//! change is measured before/after in one interleaved run), `--open SECS` (then open-loop runs
+//! of rows b c f i p at 50 % and 80 % of (f)'s maximum, `open_loop.rs`), `--upstream-kind
+//! nginx|hyper`. Under `cargo test` (no `--bench`), it runs a short smoke of a few
 //! rows to prove the harness works, and asserts nothing about speed.
 //!
 //! Rows:
@@ -35,6 +37,7 @@
 )]
 
 mod bare;
+mod open_loop;
 mod procs;
 #[path = "../../tests/common/redis.rs"]
 mod redis_server;
@@ -64,6 +67,9 @@ struct Opts {
     only: Option<String>,
     /// Another fluxgate binary for row (x).
     ab: Option<PathBuf>,
+    /// After the closed-loop rounds: open-loop runs of rows b c f i p at 50 % and 80 % of row
+    /// (f)'s maximum rate, `--open SECS` each.
+    open: Option<f64>,
     /// The upstream every row forwards to: nginx answering 200 (as a real server would; the
     /// default when nginx is installed) or this binary's own hyper server (`hyper`).
     nginx_upstream: bool,
@@ -92,6 +98,7 @@ fn opts() -> Opts {
         soak: get("--soak").and_then(|v| v.parse().ok()),
         only: get("--rows"),
         ab: get("--ab").map(PathBuf::from),
+        open: get("--open").and_then(|v| v.parse().ok()),
         nginx_upstream: match get("--upstream-kind").as_deref() {
             Some("hyper") => false,
             Some("nginx") => true,
@@ -129,6 +136,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--upstream") {
         serve_upstream(args[i + 1].parse().unwrap());
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--open-loop") {
+        open_loop::serve(&args[i + 1..]);
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--bare-pingora") {
@@ -484,6 +495,11 @@ fn main() {
         &notes,
         started.elapsed(),
     );
+    let open = o.open.map(|secs| open_rounds(&rows, &samples, secs));
+    let table = match open {
+        Some(extra) => format!("{table}\n{extra}"),
+        None => table,
+    };
     println!("{table}");
     if o.full {
         let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-results");
@@ -509,4 +525,39 @@ fn soak(fg: &Fluxgate, load: &wrk::Load<'_>, conns: usize, secs: u64) {
         "RSS over {secs} s at load: {first:.1} MB → {last:.1} MB, slope {:.3} MB/min",
         slope * 60.0
     );
+}
+
+/// Open-loop runs (wrk2-style latency from each request's scheduled time) of rows b c f i p,
+/// interleaved, at 50 % and 80 % of row (f)'s measured maximum; a Markdown table.
+fn open_rounds(rows: &[Row], samples: &[Vec<wrk::Sample>], secs: f64) -> String {
+    let fi = rows.iter().position(|r| r.key == "f");
+    let Some(fi) = fi else {
+        return "Open loop: skipped (needs row f for its rates).\n".into();
+    };
+    let mut f_rps: Vec<f64> = samples[fi].iter().map(|s| s.rps).collect();
+    f_rps.sort_by(f64::total_cmp);
+    let max = f_rps[f_rps.len() / 2];
+    let mut t = format!(
+        "Open loop ({secs} s per row and rate, 64 connections, latency from each request's scheduled time), at 50 % and 80 % of (f)'s {max:.0} req/s:\n\n| row | rate req/s | sent | errors | p50 ms | p99 ms | p99.9 ms |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for share in [0.5, 0.8] {
+        for r in rows.iter().filter(|r| "bcfip".contains(r.key)) {
+            let header = r.load.headers.first().map(String::as_str);
+            let s = open_loop::measure(CLIENT_CPU, &r.load.url, header, max * share, secs);
+            eprintln!(
+                "open loop {:.0}% row {}: p50 {:.3} p99 {:.3} p99.9 {:.3} ms, errors {}",
+                share * 100.0,
+                r.key,
+                s.p50_ms,
+                s.p99_ms,
+                s.p999_ms,
+                s.errors
+            );
+            t += &format!(
+                "| ({}) | {:.0} | {} | {} | {:.3} | {:.3} | {:.3} |\n",
+                r.key, s.rate, s.sent, s.errors, s.p50_ms, s.p99_ms, s.p999_ms
+            );
+        }
+    }
+    t
 }
