@@ -28,6 +28,9 @@
 //! installed: one nginx worker answering `200 ok`, as a real server would) or `hyper` (this
 //! binary's own one-thread hyper server, which answers faster and so flatters every proxy).
 //!
+//! (t) TLS (ECDSA P-256, TLS 1.3): fluxgate terminating TLS with the cached session of (c),
+//!     keep-alive; (u) nginx terminating TLS with auth_request to the stub, keep-alive;
+//!     (v), (w): the same with a new connection (a full handshake) per request.
 //! (p) a bare Pingora proxy (`bare.rs`: same Pingora, allocator and runtime settings, no
 //!     auth): the floor fluxgate's (b) is compared with.
 
@@ -434,6 +437,74 @@ fn main() {
         _keep_fa = Some((n, fa));
     }
 
+    // (t)-(w): TLS (ECDSA P-256, TLS 1.3, one certificate for both): fluxgate terminating
+    // TLS with authentication against nginx terminating TLS with auth_request to the stub,
+    // keep-alive (t, u), then a new connection, so a full handshake, per request (v, w).
+    let mut _keep_tls = None;
+    let tls_rows = o.full
+        || o.only
+            .as_deref()
+            .is_some_and(|r| r.contains(['t', 'u', 'v', 'w']));
+    if tls_rows && have("nginx") {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = p256_cert(dir.path());
+        let fg = fluxgate(
+            &bin,
+            PROXY_CPU,
+            "t",
+            &format!(
+                "[[server.tls]]\nlisten = \"127.0.0.1:0\"\nhttp2 = false\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n{upstream_cfg}{LIMIT}",
+                cert.display(),
+                key.display()
+            ),
+        );
+        let tls_cookie = format!("Cookie: fluxer_session={}", fg.session("600"));
+        let fg_tls = fg.tls.expect("the TLS listener");
+        let n = nginx_tls(PROXY_CPU, upstream, None, Some((&cert, &key)));
+        let close = "Connection: close".to_string();
+        let tls_row = |key, title, url: String, headers: Vec<String>, cpu: Vec<u32>| Row {
+            key,
+            title,
+            load: wrk::Load {
+                url,
+                headers,
+                script: None,
+            },
+            cpu,
+        };
+        rows.push(tls_row(
+            "t",
+            "TLS: fluxgate, cached cookie session + bucket, keep-alive",
+            format!("https://{fg_tls}/x"),
+            vec![tls_cookie.clone()],
+            vec![fg.proc.pid()],
+        ));
+        rows.push(tls_row(
+            "u",
+            "TLS: nginx auth_request → nginx 200, keep-alive",
+            format!("https://{}/x", n.addr),
+            vec![cookie.clone()],
+            n.pids(),
+        ));
+        rows.push(tls_row(
+            "v",
+            "TLS handshakes: (t) with a new connection per request",
+            format!("https://{fg_tls}/x"),
+            vec![tls_cookie, close.clone()],
+            vec![fg.proc.pid()],
+        ));
+        rows.push(tls_row(
+            "w",
+            "TLS handshakes: (u) with a new connection per request",
+            format!("https://{}/x", n.addr),
+            vec![cookie.clone(), close],
+            n.pids(),
+        ));
+        _keep_tls = Some((fg, n, dir));
+    } else if tls_rows {
+        notes.push("rows t-w skipped: nginx is not installed".into());
+    }
+
     if let Some(secs) = o.soak {
         let c = rows.iter().find(|r| r.key == "c").unwrap();
         soak(&embedded, &c.load, o.conns, secs);
@@ -445,9 +516,11 @@ fn main() {
         rows.retain(|r| only.contains(r.key));
     }
     if !o.full {
-        // The smoke (under `cargo test`): two rows, one second each, to prove the harness runs
-        // (and (j), when asked for with --rows).
-        rows.retain(|r| matches!(r.key, "a" | "c" | "j" | "p"));
+        // The smoke (under `cargo test`): two rows (or those asked for with --rows), one second
+        // each, to prove the harness runs.
+        if o.only.is_none() {
+            rows.retain(|r| matches!(r.key, "a" | "c"));
+        }
     } else {
         // Warm every row up once (connections, caches), then interleave the measured rounds.
         for r in &rows {

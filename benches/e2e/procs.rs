@@ -206,6 +206,8 @@ pub struct Fluxgate {
     pub admin: SocketAddr,
     /// The forward-auth decision endpoint, when `[forward_auth] listen` is set.
     pub forward_auth: Option<SocketAddr>,
+    /// The first `[[server.tls]]` listener, when there is one.
+    pub tls: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -270,6 +272,7 @@ access_log = {access_log}
     let proxy: SocketAddr = v["proxy"][0].as_str().unwrap().parse().unwrap();
     let admin: SocketAddr = v["admin"].as_str().unwrap().parse().unwrap();
     let forward_auth: Option<SocketAddr> = v["forward_auth"].as_str().and_then(|a| a.parse().ok());
+    let tls: Option<SocketAddr> = v["tls"][0].as_str().and_then(|a| a.parse().ok());
     wait_port(proxy);
     wait_port(admin);
     Fluxgate {
@@ -277,6 +280,7 @@ access_log = {access_log}
         proxy,
         admin,
         forward_auth,
+        tls,
         _dir: dir,
     }
 }
@@ -360,6 +364,16 @@ impl Nginx {
 /// user id header upstream) or, when `None`, a second nginx that answers 200 (the best case of
 /// any forward-auth service).
 pub fn nginx(cpu: usize, upstream: SocketAddr, decider: Option<SocketAddr>) -> Nginx {
+    nginx_tls(cpu, upstream, decider, None)
+}
+
+/// As [`nginx`]; with `tls` (certificate and key files), the front terminates TLS 1.3.
+pub fn nginx_tls(
+    cpu: usize,
+    upstream: SocketAddr,
+    decider: Option<SocketAddr>,
+    tls: Option<(&Path, &Path)>,
+) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
     let front_port = free_port();
     let auth_addr = decider.unwrap_or_else(|| ([127, 0, 0, 1], free_port()).into());
@@ -397,7 +411,7 @@ pub fn nginx(cpu: usize, upstream: SocketAddr, decider: Option<SocketAddr>) -> N
   upstream app {{ server {upstream}; keepalive 64; }}
   upstream auth {{ server {auth_addr}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{front_port};
+    listen 127.0.0.1:{front_port}{ssl};
     location / {{
       auth_request /_auth;
       auth_request_set $fluxgate_user $upstream_http_x_fluxgate_user_id;
@@ -420,7 +434,15 @@ pub fn nginx(cpu: usize, upstream: SocketAddr, decider: Option<SocketAddr>) -> N
 }}
 "#,
             common(&front_dir),
-            tmp(&front_dir)
+            tmp(&front_dir),
+            ssl = match tls {
+                Some((cert, key)) => format!(
+                    " ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.3",
+                    cert.display(),
+                    key.display()
+                ),
+                None => String::new(),
+            },
         ),
     )
     .unwrap();
@@ -475,4 +497,14 @@ pub fn nginx_upstream(cpu: usize) -> (Proc, tempfile::TempDir, SocketAddr) {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_port(addr);
     (proc, dir, addr)
+}
+
+/// A self-signed ECDSA P-256 certificate for `127.0.0.1` (rcgen's default key type), as PEM
+/// files `cert.pem` and `key.pem` in `dir`.
+pub fn p256_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cp, kp) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cp, c.cert.pem()).unwrap();
+    std::fs::write(&kp, c.signing_key.serialize_pem()).unwrap();
+    (cp, kp)
 }

@@ -162,6 +162,12 @@ pub fn table(
         show(cpu("c").zip(cpu("b")).map(|(c, b)| c - b), 1),
         show(cpu("g").zip(cpu("c")).map(|(g, c)| g - c), 1),
     );
+    let _ = writeln!(
+        t,
+        "\nTLS (req/s): keep-alive (t)/(u) = {} (≥ 1.0); new connection per request (v)/(w) = {}.",
+        ratio("t", "u"),
+        ratio("v", "w"),
+    );
     for n in notes {
         let _ = writeln!(t, "\nNote: {n}.");
     }
