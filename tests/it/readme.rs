@@ -5,8 +5,8 @@
 
 use crate::common::*;
 use std::path::Path;
-use std::sync::Arc;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 fn readme() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
@@ -109,7 +109,11 @@ fn the_readme_walkthrough_runs_as_written() {
                 assert_eq!(name, "FLUXGATE_ADMIN_SECRET");
                 assert_eq!(value, "$(openssl rand -hex 24)");
                 // What `openssl rand -hex 24` prints: 48 hex digits.
-                env_secret = Some(format!("{:016x}{:032x}", fastrand::u64(..), fastrand::u128(..)));
+                env_secret = Some(format!(
+                    "{:016x}{:032x}",
+                    fastrand::u64(..),
+                    fastrand::u128(..)
+                ));
             }
             "fluxgate" if args[0] == "run" => {
                 let mut child = fluxgate(&args)
@@ -170,7 +174,9 @@ fn the_readme_walkthrough_runs_as_written() {
                 }
                 let before = up.count();
                 let r = req.send(format!("127.0.0.1:{proxy}").parse().unwrap());
-                let want: u16 = comment[..3].parse().expect("the comment starts with the status");
+                let want: u16 = comment[..3]
+                    .parse()
+                    .expect("the comment starts with the status");
                 assert_eq!(r.status, want, "`{line}`");
                 if want == 200 {
                     assert_eq!(up.count(), before + 1);
