@@ -62,6 +62,17 @@ impl Live {
         }
     }
 
+    /// The route's path pattern, for the access log.
+    pub(crate) fn route_template(&self, r: RouteId) -> Option<&str> {
+        match r {
+            RouteId::Index(i) => self.pipeline.rules.routes.routes()[i]
+                .pattern
+                .as_ref()
+                .map(|p| p.as_str()),
+            _ => None,
+        }
+    }
+
     fn route_label(&self, r: RouteId) -> &'static str {
         match r {
             RouteId::Unrouted => "-",
@@ -399,6 +410,7 @@ impl ProxyHttp for FluxgateProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        ctx.attempts.answered();
         sudo::on_response(resp, ctx);
         cookies::on_response(resp, ctx);
         if logout::on_response(self, resp, ctx).await.is_err() {
@@ -477,30 +489,43 @@ impl ProxyHttp for FluxgateProxy {
             .responses
             .inc(respond::status_class(status), "");
         if ctx.live.access_log {
-            let route = ctx
-                .verdict
-                .as_ref()
-                .map_or("-", |v| ctx.live.route_name(v.route));
-            let request_id = ctx
-                .request_id
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            crate::logging::access(&crate::logging::AccessLine {
-                request_id,
-                method: session.req_header().method.as_str(),
-                route,
-                decision: outcome,
-                reason,
-                status,
-                latency_us: ctx.started.elapsed().as_micros() as u64,
-                client_ip: ctx
-                    .verdict
-                    .as_ref()
-                    .map_or(peer_ip(session), |v| v.client_ip),
-            });
+            access_line(session, ctx, outcome, reason, status);
         }
     }
+}
+
+/// Writes the request's access line.
+fn access_line(
+    session: &Session,
+    ctx: &RequestCtx,
+    decision: &'static str,
+    reason: &'static str,
+    status: u16,
+) {
+    let v = ctx.verdict.as_ref();
+    let user = v.and_then(|v| v.session());
+    crate::logging::access(&crate::logging::AccessLine {
+        request_id: ctx
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+        method: session.req_header().method.as_str(),
+        route: v.map_or("-", |v| ctx.live.route_name(v.route)),
+        route_template: v.and_then(|v| ctx.live.route_template(v.route)),
+        target: session.req_header().raw_path(),
+        decision,
+        reason,
+        status,
+        latency_us: ctx.started.elapsed().as_micros() as u64,
+        upstream_us: ctx.attempts.upstream_us(),
+        client_ip: v.map_or(peer_ip(session), |v| v.client_ip),
+        user_id: user.map(|s| s.user_id()),
+        sid: user.map(|s| &s.sid),
+        bytes_in: session.body_bytes_read() as u64,
+        bytes_out: session.body_bytes_sent() as u64,
+        trace_id: None,
+    });
 }
 
 impl FluxgateProxy {
