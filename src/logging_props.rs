@@ -54,6 +54,7 @@ fn check(target: &[u8], strs: &[String; 5]) {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
     #[test]
     fn any_request_bytes_give_exactly_one_valid_line(
         target in proptest::collection::vec(any::<u8>(), 0..600),

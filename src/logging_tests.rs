@@ -128,6 +128,13 @@ fn long_paths_are_cut_at_a_character_boundary() {
     assert!(p.ends_with('é'), "{p}");
     assert!(!p.contains('\u{fffd}'));
     assert_eq!(log_path(b"/ok/\xff\xfe").as_ref(), "/ok/\u{fffd}\u{fffd}");
+    // Found by the property test: each invalid byte becomes 3 bytes of U+FFFD.
+    let p = log_path(&[0xff; 300]);
+    assert!(
+        p.len() <= PATH_MAX && p.chars().all(|c| c == '\u{fffd}'),
+        "{}",
+        p.len()
+    );
 }
 
 #[test]
