@@ -113,6 +113,12 @@ impl ForwardAuth {
             crate::proxy::guard::guarded(pipeline.evaluate(&facts), peer, &self.metrics).await;
         settle(&live, &mut verdict).await;
         let (route, client_ip) = (verdict.route, verdict.client_ip);
+        // Who, for the access log (the outcome is moved into the answer below); a user id is
+        // at most 23 bytes inline, so no allocation.
+        let who = verdict
+            .session()
+            .filter(|_| live.access_log)
+            .map(|s| (s.sid, smol_str::SmolStr::new(s.user_id())));
         let (outcome, reason, answer) = match verdict.outcome {
             // SECURITY: the pipeline admits a JWKS request only because the proxy answers it
             // itself; an edge would forward it upstream past the route's rules. Refused here
@@ -136,11 +142,19 @@ impl ForwardAuth {
                 request_id: request_id.to_str().unwrap_or("-"),
                 method: original.method.as_str(),
                 route: live.route_name(route),
+                route_template: live.route_template(route),
+                target: &original.target,
                 decision: outcome,
                 reason,
                 status: answer.status.as_u16(),
                 latency_us: started.map_or(0, |s| s.elapsed().as_micros() as u64),
+                upstream_us: None,
                 client_ip,
+                user_id: who.as_ref().map(|w| w.1.as_str()),
+                sid: who.as_ref().map(|w| &w.0),
+                bytes_in: 0,
+                bytes_out: answer.body.len() as u64,
+                trace_id: None,
             });
         }
         answer

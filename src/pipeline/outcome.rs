@@ -200,6 +200,17 @@ impl Verdict {
             sudo_attempt: None,
         }
     }
+
+    /// The session the request was admitted with, if any.
+    pub fn session(&self) -> Option<&Session> {
+        match &self.outcome {
+            Ok(Admitted {
+                identity: Identity::User(s),
+                ..
+            }) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// The metric/log reason of an admitted request.

@@ -8,6 +8,7 @@ use super::balance::UpstreamPool;
 use crate::pipeline::{Identity, Verdict};
 use pingora::prelude::*;
 use std::net::IpAddr;
+use std::time::Instant;
 
 /// The addresses this request has tried, and the one in use.
 #[derive(Debug, Default)]
@@ -15,6 +16,28 @@ pub(super) struct Attempts {
     current: Option<usize>,
     /// Allocates only after a failure.
     tried: Vec<usize>,
+    /// When the first address was chosen, and how long until the upstream's response head
+    /// (the access log's `upstream_us`).
+    started: Option<Instant>,
+    head_us: Option<u64>,
+}
+
+impl Attempts {
+    /// From choosing the first address to the upstream's response head (connects and retries
+    /// included), or until now when no head came; None when nothing went upstream.
+    pub(super) fn upstream_us(&self) -> Option<u64> {
+        let started = self.started?;
+        let since = || crate::clock::monotonic_now().saturating_duration_since(started);
+        Some(self.head_us.unwrap_or_else(|| since().as_micros() as u64))
+    }
+
+    /// The upstream's response head arrived.
+    pub(super) fn answered(&mut self) {
+        if let (Some(s), None) = (self.started, self.head_us) {
+            let us = crate::clock::monotonic_now().saturating_duration_since(s);
+            self.head_us = Some(us.as_micros() as u64);
+        }
+    }
 }
 
 impl RequestCtx {
@@ -43,6 +66,7 @@ pub(super) fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     };
     let peer = pool.peer(i, websocket);
     ctx.attempts.current = Some(i);
+    ctx.attempts.started.get_or_insert(now);
     Ok(Box::new(peer))
 }
 

@@ -2,6 +2,7 @@
 //! writes denials, picks the upstream, edits the forwarded headers, maps proxy failures to the
 //! contract's JSON, and counts and logs every request once.
 
+mod access;
 mod attempt;
 mod balance;
 mod body;
@@ -399,6 +400,7 @@ impl ProxyHttp for FluxgateProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        ctx.attempts.answered();
         sudo::on_response(resp, ctx);
         cookies::on_response(resp, ctx);
         if logout::on_response(self, resp, ctx).await.is_err() {
@@ -477,28 +479,7 @@ impl ProxyHttp for FluxgateProxy {
             .responses
             .inc(respond::status_class(status), "");
         if ctx.live.access_log {
-            let route = ctx
-                .verdict
-                .as_ref()
-                .map_or("-", |v| ctx.live.route_name(v.route));
-            let request_id = ctx
-                .request_id
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            crate::logging::access(&crate::logging::AccessLine {
-                request_id,
-                method: session.req_header().method.as_str(),
-                route,
-                decision: outcome,
-                reason,
-                status,
-                latency_us: ctx.started.elapsed().as_micros() as u64,
-                client_ip: ctx
-                    .verdict
-                    .as_ref()
-                    .map_or(peer_ip(session), |v| v.client_ip),
-            });
+            access::line(session, ctx, outcome, reason, status);
         }
     }
 }

@@ -31,9 +31,14 @@ level = "{level}"
 
 /// Starts fluxgate with the given log format and level (the base config's [logging] replaced).
 fn start(up: &Upstream, format: &str, level: &str) -> Fluxgate {
+    start_more(up, format, level, "")
+}
+
+/// As [`start`], with `more` config sections.
+fn start_more(up: &Upstream, format: &str, level: &str, more: &str) -> Fluxgate {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let base = base_config(dir.path(), up.addr, "");
-    let base = base.replace("[logging]\nformat = \"json\"\nlevel = \"info\"\n", "");
+    let base = base.replace("[logging]\nformat = \"json\"\nlevel = \"info\"\n", more);
     Fluxgate::start_with(dir, &(base + &extra(format, level)))
 }
 
@@ -48,17 +53,22 @@ fn access_lines(log: &str) -> Vec<serde_json::Value> {
 fn json_access_log_has_one_line_per_request_with_every_field_and_no_credentials() {
     let up = Upstream::start();
     let fg = start(&up, "json", "info");
-    let (tok, _sid) = fg.create_session(json!({"user_id": "77", "lifetime": "1h"}));
+    let (tok, sid) = fg.create_session(json!({"user_id": "77", "lifetime": "1h"}));
     let rid = "log-test-request-1";
-    fg.send(
-        &Req::get("/users/@me")
+    let first = fg.send(
+        &Req::get("/users/@me?token=query-secret-xyz&x=1")
             .header(
                 "cookie",
                 &format!("fluxer_session={tok}; other=keep-me-secret"),
             )
             .header("x-request-id", rid),
     );
-    fg.send(&Req::get("/users/@me").header("authorization", &format!("Bearer {tok}")));
+    assert_eq!(first.status, 200);
+    fg.send(
+        &Req::new("POST", "/users/@me")
+            .header("authorization", &format!("Bearer {tok}"))
+            .body(b"hello"),
+    );
     fg.send(&Req::get("/_rpc/x").header("x-fluxer-rpc-auth", SECRET));
     fg.send(&Req::get("/users/@me").header("authorization", "flx_not-a-real-token-but-secret"));
     fg.send(&Req::get("/users/@me").header("x-request-id", "last-one"));
@@ -66,28 +76,79 @@ fn json_access_log_has_one_line_per_request_with_every_field_and_no_credentials(
     let log = fg.wait_log("last-one");
     let lines = access_lines(&log);
     assert_eq!(lines.len(), 5, "one access line per request:\n{log}");
-    let first = &lines[0]["fields"];
-    assert_eq!(first["request_id"], rid);
-    assert_eq!(first["method"], "GET");
-    assert_eq!(first["route"], "me");
-    assert_eq!(first["decision"], "admitted");
-    assert_eq!(first["reason"], "session");
-    assert_eq!(first["status"], 200);
-    assert!(first["latency_us"].as_u64().is_some());
-    assert_eq!(first["client_ip"], "127.0.0.1");
+    let f = &lines[0]["fields"];
+    assert_eq!(f["request_id"], rid);
+    assert_eq!(f["method"], "GET");
+    assert_eq!(f["route"], "me");
+    assert_eq!(f["route_template"], "/users/@me");
+    assert_eq!(f["path"], "/users/@me", "the query string is dropped");
+    assert_eq!(f["decision"], "admitted");
+    assert_eq!(f["reason"], "session");
+    assert_eq!(f["status"], 200);
+    assert!(f["latency_us"].as_u64().is_some());
+    assert!(f["upstream_us"].as_u64().is_some(), "{f}");
+    assert_eq!(f["client_ip"], "127.0.0.1");
+    assert_eq!(f["user_id"], "77");
+    assert_eq!(f["sid_prefix"], &sid[..8]);
+    assert_eq!(f["bytes_in"], 0);
+    assert_eq!(f["bytes_out"], first.body.len() as u64);
+    assert_eq!(lines[1]["fields"]["method"], "POST");
+    assert_eq!(lines[1]["fields"]["bytes_in"], 5);
     assert_eq!(lines[2]["fields"]["route"], "internal-rpc");
-    assert_eq!(lines[3]["fields"]["decision"], "denied");
-    assert_eq!(lines[3]["fields"]["status"], 401);
-    // SECURITY: logs are read by more people than sessions should be; no credential in them.
+    assert_eq!(lines[2]["fields"]["route_template"], "/_rpc/*");
+    let denied = &lines[3]["fields"];
+    assert_eq!(denied["decision"], "denied");
+    assert_eq!(denied["status"], 401);
+    for absent in ["user_id", "sid_prefix", "upstream_us"] {
+        assert!(
+            denied.get(absent).is_none(),
+            "{absent} in a denied line: {denied}"
+        );
+    }
+    // SECURITY: logs are read by more people than sessions should be; no credential in them,
+    // nor the query string (tokens travel there), nor more of the session id than its prefix.
     for needle in [
         tok.as_str(),
         SECRET,
         "flx_not-a-real-token-but-secret",
         "keep-me-secret",
+        "query-secret-xyz",
+        &sid[..9],
         ADMIN_SECRET,
     ] {
         assert!(!log.contains(needle), "{needle} reached the log:\n{log}");
     }
+}
+
+#[test]
+fn decision_endpoint_lines_carry_the_original_path_and_user_but_never_the_query() {
+    let up = Upstream::start();
+    let fg = start_more(
+        &up,
+        "json",
+        "info",
+        "[forward_auth]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let (tok, sid) = fg.create_session(json!({"user_id": "42", "lifetime": "1h"}));
+    let r = Req::get("/")
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", "/users/@me?code=oauth-code-secret")
+        .header("X-Request-Id", "fa-log-1")
+        .header("Authorization", &format!("Bearer {tok}"))
+        .send(fg.forward_auth.unwrap());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let log = fg.wait_log("fa-log-1");
+    let lines = access_lines(&log);
+    let f = &lines.last().expect("an access line")["fields"];
+    assert_eq!(f["request_id"], "fa-log-1");
+    assert_eq!(f["path"], "/users/@me");
+    assert_eq!(f["route_template"], "/users/@me");
+    assert_eq!(f["user_id"], "42");
+    assert_eq!(f["sid_prefix"], &sid[..8]);
+    assert!(f.get("upstream_us").is_none(), "{f}");
+    // SECURITY: the original URI's query (OAuth2 codes, tokens) is not logged.
+    assert!(!log.contains("oauth-code-secret"), "{log}");
+    assert!(!log.contains(&tok), "{log}");
 }
 
 #[test]
@@ -118,6 +179,9 @@ fn logfmt_access_lines_carry_the_same_fields() {
         "status=401",
         "latency_us=",
         "client_ip=127.0.0.1",
+        "path=/users/@me ",
+        "route_template=/users/@me ",
+        "bytes_in=0 bytes_out=",
     ] {
         assert!(line.contains(field), "{field} missing from {line}");
     }

@@ -1,0 +1,65 @@
+//! Property tests (issue 19): whatever bytes a client puts in its method, path or headers,
+//! the access log writes exactly one line, and in JSON that line parses.
+
+use super::{AccessLine, PATH_MAX, json, logfmt};
+use crate::credential::Sid;
+use proptest::prelude::*;
+
+/// Any string, weighted toward what breaks hand-written formatters.
+fn nasty() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[\"\\\\\n\r\t\u{0}\u{1f}\u{7f}\u{2028}\u{2029}= a{}]{0,40}",
+    ]
+}
+
+fn check(target: &[u8], strs: &[String; 5]) {
+    let sid = Sid::of(&strs[4]);
+    let l = AccessLine {
+        request_id: &strs[0],
+        method: &strs[1],
+        route: &strs[2],
+        route_template: Some(&strs[3]),
+        target,
+        decision: "denied",
+        reason: "no_credential",
+        status: 401,
+        latency_us: 1,
+        upstream_us: None,
+        client_ip: "192.0.2.1".parse().unwrap(),
+        user_id: Some(&strs[4]),
+        sid: Some(&sid),
+        bytes_in: 0,
+        bytes_out: 0,
+        trace_id: Some(&strs[0]),
+    };
+    let mut b = Vec::new();
+    json(&mut b, &l);
+    let s = std::str::from_utf8(&b).expect("a JSON line is UTF-8");
+    assert_eq!(s.matches('\n').count(), 1, "one line: {s:?}");
+    assert!(s.ends_with('\n') && !s.contains('\r'));
+    let v: serde_json::Value = serde_json::from_str(s).expect("a JSON line parses");
+    let f = &v["fields"];
+    assert_eq!(f["method"].as_str(), Some(strs[1].as_str()));
+    assert_eq!(f["user_id"].as_str(), Some(strs[4].as_str()));
+    let path = f["path"].as_str().unwrap();
+    assert!(path.len() <= PATH_MAX);
+    assert!(!path.contains('?'));
+
+    let mut b = Vec::new();
+    logfmt(&mut b, &l);
+    let s = String::from_utf8_lossy(&b);
+    assert_eq!(s.matches('\n').count(), 1, "one line: {s:?}");
+    assert!(s.ends_with('\n') && !s.contains('\r'));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+    #[test]
+    fn any_request_bytes_give_exactly_one_valid_line(
+        target in proptest::collection::vec(any::<u8>(), 0..600),
+        strs in [nasty(), nasty(), nasty(), nasty(), nasty()],
+    ) {
+        check(&target, &strs);
+    }
+}
