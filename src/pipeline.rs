@@ -292,14 +292,8 @@ impl Pipeline {
             return None;
         }
         Some(Admitted {
-            identity: Identity::Anonymous,
-            role: None,
-            limit_headers: None,
-            websocket: false,
-            plan: self.plan(f, pre, &Identity::Anonymous, None),
-            would_deny: None,
             preflight: cors.mode == CorsMode::Edge,
-            jwks: false,
+            ..Admitted::anonymous(self.plan(f, pre, &Identity::Anonymous, None))
         })
     }
 
@@ -320,14 +314,8 @@ impl Pipeline {
             route: RouteId::Unrouted,
             stage: Stage::Route,
             outcome: Ok(Admitted {
-                identity: Identity::Anonymous,
-                role: None,
-                limit_headers: None,
-                websocket: false,
-                plan: Default::default(),
-                would_deny: None,
-                preflight: false,
                 jwks: true,
+                ..Admitted::anonymous(Default::default())
             }),
             reservation: None,
             sudo_attempt: None,

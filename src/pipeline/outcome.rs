@@ -98,6 +98,23 @@ pub struct Admitted {
     pub jwks: bool,
 }
 
+impl Admitted {
+    /// An anonymous admission with `plan` and nothing else set: the base that preflights, the
+    /// JWKS answer and report mode adjust.
+    pub fn anonymous(plan: UpstreamPlan) -> Admitted {
+        Admitted {
+            identity: Identity::Anonymous,
+            role: None,
+            limit_headers: None,
+            websocket: false,
+            plan,
+            would_deny: None,
+            preflight: false,
+            jwks: false,
+        }
+    }
+}
+
 /// The stages of the request path, in order; `pipeline.rs`'s module doc says why each stands
 /// where it does (a test keeps the two lists equal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

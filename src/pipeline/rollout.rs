@@ -25,14 +25,10 @@ impl Pipeline {
         // and sets none of a session's (nor its token as `Authorization`, nor a sudo proof).
         let plan = self.plan(f, pre, &Identity::Anonymous, None);
         Ok(Admitted {
-            identity: Identity::Anonymous,
             role: pre.policy.role,
-            limit_headers: None,
             websocket: pre.upgrade == Upgrade::WebSocket,
-            plan,
             would_deny: Some(d),
-            preflight: false,
-            jwks: false,
+            ..Admitted::anonymous(plan)
         })
     }
 

@@ -36,7 +36,6 @@ pub(crate) async fn guarded(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::Identity;
 
     #[tokio::test]
     async fn a_panic_in_the_pipeline_becomes_a_500_denial_not_a_forward() {
@@ -50,16 +49,7 @@ mod tests {
                     client_ip: peer,
                     route: RouteId::Default,
                     stage: crate::pipeline::Stage::Identity,
-                    outcome: Ok(crate::pipeline::Admitted {
-                        identity: Identity::Anonymous,
-                        role: None,
-                        limit_headers: None,
-                        websocket: false,
-                        plan: Default::default(),
-                        would_deny: None,
-                        preflight: false,
-                        jwks: false,
-                    }),
+                    outcome: Ok(crate::pipeline::Admitted::anonymous(Default::default())),
                     reservation: None,
                     sudo_attempt: None,
                 }
