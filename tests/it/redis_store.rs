@@ -25,6 +25,16 @@ fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> Option<Duration>
     None
 }
 
+/// Waits (at most 10 s) for `/readyz` to answer 200 again after Redis came back.
+fn wait_ready_again(fg: &Fluxgate) {
+    let ready = eventually(Duration::from_secs(10), || {
+        get(fg.admin, "/readyz")
+            .map(|r| r.status == 200)
+            .unwrap_or(false)
+    });
+    assert!(ready.is_some(), "readyz never recovered");
+}
+
 fn subscribed(fg: &Fluxgate) -> bool {
     fg.metric("fluxgate_invalidation_subscribed") == 1.0
 }
@@ -123,12 +133,7 @@ fn kill_dash_nine_of_redis_gives_only_503s_then_recovers_without_restarting_flux
     assert_eq!(up.count(), 0);
     redis.restart();
     // Redis came back empty (no persistence): a new session works, without restarting fluxgate.
-    let r = eventually(Duration::from_secs(10), || {
-        get(fg.admin, "/readyz")
-            .map(|r| r.status == 200)
-            .unwrap_or(false)
-    });
-    assert!(r.is_some(), "readyz never recovered");
+    wait_ready_again(&fg);
     let (tok, _) = fg.create_session(json!({"user_id": "502"}));
     assert_eq!(
         fg.send(&Req::get("/x").header("authorization", &tok))
@@ -330,14 +335,7 @@ fn after_redis_recovers_concurrent_misses_for_one_session_still_make_one_read() 
     fg.send(&Req::get("/x").header("authorization", UNKNOWN_TOKEN))
         .denial(503, "SERVICE_UNAVAILABLE");
     redis.restart();
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            get(fg.admin, "/readyz")
-                .map(|r| r.status == 200)
-                .unwrap_or(false)
-        })
-        .is_some()
-    );
+    wait_ready_again(&fg);
     // Once the invalidation subscription is back (its return clears the cache, by design).
     assert!(
         eventually(Duration::from_secs(10), || {
@@ -582,14 +580,7 @@ fn an_instance_idle_through_a_redis_restart_answers_its_first_requests() {
         assert_eq!(r.status, 401);
     }
     redis.restart();
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            get(fg.admin, "/readyz")
-                .map(|r| r.status == 200)
-                .unwrap_or(false)
-        })
-        .is_some()
-    );
+    wait_ready_again(&fg);
     let record = r#"{"v":1,"user_id":"903","kind":"session","created_at":1767225600,"expires_at":null,"scopes":[]}"#;
     let mut statuses = std::collections::BTreeMap::new();
     for i in 0..16 {
