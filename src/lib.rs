@@ -31,3 +31,4 @@ pub mod fuzzing;
 mod logging;
 mod probe;
 mod proxy;
+pub mod telemetry;

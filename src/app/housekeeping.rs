@@ -81,6 +81,8 @@ impl BackgroundService for Housekeeping {
         }
         let mut shutdown = shutdown;
         let _ = shutdown.changed().await;
+        // Best effort: the spans still queued are exported (and any drops logged) before exit.
+        let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
     }
 }
 

@@ -49,6 +49,8 @@ pub enum StartupError {
     Store(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Tracing(String),
 }
 
 /// Where the running instance listens (port 0 resolved).
@@ -347,6 +349,9 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
     if let Backend::Redis(_, cap, _) = &backend {
         // Until the invalidation subscription is up, missed revocations are possible.
         sessions.set_vouch(Some(cap.as_millis() as i64));
+    }
+    if let Some(t) = &boot.tracing {
+        crate::telemetry::init(t).map_err(StartupError::Tracing)?;
     }
     let geo = Arc::new(
         GeoIp::open(

@@ -23,6 +23,7 @@ pub use super::rollout::RolloutFile;
 pub use super::routes::{RouteFile, RoutingFile};
 pub use super::sessions::{EmbeddedFile, SessionsFile};
 pub use super::sudo::SudoFile;
+pub use super::traces::TracingFile;
 pub use super::upstreams::{HealthCheckFile, UpstreamFile, UpstreamsFile};
 use serde::{Deserialize, Serialize};
 
@@ -56,4 +57,5 @@ pub struct FileConfig {
     pub admin: AdminFile,
     pub forward_auth: ForwardAuthFile,
     pub logging: LoggingFile,
+    pub tracing: TracingFile,
 }

@@ -33,6 +33,7 @@ mod routes;
 pub mod secret;
 mod sessions;
 mod sudo;
+mod traces;
 pub mod upstreams;
 mod validate;
 
@@ -81,6 +82,8 @@ pub struct BootConfig {
     pub logging: crate::logging::LoggingSettings,
     /// `[forward_auth] listen`: the decision endpoint, when on.
     pub forward_auth: Option<forward_auth::ForwardAuthBoot>,
+    /// `[tracing]`: OpenTelemetry export, when `otlp_endpoint` is set.
+    pub tracing: Option<crate::telemetry::TracingSettings>,
 }
 
 impl BootConfig {
@@ -97,6 +100,7 @@ impl BootConfig {
             admin,
             logging,
             forward_auth,
+            tracing,
         } = self;
         [
             ("server", *server != new.server),
@@ -111,6 +115,7 @@ impl BootConfig {
             ("admin", *admin != new.admin),
             ("logging", *logging != new.logging),
             ("forward_auth.listen", *forward_auth != new.forward_auth),
+            ("tracing", *tracing != new.tracing),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

@@ -106,6 +106,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     sudo::validate_sudo_cookie_name(&file, &mut e);
     let (fa_boot, fa_rules) = forward_auth::validate_forward_auth(&file, &mut e);
     forward_auth::check_routes(&file, &mut e);
+    let tracing = super::traces::validate_tracing(&file.tracing, &mut e);
     if !e.0.is_empty() {
         return Err(e.0);
     }
@@ -119,6 +120,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         admin: admin.expect("admin is present when there are no errors"),
         logging,
         forward_auth: fa_boot,
+        tracing,
     };
     let live = LiveConfig {
         upstreams,

@@ -136,7 +136,13 @@ impl Pipeline {
         token: &str,
         allow_stale: bool,
     ) -> Result<Option<Session>, Denial> {
-        let e: StoreError = match self.rt.sessions.resolve_token(kind, token).await {
+        let lookup = self.rt.sessions.resolve_token(kind, token);
+        let looked = crate::telemetry::lookup(self.rt.sessions.source(), lookup, |r| match r {
+            Ok(Some(_)) => "found",
+            Ok(None) => "unknown",
+            Err(_) => "error",
+        });
+        let e: StoreError = match looked.await {
             Ok(s) => return Ok(s),
             Err(e) => e,
         };

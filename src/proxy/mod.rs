@@ -17,6 +17,7 @@ mod logout;
 mod raw;
 mod respond;
 mod sudo;
+mod trace;
 mod tunnel;
 mod upstream;
 
@@ -148,6 +149,8 @@ pub struct RequestCtx {
     /// `Strict-Transport-Security` for every answer, when the request came over a TLS
     /// listener that sends it.
     hsts: Option<HeaderValue>,
+    /// The request's spans, when `[tracing]` is on.
+    trace: Option<Box<crate::telemetry::RequestTrace>>,
 }
 
 /// What the pipeline needs from the request head.
@@ -175,6 +178,15 @@ fn facts<'a>(
 }
 
 impl RequestCtx {
+    /// The request's trace id, when it is traced (for exemplars and logs).
+    #[allow(
+        dead_code,
+        reason = "for the metrics' exemplars and the access log, wired where they are written"
+    )]
+    pub fn trace_id(&self) -> Option<[u8; 16]> {
+        self.trace.as_ref().map(|t| t.trace_id())
+    }
+
     /// Admitted as a WebSocket handshake.
     fn websocket(&self) -> bool {
         matches!(&self.verdict, Some(Verdict { outcome: Ok(a), .. }) if a.websocket)
@@ -207,6 +219,7 @@ impl ProxyHttp for FluxgateProxy {
             attempts: Default::default(),
             tunnel: None,
             hsts: None,
+            trace: None,
         }
     }
 
@@ -233,6 +246,7 @@ impl ProxyHttp for FluxgateProxy {
         let peer = peer_ip(session);
         let request_id = identity::request_id(&session.req_header().headers);
         ctx.request_id = Some(request_id.clone());
+        ctx.trace = trace::start(session, ctx, peer, &request_id);
         let body = match body::preread(session, ctx, peer).await? {
             body::Preread::Skipped => None,
             body::Preread::Body(b) => b,
@@ -251,7 +265,8 @@ impl ProxyHttp for FluxgateProxy {
             body.as_deref(),
         );
         let live = ctx.live.clone();
-        let verdict = guarded(live.pipeline.evaluate(&facts), peer, &self.metrics).await;
+        let run = guarded(live.pipeline.evaluate(&facts), peer, &self.metrics);
+        let verdict = trace::decide(ctx.trace.as_deref(), run).await;
         let denied = verdict.outcome.as_ref().err().cloned();
         ctx.verdict = Some(verdict);
         match denied {
@@ -368,7 +383,8 @@ impl ProxyHttp for FluxgateProxy {
             self.metrics.panics.fetch_add(1, Ordering::Relaxed);
             return Error::e_explain(InternalError, "panic while preparing the upstream request");
         }
-        attempt::rewrite(upstream, admitted.plan.path.as_deref())
+        attempt::rewrite(upstream, admitted.plan.path.as_deref())?;
+        trace::forward(ctx, upstream)
     }
 
     async fn request_body_filter(
@@ -470,6 +486,7 @@ impl ProxyHttp for FluxgateProxy {
             (None, None) => ("failed", "unparseable_request"),
         };
         self.metrics.decisions.inc(outcome, reason);
+        trace::finish(ctx, outcome, status);
         if outcome == "would_deny"
             && let Some(v) = &ctx.verdict
         {

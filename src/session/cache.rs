@@ -179,6 +179,15 @@ impl SessionCache {
         self.resolve_with(sid, None).await
     }
 
+    /// Where a token is looked up, for traces: the store, then the backend when configured.
+    pub fn source(&self) -> &'static str {
+        if self.backend.is_some() {
+            "store+backend"
+        } else {
+            "store"
+        }
+    }
+
     /// The live session a presented token of `kind` stands for: from the cache, the store, or
     /// (when configured) the backend.
     pub async fn resolve_token(

@@ -55,6 +55,7 @@ mod sudo;
 mod sudo_capture;
 mod sudo_inband;
 mod tls_hardening;
+mod tracing_otlp;
 mod transport;
 mod upstream_balancing;
 mod upstreams;
