@@ -21,6 +21,7 @@ use crate::identity;
 use crate::metrics::Metrics;
 use crate::pipeline::{RequestFacts, Verdict, admitted_reason};
 use crate::proxy::Live;
+use crate::proxy::trace;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -28,6 +29,9 @@ use original::Refusal;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// On an admitted answer when the request is traced: the parent the edge forwards upstream.
+const TRACEPARENT: HeaderName = HeaderName::from_static(crate::telemetry::traceparent::TRACEPARENT);
 
 /// What the decision endpoint works with.
 pub struct ForwardAuth {
@@ -109,8 +113,15 @@ impl ForwardAuth {
             authority: None,
         };
         let pipeline = &live.pipeline;
-        let mut verdict =
-            crate::proxy::guard::guarded(pipeline.evaluate(&facts), peer, &self.metrics).await;
+        // The peer is a trusted edge (`original::read` refused anyone else).
+        let mut trace = trace::begin(
+            &original.headers,
+            original.method.as_str(),
+            &request_id,
+            true,
+        );
+        let run = crate::proxy::guard::guarded(pipeline.evaluate(&facts), peer, &self.metrics);
+        let mut verdict = trace::decide(trace.as_deref(), run).await;
         settle(&live, &mut verdict).await;
         let (route, client_ip) = (verdict.route, verdict.client_ip);
         // Who, for the access log (the outcome is moved into the answer below); a user id is
@@ -137,6 +148,20 @@ impl ForwardAuth {
             Err(d) => ("denied", d.reason(), denial(&d, &request_id)),
         };
         self.metrics.forward_auth.inc(outcome, reason);
+        let mut answer = answer;
+        if let Some(t) = trace.as_mut() {
+            // The edge forwards it upstream, so the upstream's spans join this trace.
+            if answer.status == StatusCode::OK {
+                answer.headers.push((TRACEPARENT, t.propagation()));
+            }
+            t.finish(
+                live.route_name(route),
+                outcome,
+                None,
+                answer.status.as_u16(),
+            );
+        }
+        let mut hex = [0u8; 32];
         if live.access_log {
             crate::logging::access(&crate::logging::AccessLine {
                 request_id: request_id.to_str().unwrap_or("-"),
@@ -154,7 +179,7 @@ impl ForwardAuth {
                 sid: who.as_ref().map(|w| &w.0),
                 bytes_in: 0,
                 bytes_out: answer.body.len() as u64,
-                trace_id: None,
+                trace_id: trace.as_ref().and_then(|t| t.trace_id_hex(&mut hex)),
             });
         }
         answer

@@ -28,6 +28,11 @@ pub(super) fn line(
 ) {
     let v = ctx.verdict.as_ref();
     let user = v.and_then(|v| v.session());
+    let mut hex = [0u8; 32];
+    let trace_id = ctx.trace_id().and_then(|t| {
+        hex::encode_to_slice(t, &mut hex).ok()?;
+        std::str::from_utf8(&hex).ok()
+    });
     crate::logging::access(&crate::logging::AccessLine {
         request_id: ctx
             .request_id
@@ -48,6 +53,6 @@ pub(super) fn line(
         sid: user.map(|s| &s.sid),
         bytes_in: session.body_bytes_read() as u64,
         bytes_out: session.body_bytes_sent() as u64,
-        trace_id: None,
+        trace_id,
     });
 }

@@ -17,7 +17,7 @@ mod logout;
 mod raw;
 mod respond;
 mod sudo;
-mod trace;
+pub(crate) mod trace;
 mod tunnel;
 mod upstream;
 
@@ -179,10 +179,6 @@ fn facts<'a>(
 
 impl RequestCtx {
     /// The request's trace id, when it is traced (for exemplars and logs).
-    #[allow(
-        dead_code,
-        reason = "for the metrics' exemplars and the access log, wired where they are written"
-    )]
     pub fn trace_id(&self) -> Option<[u8; 16]> {
         self.trace.as_ref().map(|t| t.trace_id())
     }

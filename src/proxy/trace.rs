@@ -6,7 +6,7 @@ use super::RequestCtx;
 use crate::pipeline::{Verdict, admitted_reason};
 use crate::telemetry::traceparent::{self, TRACEPARENT, TRACESTATE};
 use crate::telemetry::{self, RequestTrace, TrustIncoming};
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use opentelemetry::context::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -21,8 +21,21 @@ pub(super) fn start(
     peer: IpAddr,
     request_id: &HeaderValue,
 ) -> Option<Box<RequestTrace>> {
-    let t = telemetry::enabled()?;
+    telemetry::enabled()?;
     let req = session.req_header();
+    let trusted = ctx.live.pipeline.rules.client_ip.trusted().contains(peer);
+    begin(&req.headers, req.method.as_str(), request_id, trusted)
+}
+
+/// Starts a trace for a request whose head is `headers`, from a peer that is (`trusted`) or
+/// is not a trusted proxy; the decision endpoint's peers are its trusted edges.
+pub(crate) fn begin(
+    headers: &HeaderMap,
+    method: &str,
+    request_id: &HeaderValue,
+    trusted: bool,
+) -> Option<Box<RequestTrace>> {
+    let t = telemetry::enabled()?;
     // SECURITY: a client's `traceparent` would choose the trace id (joining, or polluting,
     // someone else's trace) and force sampling (making every request of a flood exported);
     // only a peer the operator trusts may continue a trace. Anyone else starts a new one, and
@@ -30,16 +43,16 @@ pub(super) fn start(
     let believed = match t.trust {
         TrustIncoming::Always => true,
         TrustIncoming::Never => false,
-        TrustIncoming::TrustedProxies => ctx.live.pipeline.rules.client_ip.trusted().contains(peer),
+        TrustIncoming::TrustedProxies => trusted,
     };
-    let parent = believed.then(|| traceparent::read(&req.headers)).flatten();
-    let trace = RequestTrace::start(t, parent, req.method.as_str());
+    let parent = believed.then(|| traceparent::read(headers)).flatten();
+    let trace = RequestTrace::start(t, parent, method);
     trace.set_request_id(request_id);
     Some(Box::new(trace))
 }
 
 /// Runs the pipeline inside a `decision` span, when the request is traced.
-pub(super) async fn decide(
+pub(crate) async fn decide(
     trace: Option<&RequestTrace>,
     run: impl Future<Output = Verdict>,
 ) -> Verdict {

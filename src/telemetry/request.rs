@@ -74,6 +74,18 @@ impl RequestTrace {
         span.end();
     }
 
+    /// The `traceparent` naming the `request` span as parent (for the decision endpoint's
+    /// answer: the edge forwards it upstream).
+    pub fn propagation(&self) -> HeaderValue {
+        traceparent::format(self.cx.span().span_context())
+    }
+
+    /// The trace id in hex, written into `buf` (no allocation).
+    pub fn trace_id_hex<'b>(&self, buf: &'b mut [u8; 32]) -> Option<&'b str> {
+        hex::encode_to_slice(self.trace_id(), buf).ok()?;
+        std::str::from_utf8(buf).ok()
+    }
+
     /// Starts the `upstream` span of an attempt (ending the previous attempt's) and gives the
     /// `traceparent` to forward, which names it as parent.
     pub fn upstream(&mut self) -> HeaderValue {

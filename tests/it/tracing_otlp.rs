@@ -170,6 +170,8 @@ fn spans_of_an_admitted_and_a_denied_request_form_their_trees() {
     assert_eq!(parent, hex::encode(&upstream.span_id));
     assert_eq!(flags, "01");
     assert_eq!(seen.all("tracestate"), vec!["edge=1".to_string()]);
+    // The access line names the trace.
+    fg.wait_log(&format!("\"trace_id\":\"{PARENT_TRACE}\""));
 
     // Denied: no credential. A trusted parent again, so the trace can be found.
     let denied_trace = "0af7651916cd43dd8448eb211c80319c";
@@ -251,4 +253,39 @@ fn an_untrusted_client_cannot_choose_the_trace_id_or_force_sampling() {
     assert_ne!(trace, PARENT_TRACE.to_string());
     assert_eq!(flags, "01", "sampled by the ratio");
     assert!(seen.all("tracestate").is_empty());
+}
+
+#[test]
+fn the_decision_endpoint_answers_the_traceparent_the_edge_forwards() {
+    let rx = Receiver::start();
+    let up = Upstream::start();
+    let fg = Fluxgate::start(
+        up.addr,
+        &config(
+            rx.addr,
+            "sample_ratio = 0.0\n[forward_auth]\nlisten = \"127.0.0.1:0\"",
+        ),
+    );
+    let (token, _) = fg.create_session(serde_json::json!({"user_id": "42"}));
+    let r = Req::get("/auth")
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/private")
+        .header("authorization", &token)
+        .header(
+            "traceparent",
+            &format!("00-{PARENT_TRACE}-{PARENT_SPAN}-01"),
+        )
+        .send(fg.forward_auth.unwrap());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = rx.wait_trace(PARENT_TRACE, 3);
+    let request = named(&spans, "request");
+    assert_eq!(hex::encode(&request.parent_span_id), PARENT_SPAN);
+    assert_eq!(named(&spans, "decision").parent_span_id, request.span_id);
+    let tp = r
+        .header("traceparent")
+        .expect("a traceparent in the answer");
+    assert_eq!(
+        tp,
+        format!("00-{PARENT_TRACE}-{}-01", hex::encode(&request.span_id))
+    );
 }
