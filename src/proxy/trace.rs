@@ -76,6 +76,16 @@ pub(crate) async fn decide(
 /// incoming `tracestate` goes along only when its `traceparent` was believed.
 pub(super) fn forward(ctx: &mut RequestCtx, upstream: &mut RequestHeader) -> Result<()> {
     let Some(t) = ctx.trace.as_mut() else {
+        // SECURITY: not tracing, fluxgate passes a well-formed `traceparent` through
+        // untouched, but never a malformed one (or several): the upstream's tracer would
+        // trust whatever it parses out of it. One lookup, and only for requests that carry
+        // the header.
+        if upstream.headers.contains_key(TRACEPARENT)
+            && traceparent::read(&upstream.headers).is_none()
+        {
+            upstream.remove_header(TRACEPARENT);
+            upstream.remove_header(TRACESTATE);
+        }
         return Ok(());
     };
     upstream.insert_header(TRACEPARENT, t.upstream())?;

@@ -289,3 +289,46 @@ fn the_decision_endpoint_answers_the_traceparent_the_edge_forwards() {
         format!("00-{PARENT_TRACE}-{}-01", hex::encode(&request.span_id))
     );
 }
+
+#[test]
+fn with_tracing_off_a_malformed_traceparent_is_never_forwarded_as_sent() {
+    let up = Upstream::start();
+    let fg = Fluxgate::start(up.addr, "[routing.default]\nauth = \"none\"\n");
+    let good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for bad in [
+        // Uppercase hex, an all-zero trace id, a version fluxgate does not read, garbage.
+        "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "<script>",
+    ] {
+        let r = fg.send(
+            &Req::get("/x")
+                .header("traceparent", bad)
+                .header("tracestate", "vendor=x"),
+        );
+        assert_eq!(
+            r.status, 200,
+            "a bad traceparent is never a reason to refuse"
+        );
+        let seen = up.last();
+        assert_eq!(seen.get("traceparent"), None, "{bad} was forwarded");
+        assert_eq!(seen.get("tracestate"), None, "its tracestate too");
+    }
+    // Two, even if both are well formed: which one would the upstream read?
+    fg.send(
+        &Req::get("/x")
+            .header("traceparent", good)
+            .header("traceparent", good),
+    );
+    assert_eq!(up.last().all("traceparent"), Vec::<String>::new());
+    // A well-formed one passes through untouched when fluxgate is not tracing.
+    fg.send(
+        &Req::get("/x")
+            .header("traceparent", good)
+            .header("tracestate", "vendor=x"),
+    );
+    let seen = up.last();
+    assert_eq!(seen.get("traceparent").as_deref(), Some(good));
+    assert_eq!(seen.get("tracestate").as_deref(), Some("vendor=x"));
+}
