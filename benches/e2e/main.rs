@@ -28,6 +28,7 @@
 //! installed: one nginx worker answering `200 ok`, as a real server would) or `hyper` (this
 //! binary's own one-thread hyper server, which answers faster and so flatters every proxy).
 //!
+//! (k) as (c) with tracing on at a 1 % sample ratio (OTLP/HTTP to the hyper upstream);
 //! (t) TLS (ECDSA P-256, TLS 1.3): fluxgate terminating TLS with the cached session of (c),
 //!     keep-alive; (u) nginx terminating TLS with auth_request to the stub, keep-alive;
 //!     (v), (w): the same with a new connection (a full handshake) per request.
@@ -275,6 +276,32 @@ fn main() {
             cpu: vec![logged.proc.pid()],
         });
         _keep_logged = Some(logged);
+    }
+
+    // (k): as (c) with tracing on at a 1 % sample ratio, exporting to the hyper upstream
+    // (which answers 200 to the OTLP posts as a collector would).
+    let mut _keep_traced = None;
+    if o.full || o.only.as_deref().is_some_and(|r| r.contains('k')) {
+        let traced = fluxgate(
+            &bin,
+            PROXY_CPU,
+            "k",
+            &format!(
+                "{upstream_cfg}{LIMIT}[tracing]\notlp_endpoint = \"http://{hyper_upstream}/v1/traces\"\nsample_ratio = 0.01\n"
+            ),
+        );
+        let cookie = format!("Cookie: fluxer_session={}", traced.session("700"));
+        rows.push(Row {
+            key: "k",
+            title: "as (c), tracing on, 1 % sampled (OTLP/HTTP)",
+            load: wrk::Load {
+                url: format!("http://{}/x", traced.proxy),
+                headers: vec![cookie],
+                script: None,
+            },
+            cpu: vec![traced.proc.pid()],
+        });
+        _keep_traced = Some(traced);
     }
 
     // (j): as (c), two replicas of the upstream behind round robin (in the smoke too when

@@ -164,6 +164,12 @@ pub fn table(
     );
     let _ = writeln!(
         t,
+        "\nTracing on at 1 %: (k)/(c) = {} (≥ 0.95); metrics and tracing off against the binary given with --ab: (c)/(x) = {} (≥ 0.97).",
+        ratio("k", "c"),
+        ratio("c", "x"),
+    );
+    let _ = writeln!(
+        t,
         "\nTLS (req/s): keep-alive (t)/(u) = {} (≥ 1.0); new connection per request (v)/(w) = {}.",
         ratio("t", "u"),
         ratio("v", "w"),
