@@ -11,26 +11,32 @@ use std::sync::atomic::Ordering;
 /// Runs the pipeline, turning a panic into a 500 denial.
 // SECURITY: a panic while deciding must refuse the request, never let it through or drop the
 // connection without an answer.
-pub(crate) async fn guarded(
-    evaluate: impl std::future::Future<Output = Verdict>,
+//
+// Not an `async fn`: one would hold `evaluate` twice (as its argument, and inside the awaited
+// `CatchUnwind`), doubling every request's filter future (measured: the pipeline's 7.9 KB
+// became 15.8 KB), and that future is copied whole each time pingora boxes it.
+pub(crate) fn guarded<'a>(
+    evaluate: impl std::future::Future<Output = Verdict> + 'a,
     peer: IpAddr,
-    metrics: &Metrics,
-) -> Verdict {
-    match AssertUnwindSafe(evaluate).catch_unwind().await {
-        Ok(v) => v,
-        Err(_) => {
-            metrics.panics.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("panic while evaluating a request; refused with 500");
-            Verdict {
-                client_ip: peer,
-                route: RouteId::Unrouted,
-                stage: crate::pipeline::Stage::ClientIp,
-                outcome: Err(Denial::Internal),
-                reservation: None,
-                sudo_attempt: None,
+    metrics: &'a Metrics,
+) -> impl std::future::Future<Output = Verdict> + 'a {
+    AssertUnwindSafe(evaluate)
+        .catch_unwind()
+        .map(move |r| match r {
+            Ok(v) => v,
+            Err(_) => {
+                metrics.panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("panic while evaluating a request; refused with 500");
+                Verdict {
+                    client_ip: peer,
+                    route: RouteId::Unrouted,
+                    stage: crate::pipeline::Stage::ClientIp,
+                    outcome: Err(Denial::Internal),
+                    reservation: None,
+                    sudo_attempt: None,
+                }
             }
-        }
-    }
+        })
 }
 
 #[cfg(test)]

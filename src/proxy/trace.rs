@@ -52,24 +52,29 @@ pub(crate) fn begin(
 }
 
 /// Runs the pipeline inside a `decision` span, when the request is traced.
-pub(crate) async fn decide(
+///
+/// Not an `async fn`: one would hold `run` twice (its argument, and the awaited future),
+/// doubling every request's filter future, which pingora copies whole when it boxes it.
+pub(crate) fn decide<F: Future<Output = Verdict>>(
     trace: Option<&RequestTrace>,
-    run: impl Future<Output = Verdict>,
-) -> Verdict {
+    run: F,
+) -> impl Future<Output = Verdict> + use<F> {
+    use futures_util::future::{Either, FutureExt as _};
     let Some(t) = trace else {
-        return run.await;
+        return Either::Left(run);
     };
     let cx = t.decision();
-    let v = run.with_context(cx.clone()).await;
-    let (outcome, reason) = match &v.outcome {
-        Ok(a) => match &a.would_deny {
-            Some(d) => ("would_deny", d.reason()),
-            None => ("admitted", admitted_reason(a)),
-        },
-        Err(d) => ("denied", d.reason()),
-    };
-    RequestTrace::decided(&cx, outcome, reason, v.stage.name());
-    v
+    Either::Right(run.with_context(cx.clone()).map(move |v| {
+        let (outcome, reason) = match &v.outcome {
+            Ok(a) => match &a.would_deny {
+                Some(d) => ("would_deny", d.reason()),
+                None => ("admitted", admitted_reason(a)),
+            },
+            Err(d) => ("denied", d.reason()),
+        };
+        RequestTrace::decided(&cx, outcome, reason, v.stage.name());
+        v
+    }))
 }
 
 /// Starts the `upstream` span and forwards the `traceparent` naming it as parent; the

@@ -301,9 +301,10 @@ impl SessionCache {
         if record.is_none()
             && let (Some(backend), Some((kind, token))) = (&self.backend, token)
         {
-            (record, shared_left) = self
-                .backend_answer(backend, sid, kind, &token, generation)
-                .await?;
+            // Boxed: the backend's HTTP exchange is a large future, and inline it would be
+            // part of (and copied with) every request's future, hits included.
+            (record, shared_left) =
+                Box::pin(self.backend_answer(backend, sid, kind, &token, generation)).await?;
         }
         let now = self.clock.now_ms();
         let session = record.and_then(|r| match Session::new(sid, r) {

@@ -130,24 +130,27 @@ pub fn shutdown() {
 /// Runs `lookup` inside a `session.lookup` span, a child of the current decision span, with
 /// `source` (`store` or `backend`) and what `result` says of the outcome. Without tracing, or
 /// outside a traced decision, it is `lookup` itself.
-pub async fn lookup<T, F: Future<Output = T>>(
+///
+/// Not an `async fn`: one would hold `lookup` twice (its argument, and the awaited future),
+/// doubling the session lookup's share of every request's future.
+pub fn lookup<T, F: Future<Output = T>>(
     source: &'static str,
     lookup: F,
     result: impl Fn(&T) -> &'static str,
-) -> T {
-    let Some(t) = enabled() else {
-        return lookup.await;
-    };
-    let cx = Context::current();
-    if !cx.has_active_span() {
-        return lookup.await;
-    }
-    let span = t.tracer.start_with_context("session.lookup", &cx);
-    let cx = cx.with_span(span);
-    let out = lookup.await;
-    let span = cx.span();
-    span.set_attribute(KeyValue::new("fluxgate.session.source", source));
-    span.set_attribute(KeyValue::new("fluxgate.session.result", result(&out)));
-    span.end();
-    out
+) -> impl Future<Output = T> {
+    use futures_util::FutureExt;
+    let span = enabled().and_then(|t| {
+        let cx = Context::current();
+        cx.has_active_span()
+            .then(|| cx.with_span(t.tracer.start_with_context("session.lookup", &cx)))
+    });
+    lookup.map(move |out| {
+        if let Some(cx) = span {
+            let span = cx.span();
+            span.set_attribute(KeyValue::new("fluxgate.session.source", source));
+            span.set_attribute(KeyValue::new("fluxgate.session.result", result(&out)));
+            span.end();
+        }
+        out
+    })
 }

@@ -184,7 +184,9 @@ impl Limiter {
         let Backend::Redis(r) = &self.backend else {
             return Ok(self.local_check(b, key, now));
         };
-        match r.check(&b.name, b.rate, key).await {
+        // Boxed, here and below: a Redis round trip's future is large, and inline it would be
+        // part of (and copied with) every request's future, on the local limiter too.
+        match Box::pin(r.check(&b.name, b.rate, key)).await {
             Ok((outcome, at_ms)) => Ok(Checked { outcome, at_ms }),
             Err(e) if self.buckets_fall_back_local => {
                 tracing::warn!(error = %e, bucket = %b.name, "rate limiter: Redis failed; using the local limiter");
@@ -202,7 +204,7 @@ impl Limiter {
         let now = self.clock.now_ms();
         let ((reserved, overflow), on_redis) = match &self.backend {
             Backend::Local => (self.local_reserve(l, key, now), false),
-            Backend::Redis(r) => match r.reserve(&l.name, l.rate, key).await {
+            Backend::Redis(r) => match Box::pin(r.reserve(&l.name, l.rate, key)).await {
                 Ok(v) => ((v, None), true),
                 Err(e) if self.lockouts_fall_back_local => {
                     tracing::warn!(error = %e, lockout = %l.name, "lockout: Redis failed; using the local counter");
