@@ -22,6 +22,13 @@ impl TraceIdHex {
         Some(TraceIdHex(b.map(|c| c.to_ascii_lowercase())))
     }
 
+    /// A trace id's 16 bytes, as hex (None for the all-zero invalid id).
+    pub fn from_bytes(id: [u8; 16]) -> Option<TraceIdHex> {
+        let mut hex = [0u8; 32];
+        hex::encode_to_slice(id, &mut hex).ok()?;
+        TraceIdHex::parse(std::str::from_utf8(&hex).ok()?)
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("parse admits ASCII hex only")
     }

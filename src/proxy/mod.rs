@@ -18,6 +18,7 @@ mod raw;
 mod respond;
 mod sudo;
 pub(crate) mod trace;
+mod timing;
 mod tunnel;
 mod upstream;
 
@@ -483,6 +484,7 @@ impl ProxyHttp for FluxgateProxy {
         };
         self.metrics.decisions.inc(outcome, reason);
         trace::finish(ctx, outcome, status);
+        timing::done(self, ctx, outcome);
         if outcome == "would_deny"
             && let Some(v) = &ctx.verdict
         {
