@@ -17,6 +17,7 @@ pub use table::{Histogram, HistogramSnapshot, LabeledCounter, LabeledHistogram};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Every metric fluxgate exports.
+#[derive(Default)]
 pub struct Metrics {
     /// fluxgate_decisions_total{outcome, reason}
     pub decisions: LabeledCounter,
@@ -77,41 +78,6 @@ pub struct Metrics {
     pub upstream_duration: LabeledHistogram,
     /// fluxgate_store_lookup_duration_seconds{result}: session store reads (cache misses).
     pub store_lookup: LabeledHistogram,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            decisions: Default::default(),
-            cache: Default::default(),
-            store_reads: Default::default(),
-            store_errors: Default::default(),
-            upstream_errors: Default::default(),
-            responses: Default::default(),
-            panics: Default::default(),
-            revocations: Default::default(),
-            invalidations: Default::default(),
-            invalidation_subscribed: Default::default(),
-            invalidation_subscriptions: Default::default(),
-            logout_errors: Default::default(),
-            ip_auth: Default::default(),
-            notify: Default::default(),
-            connections_refused: Default::default(),
-            reloads: Default::default(),
-            backend_auth: Default::default(),
-            backend_latency: Default::default(),
-            login_capture: Default::default(),
-            would_deny: Default::default(),
-            backend_shared: Default::default(),
-            forward_auth: Default::default(),
-            upstream_retries: Default::default(),
-            upstream_ejections: Default::default(),
-            request_duration: Default::default(),
-            decision_duration: Default::default(),
-            upstream_duration: Default::default(),
-            store_lookup: Default::default(),
-        }
-    }
 }
 
 /// A labelled counter family: (name, help, label names, table).
