@@ -17,8 +17,8 @@ mod logout;
 mod raw;
 mod respond;
 mod sudo;
-pub(crate) mod trace;
 mod timing;
+pub(crate) mod trace;
 mod tunnel;
 mod upstream;
 

@@ -22,7 +22,8 @@ pub(super) fn done(proxy: &FluxgateProxy, ctx: &RequestCtx, decision: &'static s
     let trace = ctx.trace_id().and_then(TraceIdHex::from_bytes);
     let (m, ex) = (&proxy.metrics, trace.as_ref());
     m.request_duration.observe(route, decision, total, ex);
-    m.decision_duration.observe(route, decision, before_upstream, ex);
+    m.decision_duration
+        .observe(route, decision, before_upstream, ex);
     if let Some(d) = upstream {
         m.upstream_duration.observe(route, "", d, ex);
     }
