@@ -142,3 +142,39 @@ fn an_openmetrics_scraper_gets_openmetrics() {
         "fluxgate_request_duration_seconds_count{route=\"public\",decision=\"admitted\"} 1\n"
     ));
 }
+
+#[test]
+fn a_traced_request_leaves_its_trace_id_as_an_exemplar_in_openmetrics_only() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let up = Upstream::start();
+    // Exports go nowhere (nothing listens on port 1): only the trace id matters here.
+    let fg = Fluxgate::start(
+        up.addr,
+        &format!(
+            "[tracing]\notlp_endpoint = \"http://127.0.0.1:1/v1/traces\"\nsample_ratio = 0.0\n\
+             [client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{ROUTES}"
+        ),
+    );
+    let r = Req::get("/public")
+        .header("traceparent", &format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .send(fg.proxy);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let om = Req::get("/metrics")
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send(fg.admin)
+        .text();
+    let exemplar = format!("# {{trace_id=\"{TRACE}\"}}");
+    for h in [
+        "fluxgate_request_duration_seconds_bucket{",
+        "fluxgate_upstream_duration_seconds_bucket{",
+    ] {
+        assert!(
+            om.lines().any(|l| l.starts_with(h)
+                && l.contains("route=\"public\"")
+                && l.contains(&exemplar)),
+            "no exemplar on {h} in:\n{om}"
+        );
+    }
+    let plain = get(fg.admin, "/metrics").unwrap().text();
+    assert!(!plain.contains("trace_id"));
+}
