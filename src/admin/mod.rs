@@ -7,7 +7,7 @@ pub mod client;
 mod upstreams;
 
 use crate::clock::SharedClock;
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 use crate::secret::Secret;
 use crate::session::SessionCache;
 use bytes::Bytes;
@@ -95,10 +95,16 @@ async fn handle(req: Request<Incoming>, state: &AdminState) -> AdminResponse {
         (&Method::GET, "/livez") => json_response(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/readyz") => readyz(state).await,
         (&Method::GET, crate::identity::keys::JWKS_PATH) => jwks(state),
-        (&Method::GET, "/metrics") => Response::builder()
-            .header("content-type", "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(upstreams::metrics_text(state))))
-            .expect("static parts make a valid response"),
+        (&Method::GET, "/metrics") => {
+            let accept = parts.headers.get(hyper::header::ACCEPT);
+            let format = Format::negotiate(accept.and_then(|v| v.to_str().ok()));
+            Response::builder()
+                .header("content-type", format.content_type())
+                .body(Full::new(Bytes::from(upstreams::metrics_text(
+                    state, format,
+                ))))
+                .expect("static parts make a valid response")
+        }
         (_, p) if p.starts_with("/v1/") => {
             if let Err(resp) = authorize(&parts.headers, state) {
                 return *resp;

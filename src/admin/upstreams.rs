@@ -3,11 +3,10 @@
 //! the live config at each scrape, since the set of upstreams changes on reload.
 
 use super::AdminState;
-use std::fmt::Write as _;
+use crate::metrics::{Family, Format, Series};
 
-/// The registry's metrics and the upstreams' health.
-pub(super) fn metrics_text(state: &AdminState) -> String {
-    let mut s = state.metrics.render();
+/// The registry's metrics and the upstreams' health, in `format`.
+pub(super) fn metrics_text(state: &AdminState, format: Format) -> String {
     let live = state.live.load();
     let now = crate::clock::monotonic_now();
     let rows: Vec<UpstreamRow<'_>> = live
@@ -18,8 +17,7 @@ pub(super) fn metrics_text(state: &AdminState) -> String {
             (u.settings().name.as_str(), addrs.collect())
         })
         .collect();
-    render_upstreams(&mut s, &rows);
-    s
+    state.metrics.encode(format, upstream_families(&rows))
 }
 
 /// Upstreams none of whose addresses can take a request (all failing their health check or
@@ -39,52 +37,47 @@ pub(super) fn down(state: &AdminState) -> Vec<String> {
 /// One upstream's addresses, in `addresses` order: (health check passes, ejected).
 type UpstreamRow<'a> = (&'a str, Vec<(bool, bool)>);
 
-/// A gauge: its name suffix, its help, and its value from (healthy, ejected).
-type Gauge = (&'static str, &'static str, fn(bool, bool) -> bool);
-
 /// The upstreams' health, read from the live config at scrape time (the set changes on
 /// reload). Labels are the operator's upstream names and each address's position in its
 /// `addresses` list (`replica`): no IP is ever a label (the log lines name the address).
-fn render_upstreams(s: &mut String, rows: &[UpstreamRow<'_>]) {
-    let gauges: [Gauge; 2] = [
-        (
-            "healthy",
-            "passes its health check (1 without one)",
-            |h, _| h,
-        ),
-        (
-            "ejected",
-            "is ejected after consecutive connect failures",
-            |_, e| e,
-        ),
-    ];
-    for (name, help, value) in gauges {
-        let _ = writeln!(
-            s,
-            "# HELP fluxgate_upstream_{name} Whether the address {help}.\n# TYPE fluxgate_upstream_{name} gauge"
-        );
+fn upstream_families(rows: &[UpstreamRow<'_>]) -> Vec<Family> {
+    let per_address = |value: fn(bool, bool) -> bool| {
+        let mut series = Vec::new();
         for (up, addrs) in rows {
             for (replica, (h, e)) in addrs.iter().enumerate() {
-                let (up, v) = (crate::metrics::escaped(up), u8::from(value(*h, *e)));
-                let _ = writeln!(
-                    s,
-                    "fluxgate_upstream_{name}{{upstream=\"{up}\",replica=\"{replica}\"}} {v}"
-                );
+                let labels = vec![(*up).to_owned(), replica.to_string()];
+                series.push((labels, i64::from(value(*h, *e))));
             }
         }
-    }
-    let _ = writeln!(
-        s,
-        "# HELP fluxgate_upstream_usable_addresses Addresses healthy and not ejected.\n# TYPE fluxgate_upstream_usable_addresses gauge"
-    );
-    for (up, addrs) in rows {
-        let n = addrs.iter().filter(|(h, e)| *h && !*e).count();
-        let _ = writeln!(
-            s,
-            "fluxgate_upstream_usable_addresses{{upstream=\"{}\"}} {n}",
-            crate::metrics::escaped(up)
-        );
-    }
+        Series::Gauge(series)
+    };
+    let usable = rows
+        .iter()
+        .map(|(up, addrs)| {
+            let n = addrs.iter().filter(|(h, e)| *h && !*e).count();
+            (vec![(*up).to_owned()], n as i64)
+        })
+        .collect();
+    vec![
+        Family {
+            name: "fluxgate_upstream_healthy",
+            help: "Whether the address passes its health check (1 without one).",
+            labels: &["upstream", "replica"],
+            series: per_address(|h, _| h),
+        },
+        Family {
+            name: "fluxgate_upstream_ejected",
+            help: "Whether the address is ejected after consecutive connect failures.",
+            labels: &["upstream", "replica"],
+            series: per_address(|_, e| e),
+        },
+        Family {
+            name: "fluxgate_upstream_usable_addresses",
+            help: "Addresses healthy and not ejected.",
+            labels: &["upstream"],
+            series: Series::Gauge(usable),
+        },
+    ]
 }
 
 #[cfg(test)]
@@ -93,8 +86,8 @@ mod tests {
 
     #[test]
     fn upstream_health_renders_one_gauge_per_address_and_a_usable_count() {
-        let mut s = String::new();
-        render_upstreams(&mut s, &[("api", vec![(true, false), (false, true)])]);
+        let families = upstream_families(&[("api", vec![(true, false), (false, true)])]);
+        let s = crate::metrics::Metrics::default().encode(Format::Prometheus, families);
         for line in [
             r#"fluxgate_upstream_healthy{upstream="api",replica="0"} 1"#,
             r#"fluxgate_upstream_healthy{upstream="api",replica="1"} 0"#,

@@ -31,6 +31,15 @@ impl Attempts {
         Some(self.head_us.unwrap_or_else(|| since().as_micros() as u64))
     }
 
+    /// When the first address was chosen, and how long the upstream took to its response
+    /// head (None until it came): the metrics' `timing`.
+    pub(super) fn timings(&self) -> (Option<Instant>, Option<std::time::Duration>) {
+        (
+            self.started,
+            self.head_us.map(std::time::Duration::from_micros),
+        )
+    }
+
     /// The upstream's response head arrived.
     pub(super) fn answered(&mut self) {
         if let (Some(s), None) = (self.started, self.head_us) {

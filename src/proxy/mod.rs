@@ -17,6 +17,7 @@ mod logout;
 mod raw;
 mod respond;
 mod sudo;
+mod timing;
 pub(crate) mod trace;
 mod tunnel;
 mod upstream;
@@ -483,6 +484,7 @@ impl ProxyHttp for FluxgateProxy {
         };
         self.metrics.decisions.inc(outcome, reason);
         trace::finish(ctx, outcome, status);
+        timing::done(self, ctx, outcome);
         if outcome == "would_deny"
             && let Some(v) = &ctx.verdict
         {

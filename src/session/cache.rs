@@ -289,7 +289,17 @@ impl SessionCache {
         // point stamps a newer generation than the entry carries.
         let generation = self.generation.load(Ordering::Acquire);
         self.metrics.count_store_read();
-        let mut record = match self.store.get(&sid).await {
+        let started = crate::clock::monotonic_now();
+        let read = self.store.get(&sid).await;
+        let result = match &read {
+            Ok(Some(_)) => "found",
+            Ok(None) => "absent",
+            Err(_) => "error",
+        };
+        self.metrics
+            .store_lookup
+            .observe(result, "", started.elapsed(), None);
+        let mut record = match read {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);

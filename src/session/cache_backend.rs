@@ -110,7 +110,9 @@ impl SessionCache {
             Err(e) => e.reason(),
         };
         self.metrics.backend_auth.inc(result, "");
-        self.metrics.backend_latency.observe(started.elapsed());
+        self.metrics
+            .backend_latency
+            .observe(result, "", started.elapsed(), None);
         match answer {
             Ok(found) => Ok(found.map(|b| b.record)),
             Err(e) => {

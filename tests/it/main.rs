@@ -40,6 +40,7 @@ mod lockout_flood;
 mod login_capture;
 mod logout;
 mod logs;
+mod metrics_scrape;
 mod network;
 mod operations;
 mod own_answers;
