@@ -241,7 +241,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Edge<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let (stream, _slot, hsts) = match self.before_http(stream).await {
+        // Boxed: the TLS handshake's future is large (8 KB), and inline it would be part of
+        // (and copied with) this connection's future for its whole life.
+        let (stream, _slot, hsts) = match Box::pin(self.before_http(stream)).await {
             Ok(s) => s,
             Err(refused) => {
                 self.metrics.connections_refused.inc(refused.reason(), "");
