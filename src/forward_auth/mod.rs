@@ -120,8 +120,13 @@ impl ForwardAuth {
             &request_id,
             true,
         );
-        let run = crate::proxy::guard::guarded(pipeline.evaluate(&facts), peer, &self.metrics);
-        let mut verdict = trace::decide(trace.as_deref(), run).await;
+        let mut verdict = crate::proxy::guard::decide(
+            trace.as_deref(),
+            pipeline.evaluate(&facts),
+            peer,
+            &self.metrics,
+        )
+        .await;
         settle(&live, &mut verdict).await;
         let (route, client_ip) = (verdict.route, verdict.client_ip);
         // Who, for the access log (the outcome is moved into the answer below); a user id is

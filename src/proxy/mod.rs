@@ -30,7 +30,6 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 pub use balance::UpstreamPool;
 use edit::Upstream;
-use guard::guarded;
 pub use hsts::HstsListeners;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -262,8 +261,13 @@ impl ProxyHttp for FluxgateProxy {
             body.as_deref(),
         );
         let live = ctx.live.clone();
-        let run = guarded(live.pipeline.evaluate(&facts), peer, &self.metrics);
-        let verdict = trace::decide(ctx.trace.as_deref(), run).await;
+        let verdict = guard::decide(
+            ctx.trace.as_deref(),
+            live.pipeline.evaluate(&facts),
+            peer,
+            &self.metrics,
+        )
+        .await;
         let denied = verdict.outcome.as_ref().err().cloned();
         ctx.verdict = Some(verdict);
         match denied {

@@ -7,11 +7,9 @@ use crate::pipeline::{Verdict, admitted_reason};
 use crate::telemetry::traceparent::{self, TRACEPARENT, TRACESTATE};
 use crate::telemetry::{self, RequestTrace, TrustIncoming};
 use http::{HeaderMap, HeaderValue};
-use opentelemetry::context::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
-use std::future::Future;
 use std::net::IpAddr;
 
 /// Starts the request's trace, when tracing is on.
@@ -51,30 +49,16 @@ pub(crate) fn begin(
     Some(Box::new(trace))
 }
 
-/// Runs the pipeline inside a `decision` span, when the request is traced.
-///
-/// Not an `async fn`: one would hold `run` twice (its argument, and the awaited future),
-/// doubling every request's filter future, which pingora copies whole when it boxes it.
-pub(crate) fn decide<F: Future<Output = Verdict>>(
-    trace: Option<&RequestTrace>,
-    run: F,
-) -> impl Future<Output = Verdict> + use<F> {
-    use futures_util::future::{Either, FutureExt as _};
-    let Some(t) = trace else {
-        return Either::Left(run);
+/// Ends the `decision` span `cx` with the verdict's outcome, reason and stage.
+pub(crate) fn decided(cx: &opentelemetry::Context, v: &Verdict) {
+    let (outcome, reason) = match &v.outcome {
+        Ok(a) => match &a.would_deny {
+            Some(d) => ("would_deny", d.reason()),
+            None => ("admitted", admitted_reason(a)),
+        },
+        Err(d) => ("denied", d.reason()),
     };
-    let cx = t.decision();
-    Either::Right(run.with_context(cx.clone()).map(move |v| {
-        let (outcome, reason) = match &v.outcome {
-            Ok(a) => match &a.would_deny {
-                Some(d) => ("would_deny", d.reason()),
-                None => ("admitted", admitted_reason(a)),
-            },
-            Err(d) => ("denied", d.reason()),
-        };
-        RequestTrace::decided(&cx, outcome, reason, v.stage.name());
-        v
-    }))
+    RequestTrace::decided(cx, outcome, reason, v.stage.name());
 }
 
 /// Starts the `upstream` span and forwards the `traceparent` naming it as parent; the
