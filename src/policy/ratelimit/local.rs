@@ -12,7 +12,7 @@
 use super::overflow::Sketch;
 use crate::clock::Millis;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Mutex;
 
 const SHARDS: usize = 64;
@@ -50,8 +50,29 @@ impl Stored for super::window::FailureLog {
 }
 
 struct Shard<E> {
-    map: HashMap<u64, E>,
+    map: HashMap<u64, E, BuildHasherDefault<Prehashed>>,
     next_sweep: Millis,
+}
+
+/// The table's keys are already hashes ([`LocalTable::key`], a keyed SipHash that clients
+/// cannot steer), so the maps use them as they are instead of hashing them a second time.
+/// Written here: it is the few lines below, where a crate would be one more dependency.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with it; fold anything else in rather than panic.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// The bounded table (bucket states by default; lockouts keep a [`FailureLog`] per key).
@@ -72,7 +93,7 @@ impl<E: Stored> LocalTable<E> {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::new(),
+                        map: HashMap::default(),
                         next_sweep: 0,
                     })
                 })
@@ -106,13 +127,11 @@ impl<E: Stored> LocalTable<E> {
     ) -> Option<R> {
         let shard = &self.shards[(key >> 58) as usize % SHARDS];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = s.map.get(&key).copied() {
-            let mut slot = Some(e);
+        if let Some(e) = s.map.get_mut(&key) {
+            let mut slot = Some(*e);
             let r = f(&mut slot);
             match slot {
-                Some(n) => {
-                    s.map.insert(key, n);
-                }
+                Some(n) => *e = n,
                 None => {
                     s.map.remove(&key);
                 }
