@@ -174,7 +174,7 @@ const BOUNDS_NS: [u64; 17] = {
     out
 };
 
-/// A latency histogram with [`LATENCY_BUCKETS`], lock-free like the counters.
+/// A latency histogram with `LATENCY_BUCKETS`, lock-free like the counters.
 pub struct Histogram {
     /// Per-bucket (not cumulative) counts; the last is the implicit `+Inf` bucket.
     counts: [AtomicU64; BOUNDS_NS.len() + 1],

@@ -1,4 +1,4 @@
-//! W3C Trace Context `traceparent` (https://www.w3.org/TR/trace-context/), read strictly and
+//! W3C Trace Context `traceparent` (<https://www.w3.org/TR/trace-context/>), read strictly and
 //! written in version 00. Hand-written: the SDK's propagator accepts future versions and
 //! upper-case-insensitive forms we do not want from the edge, and this is 30 lines.
 
