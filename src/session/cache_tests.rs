@@ -193,8 +193,11 @@ async fn slow_read_overlapping_a_revocation_does_not_resurrect_the_session() {
     *store.gate.lock().unwrap() = None;
     store.records.lock().unwrap().remove(&sid);
     cache.evict(&sid).await;
-    // ...and only then does the slow read complete and insert what it read.
-    gate.notify_waiters();
+    // ...and only then does the slow read complete and insert what it read. `notify_one`
+    // (a permit, kept if the reader is not waiting yet): on this two-thread runtime the
+    // reader may still be between announcing its read and waiting at the gate, and
+    // `notify_waiters` would then leave it waiting forever (seen: 2 hangs in 30 runs).
+    gate.notify_one();
     let _ = slow.await.unwrap();
     // The next request must not see the revoked session.
     assert!(cache.resolve(&sid).await.unwrap().is_none());
