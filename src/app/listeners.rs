@@ -23,8 +23,8 @@ pub(super) fn proxy_service(
     cfg: &ServerSettings,
     exempt: CidrSet,
     metrics: Arc<Metrics>,
-    plain: &[SocketAddr],
-    tls: &[SocketAddr],
+    (plain, tls): (&[SocketAddr], &[SocketAddr]),
+    shared: &[SocketAddr],
 ) -> Result<(Service<ProxyApp>, Vec<Arc<CertResolver>>), StartupError> {
     let limits = cfg.limits;
     let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -97,7 +97,15 @@ pub(super) fn proxy_service(
         Edge::new(http, limits, exempt, kinds, metrics),
     );
     for a in plain.iter().chain(tls) {
-        service.add_tcp(&a.to_string());
+        if shared.contains(a) {
+            // The port was reserved for this listener by a socket that never listens
+            // (app::resolve_port); sharing it needs SO_REUSEPORT on both.
+            let mut opts = pingora::listeners::TcpSocketOptions::default();
+            opts.so_reuseport = Some(true);
+            service.add_tcp_with_settings(&a.to_string(), opts);
+        } else {
+            service.add_tcp(&a.to_string());
+        }
     }
     Ok((service, resolvers))
 }

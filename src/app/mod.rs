@@ -67,17 +67,37 @@ pub struct Bound {
 pub struct Built {
     pub server: Server,
     pub bound: Bound,
+    /// The `:0` listeners' port reservations (see `resolve_port`), held while the server runs.
+    reserved: Vec<socket2::Socket>,
 }
 
-/// Resolves `:0` to a concrete free port. Pingora binds its own listeners when it starts, so
-/// the port is reserved here and released just before; the window is microseconds.
-fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, StartupError> {
+/// Resolves `:0` to a concrete free port. Pingora binds its own listeners when it starts, after
+/// the address is announced, so the port stays reserved until then: a socket bound with
+/// `SO_REUSEPORT` and never listening, kept for the process's life, which pingora's listener
+/// (also `SO_REUSEPORT`, see `listeners::proxy_service`) can share and nothing else can take.
+/// Releasing the port before pingora bound it let another process's port-0 listener take it in
+/// between: the instance announced a port that answered for someone else.
+fn resolve_port(addr: SocketAddr) -> Result<(SocketAddr, Option<socket2::Socket>), StartupError> {
     if addr.port() != 0 {
-        return Ok(addr);
+        return Ok((addr, None));
     }
-    let l = TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
-    l.local_addr()
-        .map_err(|source| StartupError::Bind { addr, source })
+    let bind = || -> std::io::Result<(SocketAddr, socket2::Socket)> {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        // Not SO_REUSEADDR: with it, a socket that is bound but not listening could be shared
+        // by any other listener that sets it too (std's does).
+        s.set_reuse_port(true)?;
+        s.bind(&addr.into())?;
+        let local = s.local_addr()?.as_socket().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not an inet address")
+        })?;
+        Ok((local, s))
+    };
+    let (local, s) = bind().map_err(|source| StartupError::Bind { addr, source })?;
+    Ok((local, Some(s)))
 }
 
 /// The configured store, with what its background work needs.
@@ -333,17 +353,23 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
         })?,
         None => boot.admin.listen,
     };
+    let mut reserved = Vec::new();
+    let mut resolve = |a: SocketAddr| -> Result<SocketAddr, StartupError> {
+        let (addr, reservation) = resolve_port(a)?;
+        reserved.extend(reservation);
+        Ok(addr)
+    };
     let proxy_addrs = boot
         .server
         .listen
         .iter()
-        .map(|a| resolve_port(*a))
+        .map(|a| resolve(*a))
         .collect::<Result<Vec<_>, _>>()?;
     let tls_addrs = boot
         .server
         .tls
         .iter()
-        .map(|t| resolve_port(t.listen))
+        .map(|t| resolve(t.listen))
         .collect::<Result<Vec<_>, _>>()?;
 
     if let Backend::Redis(_, cap, _) = &backend {
@@ -408,14 +434,18 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
         FluxgateProxy::new(live.clone(), metrics.clone(), server_cfg.limits).with_hsts(hsts);
     let (live_for_fa, metrics_for_fa) = (live.clone(), metrics.clone());
 
+    let shared = reserved
+        .iter()
+        .filter_map(|s| s.local_addr().ok()?.as_socket())
+        .collect::<Vec<_>>();
     let (service, resolvers) = listeners::proxy_service(
         &server,
         proxy,
         &server_cfg,
         exempt,
         metrics.clone(),
-        &proxy_addrs,
-        &tls_addrs,
+        (&proxy_addrs, &tls_addrs),
+        &shared,
     )?;
     server.add_service(service);
 
@@ -472,6 +502,7 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
             admin: admin_addr,
             forward_auth,
         },
+        reserved,
     })
 }
 
@@ -485,5 +516,9 @@ fn bind_admin(addr: SocketAddr) -> Result<TcpListener, StartupError> {
 
 /// Runs until a shutdown signal (SIGTERM: graceful; SIGINT: fast; SIGQUIT: hand over).
 pub fn run(built: Built) {
-    built.server.run(RunArgs::default());
+    let Built {
+        server, reserved, ..
+    } = built;
+    server.run(RunArgs::default());
+    drop(reserved);
 }

@@ -318,3 +318,45 @@ fn the_images_start_command_serves_with_the_container_config() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// An instance announces its `:0` listeners' ports before pingora binds them. Another process
+/// starting at the same moment (another instance, a test's backend) must not be able to take
+/// such a port in between: the announced address would then answer for someone else (a CI
+/// run's login went to another instance's admin API and got its 404).
+#[test]
+fn a_port_zero_listener_cannot_be_taken_between_its_announcement_and_its_bind() {
+    let up = Upstream::start();
+    for _ in 0..5 {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let cfg = base_config(dir.path(), up.addr, PUBLIC);
+        let path = dir.path().join("fluxgate.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let mut child = std::process::Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let proxy: std::net::SocketAddr = v["proxy"][0].as_str().unwrap().parse().unwrap();
+        // At once, as a racing process would: the port is already taken, reserved or bound.
+        let taken = std::net::TcpListener::bind(proxy);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            taken.is_err(),
+            "another process bound the announced port {proxy} before the instance did"
+        );
+    }
+    // And the reservation does not stop the instance from serving there.
+    let fg = Fluxgate::start(up.addr, PUBLIC);
+    assert_eq!(fg.send(&Req::get("/public")).status, 200);
+    assert_eq!(up.last().target, "/public");
+}
