@@ -39,7 +39,7 @@ pub(crate) fn decide<'a, F: Future<Output = Verdict>>(
         evaluate,
         peer,
         metrics,
-        span: trace.map(|t| t.decision()),
+        span: trace.and_then(|t| t.decision()),
     }
 }
 

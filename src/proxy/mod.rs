@@ -178,9 +178,14 @@ fn facts<'a>(
 }
 
 impl RequestCtx {
-    /// The request's trace id, when it is traced (for exemplars and logs).
+    /// The request's trace id, when it is traced (for logs).
     pub fn trace_id(&self) -> Option<[u8; 16]> {
         self.trace.as_ref().map(|t| t.trace_id())
+    }
+
+    /// The request's trace id when its trace is sampled (for exemplars).
+    pub fn exemplar_id(&self) -> Option<[u8; 16]> {
+        self.trace.as_ref().and_then(|t| t.exemplar_id())
     }
 
     /// Admitted as a WebSocket handshake.

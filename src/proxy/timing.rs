@@ -19,7 +19,7 @@ pub(super) fn done(proxy: &FluxgateProxy, ctx: &RequestCtx, decision: &'static s
     let (picked, upstream) = ctx.attempts.timings();
     // Admitted: until the upstream was picked; denied or failed before it: the whole request.
     let before_upstream = picked.map_or(total, |at| at.saturating_duration_since(ctx.started));
-    let trace = ctx.trace_id().and_then(TraceIdHex::from_bytes);
+    let trace = ctx.exemplar_id().and_then(TraceIdHex::from_bytes);
     let (m, ex) = (&proxy.metrics, trace.as_ref());
     m.request_duration.observe(route, decision, total, ex);
     m.decision_duration

@@ -2,11 +2,16 @@
 //! `decision` (the pipeline's verdict, an error on denial), `session.lookup` (made inside the
 //! pipeline, see [`super::lookup`]) and `upstream` (the forwarded exchange, whose span the
 //! upstream's `traceparent` names as parent). Faces drive it; it knows no pingora.
+//!
+//! An unsampled request (most of them at a low `sample_ratio`) keeps only its `request` span,
+//! which the SDK does not record: no child span, no attribute, no exemplar. It still has a
+//! trace id (for the access log) and forwards a `traceparent` with the sampled flag off, so
+//! the upstream's tracer makes the same choice.
 
 use super::Tracing;
 use super::traceparent::{self, Parent};
 use http::HeaderValue;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 
 pub struct RequestTrace {
@@ -17,6 +22,8 @@ pub struct RequestTrace {
     upstream: Option<Context>,
     /// The incoming parent was believed: its `tracestate` is forwarded.
     pub trusted_parent: bool,
+    /// The sampler kept this trace: its spans are recorded and exported.
+    sampled: bool,
 }
 
 impl RequestTrace {
@@ -27,27 +34,43 @@ impl RequestTrace {
             Some(p) => Context::new().with_remote_span_context(p.span_context()),
             None => Context::new(),
         };
+        // The sampler reads no attribute of ours, so they are set after it decided, and only
+        // on a span that records them.
         let span = tracing
             .tracer
             .span_builder("request")
             .with_kind(SpanKind::Server)
-            .with_attributes([KeyValue::new("http.request.method", method.to_string())])
             .start_with_context(&tracing.tracer, &parent_cx);
+        let sampled = span.span_context().is_sampled();
+        let cx = parent_cx.with_span(span);
+        if sampled {
+            cx.span()
+                .set_attribute(KeyValue::new("http.request.method", method.to_string()));
+        }
         RequestTrace {
             tracing,
-            cx: parent_cx.with_span(span),
+            cx,
             upstream: None,
             trusted_parent: parent.is_some(),
+            sampled,
         }
     }
 
-    /// The trace id (for exemplars and logs).
+    /// The trace id (for logs: the upstream's log lines carry it too, sampled or not).
     pub fn trace_id(&self) -> [u8; 16] {
         self.cx.span().span_context().trace_id().to_bytes()
     }
 
+    /// The trace id for an exemplar: only a sampled trace can be looked up.
+    pub fn exemplar_id(&self) -> Option<[u8; 16]> {
+        self.sampled.then(|| self.trace_id())
+    }
+
     /// The request id, for finding the trace from a log line.
     pub fn set_request_id(&self, id: &HeaderValue) {
+        if !self.sampled {
+            return;
+        }
         if let Ok(id) = id.to_str() {
             self.cx
                 .span()
@@ -55,11 +78,14 @@ impl RequestTrace {
         }
     }
 
-    /// Starts the `decision` span; the pipeline runs with the returned context current, so
-    /// the lookups it makes are its children.
-    pub fn decision(&self) -> Context {
+    /// Starts the `decision` span of a sampled request; the pipeline runs with the returned
+    /// context current, so the lookups it makes are its children.
+    pub fn decision(&self) -> Option<Context> {
+        if !self.sampled {
+            return None;
+        }
         let span = self.tracing.tracer.start_with_context("decision", &self.cx);
-        self.cx.with_span(span)
+        Some(self.cx.with_span(span))
     }
 
     /// Ends the `decision` span with the outcome, its reason code and the stage that decided.
@@ -88,7 +114,11 @@ impl RequestTrace {
 
     /// Starts the `upstream` span of an attempt (ending the previous attempt's) and gives the
     /// `traceparent` to forward, which names it as parent.
+    /// Unsampled, no span is made: the `traceparent` names the `request` span, flag off.
     pub fn upstream(&mut self) -> HeaderValue {
+        if !self.sampled {
+            return traceparent::format(self.cx.span().span_context());
+        }
         self.end_upstream(None);
         let span = self
             .tracing
@@ -124,6 +154,10 @@ impl RequestTrace {
         upstream: Option<u16>,
         status: u16,
     ) {
+        if !self.sampled {
+            self.cx.span().end();
+            return;
+        }
         self.end_upstream(upstream);
         let span = self.cx.span();
         span.set_attribute(KeyValue::new("http.route", route.to_string()));

@@ -76,13 +76,16 @@ fn lower_hex(src: &[u8], out: &mut [u8]) -> Option<()> {
 
 /// The `traceparent` naming `span` as the parent, in version 00.
 pub fn format(span: &SpanContext) -> HeaderValue {
-    let flags = if span.is_sampled() { "01" } else { "00" };
-    let s = format!(
-        "00-{}-{}-{flags}",
-        hex::encode(span.trace_id().to_bytes()),
-        hex::encode(span.span_id().to_bytes())
-    );
-    HeaderValue::from_str(&s).expect("a traceparent is ASCII hex and dashes")
+    // On the stack: `format!` with two hex strings cost more than the span itself.
+    let mut b = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex::encode_to_slice(span.trace_id().to_bytes(), &mut b[3..35])
+        .expect("16 bytes are 32 hex digits");
+    hex::encode_to_slice(span.span_id().to_bytes(), &mut b[36..52])
+        .expect("8 bytes are 16 hex digits");
+    if span.is_sampled() {
+        b[54] = b'1';
+    }
+    HeaderValue::from_bytes(&b).expect("a traceparent is ASCII hex and dashes")
 }
 
 #[cfg(test)]
@@ -137,5 +140,8 @@ mod tests {
     fn format_round_trips() {
         let p = parse(GOOD.as_bytes()).unwrap();
         assert_eq!(format(&p.span_context()), GOOD);
+        let unsampled = GOOD.replace("-01", "-00");
+        let p = parse(unsampled.as_bytes()).unwrap();
+        assert_eq!(format(&p.span_context()), unsampled.as_str());
     }
 }

@@ -332,3 +332,62 @@ fn with_tracing_off_a_malformed_traceparent_is_never_forwarded_as_sent() {
     assert_eq!(seen.get("traceparent").as_deref(), Some(good));
     assert_eq!(seen.get("tracestate").as_deref(), Some("vendor=x"));
 }
+
+/// At a low ratio most requests are not sampled. Such a request records nothing (no span is
+/// exported, no exemplar points at a trace that does not exist) but keeps its trace id: the
+/// upstream gets a `traceparent` with the sampled flag off, and the access log line names it.
+#[test]
+fn an_unsampled_request_exports_nothing_and_still_forwards_its_trace_id() {
+    let rx = Receiver::start();
+    let up = Upstream::start();
+    let fg = Fluxgate::start(
+        up.addr,
+        &config(
+            rx.addr,
+            "sample_ratio = 0.0\n[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]",
+        ),
+    );
+    let (token, _) = fg.create_session(serde_json::json!({"user_id": "42"}));
+    // A trusted parent's sampled flag wins: this one is recorded.
+    let r = Req::get("/private")
+        .header("authorization", &token)
+        .header(
+            "traceparent",
+            &format!("00-{PARENT_TRACE}-{PARENT_SPAN}-01"),
+        )
+        .send(fg.proxy);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sampled = rx.wait_trace(PARENT_TRACE, 4);
+    for name in ["request", "decision", "session.lookup", "upstream"] {
+        named(&sampled, name);
+    }
+
+    // Then one the ratio leaves out.
+    let r = Req::get("/private")
+        .header("authorization", &token)
+        .send(fg.proxy);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (unsampled, parent, flags) = forwarded(&up.last());
+    assert_eq!(flags, "00");
+    assert_eq!(unsampled.len(), 32);
+    assert_ne!(unsampled, "0".repeat(32));
+    assert_ne!(parent, "0".repeat(16));
+    fg.wait_log(&format!("\"trace_id\":\"{unsampled}\""));
+    // The exemplars still name the sampled trace: the unsampled one did not replace them.
+    let om = Req::get("/metrics")
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send(fg.admin)
+        .text();
+    assert!(om.contains(&format!("trace_id=\"{PARENT_TRACE}\"")), "{om}");
+    assert!(
+        !om.contains(&unsampled),
+        "an exemplar names an unsampled trace:\n{om}"
+    );
+    // Nothing of it is exported (one more batch delay for a span that would have been).
+    std::thread::sleep(Duration::from_millis(300));
+    let all = rx.spans.lock().unwrap().clone();
+    assert!(
+        all.iter().all(|s| hex::encode(&s.trace_id) != unsampled),
+        "an unsampled request exported spans: {all:?}"
+    );
+}
