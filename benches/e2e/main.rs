@@ -5,7 +5,7 @@
 //! Options after `--`: `--rounds N` (3), `--secs S` (8), `--conns C` (64), `--rows abc` (only
 //! those rows), `--soak SECS` (a separate RSS-over-time run of row c), `--ab PATH` (adds row
 //! (x): row (c) served by another fluxgate binary, e.g. a build of an earlier commit, so a
-//! change is measured before/after in one interleaved run), `--open SECS` (then open-loop runs
+//! change is measured before/after in one interleaved run; and row (y): row (g) likewise), `--open SECS` (then open-loop runs
 //! of rows b c f i p at 50 % and 80 % of (f)'s maximum, `open_loop.rs`), `--upstream-kind
 //! nginx|hyper`. Under `cargo test` (no `--bench`), it runs a short smoke of a few
 //! rows to prove the harness works, and asserts nothing about speed.
@@ -252,6 +252,29 @@ fn main() {
             cpu: vec![base.proc.pid()],
         });
         _keep_ab = Some(base);
+    }
+    // (y): as (g), served by the binary given with --ab (the access log before/after).
+    let mut _keep_ab_logged = None;
+    if let Some(other) = o.ab.as_ref().filter(|_| o.full) {
+        let logged = fluxgate_with_log(
+            other,
+            PROXY_CPU,
+            "y",
+            &format!("{upstream_cfg}{LIMIT}"),
+            true,
+        );
+        let cookie = format!("Cookie: fluxer_session={}", logged.session("310"));
+        rows.push(Row {
+            key: "y",
+            title: "as (g), the --ab binary",
+            load: wrk::Load {
+                url: format!("http://{}/x", logged.proxy),
+                headers: vec![cookie],
+                script: None,
+            },
+            cpu: vec![logged.proc.pid()],
+        });
+        _keep_ab_logged = Some(logged);
     }
 
     // (g): as (c) with the access log on (the default in production), written to a file.

@@ -164,9 +164,11 @@ pub fn table(
     );
     let _ = writeln!(
         t,
-        "\nTracing on at 1 %: (k)/(c) = {} (≥ 0.95); metrics and tracing off against the binary given with --ab: (c)/(x) = {} (≥ 0.97).",
+        "\nTracing on at 1 %: (k)/(c) = {} (≥ 0.95); metrics and tracing off against the binary given with --ab: (c)/(x) = {} (≥ 0.97); the access log against it: (g)/(y) = {}, CPU (g) − (y) = {} µs.",
         ratio("k", "c"),
         ratio("c", "x"),
+        ratio("g", "y"),
+        show(cpu("g").zip(cpu("y")).map(|(g, y)| g - y), 1),
     );
     let _ = writeln!(
         t,

@@ -186,3 +186,32 @@ fn logfmt_access_lines_carry_the_same_fields() {
         assert!(line.contains(field), "{field} missing from {line}");
     }
 }
+
+/// Access lines are written in batches (every 20 ms): the lines of the requests answered just
+/// before a shutdown are still written, each whole, in the order of the requests.
+#[test]
+fn the_last_batch_of_access_lines_is_written_at_shutdown() {
+    let up = Upstream::start();
+    let fg = start(&up, "json", "warn");
+    for i in 0..50 {
+        let r = fg.send(&Req::get("/users/@me").header("x-request-id", &format!("last-{i:02}")));
+        assert_eq!(r.status, 401);
+    }
+    // At once, inside the batch's 20 ms.
+    let dir = fg.dir.clone();
+    let log_of = |d: &std::path::Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("stderr-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect::<String>()
+    };
+    let _ = fg.stop();
+    let ids: Vec<String> = access_lines(&log_of(dir.path()))
+        .iter()
+        .map(|v| v["fields"]["request_id"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (0..50).map(|i| format!("last-{i:02}")).collect();
+    assert_eq!(ids, want);
+}
