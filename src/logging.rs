@@ -109,9 +109,17 @@ pub struct AccessLine<'a> {
     /// The route's configured path pattern (`/users/:id`); absent for the default route.
     #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     pub route_template: Option<&'a str>,
-    /// The request target as received; logged as `path`, see [`log_path`].
-    #[cfg_attr(test, serde(rename = "path", serialize_with = "ser_path"))]
-    pub target: &'a [u8],
+    /// The request target as received; logged as `path`, see [`log_path`]. `None` when
+    /// `logging.access_log_path` is off.
+    #[cfg_attr(
+        test,
+        serde(
+            rename = "path",
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "ser_path"
+        )
+    )]
+    pub target: Option<&'a [u8]>,
     pub decision: &'static str,
     pub reason: &'static str,
     pub status: u16,
@@ -184,8 +192,11 @@ pub fn sid_prefix(sid: &Sid) -> [u8; 8] {
 }
 
 #[cfg(test)]
-fn ser_path<S: Serializer>(target: &&[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&log_path(target))
+fn ser_path<S: Serializer>(target: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    match target {
+        Some(t) => s.serialize_str(&log_path(t)),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]
@@ -222,7 +233,7 @@ pub fn access(line: &AccessLine<'_>) {
             method = line.method,
             route = line.route,
             route_template = line.route_template,
-            path = %log_path(line.target),
+            path = line.target.map(|t| log_path(t).into_owned()),
             decision = line.decision,
             reason = line.reason,
             status = line.status,
@@ -269,8 +280,10 @@ fn json(b: &mut Vec<u8>, l: &AccessLine<'_>, now: std::time::Duration) {
         b.extend_from_slice(b",\"route_template\":");
         json_str(b, t);
     }
-    b.extend_from_slice(b",\"path\":");
-    json_str(b, &log_path(l.target));
+    if let Some(target) = l.target {
+        b.extend_from_slice(b",\"path\":");
+        json_str(b, &log_path(target));
+    }
     b.extend_from_slice(b",\"decision\":");
     json_str(b, l.decision);
     b.extend_from_slice(b",\"reason\":");
@@ -374,8 +387,10 @@ fn logfmt(b: &mut Vec<u8>, l: &AccessLine<'_>) {
         b.extend_from_slice(b" route_template=");
         logfmt_str(b, t);
     }
-    b.extend_from_slice(b" path=");
-    logfmt_str(b, &log_path(l.target));
+    if let Some(target) = l.target {
+        b.extend_from_slice(b" path=");
+        logfmt_str(b, &log_path(target));
+    }
     let _ = write!(
         b,
         " decision={} reason={} status={} latency_us={}",

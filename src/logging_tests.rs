@@ -9,7 +9,7 @@ fn line() -> AccessLine<'static> {
         method: "GET",
         route: "we\"ird\\name\n",
         route_template: Some("/users/:id/reset/*"),
-        target: TARGET,
+        target: Some(TARGET),
         decision: "admitted",
         reason: "session",
         status: 200,

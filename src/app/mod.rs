@@ -248,6 +248,7 @@ pub(crate) fn live(
         pipeline: Arc::new(Pipeline::new(rules, rt.clone())),
         upstreams: upstreams(cfg.upstreams, previous.map_or(&[], |l| &l.upstreams)),
         access_log: cfg.access_log,
+        access_log_path: cfg.access_log_path,
         forward_auth: cfg.forward_auth,
     }
 }

@@ -10,6 +10,8 @@ pub struct LoggingFile {
     pub format: String,
     pub level: String,
     pub access_log: bool,
+    /// Whether access lines carry the raw `path` (the route's template is always there).
+    pub access_log_path: bool,
 }
 
 impl Default for LoggingFile {
@@ -18,6 +20,7 @@ impl Default for LoggingFile {
             format: "json".into(),
             level: "info".into(),
             access_log: true,
+            access_log_path: true,
         }
     }
 }

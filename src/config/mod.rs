@@ -156,6 +156,8 @@ pub struct LiveConfig {
     pub assertion: Option<std::sync::Arc<crate::identity::assertion::Asserter>>,
     /// `logging.access_log`.
     pub access_log: bool,
+    /// `logging.access_log_path`.
+    pub access_log_path: bool,
     /// `[forward_auth]`: how the decision endpoint reads the original request.
     pub forward_auth: forward_auth::ForwardAuthRules,
 }

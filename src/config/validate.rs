@@ -141,6 +141,7 @@ pub fn validate(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         identity: identity.expect("identity is present when there are no errors"),
         assertion,
         access_log: file.logging.access_log,
+        access_log_path: file.logging.access_log_path,
         forward_auth: fa_rules,
     };
     Ok(Config { boot, live, file })

@@ -173,7 +173,7 @@ impl ForwardAuth {
                 method: original.method.as_str(),
                 route: live.route_name(route),
                 route_template: live.route_template(route),
-                target: &original.target,
+                target: live.access_log_path.then_some(original.target.as_slice()),
                 decision: outcome,
                 reason,
                 status: answer.status.as_u16(),

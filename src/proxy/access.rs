@@ -42,7 +42,10 @@ pub(super) fn line(
         method: session.req_header().method.as_str(),
         route: v.map_or("-", |v| ctx.live.route_name(v.route)),
         route_template: v.and_then(|v| ctx.live.route_template(v.route)),
-        target: session.req_header().raw_path(),
+        target: ctx
+            .live
+            .access_log_path
+            .then(|| session.req_header().raw_path()),
         decision,
         reason,
         status,

@@ -49,6 +49,8 @@ pub struct Live {
     /// The upstream services, as configured; the plan names one by index.
     pub upstreams: Vec<Arc<UpstreamPool>>,
     pub access_log: bool,
+    /// Access lines carry the raw path (`logging.access_log_path`).
+    pub access_log_path: bool,
     /// Each route's name as a metric label (`fluxgate_would_deny_total`), by index.
     pub route_labels: Vec<&'static str>,
     /// How the decision endpoint reads the original request (`[forward_auth]`).

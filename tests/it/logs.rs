@@ -215,3 +215,44 @@ fn the_last_batch_of_access_lines_is_written_at_shutdown() {
     let want: Vec<String> = (0..50).map(|i| format!("last-{i:02}")).collect();
     assert_eq!(ids, want);
 }
+
+/// An application that puts secrets in path segments (`/reset/<token>`) can keep them out of
+/// the log: with `access_log_path = false` lines carry the route's template, never the path,
+/// on the proxy and on the decision endpoint alike.
+#[test]
+fn access_log_path_off_keeps_path_segments_out_of_the_log() {
+    let up = Upstream::start();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let base = base_config(dir.path(), up.addr, "").replace(
+        "level = \"info\"\n",
+        "level = \"info\"\naccess_log_path = false\n",
+    );
+    let cfg = base
+        + r#"
+[forward_auth]
+listen = "127.0.0.1:0"
+
+[[route]]
+name = "reset"
+path = "/reset/:token"
+auth = "none"
+"#;
+    let fg = Fluxgate::start_with(dir, &cfg);
+    let r = fg.send(&Req::get("/reset/secret-token-in-the-path").header("x-request-id", "p-1"));
+    assert_eq!(r.status, 200);
+    let r = Req::get("/auth")
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/reset/another-secret-token")
+        .header("x-request-id", "p-2")
+        .send(fg.forward_auth.unwrap());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let log = fg.wait_log("p-2");
+    let lines = access_lines(&log);
+    assert_eq!(lines.len(), 2, "{log}");
+    for l in &lines {
+        let f = &l["fields"];
+        assert_eq!(f["route_template"], "/reset/:token", "{l}");
+        assert!(f.get("path").is_none(), "{l}");
+    }
+    assert!(!log.contains("secret-token"), "{log}");
+}
