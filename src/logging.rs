@@ -58,7 +58,7 @@ impl Drop for LogGuard {
 /// Sets up logging on stderr. Keep the guard until exit: dropping it flushes.
 pub fn init(l: &LoggingSettings) -> LogGuard {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(&l.level)
+    let filter = tracing_subscriber::EnvFilter::try_new(filter_directives(&l.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
@@ -93,6 +93,19 @@ pub fn init(l: &LoggingSettings) -> LogGuard {
     LogGuard {
         access,
         _writer: guard,
+    }
+}
+
+/// The tracing filter for `logging.level`. rustls warns once per handshake about what a client
+/// sent (an IP address as SNI, which wrk and some libraries send): at `warn` that is one line
+/// per connection, for anyone who can open connections. It is kept to errors unless the
+/// operator's directive names rustls.
+fn filter_directives(level: &str) -> String {
+    // SECURITY: a client must not be able to write a log line per connection.
+    if level.contains("rustls") {
+        level.to_string()
+    } else {
+        format!("{level},rustls=error")
     }
 }
 

@@ -167,3 +167,24 @@ fn dates_are_right_across_eras_and_leap_days() {
     assert_eq!(civil_from_days(20_786), (2026, 11, 29));
     assert_eq!(civil_from_days(-1), (1969, 12, 31));
 }
+
+#[test]
+fn a_client_cannot_write_a_rustls_warning_per_connection() {
+    assert_eq!(filter_directives("info"), "info,rustls=error");
+    assert_eq!(
+        filter_directives("warn,fluxgate=debug"),
+        "warn,fluxgate=debug,rustls=error"
+    );
+    // The operator's own choice for rustls wins.
+    assert_eq!(filter_directives("info,rustls=warn"), "info,rustls=warn");
+    for level in [
+        "error",
+        "warn",
+        "info",
+        "debug",
+        "trace",
+        "info,pingora=warn",
+    ] {
+        assert!(tracing_subscriber::EnvFilter::try_new(filter_directives(level)).is_ok());
+    }
+}

@@ -421,3 +421,28 @@ fn a_client_cannot_steer_the_handshake_to_a_weaker_suite_than_the_servers_choice
         rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
     );
 }
+
+/// Clients that send an IP address as SNI (wrk, some libraries) make rustls warn once per
+/// handshake; at the default level that would let anyone write a log line per connection.
+#[test]
+fn a_client_sending_an_ip_as_sni_cannot_write_a_log_line_per_connection() {
+    let (_up, fg, _der) = start("", None, "");
+    for _ in 0..3 {
+        let out = std::process::Command::new("openssl")
+            .args(["s_client", "-connect"])
+            .arg(fg.tls[0].to_string())
+            .args(["-servername", "127.0.0.1"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl s_client");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+            "the handshake completed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A later line, as a barrier: the log is written in order.
+    fg.send(&Req::get("/public").header("x-request-id", "after-the-handshakes"));
+    let log = fg.wait_log("after-the-handshakes");
+    assert!(!log.contains("Illegal SNI"), "{log}");
+}
