@@ -78,8 +78,12 @@ impl RedisServer {
     /// Started through `launcher` (a command and its arguments, such as `taskset -c 1`; empty
     /// for none), with extra `redis-server` arguments.
     pub fn start_under(launcher: &[String], extra: &[&str]) -> RedisServer {
+        Self::start_first_on(free_port(), launcher, extra)
+    }
+
+    /// As [`Self::start_under`], trying `port` first (another one if it is taken).
+    pub fn start_first_on(port: u16, launcher: &[String], extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let mut args: Vec<String> = vec![
             "--port".into(),
             port.to_string(),
@@ -101,7 +105,7 @@ impl RedisServer {
             launcher: launcher.to_vec(),
             tls: false,
         };
-        s.spawn();
+        s.first_spawn();
         s
     }
 
@@ -140,11 +144,63 @@ impl RedisServer {
             launcher: Vec::new(),
             tls: true,
         };
-        s.spawn();
+        s.first_spawn();
         s
     }
 
+    /// The first start: when another process took the free port between `free_port` and
+    /// redis-server's bind (other tests start servers on port 0 all the time), it starts again
+    /// on another port instead of failing the test.
+    fn first_spawn(&mut self) {
+        for _ in 0..4 {
+            if self.try_spawn() {
+                return;
+            }
+            let old = self.port.to_string();
+            self.port = free_port();
+            let port_flag = if self.tls { "--tls-port" } else { "--port" };
+            let at = self
+                .args
+                .iter()
+                .position(|a| a == port_flag)
+                .expect("the port argument");
+            assert_eq!(self.args[at + 1], old);
+            self.args[at + 1] = self.port.to_string();
+        }
+        self.spawn();
+    }
+
+    /// Starts the server; false when it exited at once because its port was taken.
+    fn try_spawn(&mut self) -> bool {
+        self.start_child();
+        let deadline = monotonic_now() + Duration::from_secs(2);
+        while monotonic_now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && c.try_wait().ok().flatten().is_some()
+            {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+                if log.contains("in use") {
+                    self.child = None;
+                    return false;
+                }
+                break;
+            }
+            if self.ready() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.wait_ready();
+        true
+    }
+
     fn spawn(&mut self) {
+        self.start_child();
+        self.wait_ready();
+    }
+
+    fn start_child(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
         let mut cmd = match self.launcher.split_first() {
             Some((program, args)) => {
@@ -161,18 +217,31 @@ impl RedisServer {
             .spawn()
             .expect("start redis-server");
         self.child = Some(child);
-        self.wait_ready();
+    }
+
+    /// Answering on its port (to PING, for a plain server). Bounded in time: whatever else
+    /// may listen on the port must not hang the caller.
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        if self.tls {
+            return true;
+        }
+        let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 64];
+        c.write_all(b"PING\r\n").is_ok()
+            && c.read(&mut buf).is_ok_and(|n| {
+                let got = &buf[..n];
+                got.starts_with(b"+PONG") || got.starts_with(b"-NOAUTH")
+            })
     }
 
     fn wait_ready(&self) {
         let deadline = monotonic_now() + Duration::from_secs(10);
         while monotonic_now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && (self.tls || {
-                    let out = self.cli(&["PING"]);
-                    out.trim() == "PONG" || out.contains("NOAUTH")
-                })
-            {
+            if self.ready() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -596,3 +596,16 @@ fn an_instance_idle_through_a_redis_restart_answers_its_first_requests() {
         "first requests after the restart: {statuses:?}"
     );
 }
+
+/// The harness's own port race: `free_port` releases a port that another test's server may
+/// take before redis-server binds it. The first start then moves to another port instead of
+/// failing (or hanging on a PING to whoever took the port).
+#[test]
+fn the_test_redis_moves_off_a_port_taken_before_it_started() {
+    crate::require_redis!();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let r = RedisServer::start_first_on(busy, &[], &[]);
+    assert_ne!(r.port, busy);
+    assert_eq!(r.cli(&["PING"]).trim(), "PONG");
+}
