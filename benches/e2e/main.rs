@@ -123,6 +123,20 @@ struct Row {
     cpu: Vec<u32>,
 }
 
+/// The row of `key`: `fg` loaded with a cached cookie session of `user` (the shape of row (c)).
+fn cookie_row(key: &'static str, title: &'static str, fg: &procs::Fluxgate, user: &str) -> Row {
+    Row {
+        key,
+        title,
+        load: wrk::Load {
+            url: format!("http://{}/x", fg.proxy),
+            headers: vec![format!("Cookie: fluxer_session={}", fg.session(user))],
+            script: None,
+        },
+        cpu: vec![fg.proc.pid()],
+    }
+}
+
 const LIMIT: &str = r#"
 [rate_limits]
 global_limit = 0
@@ -240,17 +254,7 @@ fn main() {
     let mut _keep_ab = None;
     if let Some(other) = &o.ab {
         let base = fluxgate(other, PROXY_CPU, "x", &format!("{upstream_cfg}{LIMIT}"));
-        let cookie = format!("Cookie: fluxer_session={}", base.session("400"));
-        rows.push(Row {
-            key: "x",
-            title: "as (c), the --ab binary",
-            load: wrk::Load {
-                url: format!("http://{}/x", base.proxy),
-                headers: vec![cookie],
-                script: None,
-            },
-            cpu: vec![base.proc.pid()],
-        });
+        rows.push(cookie_row("x", "as (c), the --ab binary", &base, "400"));
         _keep_ab = Some(base);
     }
     // (y): as (g), served by the binary given with --ab (the access log before/after).
@@ -263,17 +267,7 @@ fn main() {
             &format!("{upstream_cfg}{LIMIT}"),
             true,
         );
-        let cookie = format!("Cookie: fluxer_session={}", logged.session("310"));
-        rows.push(Row {
-            key: "y",
-            title: "as (g), the --ab binary",
-            load: wrk::Load {
-                url: format!("http://{}/x", logged.proxy),
-                headers: vec![cookie],
-                script: None,
-            },
-            cpu: vec![logged.proc.pid()],
-        });
+        rows.push(cookie_row("y", "as (g), the --ab binary", &logged, "310"));
         _keep_ab_logged = Some(logged);
     }
 
@@ -287,17 +281,12 @@ fn main() {
             &format!("{upstream_cfg}{LIMIT}"),
             true,
         );
-        let cookie = format!("Cookie: fluxer_session={}", logged.session("300"));
-        rows.push(Row {
-            key: "g",
-            title: "as (c), access log on (JSON to a file)",
-            load: wrk::Load {
-                url: format!("http://{}/x", logged.proxy),
-                headers: vec![cookie],
-                script: None,
-            },
-            cpu: vec![logged.proc.pid()],
-        });
+        rows.push(cookie_row(
+            "g",
+            "as (c), access log on (JSON to a file)",
+            &logged,
+            "300",
+        ));
         _keep_logged = Some(logged);
     }
 
@@ -313,17 +302,12 @@ fn main() {
                 "{upstream_cfg}{LIMIT}[tracing]\notlp_endpoint = \"http://{hyper_upstream}/v1/traces\"\nsample_ratio = 0.01\n"
             ),
         );
-        let cookie = format!("Cookie: fluxer_session={}", traced.session("700"));
-        rows.push(Row {
-            key: "k",
-            title: "as (c), tracing on, 1 % sampled (OTLP/HTTP)",
-            load: wrk::Load {
-                url: format!("http://{}/x", traced.proxy),
-                headers: vec![cookie],
-                script: None,
-            },
-            cpu: vec![traced.proc.pid()],
-        });
+        rows.push(cookie_row(
+            "k",
+            "as (c), tracing on, 1 % sampled (OTLP/HTTP)",
+            &traced,
+            "700",
+        ));
         _keep_traced = Some(traced);
     }
 
@@ -341,17 +325,12 @@ fn main() {
             "[upstream]\naddresses = [\"{upstream}\", \"{second_addr}\"]\nbalance = \"round_robin\"\n"
         );
         let lb = fluxgate(&bin, PROXY_CPU, "j", &format!("{two}{LIMIT}"));
-        let cookie = format!("Cookie: fluxer_session={}", lb.session("500"));
-        rows.push(Row {
-            key: "j",
-            title: "as (c), two upstream replicas, round robin",
-            load: wrk::Load {
-                url: format!("http://{}/x", lb.proxy),
-                headers: vec![cookie],
-                script: None,
-            },
-            cpu: vec![lb.proc.pid()],
-        });
+        rows.push(cookie_row(
+            "j",
+            "as (c), two upstream replicas, round robin",
+            &lb,
+            "500",
+        ));
         _keep_replicas = Some((lb, second));
     }
 

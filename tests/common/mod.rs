@@ -224,6 +224,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The first line a started `fluxgate run` prints on stdout (its announcement of where it
+/// listens, one JSON object); the child's stdout is taken.
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fluxgate"))
 }
@@ -299,10 +309,7 @@ impl Fluxgate {
             .stderr(Stdio::from(std::fs::File::create(&stderr_log).unwrap()))
             .spawn()
             .expect("start fluxgate");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = first_line(&mut child);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
             panic!(
                 "fluxgate did not start: {line:?}\n{}",

@@ -285,13 +285,7 @@ fn the_images_start_command_serves_with_the_container_config() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let started: Result<serde_json::Value, _> = serde_json::from_str(&line);
+    let started: Result<serde_json::Value, _> = serde_json::from_str(&first_line(&mut child));
     let checks = || {
         let v = started
             .as_ref()
@@ -338,13 +332,7 @@ fn a_port_zero_listener_cannot_be_taken_between_its_announcement_and_its_bind() 
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&first_line(&mut child)).unwrap();
         let proxy: std::net::SocketAddr = v["proxy"][0].as_str().unwrap().parse().unwrap();
         // At once, as a racing process would: the port is already taken, reserved or bound.
         let taken = std::net::TcpListener::bind(proxy);

@@ -122,12 +122,7 @@ fn the_readme_walkthrough_runs_as_written() {
                     .stderr(Stdio::null())
                     .spawn()
                     .unwrap();
-                let mut first = String::new();
-                std::io::BufRead::read_line(
-                    &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-                    &mut first,
-                )
-                .unwrap();
+                let first = first_line(&mut child);
                 assert!(
                     first.contains(r#""event":"listening""#),
                     "`{line}` printed {first:?}"
