@@ -99,7 +99,7 @@ pub(super) fn proxy_service(
     for a in plain.iter().chain(tls) {
         if shared.contains(a) {
             // The port was reserved for this listener by a socket that never listens
-            // (app::resolve_port); sharing it needs SO_REUSEPORT on both.
+            // (`resolve_port` below); sharing it needs SO_REUSEPORT on both.
             let mut opts = pingora::listeners::TcpSocketOptions::default();
             opts.so_reuseport = Some(true);
             service.add_tcp_with_settings(&a.to_string(), opts);
@@ -145,7 +145,7 @@ pub(super) fn forward_auth_service(
     let listener = if upgrade {
         None
     } else {
-        Some(super::bind_admin(addr)?)
+        Some(bind_admin(addr)?)
     };
     let addr = match &listener {
         Some(l) => l
@@ -185,4 +185,44 @@ impl pingora::services::background::BackgroundService for ForwardAuthService {
             Err(e) => tracing::error!(error = %e, "cannot serve the forward-auth listener"),
         }
     }
+}
+
+/// Resolves `:0` to a concrete free port. Pingora binds its own listeners when it starts, after
+/// the address is announced, so the port stays reserved until then: a socket bound with
+/// `SO_REUSEPORT` and never listening, kept for the process's life, which pingora's listener
+/// (also `SO_REUSEPORT`, see `listeners::proxy_service`) can share and nothing else can take.
+/// Releasing the port before pingora bound it let another process's port-0 listener take it in
+/// between: the instance announced a port that answered for someone else.
+pub(super) fn resolve_port(
+    addr: SocketAddr,
+) -> Result<(SocketAddr, Option<socket2::Socket>), StartupError> {
+    if addr.port() != 0 {
+        return Ok((addr, None));
+    }
+    let bind = || -> std::io::Result<(SocketAddr, socket2::Socket)> {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        // Not SO_REUSEADDR: with it, a socket that is bound but not listening could be shared
+        // by any other listener that sets it too (std's does).
+        s.set_reuse_port(true)?;
+        s.bind(&addr.into())?;
+        let local = s.local_addr()?.as_socket().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not an inet address")
+        })?;
+        Ok((local, s))
+    };
+    let (local, s) = bind().map_err(|source| StartupError::Bind { addr, source })?;
+    Ok((local, Some(s)))
+}
+
+/// Binds the admin listener (non-blocking, for tokio).
+pub(super) fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, StartupError> {
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    Ok(l)
 }

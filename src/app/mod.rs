@@ -32,7 +32,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use reload::{Reloader, ReloaderParts};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,35 +69,6 @@ pub struct Built {
     pub bound: Bound,
     /// The `:0` listeners' port reservations (see `resolve_port`), held while the server runs.
     reserved: Vec<socket2::Socket>,
-}
-
-/// Resolves `:0` to a concrete free port. Pingora binds its own listeners when it starts, after
-/// the address is announced, so the port stays reserved until then: a socket bound with
-/// `SO_REUSEPORT` and never listening, kept for the process's life, which pingora's listener
-/// (also `SO_REUSEPORT`, see `listeners::proxy_service`) can share and nothing else can take.
-/// Releasing the port before pingora bound it let another process's port-0 listener take it in
-/// between: the instance announced a port that answered for someone else.
-fn resolve_port(addr: SocketAddr) -> Result<(SocketAddr, Option<socket2::Socket>), StartupError> {
-    if addr.port() != 0 {
-        return Ok((addr, None));
-    }
-    let bind = || -> std::io::Result<(SocketAddr, socket2::Socket)> {
-        let s = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        // Not SO_REUSEADDR: with it, a socket that is bound but not listening could be shared
-        // by any other listener that sets it too (std's does).
-        s.set_reuse_port(true)?;
-        s.bind(&addr.into())?;
-        let local = s.local_addr()?.as_socket().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "not an inet address")
-        })?;
-        Ok((local, s))
-    };
-    let (local, s) = bind().map_err(|source| StartupError::Bind { addr, source })?;
-    Ok((local, Some(s)))
 }
 
 /// The configured store, with what its background work needs.
@@ -345,7 +316,7 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
     let admin_listener = if opts.upgrade {
         None
     } else {
-        Some(bind_admin(boot.admin.listen)?)
+        Some(listeners::bind_admin(boot.admin.listen)?)
     };
     let admin_addr = match &admin_listener {
         Some(l) => l.local_addr().map_err(|source| StartupError::Bind {
@@ -356,7 +327,7 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
     };
     let mut reserved = Vec::new();
     let mut resolve = |a: SocketAddr| -> Result<SocketAddr, StartupError> {
-        let (addr, reservation) = resolve_port(a)?;
+        let (addr, reservation) = listeners::resolve_port(a)?;
         reserved.extend(reservation);
         Ok(addr)
     };
@@ -505,14 +476,6 @@ pub fn build(cfg: Config, opts: &RunOptions) -> Result<Built, StartupError> {
         },
         reserved,
     })
-}
-
-/// Binds the admin listener (non-blocking, for tokio).
-fn bind_admin(addr: SocketAddr) -> Result<TcpListener, StartupError> {
-    let l = TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
-    l.set_nonblocking(true)
-        .map_err(|source| StartupError::Bind { addr, source })?;
-    Ok(l)
 }
 
 /// Runs until a shutdown signal (SIGTERM: graceful; SIGINT: fast; SIGQUIT: hand over).

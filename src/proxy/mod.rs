@@ -12,6 +12,7 @@ mod edit;
 pub(crate) mod guard;
 mod hsts;
 mod ipauth;
+mod live;
 mod login;
 mod logout;
 mod raw;
@@ -25,13 +26,14 @@ mod upstream;
 use crate::denial::Denial;
 use crate::identity;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, RequestFacts, RouteId, Verdict, admitted_reason};
+use crate::pipeline::{RequestFacts, Verdict, admitted_reason};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 pub use balance::UpstreamPool;
 use edit::Upstream;
 pub use hsts::HstsListeners;
 use http::HeaderValue;
+pub use live::Live;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -41,39 +43,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 pub use upstream::{Balance, HashKey, HealthCheckSettings, UpstreamSettings, UpstreamTls};
-
-/// What a config reload replaces. Each request takes one snapshot when it starts and keeps it
-/// to the end, so a reload never mixes two configs within a request.
-pub struct Live {
-    pub pipeline: Arc<Pipeline>,
-    /// The upstream services, as configured; the plan names one by index.
-    pub upstreams: Vec<Arc<UpstreamPool>>,
-    pub access_log: bool,
-    /// Access lines carry the raw path (`logging.access_log_path`).
-    pub access_log_path: bool,
-    /// Each route's name as a metric label (`fluxgate_would_deny_total`), by index.
-    pub route_labels: Vec<&'static str>,
-    /// How the decision endpoint reads the original request (`[forward_auth]`).
-    pub forward_auth: crate::config::forward_auth::ForwardAuthRules,
-}
-
-impl Live {
-    pub(crate) fn route_name(&self, r: RouteId) -> &str {
-        match r {
-            RouteId::Unrouted => "-",
-            RouteId::Default => "default",
-            RouteId::Index(i) => &self.pipeline.rules.routes.routes()[i].name,
-        }
-    }
-
-    fn route_label(&self, r: RouteId) -> &'static str {
-        match r {
-            RouteId::Unrouted => "-",
-            RouteId::Default => "default",
-            RouteId::Index(i) => self.route_labels.get(i).copied().unwrap_or("-"),
-        }
-    }
-}
 
 /// The pingora `ProxyHttp` implementation.
 pub struct FluxgateProxy {
