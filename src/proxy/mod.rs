@@ -82,17 +82,22 @@ fn finish_response(resp: &mut ResponseHeader, session: &Session, ctx: &RequestCt
     // SECURITY: the listener's HSTS policy replaces the upstream's own, so an upstream cannot
     // weaken (max-age=0) or widen (includeSubDomains, preload) what the edge promises.
     hsts::apply(resp, ctx.hsts.as_ref())?;
-    if let Some(Verdict { outcome: Ok(a), .. }) = &ctx.verdict
-        && let Some(h) = &a.limit_headers
-    {
-        for (k, v) in h.headers() {
-            resp.insert_header(k, v)?;
+    let limits = match &ctx.verdict {
+        Some(Verdict { outcome: Ok(a), .. }) => a.limit_headers.as_ref(),
+        _ => None,
+    };
+    let extra = limits.map_or(0, |_| 5) + usize::from(ctx.request_id.is_some());
+    if extra == 0 {
+        return Ok(());
+    }
+    edit::plain_response(resp, extra, |h| {
+        for (k, v) in limits.iter().flat_map(|l| l.headers()) {
+            h.insert(k, v);
         }
-    }
-    if let Some(id) = &ctx.request_id {
-        resp.insert_header(identity::REQUEST_ID, id.clone())?;
-    }
-    Ok(())
+        if let Some(id) = &ctx.request_id {
+            h.insert(identity::REQUEST_ID, id.clone());
+        }
+    })
 }
 
 /// Per-request state.
@@ -348,14 +353,12 @@ impl ProxyHttp for FluxgateProxy {
             );
         };
         let rules = &ctx.live.pipeline.rules;
-        let edited = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            identity::apply(
-                &mut Upstream(upstream),
-                &rules.names,
-                &rules.cookies,
-                &admitted.plan,
-            )
-        }));
+        let plan = &admitted.plan;
+        let edited = edit::plain(upstream, plan.set.len(), |headers| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                identity::apply(headers, &rules.names, &rules.cookies, plan)
+            }))
+        })?;
         if edited.is_err() {
             self.metrics.panics.fetch_add(1, Ordering::Relaxed);
             return Error::e_explain(InternalError, "panic while preparing the upstream request");
