@@ -18,6 +18,7 @@
 mod accept;
 mod answer;
 mod guarded;
+mod scan;
 
 pub use accept::{ListenerKind, Listeners, by_local_addr};
 use accept::{Refused, local_addr};

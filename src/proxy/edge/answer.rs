@@ -7,8 +7,8 @@
 //! stalls (the edge closes those). So the edge's stream wrapper ([`super::Guarded`]) does three
 //! things while a head is arriving, before pingora has parsed it:
 //!
-//! - [`HeadScan`] watches the head's bytes as pingora reads them and, past a bound, answers
-//!   itself: 414 for a request line over [`MAX_REQUEST_LINE`], 431 for a header section over
+//! - [`HeadScan`](super::scan::HeadScan) watches the head's bytes as pingora reads them and, past a bound, answers
+//!   itself: 414 for a request line over [`MAX_REQUEST_LINE`](super::scan::MAX_REQUEST_LINE), 431 for a header section over
 //!   `server.max_header_bytes` or with more than `server.max_headers` fields. Pingora never
 //!   sees those bytes, so it never buffers more than the bounds (not its own 1 MiB).
 //! - [`replacement`] recognises pingora's own bare `400` (written while the head was still
@@ -25,7 +25,7 @@
 //! breaks of heads pingora reads anyway; re-parsing every head (and re-framing bodies to find
 //! the next one) would double pingora's work on every request.
 
-use crate::denial::{BadRequest, Denial, Limit};
+use crate::denial::{BadRequest, Denial};
 use crate::metrics::Metrics;
 use bytes::{Buf, Bytes};
 use pingora::protocols::Stream;
@@ -34,13 +34,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// Longest request line (method, target, version) the edge lets through: 16 KiB, above any
-/// API path and what common servers accept (nginx 8 KiB, Node 16 KiB).
-pub const MAX_REQUEST_LINE: usize = 16 * 1024;
-
-/// Longest method token before the scan stands aside (`OPTIONS` is 7).
-const MAX_METHOD: usize = 16;
 
 /// How long a closing connection keeps draining what the client still sends.
 const LINGER: Duration = Duration::from_secs(1);
@@ -62,98 +55,6 @@ impl std::fmt::Debug for Bounds {
             .field("max_headers", &self.max_headers)
             .finish_non_exhaustive()
     }
-}
-
-/// Where the scan is within the head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum At {
-    /// In the method; `n` bytes of it so far.
-    Method(usize),
-    /// In the rest of the request line.
-    Line,
-    /// In the header section; `fresh` right after a line break (a blank line ends the head).
-    Fields { fresh: bool },
-    /// The head is over, or it does not start like a request: pingora decides.
-    Aside,
-}
-
-/// Counts one request head's bytes and lines as they arrive.
-#[derive(Debug, Clone, Copy)]
-pub struct HeadScan {
-    at: At,
-    line: usize,
-    section: usize,
-    fields: usize,
-}
-
-impl Default for HeadScan {
-    fn default() -> Self {
-        HeadScan {
-            at: At::Method(0),
-            line: 0,
-            section: 0,
-            fields: 0,
-        }
-    }
-}
-
-impl HeadScan {
-    /// Feeds the next bytes of the head; a limit when the head went over one.
-    pub fn feed(&mut self, bytes: &[u8], b: &Bounds) -> Option<Limit> {
-        for &c in bytes {
-            match self.at {
-                At::Aside => return None,
-                At::Method(n) => {
-                    self.line += 1;
-                    self.at = match c {
-                        b' ' if n > 0 => At::Line,
-                        // Not a request line (or the rest of a body pingora drains between
-                        // requests): pingora's parser decides, and its 400 is replaced.
-                        c if n >= MAX_METHOD || !is_tchar(c) => At::Aside,
-                        _ => At::Method(n + 1),
-                    };
-                }
-                At::Line => {
-                    self.line += 1;
-                    if c == b'\n' {
-                        self.at = At::Fields { fresh: true };
-                    } else if self.line > MAX_REQUEST_LINE {
-                        // SECURITY: a request line is bounded well below pingora's 1 MiB head.
-                        return Some(Limit::RequestLineTooLong);
-                    }
-                }
-                At::Fields { fresh } => {
-                    self.section += 1;
-                    match c {
-                        b'\n' if fresh => {
-                            self.at = At::Aside;
-                            return None;
-                        }
-                        b'\n' => {
-                            self.fields += 1;
-                            self.at = At::Fields { fresh: true };
-                        }
-                        b'\r' => {}
-                        _ => self.at = At::Fields { fresh: false },
-                    }
-                    // SECURITY: header sections are bounded before pingora buffers them (it
-                    // would read up to 1 MiB); the blank line that ends one is not counted.
-                    if self.fields > b.max_headers {
-                        return Some(Limit::TooManyHeaders);
-                    }
-                    if self.section > b.max_header_bytes + 2 {
-                        return Some(Limit::HeadersTooLarge);
-                    }
-                }
-            }
-        }
-        None
-    }
-}
-
-/// RFC 9110 token characters (a method is a token).
-fn is_tchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
 /// The contract's answer in place of pingora's own, for a response pingora starts writing
@@ -277,53 +178,6 @@ impl Answer {
 mod tests {
     use super::*;
 
-    fn bounds() -> Bounds {
-        Bounds {
-            max_header_bytes: 64,
-            max_headers: 3,
-            metrics: Arc::new(Metrics::default()),
-        }
-    }
-
-    fn scan(chunks: &[&[u8]]) -> Option<Limit> {
-        let b = bounds();
-        let mut s = HeadScan::default();
-        chunks.iter().find_map(|c| s.feed(c, &b))
-    }
-
-    #[test]
-    fn heads_within_the_bounds_pass_in_any_split() {
-        let head = b"GET /a HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\n\r\n";
-        for cut in 0..head.len() {
-            assert_eq!(scan(&[&head[..cut], &head[cut..]]), None, "cut at {cut}");
-        }
-        // Bytes after the blank line are the body: not counted.
-        let body = vec![b'x'; 100_000];
-        assert_eq!(scan(&[head, &body]), None);
-    }
-
-    #[test]
-    fn an_overlong_request_line_is_414() {
-        let line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_REQUEST_LINE));
-        assert_eq!(scan(&[line.as_bytes()]), Some(Limit::RequestLineTooLong));
-    }
-
-    #[test]
-    fn an_oversized_or_crowded_header_section_is_431() {
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(80));
-        assert_eq!(scan(&[big.as_bytes()]), Some(Limit::HeadersTooLarge));
-        let many = b"GET / HTTP/1.1\nA: 1\nB: 2\nC: 3\nD: 4\n\n";
-        assert_eq!(scan(&[many]), Some(Limit::TooManyHeaders));
-    }
-
-    #[test]
-    fn bytes_that_do_not_start_like_a_request_are_left_to_pingora() {
-        let junk = vec![0x16u8; 100_000];
-        assert_eq!(scan(&[&junk]), None);
-        let json = format!("{{\"a\":\"{}\"}}", "b".repeat(100_000));
-        assert_eq!(scan(&[json.as_bytes()]), None);
-    }
-
     #[test]
     fn pingoras_bare_400_and_405_are_replaced_and_nothing_else() {
         let r = |s: &[u8]| replacement(s).map(|d| d.status().as_u16());
@@ -336,7 +190,7 @@ mod tests {
 
     #[test]
     fn an_answer_is_the_contracts_json_with_nosniff_and_an_id() {
-        let out = render(&Denial::Limit(Limit::HeadersTooLarge), None);
+        let out = render(&Denial::Limit(crate::denial::Limit::HeadersTooLarge), None);
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(text.contains("\r\nx-content-type-options: nosniff\r\n"));

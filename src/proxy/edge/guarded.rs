@@ -3,7 +3,8 @@
 //! pingora's stream. On HTTP/1 the wrapper also answers heads that never reach the request
 //! hooks (`answer`).
 
-use super::answer::{Answer, Bounds, HeadScan, replacement};
+use super::answer::{Answer, Bounds, replacement};
+use super::scan::HeadScan;
 use crate::denial::{Denial, Limit};
 use async_trait::async_trait;
 use futures_util::task::AtomicWaker;
