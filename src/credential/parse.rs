@@ -173,6 +173,9 @@ pub fn session_cookie_candidates<'a>(
             }
             continue;
         };
+        if !crate::identity::may_name(text, cookie_name) {
+            continue;
+        }
         for c in Cookie::split_parse(text).flatten() {
             if c.name() != cookie_name {
                 continue;

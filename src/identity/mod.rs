@@ -9,7 +9,7 @@ pub mod keys;
 mod plan;
 mod table;
 
-pub use cookies::{CookiePolicy, SameSite, strip_cookies};
+pub use cookies::{CookiePolicy, SameSite, may_name, strip_cookies};
 pub use headers::{
     FORWARDED, HeaderEdit, Injection, REQUEST_ID, X_FORWARDED_FOR, X_FORWARDED_HOST,
     X_FORWARDED_PROTO, X_REAL_IP, identity_headers, request_id, request_id_among,

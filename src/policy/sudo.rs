@@ -137,6 +137,9 @@ impl Sudo {
         }
         for h in headers.get_all(COOKIE) {
             let Ok(text) = h.to_str() else { continue };
+            if !crate::identity::may_name(text, &self.settings.cookie_name) {
+                continue;
+            }
             for c in Cookie::split_parse(text).flatten() {
                 if c.name() == self.settings.cookie_name
                     && let Some(v) = c.value_raw()
