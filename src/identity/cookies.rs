@@ -158,6 +158,21 @@ pub fn strip_cookies(h: &mut impl HeaderEdit, names: &[&str]) {
     }
 }
 
+/// The default cookie names and attributes, for tests in any room.
+#[cfg(test)]
+impl CookiePolicy {
+    pub(crate) fn for_tests() -> CookiePolicy {
+        CookiePolicy {
+            secure: true,
+            domain: None,
+            session_name: "fluxer_session".into(),
+            session_same_site: SameSite::Lax,
+            sudo_name: "fluxer_sudo_mode".into(),
+            sudo_same_site: SameSite::Strict,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,11 @@
 //! Every strip and inject rule on a plain `HeaderMap`, the way the upstream would see it.
 
 use super::*;
-use crate::identity::{IdentityHeader, Injection, SameSite, identity_headers};
+use crate::identity::{IdentityHeader, Injection, identity_headers};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 fn cookies() -> CookiePolicy {
-    CookiePolicy {
-        secure: true,
-        domain: None,
-        session_name: "fluxer_session".into(),
-        session_same_site: SameSite::Lax,
-        sudo_name: "fluxer_sudo_mode".into(),
-        sudo_same_site: SameSite::Strict,
-    }
+    CookiePolicy::for_tests()
 }
 
 fn map(pairs: &[(&str, &str)]) -> HeaderMap {

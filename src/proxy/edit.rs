@@ -1,8 +1,14 @@
-//! Lets the identity room edit a pingora request header without knowing pingora.
+//! Edits of the headers fluxgate forwards: lets the identity room edit a pingora request header
+//! without knowing pingora, edits both directions on plain header maps, and finishes every
+//! answer to an admitted request.
 
-use crate::identity::HeaderEdit;
+use super::{RequestCtx, hsts, respond};
+use crate::identity::{self, HeaderEdit};
+use crate::pipeline::Verdict;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::Session;
 
 pub struct Upstream<'a>(pub &'a mut RequestHeader);
 
@@ -76,6 +82,35 @@ pub fn plain_response<T>(
         resp.set_reason_phrase(reason.as_deref())?;
     }
     Ok(out)
+}
+
+/// What every answer to an admitted request carries, proxied or not: the limit headers, the
+/// request id, CORS for an allowed origin, and the TLS listener's HSTS.
+pub(super) fn finish_response(
+    resp: &mut ResponseHeader,
+    session: &Session,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    respond::cors(resp, session, ctx, false)?;
+    // SECURITY: the listener's HSTS policy replaces the upstream's own, so an upstream cannot
+    // weaken (max-age=0) or widen (includeSubDomains, preload) what the edge promises.
+    hsts::apply(resp, ctx.hsts.as_ref())?;
+    let limits = match &ctx.verdict {
+        Some(Verdict { outcome: Ok(a), .. }) => a.limit_headers.as_ref().map(|l| l.headers()),
+        _ => None,
+    };
+    let extra = limits.as_ref().map_or(0, |h| h.len()) + usize::from(ctx.request_id.is_some());
+    if extra == 0 {
+        return Ok(());
+    }
+    plain_response(resp, extra, |h| {
+        for (k, v) in limits.into_iter().flatten() {
+            h.insert(k, v);
+        }
+        if let Some(id) = &ctx.request_id {
+            h.insert(identity::REQUEST_ID, id.clone());
+        }
+    })
 }
 
 #[cfg(test)]

@@ -5,18 +5,11 @@
 //! sets, strips or drops.
 
 use super::*;
-use crate::identity::{self, CookiePolicy, HeaderNames, SameSite, UpstreamPlan};
+use crate::identity::{self, CookiePolicy, HeaderNames, UpstreamPlan};
 use proptest::prelude::*;
 
 fn cookies() -> CookiePolicy {
-    CookiePolicy {
-        secure: true,
-        domain: None,
-        session_name: "fluxer_session".into(),
-        session_same_site: SameSite::Lax,
-        sudo_name: "fluxer_sudo_mode".into(),
-        sudo_same_site: SameSite::Strict,
-    }
+    CookiePolicy::for_tests()
 }
 
 /// Header names a client sends or a plan sets, in any case: identity and forwarding names,

@@ -96,7 +96,7 @@ pub async fn answer(
         }
     };
     super::cookies::on_response(&mut resp, ctx);
-    super::finish_response(&mut resp, session, ctx)?;
+    super::edit::finish_response(&mut resp, session, ctx)?;
     if read.complete {
         write_whole(session, resp, out).await?;
     } else {

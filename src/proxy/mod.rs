@@ -75,31 +75,6 @@ impl FluxgateProxy {
     }
 }
 
-/// What every answer to an admitted request carries, proxied or not: the limit headers, the
-/// request id, CORS for an allowed origin, and the TLS listener's HSTS.
-fn finish_response(resp: &mut ResponseHeader, session: &Session, ctx: &RequestCtx) -> Result<()> {
-    respond::cors(resp, session, ctx, false)?;
-    // SECURITY: the listener's HSTS policy replaces the upstream's own, so an upstream cannot
-    // weaken (max-age=0) or widen (includeSubDomains, preload) what the edge promises.
-    hsts::apply(resp, ctx.hsts.as_ref())?;
-    let limits = match &ctx.verdict {
-        Some(Verdict { outcome: Ok(a), .. }) => a.limit_headers.as_ref(),
-        _ => None,
-    };
-    let extra = limits.map_or(0, |_| 5) + usize::from(ctx.request_id.is_some());
-    if extra == 0 {
-        return Ok(());
-    }
-    edit::plain_response(resp, extra, |h| {
-        for (k, v) in limits.iter().flat_map(|l| l.headers()) {
-            h.insert(k, v);
-        }
-        if let Some(id) = &ctx.request_id {
-            h.insert(identity::REQUEST_ID, id.clone());
-        }
-    })
-}
-
 /// Per-request state.
 pub struct RequestCtx {
     /// The config snapshot this request runs under.
@@ -402,7 +377,7 @@ impl ProxyHttp for FluxgateProxy {
         if logout::on_response(self, resp, ctx).await.is_err() {
             return Error::e_explain(InternalError, "logout: revocation failed");
         }
-        finish_response(resp, session, ctx)
+        edit::finish_response(resp, session, ctx)
     }
 
     async fn fail_to_proxy(
