@@ -1,5 +1,6 @@
 //! The end-to-end load harness: fluxgate side by side with a bare upstream and nginx
-//! forward-auth, in one run, rounds interleaved (A B C … A B C …) so drift cancels out.
+//! forward-auth, in one run, rounds interleaved (A B C, B C A, C A B, …) so drift and a row's
+//! place in the round cancel out.
 //!
 //! `cargo bench --bench e2e` runs the full comparison and writes bench-results/e2e.md.
 //! Options after `--`: `--rounds N` (3), `--secs S` (8), `--conns C` (64), `--rows abc` (only
@@ -559,7 +560,12 @@ fn main() {
     let started = monotonic_now();
     let mut samples: Vec<Vec<wrk::Sample>> = vec![Vec::new(); rows.len()];
     for round in 0..o.rounds {
-        for (i, r) in rows.iter().enumerate() {
+        // Each round starts one row later (A B C, B C A, C A B, …): a row's place in the round
+        // (after which row, how long after the warm-up, the previous row's page-cache writeback)
+        // is spread over all rows instead of always favouring the same one.
+        for j in 0..rows.len() {
+            let i = (j + round) % rows.len();
+            let r = &rows[i];
             let before: Vec<f64> = r.cpu.iter().map(|p| cpu_secs(*p)).collect();
             let mut s = wrk::run(CLIENT_CPU, &r.load, o.conns, dur);
             let used: Vec<f64> = r
