@@ -12,7 +12,7 @@
 
 use super::original::Fields;
 use super::{Answer, ForwardAuth};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -43,16 +43,17 @@ pub(super) struct Head {
 
 /// What the bytes so far hold.
 pub(super) enum Parsed {
-    /// A whole head, `len` bytes long.
-    Head(Head, usize),
+    /// A whole head, taken off the front of the buffer.
+    Head(Head),
     Partial,
     /// Not HTTP/1.x, or headers that are not valid: answered 400 and closed.
     Bad,
     TooLarge,
 }
 
-/// Parses one head from the front of `buf`.
-pub(super) fn parse(buf: &[u8]) -> Parsed {
+/// Parses one head from the front of `buf` and, when it is whole, takes it off. The header
+/// values are slices of the head's bytes (shared, not copied).
+pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut raw);
     let len = match req.parse(buf) {
@@ -71,40 +72,49 @@ pub(super) fn parse(buf: &[u8]) -> Parsed {
     let Ok(method) = Method::from_bytes(m.as_bytes()) else {
         return Parsed::Bad;
     };
+    let target = path.to_owned();
+    // Each value's place in the head, to slice it once the head is split off.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0u32, 0u32); MAX_HEADERS];
     let mut fields = Vec::with_capacity(req.headers.len());
     let mut close = version == 0;
-    for h in req.headers.iter() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_bytes(h.value),
-        ) else {
+    for (h, span) in req.headers.iter().zip(spans.iter_mut()) {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
             return Parsed::Bad;
         };
+        let v = h.value;
         if name == http::header::CONNECTION {
-            let v = value.as_bytes();
             if has_token(v, b"close") {
                 close = true;
             } else if version == 0 && has_token(v, b"keep-alive") {
                 close = false;
             }
         } else if name == http::header::TRANSFER_ENCODING
-            || (name == http::header::CONTENT_LENGTH && value.as_bytes() != b"0")
+            || (name == http::header::CONTENT_LENGTH && v != b"0")
         {
             // The body is never read; closing after the answer keeps it from being taken
             // for the next request's head.
             close = true;
         }
-        fields.push((name, value));
+        // httparse's values are slices of `buf` (MAX_HEAD < u32::MAX).
+        let at = v.as_ptr() as usize - base;
+        *span = (at as u32, (at + v.len()) as u32);
+        fields.push((name, HeaderValue::from_static("")));
     }
-    Parsed::Head(
-        Head {
-            method,
-            target: path.to_owned(),
-            fields,
-            close,
-        },
-        len,
-    )
+    let head = buf.split_to(len).freeze();
+    for ((_, value), (from, to)) in fields.iter_mut().zip(spans) {
+        // Validated as `from_bytes` validates, without the copy.
+        match HeaderValue::from_maybe_shared(head.slice(from as usize..to as usize)) {
+            Ok(v) => *value = v,
+            Err(_) => return Parsed::Bad,
+        }
+    }
+    Parsed::Head(Head {
+        method,
+        target,
+        fields,
+        close,
+    })
 }
 
 fn has_token(v: &[u8], token: &[u8]) -> bool {
@@ -201,10 +211,7 @@ pub(super) async fn read_head<S: AsyncRead + Unpin>(
     loop {
         if !buf.is_empty() {
             match parse(buf) {
-                Parsed::Head(head, len) => {
-                    buf.advance(len);
-                    return Ok(Some(head));
-                }
+                Parsed::Head(head) => return Ok(Some(head)),
                 Parsed::Partial => {}
                 Parsed::Bad => return Err(StatusCode::BAD_REQUEST),
                 Parsed::TooLarge => return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
