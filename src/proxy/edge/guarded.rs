@@ -35,13 +35,16 @@ pub struct ConnState {
     /// The session of a tunnel on this connection was revoked: nothing more passes, and the
     /// connection closes (see [`ConnState::revoked`]).
     revoked: AtomicBool,
-    revoked_wake: tokio::sync::Notify,
     /// The head went past its deadline: the next read answers 408 (HTTP/1).
     expired: AtomicBool,
     /// The HTTP/1 reader, woken when the head expires.
     reader: AtomicWaker,
     /// The edge's own answer was written and the connection drained: it ends here.
-    answered: tokio::sync::Notify,
+    answered: AtomicBool,
+    /// The edge's watch on the connection (`Edge::process_new`), woken when `revoked` or
+    /// `answered` is set. One waker and two flags rather than a `Notify` each: the watch is
+    /// polled every time the connection's task wakes, and a `Notify` costs a lock per poll.
+    edge: AtomicWaker,
 }
 
 impl ConnState {
@@ -53,16 +56,32 @@ impl ConnState {
             since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             revoked: AtomicBool::new(false),
-            revoked_wake: tokio::sync::Notify::new(),
+
             expired: AtomicBool::new(false),
             reader: AtomicWaker::new(),
-            answered: tokio::sync::Notify::new(),
+            answered: AtomicBool::new(false),
+            edge: AtomicWaker::new(),
+        }
+    }
+
+    /// Ready once `flag` is set; else the edge's task is woken when it is. Only the edge's
+    /// task waits on these (one waker).
+    fn watch(&self, cx: &mut Context<'_>, flag: &AtomicBool) -> Poll<()> {
+        if flag.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.edge.register(cx.waker());
+        // Set between the first look and the registration: seen here, not lost.
+        if flag.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
     /// Resolves once the edge has answered a head itself and the connection can be dropped.
     pub(super) async fn answered(&self) {
-        self.answered.notified().await
+        std::future::poll_fn(|cx| self.watch(cx, &self.answered)).await
     }
 
     /// The head is overdue: the HTTP/1 reader answers 408 and ends the connection.
@@ -107,11 +126,7 @@ impl ConnState {
 
     /// Resolves once a tunnel's session on this connection has been revoked.
     pub(super) async fn revoked(&self) {
-        while !self.is_revoked() {
-            // `notify_one` keeps a permit when nobody waits yet, so a close between the check
-            // and this wait is not lost.
-            self.revoked_wake.notified().await;
-        }
+        std::future::poll_fn(|cx| self.watch(cx, &self.revoked)).await
     }
 
     /// Resolves when a head has been in progress for longer than `limit`.
@@ -137,7 +152,7 @@ impl ConnState {
 impl crate::session::tunnels::Closer for ConnState {
     fn close(&self) {
         self.revoked.store(true, Ordering::Release);
-        self.revoked_wake.notify_one();
+        self.edge.wake();
     }
 }
 
@@ -242,8 +257,9 @@ impl Guarded {
     /// while pingora's read stays pending, so pingora does not log a failed read as an error.
     fn answered(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         ready!(self.poll_answer(cx));
-        // `notify_one` keeps its permit until the edge looks.
-        self.state.answered.notify_one();
+        // The flag stays set until the edge looks.
+        self.state.answered.store(true, Ordering::Release);
+        self.state.edge.wake();
         Poll::Pending
     }
 
