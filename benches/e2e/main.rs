@@ -1,6 +1,6 @@
 //! The end-to-end load harness: fluxgate side by side with a bare upstream and nginx
-//! forward-auth, in one run, rounds interleaved (A B C, B C A, C A B, …) so drift and a row's
-//! place in the round cancel out.
+//! forward-auth, in one run, rounds interleaved (A B C, A C B, C A B, …) so drift, a row's place
+//! in the round and its neighbours cancel out.
 //!
 //! `cargo bench --bench e2e` runs the full comparison and writes bench-results/e2e.md.
 //! Options after `--`: `--rounds N` (3), `--secs S` (8), `--conns C` (64), `--rows abc` (only
@@ -560,11 +560,14 @@ fn main() {
     let started = monotonic_now();
     let mut samples: Vec<Vec<wrk::Sample>> = vec![Vec::new(); rows.len()];
     for round in 0..o.rounds {
-        // Each round starts one row later (A B C, B C A, C A B, …): a row's place in the round
-        // (after which row, how long after the warm-up, the previous row's page-cache writeback)
-        // is spread over all rows instead of always favouring the same one.
-        for j in 0..rows.len() {
-            let i = (j + round) % rows.len();
+        // Each round starts one row later, and every other round runs backwards (A B C,
+        // A C B, C A B, C B A, …): no row always runs first, nor always right after the same
+        // neighbour.
+        let mut order: Vec<usize> = (0..rows.len()).map(|j| (j + round) % rows.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
             let r = &rows[i];
             let before: Vec<f64> = r.cpu.iter().map(|p| cpu_secs(*p)).collect();
             let mut s = wrk::run(CLIENT_CPU, &r.load, o.conns, dur);
@@ -592,6 +595,9 @@ fn main() {
                 s.cpu_us
             );
             samples[i].push(s);
+            // The access-log rows leave megabytes of dirty page cache: written back now, between
+            // rows, not by the kernel during the next row's measurement.
+            let _ = std::process::Command::new("sync").status();
         }
     }
     let table = report::table(
