@@ -31,7 +31,7 @@ pub(super) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 
 /// A request head, owned, with what the connection needs to know about it.
-pub(super) struct Head {
+pub(crate) struct Head {
     pub method: Method,
     pub target: String,
     /// The header fields in wire order (no map: the reader sorts them in one pass).
@@ -42,7 +42,7 @@ pub(super) struct Head {
 }
 
 /// What the bytes so far hold.
-pub(super) enum Parsed {
+pub(crate) enum Parsed {
     /// A whole head, taken off the front of the buffer.
     Head(Head),
     Partial,
@@ -53,7 +53,7 @@ pub(super) enum Parsed {
 
 /// Parses one head from the front of `buf` and, when it is whole, takes it off. The header
 /// values are slices of the head's bytes (shared, not copied).
-pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
+pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut raw);
     let len = match req.parse(buf) {
@@ -75,7 +75,7 @@ pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
     let target = path.to_owned();
     // Each value's place in the head, to slice it once the head is split off.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0u32, 0u32); MAX_HEADERS];
+    let mut spans = [None::<(u32, u32)>; MAX_HEADERS];
     let mut fields = Vec::with_capacity(req.headers.len());
     let mut close = version == 0;
     for (h, span) in req.headers.iter().zip(spans.iter_mut()) {
@@ -96,13 +96,23 @@ pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
             // for the next request's head.
             close = true;
         }
-        // httparse's values are slices of `buf` (MAX_HEAD < u32::MAX).
-        let at = v.as_ptr() as usize - base;
-        *span = (at as u32, (at + v.len()) as u32);
-        fields.push((name, HeaderValue::from_static("")));
+        // httparse's values are slices of the head in `buf` (MAX_HEAD < u32::MAX); a value that
+        // is not (no httparse makes one today) is copied instead, never sliced out of bounds.
+        let at = (v.as_ptr() as usize).wrapping_sub(base);
+        match at.checked_add(v.len()).filter(|end| *end <= len) {
+            Some(end) => {
+                *span = Some((at as u32, end as u32));
+                fields.push((name, HeaderValue::from_static("")));
+            }
+            None => match HeaderValue::from_bytes(v) {
+                Ok(value) => fields.push((name, value)),
+                Err(_) => return Parsed::Bad,
+            },
+        }
     }
     let head = buf.split_to(len).freeze();
-    for ((_, value), (from, to)) in fields.iter_mut().zip(spans) {
+    for ((_, value), span) in fields.iter_mut().zip(spans) {
+        let Some((from, to)) = span else { continue };
         // Validated as `from_bytes` validates, without the copy.
         match HeaderValue::from_maybe_shared(head.slice(from as usize..to as usize)) {
             Ok(v) => *value = v,

@@ -90,6 +90,13 @@ fn shared_values_read_as_copies_would_across_pipelined_heads() {
 }
 
 #[test]
+fn empty_and_padded_values_are_read_as_they_are_meant() {
+    let (h, _) = head("GET / HTTP/1.1\r\nX-A:\r\nX-B: \r\nX-C:  v \t\r\nX-D:\t\r\n\r\n");
+    let values: Vec<&[u8]> = h.fields.iter().map(|(_, v)| v.as_bytes()).collect();
+    assert_eq!(values, [&b""[..], b"", b"v", b""]);
+}
+
+#[test]
 fn a_value_a_header_value_may_not_hold_is_a_bad_head() {
     // DEL is not allowed in a header value (nor by httparse); obs-text is, as bytes.
     assert!(matches!(
