@@ -1,5 +1,6 @@
 //! Entry points for the fuzz targets (`fuzz/`, issue 18) into parsers that are private to the
-//! crate: the forward-auth reading of the original request and the session backend's answers.
+//! crate: the forward-auth decision endpoint's head parser and its reading of the original
+//! request, and the session backend's answers.
 //! Only with the `test-util` feature; thin wrappers that add no logic, so what is fuzzed is
 //! exactly what runs.
 
@@ -56,4 +57,28 @@ pub fn backend_introspection(
     now: i64,
 ) -> Result<Option<BackendSession>, BackendError> {
     crate::session::backend::introspection(body, now)
+}
+
+/// A head's header fields as the decision endpoint read them: (name, value bytes), in order.
+pub type HeadFields = Vec<(String, Vec<u8>)>;
+
+/// How `forward_auth::serve::parse` read a buffer: each whole head's fields, then why it
+/// stopped (`partial`, `bad`, `too_large`).
+pub fn forward_auth_heads(bytes: &[u8]) -> (Vec<HeadFields>, &'static str) {
+    use crate::forward_auth::serve::{Parsed, parse};
+    let mut buf = bytes::BytesMut::from(bytes);
+    let mut heads = Vec::new();
+    loop {
+        match parse(&mut buf) {
+            Parsed::Head(h) => heads.push(
+                h.fields
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                    .collect(),
+            ),
+            Parsed::Partial => return (heads, "partial"),
+            Parsed::Bad => return (heads, "bad"),
+            Parsed::TooLarge => return (heads, "too_large"),
+        }
+    }
 }

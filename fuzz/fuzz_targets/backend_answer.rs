@@ -1,4 +1,4 @@
-//! The session backend's answers (src/session/backend.rs): the user object of a validation
+//! The session backend's answers (src/session/backend_answer.rs): the user object of a validation
 //! endpoint and RFC 7662 introspection answers, as a hostile or broken backend could send them.
 //!
 //! Invariants: a session is only ever made from a JSON object whose user id is a string or an

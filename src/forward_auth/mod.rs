@@ -14,7 +14,7 @@
 //! refuses routes that rely on those unless they acknowledge it (`config/forward_auth.rs`).
 
 pub(crate) mod original;
-mod serve;
+pub(crate) mod serve;
 
 use crate::denial::{BadRequest, Denial, Limit};
 use crate::identity;
