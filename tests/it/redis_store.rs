@@ -337,10 +337,11 @@ fn after_redis_recovers_concurrent_misses_for_one_session_still_make_one_read() 
         .denial(503, "SERVICE_UNAVAILABLE");
     redis.restart();
     wait_ready_again(&fg);
-    // Once the invalidation subscription is back (its return clears the cache, by design).
+    // Once the invalidation subscription is back (its return clears the cache, by design). At
+    // least the second: on a loaded machine a missed PING can make it resubscribe once more.
     assert!(
         eventually(Duration::from_secs(10), || {
-            subscribed(&fg) && fg.metric("fluxgate_invalidation_subscriptions_total") == 2.0
+            subscribed(&fg) && fg.metric("fluxgate_invalidation_subscriptions_total") >= 2.0
         })
         .is_some()
     );
