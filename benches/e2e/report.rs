@@ -176,6 +176,31 @@ pub fn table(
         ratio("t", "u"),
         ratio("v", "w"),
     );
+    // Paired by round: the two rows of a pair ran in the same round, minutes apart at most, so
+    // each round's ratio is free of the drift between rounds; the range shows the spread.
+    let paired = |a: &str, b: &str| match (find(a), find(b)) {
+        (Some(i), Some(j)) => {
+            let r: Vec<f64> = samples[i]
+                .iter()
+                .zip(&samples[j])
+                .map(|(x, y)| x.rps / y.rps.max(1.0))
+                .collect();
+            let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{:.2} ({lo:.2}–{hi:.2})", median(r))
+        }
+        _ => "n/a".into(),
+    };
+    let _ = writeln!(
+        t,
+        "\nPaired by round (the median of each round's req/s ratio, and their range): (i)/(f) = {}; (g)/(c) = {}; (k)/(c) = {}; (c)/(b) = {}; (c)/(x) = {}; (g)/(y) = {}.",
+        paired("i", "f"),
+        paired("g", "c"),
+        paired("k", "c"),
+        paired("c", "b"),
+        paired("c", "x"),
+        paired("g", "y"),
+    );
     for n in notes {
         let _ = writeln!(t, "\nNote: {n}.");
     }
