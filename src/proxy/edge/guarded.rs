@@ -56,7 +56,6 @@ impl ConnState {
             since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             revoked: AtomicBool::new(false),
-
             expired: AtomicBool::new(false),
             reader: AtomicWaker::new(),
             answered: AtomicBool::new(false),
