@@ -78,6 +78,11 @@ fn echo(ws: &mut Ws, text: &str) {
 /// frame must never come back.
 fn assert_closed(ws: &mut Ws) {
     let _ = ws.send(tungstenite::Message::text("after revocation"));
+    assert_closed_unprompted(ws);
+}
+
+/// The tunnel ends without anything sent on it after the revocation (read timeout: 10 s).
+fn assert_closed_unprompted(ws: &mut Ws) {
     let started = monotonic_now();
     loop {
         match ws.read() {
@@ -132,6 +137,29 @@ fn a_websocket_of_a_revoked_session_is_closed_and_later_frames_never_reach_the_u
         .insert("authorization", format!("Bearer {tok}").parse().unwrap());
     let s = TcpStream::connect(fg.proxy).unwrap();
     assert!(tungstenite::client(req, s).is_err());
+}
+
+#[test]
+fn an_idle_websocket_of_a_revoked_session_is_cut_without_waiting_for_a_frame() {
+    // SECURITY: a revoked session's tunnel that nobody writes to must still end at once, both
+    // ways: the revocation itself wakes the connection (`ConnState::close`), not the next frame.
+    let (up, rec) = echo_upstream();
+    let fg = Fluxgate::start(up, ROUTE);
+    let (tok, sid) = fg.create_session(json!({"user_id": "9003", "kind": "session"}));
+    let mut ws = connect(fg.proxy, &tok);
+    echo(&mut ws, "before");
+    // Well inside the connection's other timers (the head deadline re-polls the watch too).
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    assert_eq!(
+        fg.admin("DELETE", &format!("/v1/sessions/{sid}"), None)
+            .status,
+        200
+    );
+    assert_closed_unprompted(&mut ws);
+    wait_ended(&rec, 1);
+    assert_revoked_count(&fg, 1.0);
 }
 
 #[test]
